@@ -1,0 +1,45 @@
+// Lint rules: strict typed TypeScript everywhere, and the Temporal sandbox guard on workflow code.
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+import { builtinModules } from 'node:module';
+
+const nodeBuiltins = builtinModules.flatMap((m) => [m, `node:${m}`]).filter((m) => m !== 'assert');
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'data/**', 'bench/results/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-explicit-any': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/consistent-type-imports': ['error', { prefer: 'type-imports', fixStyle: 'inline-type-imports' }],
+    },
+  },
+  {
+    // Workflow code runs in Temporal's deterministic sandbox: no Node built-ins, no SDK packages meant for workers or clients.
+    files: ['workflows/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: nodeBuiltins,
+        patterns: [{ group: ['@temporalio/client', '@temporalio/worker', '@temporalio/activity', '**/src/store/**', '**/src/api/**', '**/src/agent/**', '**/src/temporal/**'], message: 'Workflow code may import only @temporalio/workflow, @temporalio/common and src/domain.' }],
+      }],
+    },
+  },
+  {
+    // The domain core is pure: no I/O, no framework.
+    files: ['src/domain/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        paths: nodeBuiltins,
+        patterns: [{ group: ['@temporalio/*', 'express', 'better-sqlite3', 'pg', 'pino', '../*/**', '../../*'], message: 'src/domain imports nothing but zod and itself.' }],
+      }],
+    },
+  },
+  {
+    files: ['**/*.mjs', '**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+);

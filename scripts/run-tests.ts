@@ -1,0 +1,66 @@
+/**
+ * `npm test`: unit suites (in parallel), then integration and end-to-end suites (each starts its own
+ * Temporal dev server, so they run two at a time on a small machine). Ends with the line
+ * `N passed, N failed`. Arguments filter suites by substring: `npm test -- scheduler`.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+
+const root = join(__dirname, '..');
+const filters = process.argv.slice(2);
+
+function testFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const out: string[] = [];
+  for (const entry of readdirSync(dir)) {
+    const path = join(dir, entry);
+    if (statSync(path).isDirectory()) out.push(...testFiles(path));
+    else if (entry.endsWith('.test.js')) out.push(path);
+  }
+  return out.sort();
+}
+
+const summaryFile = join(mkdtempSync(join(tmpdir(), 'batchd-tests-')), 'summary.jsonl');
+const phases = [
+  { name: 'unit', dir: join(root, 'test', 'unit'), concurrency: Math.max(2, cpus().length) },
+  { name: 'integration', dir: join(root, 'test', 'integration'), concurrency: Number(process.env.TEST_CONCURRENCY ?? 2) },
+  { name: 'e2e', dir: join(root, 'test', 'e2e'), concurrency: 1 },
+];
+
+let exitCode = 0;
+for (const phase of phases) {
+  const files = testFiles(phase.dir).filter((f) => filters.length === 0 || filters.some((s) => relative(root, f).includes(s)));
+  if (files.length === 0) continue;
+  process.stdout.write(`\n=== ${phase.name}: ${files.length} suite(s) ===\n`);
+  const result = spawnSync(
+    process.execPath,
+    [
+      '--enable-source-maps',
+      '--test',
+      `--test-concurrency=${phase.concurrency}`,
+      '--test-reporter=spec',
+      '--test-reporter-destination=stdout',
+      `--test-reporter=${join(__dirname, 'summary-reporter.js')}`,
+      '--test-reporter-destination=stderr',
+      ...files,
+    ],
+    { stdio: 'inherit', env: { ...process.env, TEST_SUMMARY_FILE: summaryFile } },
+  );
+  if (result.status !== 0) exitCode = 1;
+}
+
+let passed = 0;
+let failed = 0;
+if (existsSync(summaryFile)) {
+  for (const line of readFileSync(summaryFile, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    const counts = JSON.parse(line) as { passed: number; failed: number };
+    passed += counts.passed;
+    failed += counts.failed;
+  }
+}
+if (failed > 0) exitCode = 1;
+process.stdout.write(`\n${passed} passed, ${failed} failed\n`);
+process.exit(exitCode);

@@ -1,0 +1,193 @@
+/**
+ * The batch job resource (upstream `gatewayBatchJob`) and the one set of rules that validates a
+ * create body, used by the HTTP API and by the validation activity alike.
+ */
+import { z } from 'zod';
+import { annotationsSchema, displayNameSchema, idSchema, int32, outputOnly } from './fields';
+
+export const BATCH_JOB_STATES = [
+  'CREATING',
+  'QUEUED',
+  'PENDING',
+  'RUNNING',
+  'COMPLETED',
+  'FAILED',
+  'CANCELLING',
+  'CANCELLED',
+  'DELETING',
+] as const;
+export type BatchJobState = (typeof BATCH_JOB_STATES)[number];
+
+export const TERMINAL_STATES: readonly BatchJobState[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
+
+export function isTerminal(state: BatchJobState): boolean {
+  return TERMINAL_STATES.includes(state);
+}
+
+export function isBatchJobState(value: string): value is BatchJobState {
+  return (BATCH_JOB_STATES as readonly string[]).includes(value);
+}
+
+/** The variables every rank gets from its placement; a job's envVars cannot override them. */
+export const RANK_ENV_VARS = [
+  'RANK',
+  'WORLD_SIZE',
+  'LOCAL_RANK',
+  'LOCAL_WORLD_SIZE',
+  'NODE_RANK',
+  'NNODES',
+  'MASTER_ADDR',
+  'MASTER_PORT',
+  'CUDA_VISIBLE_DEVICES',
+  'BATCH_JOB_NAME',
+  'BATCH_JOB_ID',
+  'BATCH_JOB_IMAGE_REF',
+  'BATCHD_RANK_ID',
+] as const;
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const ENV_VARS_MAX_BYTES = 128 * 1024;
+
+const envVarsSchema = z.record(z.string(), z.string()).superRefine((env, ctx) => {
+  let bytes = 0;
+  for (const [key, value] of Object.entries(env)) {
+    bytes += key.length + value.length;
+    if (!ENV_NAME.test(key)) {
+      ctx.addIssue({ code: 'custom', path: [key], message: 'must be a variable name: letters, digits and "_", not starting with a digit' });
+    } else if ((RANK_ENV_VARS as readonly string[]).includes(key)) {
+      ctx.addIssue({ code: 'custom', path: [key], message: `is set by the scheduler for each rank and cannot be overridden` });
+    }
+    if (value.includes('\0')) ctx.addIssue({ code: 'custom', path: [key], message: 'must not contain NUL characters' });
+  }
+  if (bytes > ENV_VARS_MAX_BYTES) ctx.addIssue({ code: 'custom', path: [], message: `envVars total ${bytes} bytes; the limit is 128 KiB` });
+});
+
+const nonEmpty = (what: string) => z.string({ error: `${what} is required` }).min(1, `${what} must not be empty`);
+
+export const pythonExecutorSchema = z.strictObject({
+  targetType: z.enum(['MODULE', 'FILENAME'], { error: 'must be MODULE or FILENAME' }),
+  target: nonEmpty('target').max(4096),
+  args: z.array(z.string().max(65536)).max(1024).optional(),
+});
+export const notebookExecutorSchema = z.strictObject({ notebookFilename: nonEmpty('notebookFilename').max(4096) });
+export const shellExecutorSchema = z.strictObject({ command: nonEmpty('command').max(256 * 1024) });
+
+export type PythonExecutor = z.infer<typeof pythonExecutorSchema>;
+export type NotebookExecutor = z.infer<typeof notebookExecutorSchema>;
+export type ShellExecutor = z.infer<typeof shellExecutorSchema>;
+
+/** ARN of an IAM role: arn:aws:iam::<12 digits>:role/<path/name>. */
+export const ROLE_ARN = /^arn:aws(?:-[a-z]+)*:iam::\d{12}:role\/(?:[\x21-\x2e\x30-\x7e]+\/)*[\w+=,.@-]{1,64}$/;
+/** A container image reference: no whitespace, at most 1024 characters. */
+const IMAGE_REF = /^[^\s]{1,1024}$/;
+
+export const MAX_RANKS = 100_000;
+
+/** The writable fields of a batch job, as a client sends them on create. */
+export const batchJobWritableShape = {
+  displayName: displayNameSchema.optional(),
+  nodePoolId: idSchema,
+  environmentId: idSchema.optional(),
+  snapshotId: idSchema.optional(),
+  numRanks: int32('numRanks').min(1, 'numRanks must be at least 1').max(MAX_RANKS, `numRanks must be at most ${MAX_RANKS}`).optional(),
+  envVars: envVarsSchema.optional(),
+  role: z.string().regex(ROLE_ARN, 'must be an IAM role ARN: arn:aws:iam::<12 digits>:role/<path/name>').optional(),
+  pythonExecutor: pythonExecutorSchema.optional(),
+  notebookExecutor: notebookExecutorSchema.optional(),
+  shellExecutor: shellExecutorSchema.optional(),
+  imageRef: z.string().regex(IMAGE_REF, 'must be a container image reference without whitespace, at most 1024 characters').optional(),
+  annotations: annotationsSchema.optional(),
+  shared: z.boolean().optional(),
+};
+
+export const batchJobOutputOnlyShape = {
+  name: outputOnly,
+  createTime: outputOnly,
+  startTime: outputOnly,
+  endTime: outputOnly,
+  createdBy: outputOnly,
+  state: outputOnly,
+  status: outputOnly,
+  updateTime: outputOnly,
+};
+
+export const EXECUTOR_FIELDS = ['pythonExecutor', 'notebookExecutor', 'shellExecutor'] as const;
+
+export const batchJobCreateSchema = z
+  .strictObject({ ...batchJobWritableShape, ...batchJobOutputOnlyShape })
+  .superRefine((body, ctx) => {
+    const executors = EXECUTOR_FIELDS.filter((f) => body[f] !== undefined);
+    if (executors.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['shellExecutor'], message: 'exactly one of pythonExecutor, notebookExecutor or shellExecutor is required' });
+    } else if (executors.length > 1) {
+      ctx.addIssue({ code: 'custom', path: [executors[1] ?? 'shellExecutor'], message: `exactly one executor may be set; got ${executors.join(' and ')}` });
+    }
+    if (body.imageRef !== undefined && body.environmentId !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['imageRef'], message: 'imageRef cannot be combined with environmentId' });
+    }
+    if (body.imageRef !== undefined && body.snapshotId !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['imageRef'], message: 'imageRef cannot be combined with snapshotId' });
+    }
+    if (body.snapshotId !== undefined && body.environmentId === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['snapshotId'], message: 'snapshotId requires environmentId' });
+    }
+  })
+  .transform((body): BatchJobSpec => {
+    const spec: BatchJobSpec = {
+      nodePoolId: body.nodePoolId,
+      numRanks: body.numRanks ?? 1,
+      envVars: body.envVars ?? {},
+      annotations: body.annotations ?? {},
+      shared: body.shared ?? false,
+    };
+    if (body.displayName !== undefined) spec.displayName = body.displayName;
+    if (body.environmentId !== undefined) spec.environmentId = body.environmentId;
+    if (body.snapshotId !== undefined) spec.snapshotId = body.snapshotId;
+    if (body.role !== undefined) spec.role = body.role;
+    if (body.imageRef !== undefined) spec.imageRef = body.imageRef;
+    if (body.pythonExecutor !== undefined) spec.pythonExecutor = body.pythonExecutor;
+    if (body.notebookExecutor !== undefined) spec.notebookExecutor = body.notebookExecutor;
+    if (body.shellExecutor !== undefined) spec.shellExecutor = body.shellExecutor;
+    return spec;
+  });
+
+/** A validated, normalized create body: what the job workflow receives. */
+export interface BatchJobSpec {
+  displayName?: string;
+  nodePoolId: string;
+  environmentId?: string;
+  snapshotId?: string;
+  numRanks: number;
+  envVars: Record<string, string>;
+  role?: string;
+  pythonExecutor?: PythonExecutor;
+  notebookExecutor?: NotebookExecutor;
+  shellExecutor?: ShellExecutor;
+  imageRef?: string;
+  annotations: Record<string, string>;
+  shared: boolean;
+}
+
+/** The batch job as the API returns it. Absent optional fields are omitted on the wire. */
+export interface BatchJob extends BatchJobSpec {
+  name: string;
+  createTime: string;
+  startTime?: string;
+  endTime?: string;
+  createdBy: string;
+  state: BatchJobState;
+  status: string;
+  updateTime: string;
+}
+
+export type Executor =
+  | { kind: 'python'; python: PythonExecutor }
+  | { kind: 'notebook'; notebook: NotebookExecutor }
+  | { kind: 'shell'; shell: ShellExecutor };
+
+export function executorOf(spec: BatchJobSpec): Executor {
+  if (spec.pythonExecutor) return { kind: 'python', python: spec.pythonExecutor };
+  if (spec.notebookExecutor) return { kind: 'notebook', notebook: spec.notebookExecutor };
+  if (spec.shellExecutor) return { kind: 'shell', shell: spec.shellExecutor };
+  throw new Error('a validated batch job always has exactly one executor');
+}

@@ -1,0 +1,26 @@
+/** Field schemas shared by every resource: ids, display names, annotations, timestamps. */
+import { z } from 'zod';
+import { ANNOTATIONS_MAX_BYTES, annotationKeyProblem, annotationsSize } from './annotations';
+import { ID_PATTERN, ID_RULE } from './names';
+
+export const idSchema = z.string().regex(ID_PATTERN, `must be ${ID_RULE}`);
+
+/** displayName: "Must be fewer than 64 characters long". */
+export const displayNameSchema = z.string().max(63, 'must be fewer than 64 characters');
+
+export const annotationsSchema = z.record(z.string(), z.string()).superRefine((annotations, ctx) => {
+  for (const key of Object.keys(annotations)) {
+    const problem = annotationKeyProblem(key);
+    if (problem) ctx.addIssue({ code: 'custom', path: [key], message: `invalid annotation key: ${problem}` });
+  }
+  const size = annotationsSize(annotations);
+  if (size > ANNOTATIONS_MAX_BYTES) {
+    ctx.addIssue({ code: 'custom', path: [], message: `annotations total ${size} bytes; the limit is ${ANNOTATIONS_MAX_BYTES} (256 KiB)` });
+  }
+});
+
+/** Output-only fields a client may echo back; they are accepted and ignored, never trusted. */
+export const outputOnly = z.unknown().optional();
+
+export const int32 = (field: string) =>
+  z.number({ error: `${field} must be an integer` }).int(`${field} must be an integer`).max(2147483647, `${field} must fit in int32`);
