@@ -3,7 +3,8 @@
  * create body, used by the HTTP API and by the validation activity alike.
  */
 import { z } from 'zod';
-import { annotationsSchema, displayNameSchema, idSchema, int32, outputOnly } from './fields';
+import { utf8Length } from './annotations';
+import { annotationsSchema, displayNameSchema, idSchema, int32, outputOnly, stringMapSchema } from './fields';
 
 export const BATCH_JOB_STATES = [
   'CREATING',
@@ -48,10 +49,10 @@ export const RANK_ENV_VARS = [
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const ENV_VARS_MAX_BYTES = 128 * 1024;
 
-const envVarsSchema = z.record(z.string(), z.string()).superRefine((env, ctx) => {
+const envVarsSchema = stringMapSchema().superRefine((env, ctx) => {
   let bytes = 0;
   for (const [key, value] of Object.entries(env)) {
-    bytes += key.length + value.length;
+    bytes += utf8Length(key) + utf8Length(value);
     if (!ENV_NAME.test(key)) {
       ctx.addIssue({ code: 'custom', path: [key], message: 'must be a variable name: letters, digits and "_", not starting with a digit' });
     } else if ((RANK_ENV_VARS as readonly string[]).includes(key)) {
@@ -59,7 +60,7 @@ const envVarsSchema = z.record(z.string(), z.string()).superRefine((env, ctx) =>
     }
     if (value.includes('\0')) ctx.addIssue({ code: 'custom', path: [key], message: 'must not contain NUL characters' });
   }
-  if (bytes > ENV_VARS_MAX_BYTES) ctx.addIssue({ code: 'custom', path: [], message: `envVars total ${bytes} bytes; the limit is 128 KiB` });
+  if (bytes > ENV_VARS_MAX_BYTES) ctx.addIssue({ code: 'custom', path: [], message: `envVars total ${bytes} bytes of UTF-8; the limit is 128 KiB` });
 });
 
 const nonEmpty = (what: string) => z.string({ error: `${what} is required` }).min(1, `${what} must not be empty`);
@@ -81,6 +82,35 @@ export const ROLE_ARN = /^arn:aws(?:-[a-z]+)*:iam::\d{12}:role\/(?:[\x21-\x2e\x3
 /** A container image reference: no whitespace, at most 1024 characters. */
 const IMAGE_REF = /^[^\s]{1,1024}$/;
 
+export const roleArnSchema = z
+  .string()
+  .regex(ROLE_ARN, 'must be an IAM role ARN: arn:aws:iam::<12 digits>:role/<path/name>, e.g. arn:aws:iam::123456789012:role/my-role');
+export const imageRefSchema = z
+  .string()
+  .regex(IMAGE_REF, 'must be a container image reference without whitespace, at most 1024 characters, e.g. ghcr.io/org/image:tag');
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Proto3-JSON clients that emit default values send `null` for unset messages and `""` for unset
+ * strings. Returns a preprocessing step for a resource object: a top-level `null` means the field is
+ * absent, and so does `""` for the given optional string fields. Anything else is left for the
+ * schema to judge, so error paths stay those of the body as sent.
+ */
+export function absentProto3Defaults(emptyStringFields: readonly string[]): (input: unknown) => unknown {
+  const emptyMeansAbsent = new Set(emptyStringFields);
+  return (input) => {
+    if (!isPlainObject(input)) return input;
+    // fromEntries defines own properties, so a "__proto__" key stays a key for the schema to reject.
+    return Object.fromEntries(Object.entries(input).filter(([key, value]) => value !== null && !(value === '' && emptyMeansAbsent.has(key))));
+  };
+}
+
+/** Optional string fields of a batch job for which `""` means absent. */
+export const BATCH_JOB_EMPTY_MEANS_ABSENT = ['environmentId', 'snapshotId', 'imageRef', 'role', 'displayName'] as const;
+
 export const MAX_RANKS = 100_000;
 
 /** The writable fields of a batch job, as a client sends them on create. */
@@ -91,11 +121,11 @@ export const batchJobWritableShape = {
   snapshotId: idSchema.optional(),
   numRanks: int32('numRanks').min(1, 'numRanks must be at least 1').max(MAX_RANKS, `numRanks must be at most ${MAX_RANKS}`).optional(),
   envVars: envVarsSchema.optional(),
-  role: z.string().regex(ROLE_ARN, 'must be an IAM role ARN: arn:aws:iam::<12 digits>:role/<path/name>').optional(),
+  role: roleArnSchema.optional(),
   pythonExecutor: pythonExecutorSchema.optional(),
   notebookExecutor: notebookExecutorSchema.optional(),
   shellExecutor: shellExecutorSchema.optional(),
-  imageRef: z.string().regex(IMAGE_REF, 'must be a container image reference without whitespace, at most 1024 characters').optional(),
+  imageRef: imageRefSchema.optional(),
   annotations: annotationsSchema.optional(),
   shared: z.boolean().optional(),
 };
@@ -113,23 +143,35 @@ export const batchJobOutputOnlyShape = {
 
 export const EXECUTOR_FIELDS = ['pythonExecutor', 'notebookExecutor', 'shellExecutor'] as const;
 
-export const batchJobCreateSchema = z
+const batchJobCreateObjectSchema = z
   .strictObject({ ...batchJobWritableShape, ...batchJobOutputOnlyShape })
   .superRefine((body, ctx) => {
     const executors = EXECUTOR_FIELDS.filter((f) => body[f] !== undefined);
     if (executors.length === 0) {
-      ctx.addIssue({ code: 'custom', path: ['shellExecutor'], message: 'exactly one of pythonExecutor, notebookExecutor or shellExecutor is required' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['shellExecutor'],
+        message: 'exactly one of pythonExecutor, notebookExecutor or shellExecutor is required: it says what each rank runs',
+      });
     } else if (executors.length > 1) {
-      ctx.addIssue({ code: 'custom', path: [executors[1] ?? 'shellExecutor'], message: `exactly one executor may be set; got ${executors.join(' and ')}` });
+      ctx.addIssue({ code: 'custom', path: [executors[1] ?? 'shellExecutor'], message: `exactly one executor may be set; got ${executors.join(' and ')}; keep one` });
     }
     if (body.imageRef !== undefined && body.environmentId !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['imageRef'], message: 'imageRef cannot be combined with environmentId' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['imageRef'],
+        message: 'imageRef cannot be combined with environmentId: the image comes either from imageRef or from the environment; send one of them',
+      });
     }
     if (body.imageRef !== undefined && body.snapshotId !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['imageRef'], message: 'imageRef cannot be combined with snapshotId' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['imageRef'],
+        message: 'imageRef cannot be combined with snapshotId: a snapshot is an image of an environment; send imageRef or environmentId + snapshotId',
+      });
     }
     if (body.snapshotId !== undefined && body.environmentId === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['snapshotId'], message: 'snapshotId requires environmentId' });
+      ctx.addIssue({ code: 'custom', path: ['snapshotId'], message: 'snapshotId requires environmentId: name the environment the snapshot belongs to' });
     }
   })
   .transform((body): BatchJobSpec => {
@@ -150,6 +192,12 @@ export const batchJobCreateSchema = z
     if (body.shellExecutor !== undefined) spec.shellExecutor = body.shellExecutor;
     return spec;
   });
+
+/**
+ * The create body. A proto3 client that emits default values is accepted: top-level `null` means
+ * absent, and so does `""` for environmentId, snapshotId, imageRef, role and displayName.
+ */
+export const batchJobCreateSchema = z.preprocess(absentProto3Defaults(BATCH_JOB_EMPTY_MEANS_ABSENT), batchJobCreateObjectSchema);
 
 /** A validated, normalized create body: what the job workflow receives. */
 export interface BatchJobSpec {

@@ -8,7 +8,20 @@ export const idSchema = z.string().regex(ID_PATTERN, `must be ${ID_RULE}`);
 /** displayName: "Must be fewer than 64 characters long". */
 export const displayNameSchema = z.string().max(63, 'must be fewer than 64 characters');
 
-export const annotationsSchema = z.record(z.string(), z.string()).superRefine((annotations, ctx) => {
+/**
+ * A map<string, string>. z.record builds its output by assignment, which would silently drop a
+ * "__proto__" key (JSON.parse keeps it as an own key); such a key is rejected instead.
+ */
+export function stringMapSchema() {
+  return z.preprocess((value, ctx) => {
+    if (typeof value === 'object' && value !== null && Object.prototype.hasOwnProperty.call(value, '__proto__')) {
+      ctx.addIssue({ code: 'custom', path: ['__proto__'], message: '"__proto__" cannot be used as a key', input: value });
+    }
+    return value;
+  }, z.record(z.string(), z.string()));
+}
+
+export const annotationsSchema = stringMapSchema().superRefine((annotations, ctx) => {
   for (const key of Object.keys(annotations)) {
     const problem = annotationKeyProblem(key);
     if (problem) ctx.addIssue({ code: 'custom', path: [key], message: `invalid annotation key: ${problem}` });

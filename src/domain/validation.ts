@@ -30,9 +30,56 @@ export function violationsOf(error: z.ZodError, prefix: readonly PropertyKey[] =
   return out;
 }
 
+const EXPECTED: Readonly<Record<string, string>> = {
+  object: 'a JSON object',
+  record: 'a JSON object of string keys to values',
+  map: 'a JSON object of string keys to values',
+  array: 'a JSON array',
+  tuple: 'a JSON array',
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  bigint: 'an integer',
+  boolean: 'true or false',
+};
+
+function describeInput(input: unknown): string {
+  if (input === null) return 'null';
+  if (Array.isArray(input)) return 'an array';
+  switch (typeof input) {
+    case 'string':
+      return 'a string';
+    case 'number':
+      return Number.isInteger(input) ? 'an integer' : 'a number';
+    case 'boolean':
+      return input ? 'true' : 'false';
+    case 'object':
+      return 'an object';
+    default:
+      return typeof input;
+  }
+}
+
+/**
+ * Messages for the issues zod words for programmers ("expected string, received undefined"), used
+ * where a schema gives no message of its own: a missing field says it is required, a wrong type
+ * says what the field must be and what was sent.
+ */
+const errorMap: z.core.$ZodErrorMap = (issue) => {
+  if (issue.code === 'invalid_type') {
+    if (issue.input === undefined) return 'is required';
+    const expected = EXPECTED[issue.expected] ?? issue.expected;
+    return `must be ${expected}, not ${describeInput(issue.input)}`;
+  }
+  if (issue.code === 'invalid_value' && issue.values.length > 0) {
+    return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+  }
+  return undefined;
+};
+
 /** Parses with the schema or throws INVALID_ARGUMENT naming every offending field. */
 export function parseOrThrow<S extends z.ZodType>(schema: S, input: unknown, prefix: readonly PropertyKey[] = []): z.output<S> {
-  const result = schema.safeParse(input);
+  const result = schema.safeParse(input, { error: errorMap });
   if (!result.success) throw ApiError.invalidArgument(violationsOf(result.error, prefix));
   return result.data;
 }

@@ -1,0 +1,303 @@
+/* eslint-disable @typescript-eslint/no-floating-promises -- node:test's describe/it return promises that the runner itself awaits */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { batchJobCreateSchema, type BatchJobSpec, MAX_RANKS } from '../../src/domain/batch-job';
+import { ApiError, type FieldViolation } from '../../src/domain/errors';
+import { parseOrThrow } from '../../src/domain/validation';
+
+const shell = { command: 'echo hi' };
+const base = { nodePoolId: 'gpu-a', shellExecutor: shell };
+
+function parse(body: unknown): BatchJobSpec {
+  return parseOrThrow(batchJobCreateSchema, body);
+}
+
+/** The field violations of a body that must be rejected as INVALID_ARGUMENT (HTTP 400). */
+function violations(body: unknown): FieldViolation[] {
+  let error: unknown;
+  try {
+    parse(body);
+  } catch (e) {
+    error = e;
+  }
+  assert.ok(error instanceof ApiError, `expected an ApiError for ${JSON.stringify(body)}`);
+  assert.equal(error.code, 'INVALID_ARGUMENT');
+  assert.equal(error.httpStatus, 400);
+  assert.equal(error.toBody().code, 3);
+  const detail = error.details[0];
+  assert.equal(detail?.['@type'], 'type.googleapis.com/google.rpc.BadRequest');
+  const list = detail?.fieldViolations ?? [];
+  for (const v of list) assert.ok(v.description.length > 0, `violation of ${v.field} says nothing`);
+  return list;
+}
+
+interface Case {
+  what: string;
+  body: unknown;
+  /** The exact list of offending field paths, in order. */
+  fields: string[];
+  /** A phrase the (first) description must hold. */
+  says?: string | RegExp;
+}
+
+const CASES: Case[] = [
+  { what: 'numRanks 0', body: { ...base, numRanks: 0 }, fields: ['numRanks'], says: 'at least 1' },
+  { what: 'numRanks -1', body: { ...base, numRanks: -1 }, fields: ['numRanks'], says: 'at least 1' },
+  { what: 'numRanks 1.5', body: { ...base, numRanks: 1.5 }, fields: ['numRanks'], says: 'integer' },
+  { what: 'numRanks "2"', body: { ...base, numRanks: '2' }, fields: ['numRanks'], says: 'integer' },
+  { what: 'numRanks too big', body: { ...base, numRanks: MAX_RANKS + 1 }, fields: ['numRanks'], says: `at most ${MAX_RANKS}` },
+  { what: 'numRanks beyond int32 (two rules broken)', body: { ...base, numRanks: 2 ** 31 }, fields: ['numRanks', 'numRanks'] },
+  { what: 'numRanks true', body: { ...base, numRanks: true }, fields: ['numRanks'] },
+  {
+    what: 'pythonExecutor.targetType unspecified',
+    body: { nodePoolId: 'p', pythonExecutor: { targetType: 'TARGET_TYPE_UNSPECIFIED', target: 'train' } },
+    fields: ['pythonExecutor.targetType'],
+    says: 'MODULE or FILENAME',
+  },
+  { what: 'pythonExecutor.targetType missing', body: { nodePoolId: 'p', pythonExecutor: { target: 'train' } }, fields: ['pythonExecutor.targetType'] },
+  { what: 'pythonExecutor.target empty', body: { nodePoolId: 'p', pythonExecutor: { targetType: 'MODULE', target: '' } }, fields: ['pythonExecutor.target'] },
+  {
+    what: 'pythonExecutor.target null (nested nulls are not dropped)',
+    body: { nodePoolId: 'p', pythonExecutor: { targetType: 'MODULE', target: null } },
+    fields: ['pythonExecutor.target'],
+  },
+  {
+    what: 'pythonExecutor.args element not a string',
+    body: { nodePoolId: 'p', pythonExecutor: { targetType: 'FILENAME', target: 'a.py', args: ['--x', 2] } },
+    fields: ['pythonExecutor.args[1]'],
+    says: 'must be a string',
+  },
+  { what: 'unknown field in pythonExecutor', body: { nodePoolId: 'p', pythonExecutor: { targetType: 'MODULE', target: 'm', module: 'm' } }, fields: ['pythonExecutor.module'], says: 'unknown field' },
+  { what: 'notebookExecutor without notebookFilename', body: { nodePoolId: 'p', notebookExecutor: {} }, fields: ['notebookExecutor.notebookFilename'], says: 'required' },
+  { what: 'shellExecutor without command', body: { nodePoolId: 'p', shellExecutor: {} }, fields: ['shellExecutor.command'], says: 'required' },
+  { what: 'shellExecutor.command empty', body: { nodePoolId: 'p', shellExecutor: { command: '' } }, fields: ['shellExecutor.command'], says: 'must not be empty' },
+  { what: 'unknown field in shellExecutor', body: { nodePoolId: 'p', shellExecutor: { command: 'x', shell: 'bash' } }, fields: ['shellExecutor.shell'], says: 'unknown field' },
+  { what: 'unknown top-level field', body: { ...base, priority: 5 }, fields: ['priority'], says: 'unknown field' },
+  { what: 'snake_case spelling of a field', body: { ...base, num_ranks: 2 }, fields: ['num_ranks'], says: 'unknown field' },
+  { what: 'two executors', body: { ...base, pythonExecutor: { targetType: 'MODULE', target: 'm' } }, fields: ['shellExecutor'], says: 'pythonExecutor and shellExecutor' },
+  { what: 'no executor', body: { nodePoolId: 'p' }, fields: ['shellExecutor'], says: 'exactly one of pythonExecutor, notebookExecutor or shellExecutor' },
+  { what: 'imageRef with environmentId', body: { ...base, imageRef: 'ubuntu:24.04', environmentId: 'env' }, fields: ['imageRef'], says: 'environmentId' },
+  {
+    what: 'imageRef with environmentId and snapshotId',
+    body: { ...base, imageRef: 'ubuntu:24.04', environmentId: 'env', snapshotId: 'snap' },
+    fields: ['imageRef', 'imageRef'],
+  },
+  { what: 'snapshotId without environmentId', body: { ...base, snapshotId: 'snap' }, fields: ['snapshotId'], says: 'requires environmentId' },
+  { what: 'displayName of 64 chars', body: { ...base, displayName: 'x'.repeat(64) }, fields: ['displayName'], says: 'fewer than 64' },
+  { what: 'role with a short account id', body: { ...base, role: 'arn:aws:iam::12345:role/x' }, fields: ['role'], says: 'IAM role ARN' },
+  { what: 'role that is a user ARN', body: { ...base, role: 'arn:aws:iam::123456789012:user/alice' }, fields: ['role'] },
+  { what: 'role with a name over 64 chars', body: { ...base, role: `arn:aws:iam::123456789012:role/${'r'.repeat(65)}` }, fields: ['role'] },
+  { what: 'role of another service', body: { ...base, role: 'arn:aws:s3:::bucket' }, fields: ['role'] },
+  { what: 'annotation key with a space', body: { ...base, annotations: { 'bad key': 'v' } }, fields: ['annotations["bad key"]'], says: 'invalid annotation key' },
+  { what: 'reserved annotation prefix', body: { ...base, annotations: { 'fireworks.ai/owner': 'me' } }, fields: ['annotations["fireworks.ai/owner"]'], says: 'reserved' },
+  { what: 'annotation value not a string', body: { ...base, annotations: { team: 7 } }, fields: ['annotations["team"]'], says: 'must be a string' },
+  { what: 'annotations not a map', body: { ...base, annotations: ['a'] }, fields: ['annotations'] },
+  { what: '__proto__ annotation key is not silently dropped', body: JSON.parse('{"nodePoolId":"p","shellExecutor":{"command":"x"},"annotations":{"__proto__":"v"}}'), fields: ['annotations["__proto__"]'] },
+  { what: 'envVars overriding RANK', body: { ...base, envVars: { RANK: '3' } }, fields: ['envVars["RANK"]'], says: 'cannot be overridden' },
+  { what: 'envVars overriding CUDA_VISIBLE_DEVICES', body: { ...base, envVars: { CUDA_VISIBLE_DEVICES: '0,1' } }, fields: ['envVars["CUDA_VISIBLE_DEVICES"]'] },
+  { what: 'envVars with a bad name', body: { ...base, envVars: { '1X': 'v' } }, fields: ['envVars["1X"]'], says: 'variable name' },
+  { what: 'envVars value with NUL', body: { ...base, envVars: { X: 'a\0b' } }, fields: ['envVars["X"]'], says: 'NUL' },
+  { what: 'nodePoolId missing', body: { shellExecutor: shell }, fields: ['nodePoolId'], says: 'is required' },
+  { what: 'nodePoolId empty (not an optional field: "" is not absent)', body: { ...base, nodePoolId: '' }, fields: ['nodePoolId'] },
+  { what: 'nodePoolId a full name', body: { ...base, nodePoolId: 'accounts/a/nodePools/p' }, fields: ['nodePoolId'], says: 'a-z' },
+  { what: 'nodePoolId a number', body: { ...base, nodePoolId: 7 }, fields: ['nodePoolId'], says: 'must be a string, not an integer' },
+  { what: 'environmentId with upper case', body: { ...base, environmentId: 'MyEnv' }, fields: ['environmentId'] },
+  { what: 'imageRef with whitespace', body: { ...base, imageRef: 'ubuntu 24.04' }, fields: ['imageRef'], says: 'without whitespace' },
+  { what: 'shared as a string', body: { ...base, shared: 'true' }, fields: ['shared'], says: 'true or false' },
+  { what: 'top-level __proto__ key', body: JSON.parse('{"nodePoolId":"p","shellExecutor":{"command":"x"},"__proto__":{"numRanks":2}}'), fields: ['__proto__'] },
+  { what: 'body null', body: null, fields: ['(body)'], says: 'JSON object' },
+  { what: 'body an array', body: [base], fields: ['(body)'], says: 'not an array' },
+  { what: 'body a string', body: 'nodePoolId=p', fields: ['(body)'] },
+  { what: 'body a number', body: 42, fields: ['(body)'] },
+];
+
+describe('batch job create schema: invalid bodies', () => {
+  it('has at least 25 distinct cases', () => {
+    assert.ok(CASES.length >= 25);
+    assert.equal(new Set(CASES.map((c) => JSON.stringify(c.body))).size, CASES.length);
+  });
+  for (const c of CASES) {
+    it(`rejects ${c.what}`, () => {
+      const v = violations(c.body);
+      assert.deepEqual(
+        v.map((x) => x.field),
+        c.fields,
+      );
+      if (c.says !== undefined) {
+        const description = v[0]?.description ?? '';
+        if (typeof c.says === 'string') assert.ok(description.includes(c.says), `"${description}" should mention "${c.says}"`);
+        else assert.match(description, c.says);
+      }
+    });
+  }
+
+  it('reports every offending field at once, and puts them in the message', () => {
+    let error: unknown;
+    try {
+      parse({ ...base, numRanks: 0, displayName: 'x'.repeat(64), colour: 'red' });
+    } catch (e) {
+      error = e;
+    }
+    assert.ok(error instanceof ApiError);
+    assert.deepEqual(error.details[0]?.fieldViolations?.map((v) => v.field).sort(), ['colour', 'displayName', 'numRanks']);
+    assert.match(error.message, /numRanks: /);
+    assert.match(error.message, /colour: unknown field/);
+  });
+
+  it('counts the envVars limit in UTF-8 bytes, not UTF-16 units', () => {
+    // 50,000 "€" are 50,000 UTF-16 units but 150,000 bytes: over 128 KiB.
+    assert.deepEqual(
+      violations({ ...base, envVars: { BIG: '€'.repeat(50_000) } }).map((v) => v.field),
+      ['envVars'],
+    );
+    assert.doesNotThrow(() => parse({ ...base, envVars: { BIG: 'e'.repeat(50_000) } }));
+  });
+});
+
+describe('batch job create schema: valid bodies normalise', () => {
+  it('fills the defaults: numRanks 1, empty envVars and annotations, not shared', () => {
+    assert.deepEqual(parse(base), {
+      nodePoolId: 'gpu-a',
+      numRanks: 1,
+      envVars: {},
+      annotations: {},
+      shared: false,
+      shellExecutor: shell,
+    });
+  });
+
+  it('drops output-only fields sent by the client', () => {
+    const spec = parse({
+      ...base,
+      name: 'accounts/evil/batchJobs/x',
+      state: 'COMPLETED',
+      status: 'done',
+      createTime: '2020-01-01T00:00:00Z',
+      startTime: '2020-01-01T00:00:00Z',
+      endTime: '2020-01-01T00:00:00Z',
+      updateTime: '2020-01-01T00:00:00Z',
+      createdBy: 'mallory@example.com',
+    });
+    for (const key of ['name', 'state', 'status', 'createTime', 'startTime', 'endTime', 'updateTime', 'createdBy']) {
+      assert.ok(!(key in spec), `${key} must not survive`);
+    }
+    assert.deepEqual(spec, parse(base));
+  });
+
+  it('keeps every writable field', () => {
+    const spec = parse({
+      nodePoolId: 'gpu-a',
+      displayName: 'x'.repeat(63),
+      environmentId: 'my-env',
+      snapshotId: 'snap-1',
+      numRanks: MAX_RANKS,
+      envVars: { LR: '0.1', EMPTY: '' },
+      role: 'arn:aws:iam::123456789012:role/path/to/trainer',
+      pythonExecutor: { targetType: 'FILENAME', target: 'train.py', args: ['--epochs', '3'] },
+      annotations: { 'example.com/team': 'ml', note: '' },
+      shared: true,
+    });
+    assert.deepEqual(spec, {
+      nodePoolId: 'gpu-a',
+      displayName: 'x'.repeat(63),
+      environmentId: 'my-env',
+      snapshotId: 'snap-1',
+      numRanks: MAX_RANKS,
+      envVars: { LR: '0.1', EMPTY: '' },
+      role: 'arn:aws:iam::123456789012:role/path/to/trainer',
+      pythonExecutor: { targetType: 'FILENAME', target: 'train.py', args: ['--epochs', '3'] },
+      annotations: { 'example.com/team': 'ml', note: '' },
+      shared: true,
+    });
+  });
+
+  it('accepts role ARNs of every AWS partition, with or without a path', () => {
+    for (const role of [
+      'arn:aws:iam::123456789012:role/trainer',
+      'arn:aws:iam::123456789012:role/service-role/my.role+x=y,z@w-1',
+      'arn:aws-cn:iam::123456789012:role/trainer',
+      'arn:aws-us-gov:iam::123456789012:role/trainer',
+      `arn:aws:iam::123456789012:role/${'r'.repeat(64)}`,
+    ]) {
+      assert.equal(parse({ ...base, role }).role, role);
+    }
+  });
+
+  it('accepts each executor alone, and notebook / python ones', () => {
+    assert.deepEqual(parse({ nodePoolId: 'p', notebookExecutor: { notebookFilename: 'a.ipynb' } }).notebookExecutor, { notebookFilename: 'a.ipynb' });
+    assert.deepEqual(parse({ nodePoolId: 'p', pythonExecutor: { targetType: 'MODULE', target: 'pkg.train' } }).pythonExecutor, {
+      targetType: 'MODULE',
+      target: 'pkg.train',
+    });
+  });
+});
+
+describe('batch job create schema: proto3-JSON default values', () => {
+  it('accepts a body from a client that emits every default', () => {
+    const spec = parse({
+      name: '',
+      displayName: '',
+      createTime: null,
+      startTime: null,
+      endTime: null,
+      createdBy: '',
+      nodePoolId: 'gpu-a',
+      environmentId: '',
+      snapshotId: '',
+      numRanks: 2,
+      envVars: {},
+      role: '',
+      pythonExecutor: null,
+      notebookExecutor: null,
+      shellExecutor: { command: 'nvidia-smi' },
+      imageRef: '',
+      annotations: {},
+      state: 'STATE_UNSPECIFIED',
+      status: '',
+      shared: false,
+      updateTime: null,
+    });
+    assert.deepEqual(spec, {
+      nodePoolId: 'gpu-a',
+      numRanks: 2,
+      envVars: {},
+      annotations: {},
+      shared: false,
+      shellExecutor: { command: 'nvidia-smi' },
+    });
+  });
+
+  it('treats a top-level null as absent, so defaults still apply', () => {
+    const spec = parse({ ...base, numRanks: null, envVars: null, annotations: null, shared: null, displayName: null });
+    assert.deepEqual(spec, parse(base));
+  });
+
+  it('treats "" as absent for environmentId, snapshotId, imageRef, role and displayName', () => {
+    const spec = parse({ ...base, environmentId: '', snapshotId: '', imageRef: '', role: '', displayName: '' });
+    for (const key of ['environmentId', 'snapshotId', 'imageRef', 'role', 'displayName']) assert.ok(!(key in spec), key);
+    // imageRef "" with environmentId set is not a conflict: the empty imageRef is absent.
+    assert.equal(parse({ ...base, imageRef: '', environmentId: 'env' }).environmentId, 'env');
+  });
+
+  it('keeps error paths intact after the preprocessing', () => {
+    assert.deepEqual(
+      violations({ ...base, environmentId: '', snapshotId: 'snap' }).map((v) => v.field),
+      ['snapshotId'],
+    );
+    assert.deepEqual(
+      violations({ ...base, imageRef: null, pythonExecutor: null, notebookExecutor: { notebookFilename: 'a.ipynb' } }).map((v) => v.field),
+      ['shellExecutor'],
+    );
+    assert.deepEqual(
+      violations({ ...base, role: '', annotations: { 'a/b/c': 'x' } }).map((v) => v.field),
+      ['annotations["a/b/c"]'],
+    );
+  });
+
+  it('does not treat "" as absent for other string fields', () => {
+    assert.deepEqual(
+      violations({ nodePoolId: 'p', shellExecutor: { command: '' } }).map((v) => v.field),
+      ['shellExecutor.command'],
+    );
+  });
+});
