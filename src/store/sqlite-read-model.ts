@@ -1,0 +1,284 @@
+/**
+ * The read model on an embedded SQLite file (better-sqlite3, WAL). One table per resource kind, each
+ * with the full resource JSON in `body` and a typed column per filterable or orderable field, so
+ * every list query is a plain indexed SELECT. Timestamps are stored as fixed-width UTC text
+ * (`YYYY-MM-DDTHH:MM:SS.sssZ`), so text order is time order.
+ */
+import Database from 'better-sqlite3';
+import { ApiError } from '../domain/errors';
+import { type FilterExpr, normalizeTimestamp } from '../domain/filter';
+import { withTiebreak } from '../domain/order-by';
+import { type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
+import { compileFilter, compileKeyset, compileOrder } from './sql-list';
+
+type ColumnType = 'text' | 'timestamp' | 'int' | 'bool';
+
+interface ColumnSpec {
+  field: string;
+  column: string;
+  type: ColumnType;
+  /** Absent values stay NULL (only for timestamps a resource may lack, such as startTime). */
+  optional?: true;
+}
+
+interface TableSpec {
+  table: string;
+  columns: readonly ColumnSpec[];
+  /** Column lists of the secondary indexes; every one starts with account, as every query does. */
+  indexes: readonly string[];
+}
+
+const col = (field: string, column: string, type: ColumnType, optional?: true): ColumnSpec => (optional ? { field, column, type, optional } : { field, column, type });
+
+const COMMON_COLUMNS: readonly ColumnSpec[] = [
+  col('state', 'state', 'text'),
+  col('createTime', 'create_time', 'timestamp'),
+  col('updateTime', 'update_time', 'timestamp'),
+];
+
+export const TABLES: Record<ResourceKind, TableSpec> = {
+  batchJobs: {
+    table: 'batch_jobs',
+    columns: [
+      ...COMMON_COLUMNS,
+      col('nodePoolId', 'node_pool_id', 'text'),
+      col('displayName', 'display_name', 'text'),
+      col('createdBy', 'created_by', 'text'),
+      col('startTime', 'start_time', 'timestamp', true),
+      col('endTime', 'end_time', 'timestamp', true),
+      col('numRanks', 'num_ranks', 'int'),
+      col('shared', 'shared', 'bool'),
+    ],
+    indexes: ['account, create_time DESC, name', 'account, state', 'account, node_pool_id, state'],
+  },
+  nodePools: {
+    table: 'node_pools',
+    columns: [...COMMON_COLUMNS, col('displayName', 'display_name', 'text')],
+    indexes: ['account, name'],
+  },
+  environments: {
+    table: 'environments',
+    columns: [...COMMON_COLUMNS, col('displayName', 'display_name', 'text'), col('createdBy', 'created_by', 'text')],
+    indexes: ['account, name'],
+  },
+  snapshots: {
+    table: 'snapshots',
+    columns: [...COMMON_COLUMNS],
+    indexes: ['account, create_time, name'],
+  },
+};
+
+/** Field → SQL expression for filters: the raw column, so a comparison with an absent timestamp (NULL) is false. */
+export function filterColumns(kind: ResourceKind): Record<string, string> {
+  return Object.fromEntries([['name', 'name'], ...TABLES[kind].columns.map((c) => [c.field, c.column])]) as Record<string, string>;
+}
+
+/** Field → SQL expression for ORDER BY and cursors: absent values sort as '' (first ascending). */
+export function orderColumns(kind: ResourceKind): Record<string, string> {
+  return Object.fromEntries([
+    ['name', 'name'],
+    ...TABLES[kind].columns.map((c) => [c.field, c.optional ? `COALESCE(${c.column}, '')` : c.column]),
+  ]) as Record<string, string>;
+}
+
+const KINDS = Object.keys(TABLES) as ResourceKind[];
+const FILTER_COLUMNS = Object.fromEntries(KINDS.map((k) => [k, filterColumns(k)])) as Record<ResourceKind, Record<string, string>>;
+const ORDER_COLUMNS = Object.fromEntries(KINDS.map((k) => [k, orderColumns(k)])) as Record<ResourceKind, Record<string, string>>;
+
+/** `INSERT … VALUES (…)` of every column of a kind's table, in rowOf's order. */
+function insertSql({ table, columns }: TableSpec): string {
+  const names = ['name', 'account', 'version', 'body', ...columns.map((c) => c.column)];
+  return `INSERT INTO ${table} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})`;
+}
+
+/** The upsert that only a newer version wins. */
+function putSql(spec: TableSpec): string {
+  const updates = ['account', 'version', 'body', ...spec.columns.map((c) => c.column)].map((n) => `${n} = excluded.${n}`);
+  return `${insertSql(spec)} ON CONFLICT (name) DO UPDATE SET ${updates.join(', ')} WHERE excluded.version > ${spec.table}.version`;
+}
+
+const SCHEMA_VERSION = 1;
+const STATEMENT_CACHE_LIMIT = 500;
+
+export interface SqliteReadModelOptions {
+  /** How long a writer waits for another connection's lock before SQLITE_BUSY. */
+  busyTimeoutMs?: number;
+}
+
+type SqlValue = string | number | null;
+
+export class SqliteReadModel implements ReadModel {
+  private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement<unknown[]>>();
+
+  constructor(path: string, options: SqliteReadModelOptions = {}) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);
+    // The read model can be rebuilt from Temporal, so WAL's cheaper NORMAL sync is enough.
+    this.db.pragma('synchronous = NORMAL');
+    // Filter wildcards compile to LIKE, which must match case exactly as = does.
+    this.db.pragma('case_sensitive_like = ON');
+    this.createSchema();
+  }
+
+  put(kind: ResourceKind, account: string, resource: StoredResource, version: number): Promise<boolean> {
+    return settle(() => this.statement(putSql(TABLES[kind])).run(...this.rowOf(kind, account, resource, version)).changes > 0);
+  }
+
+  putIfAbsent(kind: ResourceKind, account: string, resource: StoredResource, version: number): Promise<boolean> {
+    const sql = `${insertSql(TABLES[kind])} ON CONFLICT (name) DO NOTHING`;
+    return settle(() => this.statement(sql).run(...this.rowOf(kind, account, resource, version)).changes > 0);
+  }
+
+  get<T extends StoredResource>(kind: ResourceKind, name: string): Promise<{ resource: T; version: number } | undefined> {
+    return settle(() => {
+      const row = this.statement(`SELECT body, version FROM ${TABLES[kind].table} WHERE name = ?`).get(name) as { body: string; version: number } | undefined;
+      return row && { resource: JSON.parse(row.body) as T, version: row.version };
+    });
+  }
+
+  remove(kind: ResourceKind, name: string): Promise<boolean> {
+    return settle(() => this.statement(`DELETE FROM ${TABLES[kind].table} WHERE name = ?`).run(name).changes > 0);
+  }
+
+  list<T extends StoredResource>(kind: ResourceKind, query: ListQuery): Promise<ListPage<T>> {
+    return settle(() => {
+      const { pageSize } = query;
+      if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw ApiError.invalidField('pageSize', 'must be a positive integer');
+      const table = TABLES[kind].table;
+      const orderCols = ORDER_COLUMNS[kind];
+      const terms = withTiebreak(query.orderBy);
+      const scope = this.scope(kind, query.account, query.filter);
+
+      const where = [scope.sql];
+      const params = [...scope.params];
+      if (query.after) {
+        const keyset = compileKeyset(terms, orderCols, query.after, 'sqlite');
+        where.push(keyset.sql);
+        params.push(...keyset.params);
+      }
+      const keys = terms.map((t, i) => `${orderCols[t.field]} AS k${i}`);
+      const pageSql = `SELECT body, ${keys.join(', ')} FROM ${table} WHERE ${where.join(' AND ')} ${compileOrder(terms, orderCols)} LIMIT ?`;
+      const countSql = `SELECT COUNT(*) AS n FROM ${table} WHERE ${scope.sql}`;
+
+      // One read transaction: the page and its totalSize come from the same snapshot.
+      return this.db.transaction(() => {
+        const rows = this.statement(pageSql).all(...params, pageSize + 1) as Record<string, unknown>[];
+        const { n } = this.statement(countSql).get(...scope.params) as { n: number };
+        const page = rows.slice(0, pageSize);
+        const last = page[page.length - 1];
+        const result: ListPage<T> = { items: page.map((r) => JSON.parse(r.body as string) as T), totalSize: n };
+        if (rows.length > pageSize && last) result.nextAfter = terms.map((_t, i) => last[`k${i}`]);
+        return result;
+      })();
+    });
+  }
+
+  listAll<T extends StoredResource>(kind: ResourceKind): Promise<T[]> {
+    return settle(() => {
+      const rows = this.statement(`SELECT body FROM ${TABLES[kind].table} ORDER BY name`).all() as { body: string }[];
+      return rows.map((r) => JSON.parse(r.body) as T);
+    });
+  }
+
+  count(kind: ResourceKind, account: string, filter?: FilterExpr): Promise<number> {
+    return settle(() => {
+      const scope = this.scope(kind, account, filter);
+      const row = this.statement(`SELECT COUNT(*) AS n FROM ${TABLES[kind].table} WHERE ${scope.sql}`).get(...scope.params) as { n: number };
+      return row.n;
+    });
+  }
+
+  close(): Promise<void> {
+    return settle(() => {
+      this.statements.clear();
+      this.db.close();
+    });
+  }
+
+  /** `account = ?` AND the filter in its own parentheses, so no filter can widen the account scope. */
+  private scope(kind: ResourceKind, account: string, filter: FilterExpr | undefined): { sql: string; params: unknown[] } {
+    if (!filter) return { sql: 'account = ?', params: [account] };
+    const compiled = compileFilter(filter, FILTER_COLUMNS[kind], 'sqlite');
+    return { sql: `account = ? AND (${compiled.sql})`, params: [account, ...compiled.params] };
+  }
+
+  private rowOf(kind: ResourceKind, account: string, resource: StoredResource, version: number): SqlValue[] {
+    if (!Number.isSafeInteger(version)) throw new Error(`version must be an integer, got ${String(version)}`);
+    // Names embed the account; a mismatch would show the resource in another account's lists.
+    if (typeof resource.name !== 'string' || !resource.name.startsWith(`accounts/${account}/`)) {
+      throw new Error(`resource ${String(resource.name)} does not belong to account ${account}`);
+    }
+    const values = TABLES[kind].columns.map((c) => columnValue(c, fieldOf(resource, c.field)));
+    return [resource.name, account, version, JSON.stringify(resource), ...values];
+  }
+
+  private statement(sql: string): Database.Statement<unknown[]> {
+    let stmt = this.statements.get(sql);
+    if (!stmt) {
+      if (this.statements.size >= STATEMENT_CACHE_LIMIT) this.statements.clear();
+      stmt = this.db.prepare<unknown[]>(sql);
+      this.statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  private createSchema(): void {
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    if (current > SCHEMA_VERSION) {
+      throw new Error(`the read model file has schema version ${current}, newer than this build's ${SCHEMA_VERSION}`);
+    }
+    this.db.transaction(() => {
+      for (const { table, columns, indexes } of Object.values(TABLES)) {
+        const defs = columns.map((c) => `${c.column} ${c.type === 'int' || c.type === 'bool' ? 'INTEGER' : 'TEXT'}${c.optional ? '' : ' NOT NULL'}`);
+        this.db.exec(
+          `CREATE TABLE IF NOT EXISTS ${table} (name TEXT PRIMARY KEY, account TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL, ${defs.join(', ')}) STRICT`,
+        );
+        for (const index of indexes) {
+          const indexName = `${table}_by_${index.replace(/ DESC/g, '_desc').replace(/, /g, '_')}`;
+          this.db.exec(`CREATE INDEX IF NOT EXISTS ${indexName} ON ${table} (${index})`);
+        }
+      }
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    })();
+  }
+}
+
+/** The column value of a resource field; absent text is '' and absent numbers 0, as proto3 reads them. */
+function columnValue(spec: ColumnSpec, value: unknown): SqlValue {
+  const absent = value === undefined || value === null;
+  switch (spec.type) {
+    case 'text':
+      if (absent) return '';
+      if (typeof value !== 'string') throw new Error(`${spec.field} must be a string`);
+      return value;
+    case 'timestamp': {
+      if (absent && spec.optional) return null;
+      const ts = typeof value === 'string' ? normalizeTimestamp(value) : undefined;
+      if (ts === undefined) throw new Error(`${spec.field} must be an RFC 3339 timestamp, got ${JSON.stringify(value)}`);
+      return ts;
+    }
+    case 'int':
+      if (absent) return 0;
+      if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new Error(`${spec.field} must be an integer`);
+      return value;
+    case 'bool':
+      if (absent) return 0;
+      if (typeof value !== 'boolean') throw new Error(`${spec.field} must be a boolean`);
+      return value ? 1 : 0;
+  }
+}
+
+function fieldOf(resource: object, field: string): unknown {
+  return Object.hasOwn(resource, field) ? (resource as Record<string, unknown>)[field] : undefined;
+}
+
+/** Runs synchronous SQLite work and reports its outcome as a promise (a throw becomes a rejection). */
+function settle<T>(work: () => T): Promise<T> {
+  try {
+    return Promise.resolve(work());
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+  }
+}
