@@ -1,1 +1,3 @@
-export {};
+/** The workflows the control worker registers. */
+export { batchJobWorkflow } from './batch-job';
+export { nodePoolWorkflow } from './node-pool';

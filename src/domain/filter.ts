@@ -97,34 +97,38 @@ class FilterParser {
   }
 
   parse(): FilterExpr {
-    const expr = this.parseOr(undefined);
+    const expr = this.parseExpression(undefined);
     this.skipWs();
-    // parseOr stops only at the end or at a ')' that no '(' opened.
+    // parseExpression stops only at the end or at a ')' that no '(' opened.
     if (this.pos < this.src.length) throw this.error(this.pos, `unexpected ')' with no matching '('`);
     return expr;
   }
 
-  private parseOr(context: string | undefined): FilterExpr {
-    const items = [this.parseAnd(context)];
-    while (this.acceptKeyword('OR')) items.push(this.parseAnd('OR'));
-    return items.length === 1 ? items[0]! : { kind: 'or', items };
+  // AIP-160: expression = sequence {AND sequence}; sequence = factor {factor}; factor = term {OR term}.
+  // So OR binds tighter than AND and juxtaposition: `a AND b OR c` is `a AND (b OR c)`.
+  private parseExpression(context: string | undefined): FilterExpr {
+    const items = [this.parseSequence(context)];
+    while (this.acceptKeyword('AND')) items.push(this.parseSequence('AND'));
+    return flatten('and', items);
   }
 
-  private parseAnd(context: string | undefined): FilterExpr {
-    const items = [this.parseUnary(context)];
+  private parseSequence(context: string | undefined): FilterExpr {
+    const items = [this.parseFactor(context)];
     for (;;) {
       this.skipWs();
-      if (this.atEnd() || this.peek() === ')' || this.atKeyword('OR')) break;
-      if (this.acceptKeyword('AND')) {
-        items.push(this.parseUnary('AND'));
-        continue;
-      }
+      if (this.atEnd() || this.peek() === ')' || this.atKeyword('AND')) break;
       if (!this.atTermStart()) {
         throw this.error(this.pos, `unexpected ${this.describeHere()} after a complete comparison; expected AND, OR, ')' or the end of the filter`);
       }
-      items.push(this.parseUnary(undefined));
+      items.push(this.parseFactor(undefined));
     }
-    return items.length === 1 ? items[0]! : { kind: 'and', items };
+    return flatten('and', items);
+  }
+
+  private parseFactor(context: string | undefined): FilterExpr {
+    const items = [this.parseUnary(context)];
+    while (this.acceptKeyword('OR')) items.push(this.parseUnary('OR'));
+    return flatten('or', items);
   }
 
   private parseUnary(context: string | undefined): FilterExpr {
@@ -142,12 +146,13 @@ class FilterParser {
     if (this.peek() === '(') {
       this.pos++;
       return this.nested(start, () => {
-        const inner = this.parseOr("'('");
+        const inner = this.parseExpression("'('");
         this.skipWs();
         if (this.peek() !== ')') {
           throw this.error(this.pos, `expected ')' to close the '(' at position ${start + 1}, found ${this.describeHere()}`);
         }
         this.pos++;
+        parenthesized.add(inner);
         return inner;
       });
     }
@@ -385,4 +390,13 @@ export function normalizeTimestamp(text: string): string | undefined {
 function daysInMonth(year: number, month: number): number {
   const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
   return [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0;
+}
+
+/** Nodes that came from parentheses keep their own node, so the tree shows how the filter was written. */
+const parenthesized = new WeakSet<FilterExpr>();
+
+/** One node per run of the same operator: `a b AND c` is and(a, b, c), not and(and(a, b), c). */
+function flatten(kind: 'and' | 'or', items: FilterExpr[]): FilterExpr {
+  if (items.length === 1) return items[0]!;
+  return { kind, items: items.flatMap((i) => (i.kind === kind && !parenthesized.has(i) ? i.items : [i])) };
 }

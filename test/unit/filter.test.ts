@@ -42,15 +42,20 @@ void describe('parseFilter: structure', () => {
     assert.equal(parse('  \t\n '), undefined);
   });
 
-  void it('binds AND tighter than OR on either side', () => {
-    assert.deepEqual(parse('numRanks = 1 AND numRanks = 2 OR numRanks = 3'), { kind: 'or', items: [{ kind: 'and', items: [A, B] }, C] });
-    assert.deepEqual(parse('numRanks = 1 OR numRanks = 2 AND numRanks = 3'), { kind: 'or', items: [A, { kind: 'and', items: [B, C] }] });
+  void it('binds OR tighter than AND, as AIP-160 says', () => {
+    assert.deepEqual(parse('numRanks = 1 AND numRanks = 2 OR numRanks = 3'), { kind: 'and', items: [A, { kind: 'or', items: [B, C] }] });
+    assert.deepEqual(parse('numRanks = 1 OR numRanks = 2 AND numRanks = 3'), { kind: 'and', items: [{ kind: 'or', items: [A, B] }, C] });
   });
 
-  void it('treats juxtaposition as AND, at the same level', () => {
+  void it('treats juxtaposition as AND, looser than OR', () => {
     assert.deepEqual(parse('numRanks = 1 numRanks = 2'), { kind: 'and', items: [A, B] });
-    assert.deepEqual(parse('numRanks = 1 OR numRanks = 2 numRanks = 3'), { kind: 'or', items: [A, { kind: 'and', items: [B, C] }] });
+    assert.deepEqual(parse('numRanks = 1 OR numRanks = 2 numRanks = 3'), { kind: 'and', items: [{ kind: 'or', items: [A, B] }, C] });
     assert.deepEqual(parse('numRanks=1 numRanks=2 AND numRanks=3'), { kind: 'and', items: [A, B, C] });
+  });
+
+  void it('keeps an escape attempt inside its own group: state = X OR account = Y AND ...', () => {
+    // account is not a filter field at all; the parse fails before any store sees it.
+    assert.throws(() => parse('state = RUNNING OR account = "other"'), /unknown field "account"/);
   });
 
   void it('lets parentheses override precedence', () => {

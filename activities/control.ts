@@ -1,0 +1,58 @@
+/**
+ * Control activities, run by the control worker as local activities of the job and pool workflows:
+ * validation (the same schema and admission rules as the API), status reporting into the read model,
+ * and purging what a deleted job leaves behind.
+ */
+import { type Config } from '../src/config';
+import { admitJob } from '../src/control/admission';
+import { purgeJob } from '../src/control/purge';
+import { batchJobCreateSchema } from '../src/domain/batch-job';
+import { ApiError } from '../src/domain/errors';
+import { parseOrThrow } from '../src/domain/validation';
+import { type LogStore } from '../src/store/log-store';
+import { type ReadModel } from '../src/store/read-model';
+import { type ControlActivities } from './contracts';
+
+export interface ControlDeps {
+  store: ReadModel;
+  logs: LogStore;
+  config: Pick<Config, 'dataDir' | 'HOST_HEARTBEAT_TIMEOUT_MS' | 'HOST_START_TIMEOUT_MS' | 'RANK_STOP_GRACE_MS'>;
+}
+
+export function createControlActivities({ store, logs, config }: ControlDeps): ControlActivities {
+  return {
+    async validateJob({ account, spec, createdBy }) {
+      try {
+        const parsed = parseOrThrow(batchJobCreateSchema, spec);
+        const admission = await admitJob(store, { account, email: createdBy }, parsed);
+        return {
+          ok: true,
+          spec: parsed,
+          pool: admission.pool,
+          settings: {
+            heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,
+            hostStartTimeoutMs: config.HOST_START_TIMEOUT_MS,
+            stopGraceMs: config.RANK_STOP_GRACE_MS,
+          },
+          ...(admission.imageRef !== undefined ? { imageRef: admission.imageRef } : {}),
+        };
+      } catch (err) {
+        // A rule the job breaks is an answer, not an activity failure; anything else is retried.
+        if (err instanceof ApiError) return { ok: false, message: err.message };
+        throw err;
+      }
+    },
+
+    async report({ kind, account, resource, version }) {
+      await store.put(kind, account, resource, version);
+    },
+
+    async removeResource({ kind, name }) {
+      await store.remove(kind, name);
+    },
+
+    async purgeJob({ account, name, jobId }) {
+      await purgeJob({ store, logs, dataDir: config.dataDir }, account, name, jobId);
+    },
+  };
+}

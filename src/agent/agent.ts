@@ -1,0 +1,231 @@
+/**
+ * A node agent: the Temporal worker of one host, on that host's own task queue. It runs the ranks the
+ * job workflows send it (one heartbeating activity per host per job), stops them on request, and on
+ * start kills whatever its previous life left running before it joins its pool and takes work.
+ */
+import { Context, ApplicationFailure, CancelledFailure } from '@temporalio/activity';
+import { type Client } from '@temporalio/client';
+import { type NativeConnection, Worker } from '@temporalio/worker';
+import { type Logger } from 'pino';
+import { type AgentActivities, type HostOutcome, type HostRunInput } from '../../activities/contracts';
+import { joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
+import { type LogSink, LogWriter } from '../store/log-store';
+import { PidFiles } from './pid-files';
+import { killByEnv, sleep } from './processes';
+import { AGENT_MARKER, RANK_MARKER, RankProcess, rankWorkDir } from './rank-process';
+
+export interface AgentOptions {
+  connection: NativeConnection;
+  client: Client;
+  namespace: string;
+  poolName: string;
+  host: string;
+  address: string;
+  slots: number;
+  dataDir: string;
+  workspaceDir: string;
+  logs: LogSink;
+  logger: Logger;
+  /** Largest stop grace a job may ask for; bounds how long shutdown waits. */
+  maxStopGraceMs: number;
+}
+
+interface ActiveRank {
+  rank: number;
+  process: RankProcess;
+}
+
+interface ActiveJob {
+  ranks: ActiveRank[];
+  stopRequested: boolean;
+  onStop?: () => void;
+}
+
+/** How long a stopped job is remembered, so a late runRanks for it refuses to start. */
+const STOPPED_MEMORY_MS = 6 * 60 * 60 * 1000;
+
+export class HostAgent {
+  readonly agentKey: string;
+  private worker: Worker | undefined;
+  private running: Promise<void> | undefined;
+  private readonly active = new Map<string, ActiveJob>();
+  private readonly stopped = new Map<string, number>();
+  private readonly pidFiles: PidFiles;
+  private readonly log: Logger;
+
+  constructor(private readonly o: AgentOptions) {
+    this.agentKey = `${o.poolName}/${o.host}`;
+    this.pidFiles = new PidFiles(o.dataDir, this.agentKey);
+    this.log = o.logger.child({ pool: o.poolName, host: o.host });
+  }
+
+  /** Cleans up the previous life, joins the pool, and starts polling. Resolves once polling has begun. */
+  async start(): Promise<void> {
+    const leftovers = this.pidFiles.killLeftovers();
+    const swept = killByEnv({ [AGENT_MARKER]: (v) => v === this.agentKey });
+    if (leftovers.length > 0 || swept > 0) {
+      this.log.warn({ ranks: leftovers.map((r) => `${r.job}#${r.rank}`), processes: swept }, 'killed ranks left running by a previous agent');
+    }
+    const { taskQueue } = await this.o.client.workflow
+      .getHandle(this.o.poolName)
+      .executeUpdate(joinHostUpdate, { args: [{ host: this.o.host, slots: this.o.slots, address: this.o.address }] });
+    this.worker = await Worker.create({
+      connection: this.o.connection,
+      namespace: this.o.namespace,
+      taskQueue,
+      activities: this.activities(),
+      // Every job on this host holds one long activity, plus short stop requests beside it.
+      maxConcurrentActivityTaskExecutions: 256,
+      // Cancellation reaches a runRanks within a second of the server learning of it.
+      maxHeartbeatThrottleInterval: '1 second',
+      // On shutdown, running ranks get their stop signal at once and the grace period to end.
+      shutdownGraceTime: '1 second',
+      shutdownForceTime: this.o.maxStopGraceMs + 5000,
+    });
+    this.running = this.worker.run();
+    this.log.info({ taskQueue, slots: this.o.slots, address: this.o.address }, 'host agent polling');
+  }
+
+  async stop(): Promise<void> {
+    if (!this.worker) return;
+    if (this.worker.getState() === 'RUNNING') this.worker.shutdown();
+    await this.running?.catch((err: unknown) => this.log.error({ err }, 'agent worker ended with an error'));
+    this.worker = undefined;
+  }
+
+  /** Jobs with ranks on this host right now. */
+  get activeJobs(): number {
+    return this.active.size;
+  }
+
+  private activities(): AgentActivities {
+    return {
+      runRanks: (input) => this.runRanks(input),
+      stopRanks: (input) => this.stopRanks(input.jobName, input.graceMs),
+    };
+  }
+
+  private wasStopped(job: string): boolean {
+    const now = Date.now();
+    for (const [j, at] of this.stopped) if (now - at > STOPPED_MEMORY_MS) this.stopped.delete(j);
+    return this.stopped.has(job);
+  }
+
+  private async runRanks(input: HostRunInput): Promise<HostOutcome> {
+    const ctx = Context.current();
+    const log = this.log.child({ job: input.jobName });
+    if (this.wasStopped(input.jobName)) return { outcome: 'stopped' };
+    if (this.active.has(input.jobName)) {
+      throw ApplicationFailure.nonRetryable(`the ranks of ${input.jobName} already run on host ${this.o.host}`, 'DuplicateRanks');
+    }
+    const job: ActiveJob = { ranks: [], stopRequested: false };
+    this.active.set(input.jobName, job);
+    const logs = new LogWriter(this.o.logs, input.jobName, () => 0);
+    const heartbeat = setInterval(() => ctx.heartbeat(), 1000);
+    try {
+      for (const r of input.ranks) {
+        if (job.stopRequested) break;
+        const process = new RankProcess(
+          {
+            rank: r.rank,
+            env: r.env,
+            executor: input.executor,
+            workDir: rankWorkDir(this.o.dataDir, input.account, input.jobId, r.rank),
+            workspaceDir: this.o.workspaceDir,
+            agentKey: this.agentKey,
+          },
+          (line) => logs.write(r.rank, line.stream, line.line),
+        );
+        if (process.pid !== undefined) this.pidFiles.record(input.jobName, r.rank, process.pid);
+        job.ranks.push({ rank: r.rank, process });
+      }
+      log.info({ ranks: job.ranks.map((r) => r.rank) }, 'ranks started');
+      if (!job.stopRequested) void this.announceStarted(ctx, input, log);
+
+      const outcome = await this.watch(job, input, ctx);
+      if (outcome === 'cancelled') {
+        await this.stopAll(job, input.stopGraceMs);
+        const details = ctx.cancellationDetails;
+        const why = details?.workerShutdown ? `the agent of host ${this.o.host} shut down` : 'the job asked its ranks to stop';
+        log.info({ why }, 'ranks stopped by cancellation');
+        throw new CancelledFailure(why);
+      }
+      if (outcome.outcome === 'failed') await this.stopAll(job, input.stopGraceMs);
+      log.info({ outcome: outcome.outcome }, 'ranks ended');
+      return outcome;
+    } finally {
+      clearInterval(heartbeat);
+      await logs.flush();
+      for (const r of job.ranks) this.pidFiles.forget(input.jobName, r.rank);
+      this.active.delete(input.jobName);
+    }
+  }
+
+  /** Resolves with the first failure, with success once every rank exited 0, or when a stop or cancel arrives. */
+  private watch(job: ActiveJob, input: HostRunInput, ctx: Context): Promise<HostOutcome | 'cancelled'> {
+    return new Promise((resolve) => {
+      let remaining = job.ranks.length;
+      if (job.stopRequested) return resolve({ outcome: 'stopped' });
+      if (remaining === 0) return resolve({ outcome: 'succeeded' });
+      job.onStop = () => resolve({ outcome: 'stopped' });
+      ctx.cancelled.catch(() => resolve('cancelled'));
+      for (const { rank, process } of job.ranks) {
+        void process.exited.then(async (exit) => {
+          await process.reapLeftovers();
+          if (job.stopRequested) return;
+          if (exit.code !== 0) {
+            const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+            const last = process.lastOutput ? ` (last output: ${truncate(process.lastOutput, 200)})` : '';
+            resolve({
+              outcome: 'failed',
+              rank,
+              exitCode: exit.code,
+              signal: exit.signal,
+              message: `rank ${rank} on host ${this.o.host} ${how}${last}`,
+            });
+            return;
+          }
+          remaining -= 1;
+          if (remaining === 0) resolve({ outcome: 'succeeded' });
+        });
+      }
+    });
+  }
+
+  private async stopAll(job: ActiveJob, graceMs: number): Promise<void> {
+    await Promise.all(job.ranks.map((r) => r.process.stop(graceMs)));
+  }
+
+  private async stopRanks(jobName: string, graceMs: number): Promise<{ stopped: number }> {
+    this.stopped.set(jobName, Date.now());
+    const job = this.active.get(jobName);
+    let stopped = 0;
+    if (job) {
+      job.stopRequested = true;
+      stopped = job.ranks.filter((r) => !r.process.done).length;
+      await this.stopAll(job, graceMs);
+      job.onStop?.();
+    }
+    // Anything of this job that escaped on this host (a rank started while the stop was in flight).
+    stopped += killByEnv({ [RANK_MARKER]: (v) => v.startsWith(`${jobName}#`), [AGENT_MARKER]: (v) => v === this.agentKey });
+    this.log.info({ job: jobName, stopped }, 'ranks stopped on request');
+    return { stopped };
+  }
+
+  /** Tells the job workflow this host's ranks run; retried because the job waits on it to enter RUNNING. */
+  private async announceStarted(ctx: Context, input: HostRunInput, log: Logger): Promise<void> {
+    for (let attempt = 1; attempt <= 6; attempt++) {
+      try {
+        await ctx.client.workflow.getHandle(input.workflowId).signal(ranksStartedSignal, { host: input.host });
+        return;
+      } catch (err) {
+        log.warn({ err, attempt }, 'could not tell the job its ranks started; retrying');
+        await sleep(250 * 2 ** attempt);
+      }
+    }
+  }
+}
+
+function truncate(s: string, n: number): string {
+  return s.length <= n ? s : `${s.slice(0, n)}…`;
+}

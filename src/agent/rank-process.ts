@@ -1,0 +1,164 @@
+/**
+ * One rank: a process in its own session and process group, started with the rank's environment on
+ * top of a minimal base (the agent's own secrets never reach user code), its stdout and stderr split
+ * into lines for the log store, and a stop that signals the whole group, waits the grace period,
+ * kills what is left, and sweeps the process table for anything that escaped the group.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { type Executor } from '../domain/batch-job';
+import { groupAlive, killByEnv, signalGroup, sleep } from './processes';
+
+/** Variables passed through from the agent's environment; everything else comes from the job. */
+const BASE_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'USER', 'LOGNAME', 'SHELL', 'TERM', 'PYENV_ROOT', 'PYENV_VERSION'];
+
+export const RANK_MARKER = 'BATCHD_RANK_ID';
+export const AGENT_MARKER = 'BATCHD_AGENT';
+
+export interface RankSpec {
+  rank: number;
+  env: Record<string, string>;
+  executor: Executor;
+  workDir: string;
+  workspaceDir: string;
+  /** Identifies the agent that owns this rank, so a restarted agent can find its leftovers. */
+  agentKey: string;
+}
+
+export interface RankExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface OutputLine {
+  stream: 'stdout' | 'stderr';
+  line: string;
+}
+
+/** Lines longer than this are split, so one runaway line cannot exhaust memory or a log page. */
+const MAX_LINE = 64 * 1024;
+
+export function commandFor(executor: Executor, workspaceDir: string, workDir: string): { file: string; args: string[] } {
+  const inWorkspace = (p: string) => (isAbsolute(p) ? p : resolve(workspaceDir, p));
+  switch (executor.kind) {
+    case 'shell':
+      return { file: 'bash', args: ['-c', executor.shell.command] };
+    case 'python':
+      return executor.python.targetType === 'MODULE'
+        ? { file: 'python3', args: ['-u', '-m', executor.python.target, ...(executor.python.args ?? [])] }
+        : { file: 'python3', args: ['-u', inWorkspace(executor.python.target), ...(executor.python.args ?? [])] };
+    case 'notebook':
+      return {
+        file: 'jupyter-nbconvert',
+        args: ['--to', 'notebook', '--execute', '--output-dir', workDir, '--output', 'executed.ipynb', inWorkspace(executor.notebook.notebookFilename)],
+      };
+  }
+}
+
+export class RankProcess {
+  readonly child: ChildProcess;
+  readonly exited: Promise<RankExit>;
+  private exit: RankExit | undefined;
+  private lastLine = '';
+
+  constructor(
+    readonly spec: RankSpec,
+    onLine: (line: OutputLine) => void,
+  ) {
+    mkdirSync(spec.workDir, { recursive: true });
+    const env: Record<string, string> = {};
+    for (const k of BASE_ENV) {
+      const v = process.env[k];
+      if (v !== undefined) env[k] = v;
+    }
+    Object.assign(env, spec.env, { [AGENT_MARKER]: spec.agentKey });
+    const { file, args } = commandFor(spec.executor, spec.workspaceDir, spec.workDir);
+    this.child = spawn(file, args, { cwd: spec.workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    for (const stream of ['stdout', 'stderr'] as const) {
+      let partial = '';
+      const source = this.child[stream];
+      source?.setEncoding('utf8');
+      source?.on('data', (chunk: string) => {
+        partial += chunk;
+        let nl: number;
+        while ((nl = partial.indexOf('\n')) >= 0 || partial.length > MAX_LINE) {
+          const cut = nl >= 0 && nl <= MAX_LINE ? nl : MAX_LINE;
+          const line = partial.slice(0, cut);
+          partial = partial.slice(nl >= 0 && cut === nl ? cut + 1 : cut);
+          this.note(stream, line, onLine);
+        }
+      });
+      source?.on('end', () => {
+        if (partial) this.note(stream, partial, onLine);
+        partial = '';
+      });
+    }
+    this.exited = new Promise((resolvePromise) => {
+      this.child.once('error', (err) => {
+        // The executable could not be started (e.g. python3 or jupyter-nbconvert missing).
+        this.note('stderr', `batchd: could not start ${file}: ${err.message}`, onLine);
+        this.exit = { code: 127, signal: null };
+        resolvePromise(this.exit);
+      });
+      this.child.once('exit', (code, signal) => {
+        this.exit ??= { code, signal };
+        resolvePromise(this.exit);
+      });
+    });
+  }
+
+  private note(stream: 'stdout' | 'stderr', line: string, onLine: (l: OutputLine) => void): void {
+    if (line.trim()) this.lastLine = line;
+    onLine({ stream, line });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get lastOutput(): string {
+    return this.lastLine;
+  }
+
+  get done(): boolean {
+    return this.exit !== undefined;
+  }
+
+  /**
+   * SIGTERM to the group, up to `graceMs` for it to go, SIGKILL to what is left, then anything that
+   * carries this rank's marker elsewhere in the process table. Resolves when the rank is reaped.
+   */
+  async stop(graceMs: number): Promise<void> {
+    const pgid = this.child.pid;
+    if (pgid === undefined) return;
+    if (!this.done || groupAlive(pgid)) {
+      signalGroup(pgid, 'SIGTERM');
+      const deadline = Date.now() + graceMs;
+      while ((!this.done || groupAlive(pgid)) && Date.now() < deadline) await sleep(50);
+      signalGroup(pgid, 'SIGKILL');
+    }
+    await this.exited;
+    this.sweep();
+  }
+
+  /** Kills leftovers of a rank that ended by itself (background children in its group or session). */
+  async reapLeftovers(): Promise<void> {
+    const pgid = this.child.pid;
+    if (pgid !== undefined && groupAlive(pgid)) {
+      signalGroup(pgid, 'SIGTERM');
+      await sleep(200);
+      signalGroup(pgid, 'SIGKILL');
+    }
+    this.sweep();
+  }
+
+  private sweep(): void {
+    const id = this.spec.env[RANK_MARKER];
+    if (id !== undefined) killByEnv({ [RANK_MARKER]: (v) => v === id, [AGENT_MARKER]: (v) => v === this.spec.agentKey });
+  }
+}
+
+export function rankWorkDir(dataDir: string, account: string, jobId: string, rank: number): string {
+  return join(dataDir, 'work', account, jobId, `rank-${rank}`);
+}

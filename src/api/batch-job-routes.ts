@@ -1,0 +1,155 @@
+/** HTTP bindings of the batch-job API: each route parses its request, calls the service, shapes the reply. */
+import { type BatchJob } from '../domain/batch-job';
+import { ApiError } from '../domain/errors';
+import { normalizeTimestamp } from '../domain/filter';
+import { parsePageSize } from '../domain/list-params';
+import { type LogStore } from '../store/log-store';
+import { type BatchJobService } from './batch-job-service';
+import { applyReadMask, nextPageToken, parseListRequest, singleParam } from './list-request';
+import { idsFromNames } from './batch-delete';
+import { decodePageToken, encodePageToken, queryFingerprint } from './page-token';
+import { type Route } from './routes';
+
+const JOB_FIELDS = [
+  'name', 'displayName', 'createTime', 'startTime', 'endTime', 'createdBy', 'nodePoolId', 'environmentId', 'snapshotId',
+  'numRanks', 'envVars', 'role', 'pythonExecutor', 'notebookExecutor', 'shellExecutor', 'imageRef', 'annotations',
+  'state', 'status', 'shared', 'updateTime',
+] as const;
+
+export const LOG_PAGE = { default: 100, max: 10_000 };
+
+function parseBool(name: string, raw: string | undefined): boolean | undefined {
+  if (raw === undefined) return undefined;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  throw ApiError.invalidField(name, 'must be true or false');
+}
+
+function parseRanks(raw: unknown): number[] | undefined {
+  if (raw === undefined) return undefined;
+  const values = Array.isArray(raw) ? raw : [raw];
+  return values.map((v) => {
+    if (typeof v !== 'string' || !/^\d+$/.test(v)) throw ApiError.invalidField('ranks', `"${String(v)}" is not a rank number`);
+    return Number(v);
+  });
+}
+
+export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSecret: Buffer): Route[] {
+  const base = '/v1/accounts/{account}/batchJobs';
+  return [
+    {
+      method: 'POST',
+      path: base,
+      operationId: 'Gateway_CreateBatchJob',
+      summary: 'Create a batch job (optional query parameter batchJobId chooses its id)',
+      tag: 'BatchJobs',
+      auth: true,
+      queryParams: [{ name: 'batchJobId', description: 'The id of the new job (1-63 of a-z, 0-9, -; starts with a letter). Server-assigned when absent.', type: 'string' }],
+      handler: ({ principal, query, body }) => service.create(principal, body, singleParam(query, 'batchJobId')),
+    },
+    {
+      method: 'GET',
+      path: base,
+      operationId: 'Gateway_ListBatchJobs',
+      summary: 'List batch jobs (filter, orderBy, pageSize, pageToken, readMask)',
+      tag: 'BatchJobs',
+      auth: true,
+      handler: async ({ principal, query }) => {
+        const request = parseListRequest('batchJobs', principal.account, query, pageSecret);
+        const page = await service.list(principal, request);
+        return {
+          batchJobs: page.jobs.map((j) => applyReadMask<BatchJob>(j, request.readMask, JOB_FIELDS)),
+          nextPageToken: nextPageToken(pageSecret, request, page.nextAfter),
+          totalSize: page.totalSize,
+        };
+      },
+    },
+    {
+      method: 'GET',
+      path: `${base}/{batchJob}`,
+      operationId: 'Gateway_GetBatchJob',
+      summary: 'Get a batch job',
+      tag: 'BatchJobs',
+      auth: true,
+      handler: async ({ principal, params, query }) =>
+        applyReadMask(await service.get(principal, params.batchJob ?? ''), singleParam(query, 'readMask'), JOB_FIELDS),
+    },
+    {
+      method: 'DELETE',
+      path: `${base}/{batchJob}`,
+      operationId: 'Gateway_DeleteBatchJob',
+      summary: 'Delete a batch job (a live job is stopped first; DELETING until it is gone)',
+      tag: 'BatchJobs',
+      auth: true,
+      handler: async ({ principal, params }) => {
+        await service.delete(principal, params.batchJob ?? '');
+        return {};
+      },
+    },
+    {
+      method: 'POST',
+      path: `${base}/{batchJob}:cancel`,
+      operationId: 'Gateway_CancelBatchJob',
+      summary: 'Cancel a CREATING, QUEUED, PENDING or RUNNING batch job',
+      tag: 'BatchJobs',
+      auth: true,
+      handler: async ({ principal, params, body }) => {
+        if (body !== undefined && (typeof body !== 'object' || body === null || Array.isArray(body) || Object.keys(body).length > 0)) {
+          throw ApiError.invalidField('(body)', 'the cancel body must be the empty object {}');
+        }
+        await service.cancel(principal, params.batchJob ?? '');
+        return {};
+      },
+    },
+    {
+      method: 'GET',
+      path: `${base}/{batchJob}:getLogs`,
+      operationId: 'Gateway_GetBatchJobLogs',
+      summary: 'Read the logs of a batch job: newest first unless startFromHead',
+      tag: 'BatchJobs',
+      auth: true,
+      handler: async ({ principal, params, query }) => {
+        const job = await service.exists(principal, params.batchJob ?? '');
+        const ranks = parseRanks(query.ranks);
+        const pageSize = parsePageSize(singleParam(query, 'pageSize'), LOG_PAGE);
+        const startText = singleParam(query, 'startTime');
+        const startTime = startText === undefined ? undefined : normalizeTimestamp(startText);
+        if (startText !== undefined && startTime === undefined) throw ApiError.invalidField('startTime', `"${startText}" is not an RFC 3339 timestamp`);
+        const filter = singleParam(query, 'filter');
+        const fromHead = parseBool('startFromHead', singleParam(query, 'startFromHead')) ?? false;
+        const fingerprint = queryFingerprint({ job: job.name, ranks: ranks?.join(','), startTime, filter, fromHead: String(fromHead) });
+        const token = singleParam(query, 'pageToken');
+        const after = token ? decodePageToken(pageSecret, token, fingerprint) : undefined;
+        if (after && !(after.length === 3 && typeof after[0] === 'string' && typeof after[1] === 'number' && typeof after[2] === 'number')) {
+          throw ApiError.invalidField('pageToken', 'is not a log page token');
+        }
+        const page = logs.query({
+          job: job.name,
+          fromHead,
+          pageSize,
+          ...(ranks ? { ranks } : {}),
+          ...(startTime ? { startTime } : {}),
+          ...(filter ? { filter } : {}),
+          ...(after ? { after: after as [string, number, number] } : {}),
+        });
+        return {
+          entries: page.entries.map((e) => ({ logTime: e.time, rank: e.rank, message: e.message })),
+          nextPageToken: page.next ? encodePageToken(pageSecret, { q: fingerprint, after: page.next }) : '',
+        };
+      },
+    },
+    {
+      method: 'POST',
+      path: `${base}:batchDelete`,
+      operationId: 'Gateway_BatchDeleteBatchJobs',
+      summary: 'Delete several batch jobs by name; one bad name fails the call and deletes none',
+      tag: 'BatchJobs',
+      auth: true,
+      handler: async ({ principal, body }) => {
+        const ids = idsFromNames(body, principal.account, 'batchJobs');
+        await service.deleteMany(principal, ids);
+        return {};
+      },
+    },
+  ];
+}

@@ -1,0 +1,243 @@
+/**
+ * Batch jobs as the API sees them: create starts a workflow, get asks it (falling back to the read
+ * model), list reads the read model, cancel and delete are signals, update is a workflow update. Every
+ * operation is scoped to the caller's account by construction: names are built from it.
+ */
+import { type Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import { type Logger } from 'pino';
+import { type BatchJobInput, type BatchJobView, cancelSignal, deleteSignal, getBatchJobQuery, queueStandingQuery, releaseCapacitySignal } from '../../workflows/messages';
+import type { batchJobWorkflow } from '../../workflows/batch-job';
+import {
+  BatchdAccount,
+  BatchJobCreatedBy,
+  BatchJobDisplayName,
+  BatchJobNodePool,
+  BatchJobNumRanks,
+  BatchJobState,
+} from '../../workflows/search-attributes';
+import { type Config } from '../config';
+import { admitJob } from '../control/admission';
+import { purgeJob } from '../control/purge';
+import { type BatchJob, batchJobCreateSchema, isTerminal } from '../domain/batch-job';
+import { isCancellable } from '../domain/batch-job-lifecycle';
+import { ApiError } from '../domain/errors';
+import { generateId, ID_RULE, isValidId, resourceName } from '../domain/names';
+import { type NodePool, isGpuPool } from '../domain/node-pool';
+import { queuedStatus } from '../domain/queue-status';
+import { parseOrThrow } from '../domain/validation';
+import { type LogStore } from '../store/log-store';
+import { type BatchJobRecord, type ListQuery, type ReadModel } from '../store/read-model';
+import { type Principal } from './auth';
+import { fromTemporal } from './errors';
+
+export interface BatchJobServiceDeps {
+  client: Client;
+  store: ReadModel;
+  logs: LogStore;
+  config: Pick<Config, 'TASK_QUEUE' | 'HOST_HEARTBEAT_TIMEOUT_MS' | 'HOST_START_TIMEOUT_MS' | 'RANK_STOP_GRACE_MS' | 'dataDir'>;
+  logger: Logger;
+  random?: () => number;
+  /** How long get waits for a workflow query before answering from the read model. */
+  queryTimeoutMs?: number;
+}
+
+type StoredPool = NodePool & { name: string; createTime: string; updateTime: string };
+
+export class BatchJobService {
+  constructor(private readonly d: BatchJobServiceDeps) {}
+
+  private name(account: string, id: string): string {
+    return resourceName(account, 'batchJobs', id);
+  }
+
+  async create(caller: Principal, body: unknown, batchJobId: string | undefined): Promise<BatchJob> {
+    const spec = parseOrThrow(batchJobCreateSchema, body);
+    if (batchJobId !== undefined && !isValidId(batchJobId)) {
+      throw ApiError.invalidField('batchJobId', `"${batchJobId}" is not a valid id: ${ID_RULE}`);
+    }
+    const admission = await admitJob(this.d.store, caller, spec);
+    const id = batchJobId ?? generateId(this.d.random ?? Math.random);
+    const name = this.name(caller.account, id);
+    if (await this.d.store.get('batchJobs', name)) throw new ApiError('ALREADY_EXISTS', `batch job "${id}" already exists`);
+
+    const createTime = new Date().toISOString();
+    const input: BatchJobInput = {
+      name,
+      account: caller.account,
+      jobId: id,
+      spec,
+      createdBy: caller.email,
+      createTime,
+      settings: {
+        heartbeatTimeoutMs: this.d.config.HOST_HEARTBEAT_TIMEOUT_MS,
+        hostStartTimeoutMs: this.d.config.HOST_START_TIMEOUT_MS,
+        stopGraceMs: this.d.config.RANK_STOP_GRACE_MS,
+      },
+    };
+    try {
+      await this.d.client.workflow.start<typeof batchJobWorkflow>('batchJobWorkflow', {
+        workflowId: name,
+        taskQueue: this.d.config.TASK_QUEUE,
+        args: [input],
+        workflowIdConflictPolicy: 'FAIL',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        typedSearchAttributes: [
+          { key: BatchdAccount, value: caller.account },
+          { key: BatchJobState, value: 'CREATING' },
+          { key: BatchJobNodePool, value: spec.nodePoolId },
+          { key: BatchJobCreatedBy, value: caller.email },
+          { key: BatchJobDisplayName, value: spec.displayName ?? '' },
+          { key: BatchJobNumRanks, value: spec.numRanks },
+        ],
+        memo: { displayName: spec.displayName ?? null, numRanks: spec.numRanks, nodePoolId: spec.nodePoolId, createdBy: caller.email },
+        staticSummary: `batch job ${id}: ${spec.numRanks} rank(s) on node pool ${spec.nodePoolId}`,
+        staticDetails: `Created by ${caller.email} through the API.${admission.imageRef ? ` Image: ${admission.imageRef}.` : ''}`,
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) throw new ApiError('ALREADY_EXISTS', `batch job "${id}" already exists`);
+      throw fromTemporal(err) ?? err;
+    }
+    const job: BatchJob = { ...spec, name, createTime, updateTime: createTime, createdBy: caller.email, state: 'CREATING', status: 'validating the job' };
+    // Read-your-writes for list; the workflow's own first report lands here too if this process dies now.
+    await this.d.store.putIfAbsent('batchJobs', caller.account, job, 0);
+    return job;
+  }
+
+  /** The current job: from its workflow while it lives, else its archived record. */
+  async get(caller: Principal, id: string): Promise<BatchJob> {
+    const job = await this.current(this.name(caller.account, id), id);
+    const [enriched] = await this.enrichQueued(caller.account, [job]);
+    return enriched ?? job;
+  }
+
+  private async current(name: string, id: string): Promise<BatchJob> {
+    const row = await this.d.store.get<BatchJobRecord>('batchJobs', name);
+    if (!row) throw ApiError.notFound(`batch job "${id}"`);
+    if (isTerminal(row.resource.state)) return row.resource;
+    try {
+      const view = await this.query(name);
+      return view.job;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return row.resource;
+      const repaired = await this.repairIfClosed(row.resource, row.version);
+      if (repaired) return repaired;
+      this.d.logger.warn({ job: name, err: String(err) }, 'job query failed; answering from the read model');
+      return row.resource;
+    }
+  }
+
+  private query(name: string): Promise<BatchJobView> {
+    const handle = this.d.client.workflow.getHandle(name);
+    return this.d.client.withDeadline(Date.now() + (this.d.queryTimeoutMs ?? 3000), () => handle.query(getBatchJobQuery));
+  }
+
+  /**
+   * A job whose workflow closed without a final report (an operator terminated it) would hold its
+   * capacity and show a live state forever: record it FAILED and release its capacity.
+   */
+  private async repairIfClosed(job: BatchJob, version: number): Promise<BatchJob | undefined> {
+    let status: string;
+    try {
+      const d = await this.d.client.workflow.getHandle(job.name).describe();
+      if (d.status.name === 'RUNNING') return undefined;
+      status = d.status.name;
+    } catch {
+      return undefined;
+    }
+    const now = new Date().toISOString();
+    const failed: BatchJob = { ...job, state: 'FAILED', status: `the job's workflow ended without finishing the job (${status})`, updateTime: now, endTime: now };
+    const account = job.name.split('/')[1] ?? '';
+    await this.d.store.put('batchJobs', account, failed, version + 1);
+    try {
+      await this.d.client.workflow.getHandle(resourceName(account, 'nodePools', job.nodePoolId)).signal(releaseCapacitySignal, { jobName: job.name });
+    } catch {
+      // no pool, no capacity to release
+    }
+    return failed;
+  }
+
+  async list(caller: Principal, query: Omit<ListQuery, 'account'>): Promise<{ jobs: BatchJob[]; totalSize: number; nextAfter?: unknown[] }> {
+    const page = await this.d.store.list<BatchJobRecord>('batchJobs', { ...query, account: caller.account });
+    const jobs = await this.enrichQueued(caller.account, page.items);
+    return { jobs, totalSize: page.totalSize, ...(page.nextAfter ? { nextAfter: page.nextAfter } : {}) };
+  }
+
+  /** QUEUED jobs say where they stand; one query per pool on the page. */
+  private async enrichQueued(account: string, jobs: BatchJob[]): Promise<BatchJob[]> {
+    const byPool = new Map<string, string[]>();
+    for (const j of jobs) if (j.state === 'QUEUED') byPool.set(j.nodePoolId, [...(byPool.get(j.nodePoolId) ?? []), j.name]);
+    if (byPool.size === 0) return jobs;
+    const statuses = new Map<string, string>();
+    await Promise.all(
+      [...byPool].map(async ([poolId, names]) => {
+        const poolName = resourceName(account, 'nodePools', poolId);
+        try {
+          const pool = await this.d.store.get<StoredPool>('nodePools', poolName);
+          const standings = await this.d.client.withDeadline(Date.now() + 2000, () =>
+            this.d.client.workflow.getHandle(poolName).query(queueStandingQuery, names),
+          );
+          for (const [name, s] of Object.entries(standings)) statuses.set(name, queuedStatus(poolId, pool ? isGpuPool(pool.resource) : true, s));
+        } catch (err) {
+          this.d.logger.debug({ pool: poolName, err: String(err) }, 'queue standing unavailable');
+        }
+      }),
+    );
+    return jobs.map((j) => (statuses.has(j.name) ? { ...j, status: statuses.get(j.name) ?? j.status } : j));
+  }
+
+  private canChange(caller: Principal, job: BatchJob): void {
+    if (!job.shared && job.createdBy !== caller.email) {
+      throw ApiError.permissionDenied(`only ${job.createdBy} may change batch job "${job.name.split('/').pop()}" (it is not shared)`);
+    }
+  }
+
+  async cancel(caller: Principal, id: string): Promise<void> {
+    const name = this.name(caller.account, id);
+    const job = await this.current(name, id);
+    this.canChange(caller, job);
+    if (job.state === 'CANCELLING') return;
+    if (!isCancellable(job.state)) {
+      throw ApiError.failedPrecondition(`batch job "${id}" is ${job.state}; only CREATING, QUEUED, PENDING or RUNNING jobs can be cancelled`);
+    }
+    try {
+      await this.d.client.workflow.getHandle(name).signal(cancelSignal, { requestedBy: caller.email });
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw ApiError.failedPrecondition(`batch job "${id}" has already ended`);
+      throw fromTemporal(err) ?? err;
+    }
+  }
+
+  async delete(caller: Principal, id: string): Promise<void> {
+    const name = this.name(caller.account, id);
+    const job = await this.current(name, id);
+    this.canChange(caller, job);
+    if (job.state === 'DELETING') return;
+    if (!isTerminal(job.state)) {
+      try {
+        await this.d.client.workflow.getHandle(name).signal(deleteSignal, { requestedBy: caller.email });
+        return;
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw fromTemporal(err) ?? err;
+        // The workflow closed in between: the job has ended, so delete it as an ended job.
+      }
+    }
+    await this.purge(caller.account, name, id);
+  }
+
+  /** Checks every job first (exists, caller may delete it); only then deletes them all. */
+  async deleteMany(caller: Principal, ids: string[]): Promise<void> {
+    const unique = [...new Set(ids)];
+    for (const id of unique) this.canChange(caller, await this.current(this.name(caller.account, id), id));
+    for (const id of unique) await this.delete(caller, id);
+  }
+
+  private purge(account: string, name: string, id: string): Promise<void> {
+    return purgeJob({ store: this.d.store, logs: this.d.logs, dataDir: this.d.config.dataDir }, account, name, id);
+  }
+
+  async exists(caller: Principal, id: string): Promise<BatchJob> {
+    const row = await this.d.store.get<BatchJobRecord>('batchJobs', this.name(caller.account, id));
+    if (!row) throw ApiError.notFound(`batch job "${id}"`);
+    return row.resource;
+  }
+}

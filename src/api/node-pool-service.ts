@@ -1,0 +1,162 @@
+/**
+ * Node pools as the API sees them. Each pool is an entity workflow (workflows/node-pool.ts) that owns
+ * its hosts and its scheduler; the read model keeps a projection for list. Stats are always read live
+ * from the workflow, so they agree with what the scheduler holds at that moment.
+ */
+import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { type Logger } from 'pino';
+import type { nodePoolWorkflow } from '../../workflows/node-pool';
+import { deleteNodePoolUpdate, getNodePoolInternalsQuery, getNodePoolQuery, type NodePoolInternals, updateNodePoolUpdate } from '../../workflows/messages';
+import { BatchdAccount, NodePoolState } from '../../workflows/search-attributes';
+import { ApiError } from '../domain/errors';
+import { type NodePool, type NodePoolSpec, nodePoolCreateBodySchema, okStatus, planNodePoolUpdate, ranksPerNodeOf } from '../domain/node-pool';
+import { resourceName } from '../domain/names';
+import { parseOrThrow } from '../domain/validation';
+import { type ListQuery, type ReadModel, type StoredResource } from '../store/read-model';
+import { type Principal } from './auth';
+import { fromTemporal } from './errors';
+
+export interface NodePoolServiceDeps {
+  client: Client;
+  store: ReadModel;
+  taskQueue: string;
+  logger: Logger;
+  continueAsNewEvents: number;
+  queryTimeoutMs?: number;
+}
+
+type StoredPool = NodePool & StoredResource;
+
+export function specOf(pool: NodePool): NodePoolSpec {
+  const spec: NodePoolSpec = {
+    minNodeCount: pool.minNodeCount,
+    maxNodeCount: pool.maxNodeCount,
+    overprovisionNodeCount: pool.overprovisionNodeCount,
+    annotations: pool.annotations,
+  };
+  if (pool.displayName !== undefined) spec.displayName = pool.displayName;
+  if (pool.fakeNodePool) spec.fakeNodePool = pool.fakeNodePool;
+  if (pool.eksNodePool) spec.eksNodePool = pool.eksNodePool;
+  return spec;
+}
+
+export class NodePoolService {
+  constructor(private readonly d: NodePoolServiceDeps) {}
+
+  private name(account: string, id: string): string {
+    return resourceName(account, 'nodePools', id);
+  }
+
+  private handle(name: string) {
+    return this.d.client.workflow.getHandle(name);
+  }
+
+  private deadline<T>(fn: () => Promise<T>): Promise<T> {
+    return this.d.client.withDeadline(Date.now() + (this.d.queryTimeoutMs ?? 3000), fn);
+  }
+
+  async create(caller: Principal, body: unknown): Promise<NodePool> {
+    const { nodePool: spec, nodePoolId } = parseOrThrow(nodePoolCreateBodySchema, body);
+    return this.createPool(caller.account, nodePoolId, spec);
+  }
+
+  /** Starts the pool's workflow; ALREADY_EXISTS when a pool of that id exists (or is still being deleted). */
+  async createPool(account: string, id: string, spec: NodePoolSpec): Promise<NodePool> {
+    const name = this.name(account, id);
+    if (await this.d.store.get('nodePools', name)) throw new ApiError('ALREADY_EXISTS', `node pool "${id}" already exists`);
+    const now = new Date().toISOString();
+    const pool: NodePool = {
+      ...spec,
+      name,
+      createTime: now,
+      updateTime: now,
+      state: 'CREATING',
+      status: okStatus(),
+      nodePoolStats: { nodeCount: 0, ranksPerNode: ranksPerNodeOf(spec), environmentCount: 0, environmentRanks: 0, batchJobCount: {}, batchJobRanks: {} },
+    };
+    try {
+      await this.d.client.workflow.start<typeof nodePoolWorkflow>('nodePoolWorkflow', {
+        workflowId: name,
+        taskQueue: this.d.taskQueue,
+        args: [{ account, poolId: id, name, pool, continueAsNewEvents: this.d.continueAsNewEvents }],
+        workflowIdConflictPolicy: 'FAIL',
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        typedSearchAttributes: [
+          { key: BatchdAccount, value: account },
+          { key: NodePoolState, value: 'CREATING' },
+        ],
+        staticSummary: `node pool ${id}: ${spec.fakeNodePool ? `${spec.fakeNodePool.numNodes} × ${spec.fakeNodePool.machineType} (fake)` : `EKS ${spec.eksNodePool?.instanceType ?? ''}`}`,
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) throw new ApiError('ALREADY_EXISTS', `node pool "${id}" already exists`);
+      throw fromTemporal(err) ?? err;
+    }
+    await this.d.store.putIfAbsent('nodePools', account, pool, 0);
+    try {
+      return (await this.deadline(() => this.handle(name).query(getNodePoolQuery))).pool;
+    } catch {
+      return pool;
+    }
+  }
+
+  async get(caller: Principal, id: string): Promise<NodePool> {
+    const name = this.name(caller.account, id);
+    const row = await this.d.store.get<StoredPool>('nodePools', name);
+    if (!row) throw ApiError.notFound(`node pool "${id}"`);
+    return this.live(row.resource);
+  }
+
+  /** The pool with live stats from its workflow; the stored projection when the workflow cannot answer. */
+  private async live(stored: NodePool): Promise<NodePool> {
+    try {
+      return (await this.deadline(() => this.handle(stored.name).query(getNodePoolQuery))).pool;
+    } catch (err) {
+      this.d.logger.warn({ pool: stored.name, err: String(err) }, 'node pool query failed; answering from the read model');
+      return stored;
+    }
+  }
+
+  async internals(caller: Principal, id: string): Promise<NodePoolInternals> {
+    const name = this.name(caller.account, id);
+    if (!(await this.d.store.get('nodePools', name))) throw ApiError.notFound(`node pool "${id}"`);
+    return this.deadline(() => this.handle(name).query(getNodePoolInternalsQuery));
+  }
+
+  async list(caller: Principal, query: Omit<ListQuery, 'account'>): Promise<{ pools: NodePool[]; totalSize: number; nextAfter?: unknown[] }> {
+    const page = await this.d.store.list<StoredPool>('nodePools', { ...query, account: caller.account });
+    const pools = await Promise.all(page.items.map((p) => this.live(p)));
+    return { pools, totalSize: page.totalSize, ...(page.nextAfter ? { nextAfter: page.nextAfter } : {}) };
+  }
+
+  async update(caller: Principal, id: string, body: unknown, updateMask: string | undefined): Promise<NodePool> {
+    const current = await this.get(caller, id);
+    if (current.state === 'DELETING') throw ApiError.failedPrecondition(`node pool "${id}" is being deleted`);
+    const spec = planNodePoolUpdate(specOf(current), body, updateMask);
+    try {
+      return await this.handle(current.name).executeUpdate(updateNodePoolUpdate, { args: [{ spec }] });
+    } catch (err) {
+      throw fromTemporal(err) ?? err;
+    }
+  }
+
+  async delete(caller: Principal, id: string): Promise<void> {
+    const current = await this.get(caller, id);
+    if (current.state === 'DELETING') return;
+    try {
+      await this.handle(current.name).executeUpdate(deleteNodePoolUpdate, { args: [{ requestedBy: caller.email }] });
+    } catch (err) {
+      throw fromTemporal(err) ?? err;
+    }
+  }
+
+  /** Checks every pool first (exists, no live jobs); only then deletes them. */
+  async deleteMany(caller: Principal, ids: string[]): Promise<void> {
+    const unique = [...new Set(ids)];
+    for (const id of unique) {
+      const pool = await this.get(caller, id);
+      const live = Object.values(pool.nodePoolStats.batchJobCount).reduce((n, c) => n + c, 0);
+      if (live > 0) throw ApiError.failedPrecondition(`node pool "${id}" still has ${live} live batch job(s); nothing was deleted`);
+    }
+    for (const id of unique) await this.delete(caller, id);
+  }
+}

@@ -1,0 +1,247 @@
+/**
+ * The composition root. `startService` starts any subset of the service's roles in this process —
+ * the embedded Temporal dev server, the control worker, the fleet of fake-host agents, the API — and
+ * returns a handle that stops them in reverse order. `npm start` runs all of them; tests and
+ * deployments pick roles.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { type Server } from 'node:http';
+import { join } from 'node:path';
+import { type Client } from '@temporalio/client';
+import { DefaultLogger, type LogLevel, type NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import pino, { type Logger } from 'pino';
+import { createControlActivities } from '../activities/control';
+import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
+import { FakeFleet } from './agent/fleet';
+import { createApp, type HealthCheck } from './api/app';
+import { keyEntry, KeyRing } from './api/auth';
+import { batchJobRoutes } from './api/batch-job-routes';
+import { BatchJobService } from './api/batch-job-service';
+import { nodePoolRoutes } from './api/node-pool-routes';
+import { NodePoolService } from './api/node-pool-service';
+import { bootstrapKey, DEFAULT_ACCOUNT, DEFAULT_USER, ensureDefaultPools, pageTokenSecret } from './bootstrap';
+import { type Config } from './config';
+import { LogStore } from './store/log-store';
+import { type ReadModel } from './store/read-model';
+import { SqliteReadModel } from './store/sqlite-read-model';
+import { ensureTemporalCli } from './temporal/cli';
+import { connectClient, connectWorker } from './temporal/connection';
+import { type DevServer, startDevServer } from './temporal/dev-server';
+import { ensureSearchAttributes } from './temporal/search-attributes';
+
+export type Role = 'temporal' | 'worker' | 'agents' | 'api';
+export const ALL_ROLES: readonly Role[] = ['temporal', 'worker', 'agents', 'api'];
+
+export interface ServiceOptions {
+  config: Config;
+  roles: readonly Role[];
+  logger?: Logger;
+  /** Print the bootstrap key when this start created it (npm start does; tests do not). */
+  printNewKey?: boolean;
+}
+
+export interface RunningService {
+  config: Config;
+  logger: Logger;
+  /** http://host:port of the API, when the api role runs. */
+  url?: string;
+  temporalAddress: string;
+  temporalUiUrl?: string;
+  apiKey: string;
+  client: Client;
+  store: ReadModel;
+  logs: LogStore;
+  stop(): Promise<void>;
+}
+
+let runtimeInstalled = false;
+
+/** Temporal's core logs go to our logger at WARN and above. */
+function installRuntime(logger: Logger): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const level = (l: LogLevel) => (l === 'ERROR' ? 'error' : l === 'WARN' ? 'warn' : 'debug');
+  Runtime.install({
+    // The process decides how to stop on signals (src/main.ts), not the SDK.
+    shutdownSignals: [],
+    logger: new DefaultLogger('WARN', (entry) => logger[level(entry.level)]({ sdk: entry.meta }, entry.message)),
+  });
+}
+
+function workflowSource(): { workflowBundle: { codePath: string } } | { workflowsPath: string } {
+  const bundle = join(__dirname, '..', 'workflow-bundle.js');
+  if (existsSync(bundle)) return { workflowBundle: { codePath: bundle } };
+  return { workflowsPath: require.resolve('../workflows') };
+}
+
+export async function startService(options: ServiceOptions): Promise<RunningService> {
+  const { config } = options;
+  const roles = new Set(options.roles);
+  const logger = options.logger ?? pino({ level: config.LOG_LEVEL, base: undefined });
+  installRuntime(logger);
+  mkdirSync(config.dataDir, { recursive: true });
+
+  const stops: Array<() => Promise<void>> = [];
+  const stop = async () => {
+    for (const s of stops.reverse()) {
+      try {
+        await s();
+      } catch (err) {
+        logger.error({ err }, 'error while stopping');
+      }
+    }
+  };
+
+  try {
+    let devServer: DevServer | undefined;
+    if (roles.has('temporal') && config.embeddedTemporal) {
+      const cliPath = config.TEMPORAL_CLI_PATH ?? ensureTemporalCli();
+      devServer = await startDevServer({
+        cliPath,
+        dataDir: config.dataDir,
+        port: config.TEMPORAL_PORT,
+        uiPort: config.TEMPORAL_UI_PORT,
+        namespace: config.TEMPORAL_NAMESPACE,
+        searchAttributes: ALL_SEARCH_ATTRIBUTES,
+        onLog: (line) => logger.debug({ temporal: line }, 'temporal dev server'),
+      });
+      const server = devServer;
+      stops.push(() => server.stop());
+      logger.info({ address: devServer.address, ui: devServer.uiUrl }, 'Temporal dev server ready');
+    }
+
+    const client = await connectClient(config);
+    stops.push(() => client.connection.close());
+    const added = await ensureSearchAttributes(client, config.TEMPORAL_NAMESPACE);
+    if (added.length > 0) logger.info({ added }, 'registered search attributes');
+
+    const store: ReadModel = new SqliteReadModel(join(config.dataDir, 'batchd.sqlite'));
+    stops.push(() => store.close());
+    const logs = new LogStore(join(config.dataDir, 'logs.sqlite'));
+    stops.push(() => Promise.resolve(logs.close()));
+
+    let nativeConnection: NativeConnection | undefined;
+    if (roles.has('worker') || roles.has('agents')) {
+      nativeConnection = await connectWorker(config);
+      const conn = nativeConnection;
+      stops.push(() => conn.close());
+    }
+
+    let controlWorker: Worker | undefined;
+    if (roles.has('worker') && nativeConnection) {
+      controlWorker = await Worker.create({
+        connection: nativeConnection,
+        namespace: config.TEMPORAL_NAMESPACE,
+        taskQueue: config.TASK_QUEUE,
+        ...workflowSource(),
+        activities: createControlActivities({ store, logs, config }),
+        // Live jobs stay cached, so a signal or query does not replay a whole history.
+        maxCachedWorkflows: 2000,
+        maxConcurrentLocalActivityExecutions: 200,
+        // In-flight reports finish before the worker exits.
+        shutdownGraceTime: '5 seconds',
+      });
+      const worker = controlWorker;
+      const running = worker.run();
+      stops.push(async () => {
+        if (worker.getState() === 'RUNNING') worker.shutdown();
+        await running;
+      });
+      logger.info({ taskQueue: config.TASK_QUEUE }, 'control worker polling');
+    }
+
+    const pools = new NodePoolService({ client, store, taskQueue: config.TASK_QUEUE, logger, continueAsNewEvents: config.POOL_CONTINUE_AS_NEW_EVENTS });
+    const key = bootstrapKey(config.dataDir, config.BOOTSTRAP_API_KEY);
+    if (config.DEFAULT_POOLS && roles.has('worker')) {
+      const created = await ensureDefaultPools(pools);
+      if (created.length > 0) logger.info({ pools: created }, 'created default node pools');
+    }
+
+    let fleet: FakeFleet | undefined;
+    if (roles.has('agents') && nativeConnection) {
+      fleet = new FakeFleet({
+        store,
+        connection: nativeConnection,
+        client,
+        namespace: config.TEMPORAL_NAMESPACE,
+        dataDir: config.dataDir,
+        workspaceDir: config.workspaceDir,
+        logs,
+        logger,
+        maxStopGraceMs: config.RANK_STOP_GRACE_MS,
+        syncMs: config.FLEET_SYNC_MS,
+      });
+      const f = fleet;
+      await f.start();
+      stops.push(() => f.stop());
+    }
+
+    let url: string | undefined;
+    if (roles.has('api')) {
+      const secret = pageTokenSecret(config.dataDir, process.env.PAGE_TOKEN_SECRET);
+      const keys = new KeyRing([keyEntry(key.key, DEFAULT_ACCOUNT, DEFAULT_USER)]);
+      const jobs = new BatchJobService({ client, store, logs, config, logger });
+      const health: HealthCheck[] = [
+        {
+          name: 'temporal',
+          check: async () => {
+            await client.withDeadline(Date.now() + 2000, () => client.workflowService.getSystemInfo({}));
+            return undefined;
+          },
+        },
+      ];
+      if (controlWorker) {
+        const w = controlWorker;
+        health.push({ name: 'controlWorker', check: () => Promise.resolve(w.getState() === 'RUNNING' ? undefined : `worker is ${w.getState()}`) });
+      }
+      if (fleet) {
+        const f = fleet;
+        health.push({ name: 'agents', check: () => Promise.resolve(f.problem()) });
+      }
+      const app = createApp({
+        keys,
+        routes: [...batchJobRoutes(jobs, logs, secret), ...nodePoolRoutes(pools, secret)],
+        health,
+        logger,
+        maxBodyBytes: config.MAX_BODY_BYTES,
+      });
+      const server: Server = await new Promise((resolve, reject) => {
+        const s = app.listen(config.PORT, config.HOST, () => resolve(s));
+        s.once('error', reject);
+      });
+      stops.push(
+        () =>
+          new Promise<void>((resolve) => {
+            server.close(() => resolve());
+            server.closeAllConnections();
+          }),
+      );
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : config.PORT;
+      url = `http://${config.HOST}:${port}`;
+      logger.info({ url }, 'API listening');
+    }
+
+    if (key.created && options.printNewKey) {
+      process.stdout.write(
+        `\nA new API key was created for ${DEFAULT_USER} (account "${DEFAULT_ACCOUNT}"); it is saved in ${join(config.dataDir, 'api-key')}:\n\n    ${key.key}\n\n`,
+      );
+    }
+
+    return {
+      config,
+      logger,
+      url,
+      temporalAddress: devServer?.address ?? config.temporalAddress,
+      temporalUiUrl: devServer?.uiUrl,
+      apiKey: key.key,
+      client,
+      store,
+      logs,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

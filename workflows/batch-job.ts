@@ -1,0 +1,490 @@
+/**
+ * One workflow per batch job; its state is the job. It validates the job, queues for capacity at the
+ * node pool's workflow, starts each host's ranks through that host's agent, watches them, and on any
+ * ending (success, failure, cancel, delete, a lost host) stops what still runs, releases the capacity
+ * once, and reports the final job before it completes.
+ *
+ * Cancel and delete arrive as signals (or as Temporal's own cancellation, treated as cancel); a PATCH
+ * arrives as an update; `getBatchJob` answers the current job at any time.
+ */
+import {
+  ActivityCancellationType,
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  TimeoutFailure,
+  allHandlersFinished,
+  condition,
+  getExternalWorkflowHandle,
+  isCancellation,
+  log,
+  proxyActivities,
+  proxyLocalActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
+import type { AgentActivities, ControlActivities, HostOutcome, HostRunInput, PoolBinding } from '../activities/contracts';
+import { type BatchJob, executorOf } from '../src/domain/batch-job';
+import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
+import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-update';
+import { numberRanks, rankEnvironment } from '../src/domain/ranks';
+import {
+  type BatchJobInput,
+  type BatchJobResult,
+  type BatchJobView,
+  cancelSignal,
+  type CapacityGrant,
+  capacityGrantedSignal,
+  capacityRefusedSignal,
+  deleteSignal,
+  getBatchJobQuery,
+  type GrantedHost,
+  hostLostSignal,
+  type JobSettings,
+  jobStateSignal,
+  ranksStartedSignal,
+  releaseCapacitySignal,
+  requestCapacitySignal,
+  type StopRequest,
+  updateBatchJobUpdate,
+} from './messages';
+import {
+  BatchdAccount,
+  BatchJobCreatedBy,
+  BatchJobDisplayName,
+  BatchJobNodePool,
+  BatchJobNumRanks,
+  BatchJobState,
+} from './search-attributes';
+
+const control = proxyLocalActivities<ControlActivities>({
+  startToCloseTimeout: '30 seconds',
+  // The store may be briefly unavailable; a report must eventually land, so retry without a limit.
+  retry: { initialInterval: '500 milliseconds', maximumInterval: '30 seconds', backoffCoefficient: 2 },
+});
+
+/** What became of one host's ranks. */
+type HostResult = HostOutcome | { outcome: 'lost'; message: string } | { outcome: 'error'; message: string };
+
+function agentOn(host: GrantedHost, settings: JobSettings) {
+  return proxyActivities<AgentActivities>({
+    taskQueue: host.taskQueue,
+    scheduleToStartTimeout: settings.hostStartTimeoutMs,
+    startToCloseTimeout: '3650 days',
+    heartbeatTimeout: settings.heartbeatTimeoutMs,
+    // A rank never runs twice: losing a host ends the job instead of re-running its ranks elsewhere.
+    retry: { maximumAttempts: 1 },
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    summary: `ranks of ${host.host}`,
+  });
+}
+
+function stopperOn(host: GrantedHost, settings: JobSettings) {
+  return proxyActivities<AgentActivities>({
+    taskQueue: host.taskQueue,
+    scheduleToCloseTimeout: settings.stopGraceMs + settings.heartbeatTimeoutMs + 10_000,
+    retry: { maximumAttempts: 2, initialInterval: '1 second' },
+    summary: `stop ranks on ${host.host}`,
+  });
+}
+
+function now(): string {
+  return new Date().toISOString();
+}
+
+function initialJob(input: BatchJobInput): BatchJob {
+  return {
+    ...input.spec,
+    name: input.name,
+    createTime: input.createTime,
+    updateTime: input.createTime,
+    createdBy: input.createdBy,
+    state: 'CREATING',
+    status: 'validating the job',
+  };
+}
+
+function hostFailure(host: string, err: unknown, settings: JobSettings): HostResult {
+  if (isCancellation(err)) return { outcome: 'stopped' };
+  if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure) {
+    const t = err.cause.timeoutType;
+    if (t === TimeoutType.HEARTBEAT) {
+      return { outcome: 'lost', message: `host ${host} was lost: its agent sent no heartbeat for ${settings.heartbeatTimeoutMs / 1000}s` };
+    }
+    if (t === TimeoutType.SCHEDULE_TO_START) {
+      return { outcome: 'lost', message: `host ${host} did not pick up its ranks within ${settings.hostStartTimeoutMs / 1000}s (is its agent running?)` };
+    }
+    return { outcome: 'error', message: `host ${host} timed out (${t ?? 'unknown timeout'})` };
+  }
+  const cause = err instanceof ActivityFailure && err.cause ? err.cause : err;
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return { outcome: 'error', message: `host ${host} could not run its ranks: ${message}` };
+}
+
+function summariseHosts(grant: CapacityGrant): string {
+  return grant.hosts.map((h) => `${h.host} (${h.slots.length})`).join(', ');
+}
+
+export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobResult> {
+  let job = initialJob(input);
+  let version = 1;
+  let reported = 0;
+  let finished = false;
+  let placement: BatchJobView['placement'];
+  let cancelBy: string | undefined;
+  let deleteBy: string | undefined;
+  let grant: CapacityGrant | undefined;
+  let refusal: string | undefined;
+  const startedHosts = new Set<string>();
+  const results = new Map<string, HostResult>();
+
+  const requester = (r: StopRequest | undefined) => (typeof r?.requestedBy === 'string' && r.requestedBy ? r.requestedBy : 'an operator');
+  const stopWanted = () => cancelBy !== undefined || deleteBy !== undefined;
+
+  setHandler(getBatchJobQuery, () => ({ job, version, ...(placement ? { placement } : {}) }), {
+    description: 'The batch job resource as the API returns it, its version, and where its ranks run.',
+  });
+  setHandler(
+    cancelSignal,
+    (request) => {
+      if (cancelBy !== undefined || deleteBy !== undefined) return;
+      if (!isCancellable(job.state)) {
+        log.info('cancel ignored', { state: job.state });
+        return;
+      }
+      cancelBy = requester(request);
+    },
+    { description: 'Cancel the job: stop its ranks, release its capacity, end CANCELLED. Payload: {"requestedBy": "<who>"} (optional).' },
+  );
+  setHandler(
+    deleteSignal,
+    (request) => {
+      if (deleteBy === undefined) deleteBy = requester(request);
+    },
+    { description: 'Delete the job: stop it if it runs, release its capacity, then remove it and its logs.' },
+  );
+  setHandler(capacityGrantedSignal, (g) => {
+    if (!grant) grant = g;
+  });
+  setHandler(capacityRefusedSignal, ({ reason }) => {
+    refusal ??= reason;
+  });
+  setHandler(ranksStartedSignal, ({ host }) => {
+    startedHosts.add(host);
+  });
+  setHandler(
+    updateBatchJobUpdate,
+    async (patch: BatchJobPatch) => {
+      job = applyBatchJobPatch(job, patch, now());
+      version++;
+      upsertSearchAttributes([{ key: BatchJobDisplayName, value: job.displayName ?? '' }]);
+      upsertMemo({ displayName: job.displayName ?? null });
+      const mine = version;
+      await condition(() => reported >= mine);
+      return job;
+    },
+    {
+      validator: (patch: BatchJobPatch) => {
+        if (job.state === 'DELETING' || deleteBy !== undefined) {
+          throw ApplicationFailure.create({ type: 'ApiError:FAILED_PRECONDITION', message: 'the job is being deleted', nonRetryable: true });
+        }
+        const problem = patchProblem(patch);
+        if (problem) throw ApplicationFailure.create({ type: 'ApiError:INVALID_ARGUMENT', message: problem, nonRetryable: true });
+      },
+      description: 'Change displayName, annotations or shared; returns the job once the change is visible to list.',
+    },
+  );
+
+  // Temporal's own cancellation (`temporal workflow cancel`) is a cancel request like any other.
+  CancellationScope.current().cancelRequested.catch(() => {
+    if (cancelBy === undefined && deleteBy === undefined && isCancellable(job.state)) cancelBy = 'an operator (workflow cancellation)';
+  });
+
+  const describe = (): string => {
+    const lines = [`**${job.state}** · ${job.status}`, '', `${job.numRanks} rank(s) on node pool \`${job.nodePoolId}\`, created by ${job.createdBy}`];
+    if (placement) {
+      const byHost = new Map<string, number[]>();
+      for (const r of placement.ranks) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r.rank]);
+      lines.push('', `master ${placement.masterAddr}:${placement.masterPort}`);
+      for (const [host, ranks] of byHost) lines.push(`- ${host}: ranks ${ranks.join(', ')}`);
+    }
+    return lines.join('\n');
+  };
+
+  const transition = (event: LifecycleEvent): void => {
+    const before = job.state;
+    job = apply(job, event, now());
+    version++;
+    if (job.state !== before) upsertSearchAttributes([{ key: BatchJobState, value: job.state }]);
+    setCurrentDetails(describe());
+  };
+
+  if (workflowInfo().typedSearchAttributes.get(BatchdAccount) === undefined) {
+    // Started without our attributes (e.g. by a parent workflow that set none): add them now.
+    upsertSearchAttributes([
+      { key: BatchdAccount, value: input.account },
+      { key: BatchJobState, value: job.state },
+      { key: BatchJobNodePool, value: job.nodePoolId },
+      { key: BatchJobCreatedBy, value: job.createdBy },
+      { key: BatchJobDisplayName, value: job.displayName ?? '' },
+      { key: BatchJobNumRanks, value: job.numRanks },
+    ]);
+  }
+  setCurrentDetails(describe());
+
+  // Every change reaches the read model in order; a PATCH waits for its own version to land.
+  const reporter = (async () => {
+    for (;;) {
+      await condition(() => version > reported || finished);
+      if (version <= reported) return;
+      const v = version;
+      await control.report({ kind: 'batchJobs', account: input.account, resource: job, version: v });
+      reported = v;
+    }
+  })();
+
+  const finish = async (deleted: boolean): Promise<BatchJobResult> => {
+    await condition(() => reported >= version);
+    if (deleted) await control.purgeJob({ account: input.account, name: input.name, jobId: input.jobId });
+    await condition(allHandlersFinished);
+    finished = true;
+    await reporter;
+    return { job, deleted };
+  };
+
+  return CancellationScope.nonCancellable(async (): Promise<BatchJobResult> => {
+    // ---- CREATING: validate, find the pool ---------------------------------------------------
+    const validation = await control.validateJob({ name: input.name, account: input.account, spec: input.spec, createdBy: input.createdBy });
+    if (!validation.ok) {
+      if (deleteBy !== undefined) {
+        transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}` });
+        return finish(true);
+      }
+      transition({ type: 'invalid', status: `invalid job: ${validation.message}` });
+      return deleteAfterEnd();
+    }
+    const settings = input.settings ?? validation.settings;
+    const poolBinding: PoolBinding = validation.pool;
+    const pool = getExternalWorkflowHandle(poolBinding.workflowId);
+    const unit = poolBinding.gpu ? 'GPU' : 'host';
+    const runtimeNote =
+      validation.imageRef !== undefined
+        ? `; the local runtime runs ranks directly on the host (image ${validation.imageRef} is exposed as BATCH_JOB_IMAGE_REF, not pulled)`
+        : '';
+
+    let released = false;
+    const releaseCapacity = async (): Promise<void> => {
+      if (released) return;
+      released = true;
+      try {
+        await pool.signal(releaseCapacitySignal, { jobName: input.name });
+      } catch (err) {
+        log.warn('node pool gone while releasing capacity; nothing left to release', { error: String(err) });
+      }
+    };
+    const tellPool = async (state: BatchJob['state']): Promise<void> => {
+      try {
+        await pool.signal(jobStateSignal, { jobName: input.name, state });
+      } catch {
+        // Stats only; a pool that is gone has no stats to keep.
+      }
+    };
+
+    // Ends a job that holds no ranks (yet): withdraw from the queue and settle the stop request.
+    const stopBeforeRunning = async (): Promise<BatchJobResult> => {
+      if (deleteBy !== undefined) {
+        transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}` });
+        await releaseCapacity();
+        return finish(true);
+      }
+      transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}` });
+      await releaseCapacity();
+      transition({ type: 'cancelled', status: `cancelled by ${cancelBy ?? 'an operator'} before it started` });
+      return deleteAfterEnd();
+    };
+
+    if (stopWanted()) return stopBeforeRunning();
+
+    // ---- QUEUED: wait for the pool's grant --------------------------------------------------
+    try {
+      await pool.signal(requestCapacitySignal, { jobName: input.name, workflowId: workflowInfo().workflowId, ranks: job.numRanks });
+    } catch {
+      transition({ type: 'invalid', status: `node pool ${job.nodePoolId} no longer exists` });
+      return deleteAfterEnd();
+    }
+    transition({
+      type: 'validated',
+      status: `queued in node pool ${job.nodePoolId}: waiting for ${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`,
+    });
+    await condition(() => grant !== undefined || refusal !== undefined || stopWanted());
+    if (!grant && refusal !== undefined) {
+      released = true; // a refused request holds nothing
+      transition({ type: 'failed', status: refusal });
+      return deleteAfterEnd();
+    }
+    if (!grant || stopWanted()) return stopBeforeRunning();
+    const g: CapacityGrant = grant;
+
+    // ---- PENDING: hand each host its ranks --------------------------------------------------
+    const hostRanks = numberRanks(g.hosts.map((h) => ({ host: h.host, slots: h.slots })));
+    const master = g.hosts[0];
+    if (!master) throw ApplicationFailure.nonRetryable('a grant without hosts');
+    placement = {
+      masterAddr: master.address,
+      masterPort: g.masterPort,
+      ranks: hostRanks.flatMap((h) => h.ranks.map((r) => ({ rank: r.rank, host: h.host, slot: r.slot }))),
+    };
+    transition({
+      type: 'granted',
+      status: `starting ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} on ${g.hosts.length} host${g.hosts.length === 1 ? '' : 's'}: ${summariseHosts(g)}`,
+    });
+    const executor = executorOf(validation.spec);
+    const launches: Array<{ host: GrantedHost; input: HostRunInput }> = hostRanks.map((hr, i) => {
+      const host = g.hosts[i];
+      if (!host) throw ApplicationFailure.nonRetryable('placement and grant disagree');
+      return {
+        host,
+        input: {
+          jobName: input.name,
+          jobId: input.jobId,
+          account: input.account,
+          workflowId: workflowInfo().workflowId,
+          host: host.host,
+          executor,
+          stopGraceMs: settings.stopGraceMs,
+          ranks: hr.ranks.map((rank) => ({
+            rank: rank.rank,
+            env: rankEnvironment({
+              jobName: input.name,
+              jobId: input.jobId,
+              worldSize: job.numRanks,
+              nnodes: g.hosts.length,
+              nodeRank: hr.nodeRank,
+              localWorldSize: hr.ranks.length,
+              rank,
+              masterAddr: master.address,
+              masterPort: g.masterPort,
+              gpu: g.gpu,
+              ...(validation.imageRef !== undefined ? { imageRef: validation.imageRef } : {}),
+              userEnv: validation.spec.envVars,
+            }),
+          })),
+        },
+      };
+    });
+
+    const hostScope = new CancellationScope();
+    const runs = launches.map(({ host, input: hostInput }) =>
+      hostScope
+        .run(() => agentOn(host, settings).runRanks(hostInput))
+        .then(
+          (outcome) => {
+            results.set(host.host, outcome);
+          },
+          (err: unknown) => {
+            results.set(host.host, hostFailure(host.host, err, settings));
+          },
+        ),
+    );
+
+    // 'stopped' is only expected once this job asked its hosts to stop; before that, an agent stopped
+    // the ranks by itself (it shut down), which ends the job like any other host problem.
+    let stopping = false;
+    const firstProblem = (): [string, HostResult] | undefined =>
+      [...results.entries()].find(([, r]) => r.outcome !== 'succeeded' && (r.outcome !== 'stopped' || !stopping));
+    const allSucceeded = () => results.size === g.hosts.length && [...results.values()].every((r) => r.outcome === 'succeeded');
+    const allStarted = () => g.hosts.every((h) => startedHosts.has(h.host) || results.get(h.host)?.outcome === 'succeeded');
+
+    const stopHosts = async (): Promise<void> => {
+      stopping = true;
+      const unfinished = g.hosts.filter((h) => !results.has(h.host));
+      const stops = unfinished.map((h) =>
+        stopperOn(h, settings)
+          .stopRanks({ jobName: input.name, graceMs: settings.stopGraceMs })
+          .catch(() => undefined),
+      );
+      hostScope.cancel();
+      await Promise.all([...runs, ...stops]);
+    };
+    const reportLostHosts = async (): Promise<void> => {
+      for (const [host, r] of results) {
+        if (r.outcome === 'lost') {
+          try {
+            await pool.signal(hostLostSignal, { host, reason: r.message });
+          } catch {
+            // the pool is gone; nothing to tell
+          }
+        }
+      }
+    };
+
+    // ---- RUNNING until every rank ends, one fails, or a stop is asked for ----------------------
+    for (;;) {
+      await condition(() => (job.state === 'PENDING' && allStarted()) || allSucceeded() || firstProblem() !== undefined || stopWanted());
+      if (job.state === 'PENDING' && allStarted()) {
+        transition({
+          type: 'started',
+          status: `running ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} on ${g.hosts.length} host${g.hosts.length === 1 ? '' : 's'}: ${summariseHosts(g)}${runtimeNote}`,
+        });
+        await tellPool('RUNNING');
+        continue;
+      }
+      if (allSucceeded()) {
+        await Promise.all(runs);
+        await releaseCapacity();
+        transition({ type: 'succeeded', status: `all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0` });
+        return deleteAfterEnd();
+      }
+      const problem = firstProblem();
+      if (problem && !stopWanted()) {
+        // The first failure decides the status; everything else is stopped before capacity is released.
+        await stopHosts();
+        await reportLostHosts();
+        await releaseCapacity();
+        transition({ type: 'failed', status: describeProblem(problem[0], problem[1]) });
+        return deleteAfterEnd();
+      }
+      // A stop was asked for.
+      if (deleteBy !== undefined) {
+        transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}: stopping its ranks` });
+      } else {
+        transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}: stopping its ranks` });
+      }
+      await tellPool(job.state);
+      await stopHosts();
+      await reportLostHosts();
+      await releaseCapacity();
+      if (deleteBy !== undefined) return finish(true);
+      const lost = [...results.entries()].find(([, r]) => r.outcome === 'lost' || r.outcome === 'error');
+      if (lost) transition({ type: 'failed', status: `cancel could not confirm every rank stopped: ${describeProblem(lost[0], lost[1])}` });
+      else transition({ type: 'cancelled', status: `cancelled by ${cancelBy ?? 'an operator'}` });
+      return deleteAfterEnd();
+    }
+  });
+
+  /** A job that ended may still be deleted before the workflow closes (a delete racing the end). */
+  async function deleteAfterEnd(): Promise<BatchJobResult> {
+    if (deleteBy !== undefined) {
+      transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}` });
+      return finish(true);
+    }
+    return finish(false);
+  }
+}
+
+function describeProblem(host: string, r: HostResult): string {
+  switch (r.outcome) {
+    case 'failed':
+    case 'lost':
+    case 'error':
+      return r.message;
+    case 'stopped':
+      return `the agent of host ${host} stopped its ranks (it shut down)`;
+    case 'succeeded':
+      return `host ${host} succeeded`;
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * Every signal, query and update our workflows accept, with the payload types that cross the wire.
+ * Names are stable: operators use them from the Temporal CLI (docs/operators.md), so renaming one is a
+ * breaking change.
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { type BatchJob, type BatchJobSpec, type BatchJobState } from '../src/domain/batch-job';
+import { type BatchJobPatch } from '../src/domain/batch-job-update';
+import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool';
+import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
+
+// ---- batch job workflow -------------------------------------------------------------------------
+
+export interface JobSettings {
+  /** A host that sends no heartbeat for this long is lost. */
+  heartbeatTimeoutMs: number;
+  /** How long a host's ranks may wait on its task queue before the host counts as unavailable. */
+  hostStartTimeoutMs: number;
+  /** SIGTERM → SIGKILL grace period when ranks are stopped. */
+  stopGraceMs: number;
+}
+
+export interface BatchJobInput {
+  name: string;
+  account: string;
+  jobId: string;
+  spec: BatchJobSpec;
+  createdBy: string;
+  createTime: string;
+  /** Omitted by parent workflows: the validation activity then supplies the service's settings. */
+  settings?: JobSettings;
+}
+
+export interface RankPlacement {
+  rank: number;
+  host: string;
+  slot: number;
+}
+
+export interface BatchJobView {
+  job: BatchJob;
+  version: number;
+  /** Where each rank runs, once capacity is granted. */
+  placement?: { masterAddr: string; masterPort: number; ranks: RankPlacement[] };
+}
+
+/** What the workflow returns: the job as it ended, and whether it was deleted. */
+export interface BatchJobResult {
+  job: BatchJob;
+  deleted: boolean;
+}
+
+/** Cancel and delete carry who asked; an empty payload (e.g. from `temporal workflow signal`) is an operator. */
+export interface StopRequest {
+  requestedBy?: string;
+}
+
+export const getBatchJobQuery = defineQuery<BatchJobView>('getBatchJob');
+export const cancelSignal = defineSignal<[StopRequest?]>('cancel');
+export const deleteSignal = defineSignal<[StopRequest?]>('delete');
+export const updateBatchJobUpdate = defineUpdate<BatchJob, [BatchJobPatch]>('updateBatchJob');
+
+/** Sent by a node pool when the whole gang has its slots. */
+export interface CapacityGrant {
+  pool: string;
+  gpu: boolean;
+  masterPort: number;
+  hosts: GrantedHost[];
+}
+
+export interface GrantedHost {
+  host: string;
+  address: string;
+  taskQueue: string;
+  slots: number[];
+}
+
+export const capacityGrantedSignal = defineSignal<[CapacityGrant]>('capacityGranted');
+/** Sent by a node pool that can never run the request (pool deleted, or shrunk below the job). */
+export const capacityRefusedSignal = defineSignal<[{ reason: string }]>('capacityRefused');
+/** Sent by a host's agent once every rank it was given is running. */
+export const ranksStartedSignal = defineSignal<[{ host: string }]>('ranksStarted');
+
+// ---- node pool workflow -------------------------------------------------------------------------
+
+export interface CapacityRequest {
+  jobName: string;
+  workflowId: string;
+  ranks: number;
+}
+
+export const requestCapacitySignal = defineSignal<[CapacityRequest]>('requestCapacity');
+export const releaseCapacitySignal = defineSignal<[{ jobName: string }]>('releaseCapacity');
+/** Job states of allocations, for nodePoolStats. */
+export const jobStateSignal = defineSignal<[{ jobName: string; state: BatchJobState }]>('jobState');
+/** A job lost contact with a host's agent: stop placing work there until the agent joins again. */
+export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
+
+export interface HostRegistration {
+  host: string;
+  /** Rank slots the host offers (GPUs counted by nvidia-smi, or 1 on a CPU host). */
+  slots: number;
+  address: string;
+}
+
+export interface HostView {
+  host: string;
+  address: string;
+  taskQueue: string;
+  slots: number;
+  status: 'ready' | 'draining' | 'unreachable';
+  /** slot index → job name, or null. */
+  used: Array<string | null>;
+}
+
+export interface NodePoolQueueEntry {
+  jobName: string;
+  ranks: number;
+  position: number;
+}
+
+export interface NodePoolInternals {
+  hosts: HostView[];
+  queue: NodePoolQueueEntry[];
+  reservation: SchedulerState['reservation'];
+  allocations: Record<string, { ranks: number; state: BatchJobState; hosts: string[] }>;
+}
+
+export const queueStandingQuery = defineQuery<Record<string, QueueStanding>, [string[]]>('queueStanding');
+export const getNodePoolInternalsQuery = defineQuery<NodePoolInternals>('getNodePoolInternals');
+/** A host's agent (re)joins its pool; the answer says under which task queue it must poll. */
+export const joinHostUpdate = defineUpdate<{ taskQueue: string }, [HostRegistration]>('joinHost');
+
+// ---- node pool resource -------------------------------------------------------------------------
+
+export interface NodePoolInput {
+  account: string;
+  poolId: string;
+  name: string;
+  pool: NodePool;
+  /** History length at which the workflow continues as new (default 4000). */
+  continueAsNewEvents?: number;
+  /** Carried across continue-as-new; absent on the first run. */
+  carried?: NodePoolCarriedState;
+}
+
+export interface NodePoolCarriedState {
+  scheduler: SchedulerState;
+  hosts: Record<string, { address: string; taskQueue: string }>;
+  jobs: Record<string, { workflowId: string; ranks: number; state: BatchJobState }>;
+  version: number;
+}
+
+export interface NodePoolView {
+  pool: NodePool;
+  version: number;
+}
+
+export const getNodePoolQuery = defineQuery<NodePoolView>('getNodePool');
+export const updateNodePoolUpdate = defineUpdate<NodePool, [{ spec: NodePoolSpec }]>('updateNodePool');
+export const deleteNodePoolUpdate = defineUpdate<NodePool, [{ requestedBy?: string }]>('deleteNodePool');

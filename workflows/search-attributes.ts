@@ -1,0 +1,24 @@
+/**
+ * Search attributes our workflows carry, for operators in the Temporal UI and CLI
+ * (`temporal workflow list --query "BatchJobState='RUNNING' AND BatchdAccount='default'"`).
+ * SQLite visibility allows 10 Keyword and 3 of each other type per namespace; we use 6 Keyword and 1 Int.
+ */
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+
+export const BatchdAccount = defineSearchAttributeKey('BatchdAccount', SearchAttributeType.KEYWORD);
+export const BatchJobState = defineSearchAttributeKey('BatchJobState', SearchAttributeType.KEYWORD);
+export const BatchJobNodePool = defineSearchAttributeKey('BatchJobNodePool', SearchAttributeType.KEYWORD);
+export const BatchJobCreatedBy = defineSearchAttributeKey('BatchJobCreatedBy', SearchAttributeType.KEYWORD);
+export const BatchJobDisplayName = defineSearchAttributeKey('BatchJobDisplayName', SearchAttributeType.KEYWORD);
+export const BatchJobNumRanks = defineSearchAttributeKey('BatchJobNumRanks', SearchAttributeType.INT);
+export const NodePoolState = defineSearchAttributeKey('NodePoolState', SearchAttributeType.KEYWORD);
+
+export const ALL_SEARCH_ATTRIBUTES = [
+  BatchdAccount,
+  BatchJobState,
+  BatchJobNodePool,
+  BatchJobCreatedBy,
+  BatchJobDisplayName,
+  BatchJobNumRanks,
+  NodePoolState,
+] as const;
