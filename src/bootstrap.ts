@@ -34,6 +34,19 @@ export function bootstrapKey(dataDir: string, fromEnv: string | undefined): Boot
   return { key, created: true };
 }
 
+/** The agents' shared token: AGENT_TOKEN, else one generated into DATA_DIR/agent-token. */
+export function agentToken(dataDir: string, fromEnv: string | undefined): string {
+  if (fromEnv) return fromEnv;
+  const file = join(dataDir, 'agent-token');
+  if (existsSync(file)) {
+    const token = readFileSync(file, 'utf8').trim();
+    if (token) return token;
+  }
+  const token = randomBytes(24).toString('base64url');
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  return token;
+}
+
 /** The HMAC secret of page tokens: PAGE_TOKEN_SECRET when API replicas must share it, else one per DATA_DIR. */
 export function pageTokenSecret(dataDir: string, fromEnv: string | undefined): Buffer {
   if (fromEnv) return Buffer.from(fromEnv, 'utf8');

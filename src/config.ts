@@ -31,6 +31,8 @@ const envSchema = z.object({
   TASK_QUEUE: z.string().min(1).default('batchd-control'),
 
   BOOTSTRAP_API_KEY: z.string().min(16, 'BOOTSTRAP_API_KEY must be at least 16 characters').optional(),
+  /** Shared secret of agents on other machines that ship logs to the API (generated into DATA_DIR when unset). */
+  AGENT_TOKEN: z.string().min(16, 'AGENT_TOKEN must be at least 16 characters').optional(),
   API_KEYS_FILE: z.string().min(1).optional(),
   API_KEYS_RELOAD_MS: ms.default(30_000),
   DATABASE_URL: z.string().min(1).optional(),

@@ -15,11 +15,17 @@ import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { FakeFleet } from './agent/fleet';
 import { createApp, type HealthCheck } from './api/app';
 import { keyEntry, KeyRing } from './api/auth';
+import { watchKeysFile } from './api/keys-file';
 import { batchJobRoutes } from './api/batch-job-routes';
+import { logFollowRoutes } from './api/log-follow-routes';
 import { BatchJobService } from './api/batch-job-service';
 import { nodePoolRoutes } from './api/node-pool-routes';
 import { NodePoolService } from './api/node-pool-service';
-import { bootstrapKey, DEFAULT_ACCOUNT, DEFAULT_USER, ensureDefaultPools, pageTokenSecret } from './bootstrap';
+import { environmentRoutes } from './api/environment-routes';
+import { EnvironmentService } from './api/environment-service';
+import { agentToken, bootstrapKey, DEFAULT_ACCOUNT, DEFAULT_USER, ensureDefaultPools, pageTokenSecret } from './bootstrap';
+import { mountLogIngest } from './api/log-ingest';
+import { HttpLogSink } from './agent/log-shipper';
 import { type Config } from './config';
 import { LogStore } from './store/log-store';
 import { type ReadModel } from './store/read-model';
@@ -93,6 +99,13 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   };
 
   try {
+    // The API's keys. A keys file that does not load stops the start here, before anything runs.
+    const keys = new KeyRing();
+    if (roles.has('api') && config.API_KEYS_FILE) {
+      const watcher = watchKeysFile(keys, { path: config.API_KEYS_FILE, reloadMs: config.API_KEYS_RELOAD_MS, logger });
+      stops.push(() => Promise.resolve(watcher.stop()));
+    }
+
     let devServer: DevServer | undefined;
     if (roles.has('temporal') && config.embeddedTemporal) {
       const cliPath = config.TEMPORAL_CLI_PATH ?? ensureTemporalCli();
@@ -134,7 +147,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         namespace: config.TEMPORAL_NAMESPACE,
         taskQueue: config.TASK_QUEUE,
         ...workflowSource(),
-        activities: createControlActivities({ store, logs, config }),
+        activities: createControlActivities({ store, logs, config, client }),
         // Live jobs stay cached, so a signal or query does not replay a whole history.
         maxCachedWorkflows: 2000,
         maxConcurrentLocalActivityExecutions: 200,
@@ -151,6 +164,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     }
 
     const pools = new NodePoolService({ client, store, taskQueue: config.TASK_QUEUE, logger, continueAsNewEvents: config.POOL_CONTINUE_AS_NEW_EVENTS });
+    const environments = new EnvironmentService({ client, store, taskQueue: config.TASK_QUEUE, logger });
     const key = bootstrapKey(config.dataDir, config.BOOTSTRAP_API_KEY);
     if (config.DEFAULT_POOLS && roles.has('worker')) {
       const created = await ensureDefaultPools(pools);
@@ -166,7 +180,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         namespace: config.TEMPORAL_NAMESPACE,
         dataDir: config.dataDir,
         workspaceDir: config.workspaceDir,
-        logs,
+        // Agents beside the API write the log store directly; without it here, they ship logs to it.
+        logs: roles.has('api') || !process.env.BATCHD_API_URL ? logs : new HttpLogSink(process.env.BATCHD_API_URL, process.env.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger),
         logger,
         maxStopGraceMs: config.RANK_STOP_GRACE_MS,
         syncMs: config.FLEET_SYNC_MS,
@@ -179,7 +194,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     let url: string | undefined;
     if (roles.has('api')) {
       const secret = pageTokenSecret(config.dataDir, process.env.PAGE_TOKEN_SECRET);
-      const keys = new KeyRing([keyEntry(key.key, DEFAULT_ACCOUNT, DEFAULT_USER)]);
+      keys.set('the bootstrap key', [keyEntry(key.key, DEFAULT_ACCOUNT, DEFAULT_USER)]);
       const jobs = new BatchJobService({ client, store, logs, config, logger });
       const health: HealthCheck[] = [
         {
@@ -200,10 +215,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       }
       const app = createApp({
         keys,
-        routes: [...batchJobRoutes(jobs, logs, secret), ...nodePoolRoutes(pools, secret)],
+        routes: [...batchJobRoutes(jobs, logs, secret), ...logFollowRoutes(jobs, logs), ...nodePoolRoutes(pools, secret), ...environmentRoutes(environments, secret)],
         health,
         logger,
         maxBodyBytes: config.MAX_BODY_BYTES,
+        extra: (a) => mountLogIngest(a, agentToken(config.dataDir, config.AGENT_TOKEN), logs, config.MAX_BODY_BYTES),
       });
       const server: Server = await new Promise((resolve, reject) => {
         const s = app.listen(config.PORT, config.HOST, () => resolve(s));

@@ -39,7 +39,7 @@ export interface OutputLine {
 /** Lines longer than this are split, so one runaway line cannot exhaust memory or a log page. */
 const MAX_LINE = 64 * 1024;
 
-export function commandFor(executor: Executor, workspaceDir: string, workDir: string): { file: string; args: string[] } {
+export function commandFor(executor: Executor, workspaceDir: string): { file: string; args: string[] } {
   const inWorkspace = (p: string) => (isAbsolute(p) ? p : resolve(workspaceDir, p));
   switch (executor.kind) {
     case 'shell':
@@ -49,9 +49,16 @@ export function commandFor(executor: Executor, workspaceDir: string, workDir: st
         ? { file: 'python3', args: ['-u', '-m', executor.python.target, ...(executor.python.args ?? [])] }
         : { file: 'python3', args: ['-u', inWorkspace(executor.python.target), ...(executor.python.args ?? [])] };
     case 'notebook':
+      // The kernel runs in the notebook's folder: execute a copy in the rank's own folder, so each rank
+      // writes its files there, and keep the executed notebook (executed.ipynb) as the rank's output.
       return {
-        file: 'jupyter-nbconvert',
-        args: ['--to', 'notebook', '--execute', '--output-dir', workDir, '--output', 'executed.ipynb', inWorkspace(executor.notebook.notebookFilename)],
+        file: 'bash',
+        args: [
+          '-c',
+          'cp -- "$1" ./notebook.ipynb && exec jupyter-nbconvert --to notebook --execute --output executed.ipynb notebook.ipynb',
+          'notebook',
+          inWorkspace(executor.notebook.notebookFilename),
+        ],
       };
   }
 }
@@ -73,7 +80,9 @@ export class RankProcess {
       if (v !== undefined) env[k] = v;
     }
     Object.assign(env, spec.env, { [AGENT_MARKER]: spec.agentKey });
-    const { file, args } = commandFor(spec.executor, spec.workspaceDir, spec.workDir);
+    // Python modules and files of the workspace import each other as they would from its root.
+    env.PYTHONPATH = env.PYTHONPATH ? `${spec.workspaceDir}:${env.PYTHONPATH}` : spec.workspaceDir;
+    const { file, args } = commandFor(spec.executor, spec.workspaceDir);
     this.child = spawn(file, args, { cwd: spec.workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const stream of ['stdout', 'stderr'] as const) {
       let partial = '';
