@@ -4,7 +4,8 @@
  * start kills whatever its previous life left running before it joins its pool and takes work.
  */
 import { Context, ApplicationFailure, CancelledFailure } from '@temporalio/activity';
-import { type Client } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { ConfigError } from '../config';
 import { type NativeConnection, Worker } from '@temporalio/worker';
 import { type Logger } from 'pino';
 import { type AgentActivities, type HostOutcome, type HostRunInput } from '../../activities/contracts';
@@ -66,9 +67,7 @@ export class HostAgent {
     if (leftovers.length > 0 || swept > 0) {
       this.log.warn({ ranks: leftovers.map((r) => `${r.job}#${r.rank}`), processes: swept }, 'killed ranks left running by a previous agent');
     }
-    const { taskQueue } = await this.o.client.workflow
-      .getHandle(this.o.poolName)
-      .executeUpdate(joinHostUpdate, { args: [{ host: this.o.host, slots: this.o.slots, address: this.o.address }] });
+    const taskQueue = await this.join();
     this.worker = await Worker.create({
       connection: this.o.connection,
       namespace: this.o.namespace,
@@ -84,6 +83,22 @@ export class HostAgent {
     });
     this.running = this.worker.run();
     this.log.info({ taskQueue, slots: this.o.slots, address: this.o.address }, 'host agent polling');
+  }
+
+  /** Joins the pool; a refusal (wrong slots, pool full, pool being deleted) says why in one line. */
+  private async join(): Promise<string> {
+    try {
+      const answer = await this.o.client.workflow
+        .getHandle(this.o.poolName)
+        .executeUpdate(joinHostUpdate, { args: [{ host: this.o.host, slots: this.o.slots, address: this.o.address }] });
+      return answer.taskQueue;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new ConfigError(`host ${this.o.host} cannot join ${this.o.poolName}: no such node pool`);
+      if (err instanceof WorkflowUpdateFailedError) {
+        throw new ConfigError(`host ${this.o.host} cannot join ${this.o.poolName}: ${err.cause instanceof Error ? err.cause.message : 'refused'}`);
+      }
+      throw err;
+    }
   }
 
   async stop(): Promise<void> {
