@@ -20,6 +20,8 @@ const envSchema = z.object({
   TEMPORAL_ADDRESS: z.string().min(1).optional(),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_PORT: port.default(7233),
+  /** Address the embedded dev server listens on; 0.0.0.0 lets agents on other hosts reach it. */
+  TEMPORAL_BIND_IP: z.string().min(1).default('127.0.0.1'),
   TEMPORAL_UI_PORT: port.default(8233),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
   TEMPORAL_TLS_CERT: z.string().min(1).optional(),

@@ -113,6 +113,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         cliPath,
         dataDir: config.dataDir,
         port: config.TEMPORAL_PORT,
+        ip: config.TEMPORAL_BIND_IP,
         uiPort: config.TEMPORAL_UI_PORT,
         namespace: config.TEMPORAL_NAMESPACE,
         searchAttributes: ALL_SEARCH_ATTRIBUTES,

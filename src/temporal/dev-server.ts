@@ -13,6 +13,8 @@ export interface DevServerOptions {
   /** Folder of the SQLite file; undefined keeps the database in memory (tests that need no restart). */
   dataDir?: string;
   port: number;
+  /** Listen address (default 127.0.0.1). */
+  ip?: string;
   /** undefined: headless. */
   uiPort?: number;
   namespace: string;
@@ -42,7 +44,7 @@ const SA_TYPE_NAME: Record<string, string> = {
 
 export async function startDevServer(options: DevServerOptions): Promise<DevServer> {
   const address = `127.0.0.1:${options.port}`;
-  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(options.port), '--namespace', options.namespace];
+  const args = ['server', 'start-dev', '--ip', options.ip ?? '127.0.0.1', '--port', String(options.port), '--namespace', options.namespace];
   if (options.dataDir !== undefined) {
     mkdirSync(options.dataDir, { recursive: true });
     args.push('--db-filename', join(options.dataDir, 'temporal.sqlite'));
