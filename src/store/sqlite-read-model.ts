@@ -6,94 +6,24 @@
  */
 import Database from 'better-sqlite3';
 import { ApiError } from '../domain/errors';
-import { type FilterExpr, normalizeTimestamp } from '../domain/filter';
+import { type FilterExpr } from '../domain/filter';
 import { withTiebreak } from '../domain/order-by';
 import { type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
+import { columnNames, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileKeyset, compileOrder } from './sql-list';
 
-type ColumnType = 'text' | 'timestamp' | 'int' | 'bool';
-
-interface ColumnSpec {
-  field: string;
-  column: string;
-  type: ColumnType;
-  /** Absent values stay NULL (only for timestamps a resource may lack, such as startTime). */
-  optional?: true;
-}
-
-interface TableSpec {
-  table: string;
-  columns: readonly ColumnSpec[];
-  /** Column lists of the secondary indexes; every one starts with account, as every query does. */
-  indexes: readonly string[];
-}
-
-const col = (field: string, column: string, type: ColumnType, optional?: true): ColumnSpec => (optional ? { field, column, type, optional } : { field, column, type });
-
-const COMMON_COLUMNS: readonly ColumnSpec[] = [
-  col('state', 'state', 'text'),
-  col('createTime', 'create_time', 'timestamp'),
-  col('updateTime', 'update_time', 'timestamp'),
-];
-
-export const TABLES: Record<ResourceKind, TableSpec> = {
-  batchJobs: {
-    table: 'batch_jobs',
-    columns: [
-      ...COMMON_COLUMNS,
-      col('nodePoolId', 'node_pool_id', 'text'),
-      col('displayName', 'display_name', 'text'),
-      col('createdBy', 'created_by', 'text'),
-      col('startTime', 'start_time', 'timestamp', true),
-      col('endTime', 'end_time', 'timestamp', true),
-      col('numRanks', 'num_ranks', 'int'),
-      col('shared', 'shared', 'bool'),
-    ],
-    indexes: ['account, create_time DESC, name', 'account, state', 'account, node_pool_id, state'],
-  },
-  nodePools: {
-    table: 'node_pools',
-    columns: [...COMMON_COLUMNS, col('displayName', 'display_name', 'text')],
-    indexes: ['account, name'],
-  },
-  environments: {
-    table: 'environments',
-    columns: [...COMMON_COLUMNS, col('displayName', 'display_name', 'text'), col('createdBy', 'created_by', 'text')],
-    indexes: ['account, name'],
-  },
-  snapshots: {
-    table: 'snapshots',
-    columns: [...COMMON_COLUMNS],
-    indexes: ['account, create_time, name'],
-  },
-};
-
-/** Field → SQL expression for filters: the raw column, so a comparison with an absent timestamp (NULL) is false. */
-export function filterColumns(kind: ResourceKind): Record<string, string> {
-  return Object.fromEntries([['name', 'name'], ...TABLES[kind].columns.map((c) => [c.field, c.column])]) as Record<string, string>;
-}
-
-/** Field → SQL expression for ORDER BY and cursors: absent values sort as '' (first ascending). */
-export function orderColumns(kind: ResourceKind): Record<string, string> {
-  return Object.fromEntries([
-    ['name', 'name'],
-    ...TABLES[kind].columns.map((c) => [c.field, c.optional ? `COALESCE(${c.column}, '')` : c.column]),
-  ]) as Record<string, string>;
-}
-
-const KINDS = Object.keys(TABLES) as ResourceKind[];
-const FILTER_COLUMNS = Object.fromEntries(KINDS.map((k) => [k, filterColumns(k)])) as Record<ResourceKind, Record<string, string>>;
-const ORDER_COLUMNS = Object.fromEntries(KINDS.map((k) => [k, orderColumns(k)])) as Record<ResourceKind, Record<string, string>>;
+// The tables and the resource → row mapping are shared with the other backends; re-exported for existing callers.
+export { filterColumns, orderColumns, TABLES } from './read-model-tables';
 
 /** `INSERT … VALUES (…)` of every column of a kind's table, in rowOf's order. */
-function insertSql({ table, columns }: TableSpec): string {
-  const names = ['name', 'account', 'version', 'body', ...columns.map((c) => c.column)];
-  return `INSERT INTO ${table} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})`;
+function insertSql(spec: TableSpec): string {
+  const names = columnNames(spec);
+  return `INSERT INTO ${spec.table} (${names.join(', ')}) VALUES (${names.map(() => '?').join(', ')})`;
 }
 
 /** The upsert that only a newer version wins. */
 function putSql(spec: TableSpec): string {
-  const updates = ['account', 'version', 'body', ...spec.columns.map((c) => c.column)].map((n) => `${n} = excluded.${n}`);
+  const updates = updatedColumns(spec).map((n) => `${n} = excluded.${n}`);
   return `${insertSql(spec)} ON CONFLICT (name) DO UPDATE SET ${updates.join(', ')} WHERE excluded.version > ${spec.table}.version`;
 }
 
@@ -205,13 +135,8 @@ export class SqliteReadModel implements ReadModel {
   }
 
   private rowOf(kind: ResourceKind, account: string, resource: StoredResource, version: number): SqlValue[] {
-    if (!Number.isSafeInteger(version)) throw new Error(`version must be an integer, got ${String(version)}`);
-    // Names embed the account; a mismatch would show the resource in another account's lists.
-    if (typeof resource.name !== 'string' || !resource.name.startsWith(`accounts/${account}/`)) {
-      throw new Error(`resource ${String(resource.name)} does not belong to account ${account}`);
-    }
-    const values = TABLES[kind].columns.map((c) => columnValue(c, fieldOf(resource, c.field)));
-    return [resource.name, account, version, JSON.stringify(resource), ...values];
+    // better-sqlite3 binds no booleans: they are stored as 0/1.
+    return rowOf(kind, account, resource, version).map((v) => (typeof v === 'boolean' ? (v ? 1 : 0) : v));
   }
 
   private statement(sql: string): Database.Statement<unknown[]> {
@@ -236,42 +161,12 @@ export class SqliteReadModel implements ReadModel {
           `CREATE TABLE IF NOT EXISTS ${table} (name TEXT PRIMARY KEY, account TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL, ${defs.join(', ')}) STRICT`,
         );
         for (const index of indexes) {
-          const indexName = `${table}_by_${index.replace(/ DESC/g, '_desc').replace(/, /g, '_')}`;
-          this.db.exec(`CREATE INDEX IF NOT EXISTS ${indexName} ON ${table} (${index})`);
+          this.db.exec(`CREATE INDEX IF NOT EXISTS ${indexName(table, index)} ON ${table} (${index})`);
         }
       }
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
   }
-}
-
-/** The column value of a resource field; absent text is '' and absent numbers 0, as proto3 reads them. */
-function columnValue(spec: ColumnSpec, value: unknown): SqlValue {
-  const absent = value === undefined || value === null;
-  switch (spec.type) {
-    case 'text':
-      if (absent) return '';
-      if (typeof value !== 'string') throw new Error(`${spec.field} must be a string`);
-      return value;
-    case 'timestamp': {
-      if (absent && spec.optional) return null;
-      const ts = typeof value === 'string' ? normalizeTimestamp(value) : undefined;
-      if (ts === undefined) throw new Error(`${spec.field} must be an RFC 3339 timestamp, got ${JSON.stringify(value)}`);
-      return ts;
-    }
-    case 'int':
-      if (absent) return 0;
-      if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw new Error(`${spec.field} must be an integer`);
-      return value;
-    case 'bool':
-      if (absent) return 0;
-      if (typeof value !== 'boolean') throw new Error(`${spec.field} must be a boolean`);
-      return value ? 1 : 0;
-  }
-}
-
-function fieldOf(resource: object, field: string): unknown {
-  return Object.hasOwn(resource, field) ? (resource as Record<string, unknown>)[field] : undefined;
 }
 
 /** Runs synchronous SQLite work and reports its outcome as a promise (a throw becomes a rejection). */

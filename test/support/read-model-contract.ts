@@ -312,13 +312,16 @@ export function readModelContract(name: string, open: () => Promise<ReadModel>, 
         let writing = true;
         let written = 0;
         const writers = Array.from({ length: 3 }, async (_, w) => {
-          while (writing) await store.put('batchJobs', 'a', seeded(written++, `w${w}-`), 1);
+          while (writing) {
+            await store.put('batchJobs', 'a', seeded(written++, `w${w}-`), 1);
+            // Yield to the event loop even where a call completes synchronously (SQLite).
+            await new Promise((r) => setImmediate(r));
+          }
         });
         try {
-          for (let i = 0; i < 150; i++) {
+          for (let i = 0; i < 30; i++) {
             const page = await store.list('batchJobs', { account: 'a', filter: filterOf('numRanks > 0'), orderBy: orderOf(undefined), pageSize: 100_000 });
             assert.equal(page.totalSize, page.items.length, `list ${i}: the count and the page saw different rows`);
-            // Give the writers a turn on a backend whose calls complete synchronously.
             await new Promise((r) => setImmediate(r));
           }
         } finally {
@@ -347,6 +350,24 @@ export function readModelContract(name: string, open: () => Promise<ReadModel>, 
         createTime: at(0),
         updateTime: at(0),
         ...fields,
+      });
+
+      it('orders text by code point, not by language rules, across pages too', async () => {
+        // Byte (code point) order; a linguistic collation would put '_x' and the lower-case names first.
+        const sorted = ['B', 'Z', '_x', 'a', 'a-b', 'ab', 'é'];
+        for (const [i, displayName] of ['ab', 'é', 'Z', 'a-b', '_x', 'B', 'a'].entries()) {
+          await store.put('nodePools', 'a', resource('a', 'nodePools', `p${i}`, { state: 'READY', displayName }), 1);
+        }
+        const shown: string[] = [];
+        let after: unknown[] | undefined;
+        do {
+          const page = await store.list<StoredResource & { displayName: string }>('nodePools', { account: 'a', orderBy: orderOf('displayName', 'nodePools'), pageSize: 2, after });
+          shown.push(...page.items.map((p) => p.displayName));
+          after = page.nextAfter;
+        } while (after);
+        assert.deepEqual(shown, sorted);
+        assert.equal(await store.count('nodePools', 'a', filterOf('displayName > "Z"', 'nodePools')), 5);
+        assert.equal(await store.count('nodePools', 'a', filterOf('displayName = "A*"', 'nodePools')), 0, 'wildcards match case exactly');
       });
 
       it('lists node pools by name, environments by creator, snapshots by create time', async () => {

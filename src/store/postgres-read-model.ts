@@ -1,0 +1,235 @@
+/**
+ * The read model on PostgreSQL (node-postgres, one pool). The same tables, columns, filters, orders
+ * and keyset cursors as the SQLite read model (see read-model-tables.ts), so a list answers alike on
+ * both; only the SQL spelling and the column types differ:
+ *
+ * - Text columns are `COLLATE "C"`: byte order, as SQLite's BINARY, whatever the database's default
+ *   collation. A linguistic collation (en_US, ICU) would order 'j042-new' before 'j042' differently
+ *   from the cursor comparison, and make LIKE unable to use an index.
+ * - Timestamps stay fixed-width UTC text (`YYYY-MM-DDTHH:MM:SS.sssZ`, checked by a constraint), not
+ *   timestamptz: text order is time order, an absent startTime still sorts as '' through
+ *   `COALESCE(col, '')`, and cursor values in page tokens stay the same strings on both backends.
+ * - `version` and integer fields are bigint, read back as JS numbers (every value written is a safe
+ *   integer); `shared` is boolean; `body` is `json` (validated, stored as written, unlike jsonb's
+ *   re-encoding, which also refuses the \u0000 escape).
+ * - PostgreSQL text cannot hold U+0000, so a NUL in a column value or a bound filter/cursor value
+ *   becomes U+FFFD on both sides of every comparison; the body keeps the exact resource.
+ */
+import { Pool, type PoolClient, type QueryResultRow, TypeOverrides } from 'pg';
+import { ApiError } from '../domain/errors';
+import { type FilterExpr } from '../domain/filter';
+import { withTiebreak } from '../domain/order-by';
+import { type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
+import { type ColumnSpec, columnNames, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
+import { compileFilter, compileKeyset, compileOrder } from './sql-list';
+
+/** Bumped when the tables change; a database written by a newer build is refused. */
+export const POSTGRES_SCHEMA_VERSION = 1;
+/** Serialises schema creation between processes starting at once (pg_advisory_xact_lock key, "batchd"). */
+const SCHEMA_LOCK_KEY = 0x6261746368;
+const SCHEMA_TABLE = 'read_model_schema';
+const TIMESTAMP_PATTERN = String.raw`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$`;
+
+export interface PostgresReadModelOptions {
+  /** Most connections the pool opens (default 10). */
+  maxConnections?: number;
+  /** How long to wait for a connection before failing (default 10 s), so a dead server fails calls instead of hanging them. */
+  connectionTimeoutMs?: number;
+  /** Told about errors on idle pooled connections (e.g. a server restart); the pool drops such a connection either way. */
+  onIdleError?: (error: Error) => void;
+}
+
+/** bigint columns and COUNT(*) come back as numbers, not strings: every value this model writes is a safe integer. */
+const TYPES = new TypeOverrides();
+TYPES.setTypeParser(20 /* int8 */, (text: string) => {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) throw new Error(`bigint ${text} is beyond a safe integer`);
+  return n;
+});
+
+type Bindable = string | number | boolean | null;
+
+export class PostgresReadModel implements ReadModel {
+  private closing: Promise<void> | undefined;
+
+  private constructor(private readonly pool: Pool) {}
+
+  /** Connects, creates the schema if it is missing (idempotent, safe to race), and returns the model. */
+  static async connect(url: string, options: PostgresReadModelOptions = {}): Promise<PostgresReadModel> {
+    const pool = new Pool({
+      connectionString: url,
+      max: options.maxConnections ?? 10,
+      connectionTimeoutMillis: options.connectionTimeoutMs ?? 10_000,
+      application_name: 'batchd',
+      types: TYPES,
+    });
+    // Without a listener, an idle connection's error (server restart) would crash the process.
+    pool.on('error', (error) => options.onIdleError?.(error));
+    const model = new PostgresReadModel(pool);
+    try {
+      await model.transaction('READ COMMITTED', (client) => createSchema(client));
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      throw error;
+    }
+    return model;
+  }
+
+  async put(kind: ResourceKind, account: string, resource: StoredResource, version: number): Promise<boolean> {
+    const spec = TABLES[kind];
+    const updates = updatedColumns(spec).map((n) => `${n} = excluded.${n}`);
+    const sql = `${insertSql(spec)} ON CONFLICT (name) DO UPDATE SET ${updates.join(', ')} WHERE excluded.version > ${spec.table}.version`;
+    const result = await this.pool.query(sql, bind(rowOf(kind, account, resource, version)));
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async putIfAbsent(kind: ResourceKind, account: string, resource: StoredResource, version: number): Promise<boolean> {
+    const sql = `${insertSql(TABLES[kind])} ON CONFLICT (name) DO NOTHING`;
+    const result = await this.pool.query(sql, bind(rowOf(kind, account, resource, version)));
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async get<T extends StoredResource>(kind: ResourceKind, name: string): Promise<{ resource: T; version: number } | undefined> {
+    const result = await this.pool.query<{ body: T; version: number }>(`SELECT body, version FROM ${TABLES[kind].table} WHERE name = $1`, bind([name]));
+    const row = result.rows[0];
+    return row && { resource: row.body, version: row.version };
+  }
+
+  async remove(kind: ResourceKind, name: string): Promise<boolean> {
+    const result = await this.pool.query(`DELETE FROM ${TABLES[kind].table} WHERE name = $1`, bind([name]));
+    return (result.rowCount ?? 0) > 0;
+  }
+
+  async list<T extends StoredResource>(kind: ResourceKind, query: ListQuery): Promise<ListPage<T>> {
+    const { pageSize } = query;
+    if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw ApiError.invalidField('pageSize', 'must be a positive integer');
+    const table = TABLES[kind].table;
+    const orderCols = ORDER_COLUMNS[kind];
+    const terms = withTiebreak(query.orderBy);
+    const scope = this.scope(kind, query.account, query.filter);
+
+    const where = [scope.sql];
+    const params = [...scope.params];
+    if (query.after) {
+      const keyset = compileKeyset(terms, orderCols, query.after, 'postgres', params.length + 1);
+      // A cursor value of the wrong type would be a database error (500) here, where SQLite just compares.
+      if (!terms.every((t, i) => fitsColumn(kind, t.field, query.after?.[i]))) {
+        throw ApiError.invalidField('pageToken', 'does not fit this query; start again without a pageToken');
+      }
+      where.push(keyset.sql);
+      params.push(...keyset.params);
+    }
+    const keys = terms.map((t, i) => `${orderCols[t.field]} AS k${i}`);
+    const pageSql = `SELECT body, ${keys.join(', ')} FROM ${table} WHERE ${where.join(' AND ')} ${compileOrder(terms, orderCols)} LIMIT $${params.length + 1}`;
+    const countSql = `SELECT COUNT(*) AS n FROM ${table} WHERE ${scope.sql}`;
+
+    // One REPEATABLE READ transaction: the page and its totalSize come from the same snapshot.
+    return this.transaction('REPEATABLE READ READ ONLY', async (client) => {
+      const rows = (await client.query<QueryResultRow>(pageSql, bind([...params, pageSize + 1]))).rows;
+      const { n } = (await client.query<{ n: number }>(countSql, bind(scope.params))).rows[0]!;
+      const page = rows.slice(0, pageSize);
+      const last = page[page.length - 1];
+      const result: ListPage<T> = { items: page.map((r) => r.body as T), totalSize: n };
+      if (rows.length > pageSize && last) result.nextAfter = terms.map((_t, i) => last[`k${i}`] as unknown);
+      return result;
+    });
+  }
+
+  async listAll<T extends StoredResource>(kind: ResourceKind): Promise<T[]> {
+    const result = await this.pool.query<{ body: T }>(`SELECT body FROM ${TABLES[kind].table} ORDER BY name`);
+    return result.rows.map((r) => r.body);
+  }
+
+  async count(kind: ResourceKind, account: string, filter?: FilterExpr): Promise<number> {
+    const scope = this.scope(kind, account, filter);
+    const result = await this.pool.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${TABLES[kind].table} WHERE ${scope.sql}`, bind(scope.params));
+    return result.rows[0]!.n;
+  }
+
+  /** Ends the pool after running queries finish; calling it again waits for the same end. */
+  close(): Promise<void> {
+    this.closing ??= this.pool.end();
+    return this.closing;
+  }
+
+  /** `account = $1` AND the filter in its own parentheses, so no filter can widen the account scope. */
+  private scope(kind: ResourceKind, account: string, filter: FilterExpr | undefined): { sql: string; params: unknown[] } {
+    if (!filter) return { sql: 'account = $1', params: [account] };
+    const compiled = compileFilter(filter, FILTER_COLUMNS[kind], 'postgres', 2);
+    return { sql: `account = $1 AND (${compiled.sql})`, params: [account, ...compiled.params] };
+  }
+
+  private async transaction<T>(mode: string, work: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query(`BEGIN ISOLATION LEVEL ${mode}`);
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      // A connection that cannot even roll back is dropped from the pool rather than reused.
+      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
+        broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
+      });
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+/** `INSERT … VALUES ($1, …)` of every column of a kind's table, in rowOf's order. */
+function insertSql(spec: TableSpec): string {
+  const names = columnNames(spec);
+  return `INSERT INTO ${spec.table} (${names.join(', ')}) VALUES (${names.map((_n, i) => `$${i + 1}`).join(', ')})`;
+}
+
+/** Bound values as PostgreSQL takes them: text cannot hold U+0000, so it becomes U+FFFD (the same for stored and compared values). */
+function bind(values: readonly unknown[]): Bindable[] {
+  return values.map((v) => {
+    if (typeof v === 'string') return v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v;
+    if (typeof v === 'number' || typeof v === 'boolean' || v === null) return v;
+    throw new Error(`cannot bind a ${typeof v} to a read model query`);
+  });
+}
+
+/** Whether a cursor value has the type of the order column of `field` (numbers for integer columns, strings otherwise). */
+function fitsColumn(kind: ResourceKind, field: string, value: unknown): boolean {
+  const spec = TABLES[kind].columns.find((c) => c.field === field);
+  return spec?.type === 'int' ? Number.isSafeInteger(value) : typeof value === 'string';
+}
+
+function columnDef(c: ColumnSpec): string {
+  const nullity = c.optional ? '' : ' NOT NULL';
+  switch (c.type) {
+    case 'text':
+      return `${c.column} text COLLATE "C"${nullity}`;
+    case 'timestamp':
+      return `${c.column} text COLLATE "C"${nullity} CHECK (${c.column} ~ '${TIMESTAMP_PATTERN}')`;
+    case 'int':
+      return `${c.column} bigint${nullity}`;
+    case 'bool':
+      return `${c.column} boolean${nullity}`;
+  }
+}
+
+async function createSchema(client: PoolClient): Promise<void> {
+  await client.query(`SELECT pg_advisory_xact_lock(${SCHEMA_LOCK_KEY})`);
+  await client.query(`CREATE TABLE IF NOT EXISTS ${SCHEMA_TABLE} (singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), version integer NOT NULL)`);
+  const stored = (await client.query<{ version: number }>(`SELECT version FROM ${SCHEMA_TABLE}`)).rows[0]?.version ?? 0;
+  if (stored > POSTGRES_SCHEMA_VERSION) {
+    throw new Error(`the read model database has schema version ${stored}, newer than this build's ${POSTGRES_SCHEMA_VERSION}`);
+  }
+  for (const { table, columns, indexes } of Object.values(TABLES)) {
+    const defs = [`name text COLLATE "C" PRIMARY KEY`, `account text COLLATE "C" NOT NULL`, 'version bigint NOT NULL', 'body json NOT NULL', ...columns.map(columnDef)];
+    await client.query(`CREATE TABLE IF NOT EXISTS ${table} (${defs.join(', ')})`);
+    for (const index of indexes) {
+      await client.query(`CREATE INDEX IF NOT EXISTS ${indexName(table, index)} ON ${table} (${index})`);
+    }
+  }
+  await client.query(
+    `INSERT INTO ${SCHEMA_TABLE} (version) VALUES ($1) ON CONFLICT (singleton) DO UPDATE SET version = excluded.version`,
+    [POSTGRES_SCHEMA_VERSION],
+  );
+}
