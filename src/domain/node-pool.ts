@@ -391,6 +391,13 @@ export function planNodePoolUpdate(current: NodePoolSpec, body: unknown, updateM
     checkBackend('eksNodePool', fields.eksNodePool);
   }
   if (violations.length > 0) throw ApiError.invalidArgument(violations);
+  // A fake pool has no autoscaler: growing numNodes past maxNodeCount raises the bound with it,
+  // unless this update sets maxNodeCount itself.
+  const fake = candidate.fakeNodePool as Record<string, unknown> | undefined;
+  const explicitMax = mask ? mask.has('maxNodeCount') : fields.maxNodeCount !== undefined;
+  if (fake && !explicitMax && typeof fake.numNodes === 'number' && typeof candidate.maxNodeCount === 'number' && fake.numNodes > candidate.maxNodeCount) {
+    candidate.maxNodeCount = fake.numNodes;
+  }
   return parseOrThrow(nodePoolSchema, candidate);
 }
 

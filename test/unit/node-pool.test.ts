@@ -243,7 +243,8 @@ describe('planNodePoolUpdate', () => {
 
   it('re-validates the result with the create rules', () => {
     assert.deepEqual(updateFields(fakePool, { minNodeCount: 5 }), ['minNodeCount']);
-    assert.deepEqual(updateFields(fakePool, { fakeNodePool: { numNodes: 6 } }), ['fakeNodePool.numNodes']);
+    assert.equal(planNodePoolUpdate(fakePool, { fakeNodePool: { numNodes: 6 } }).maxNodeCount, 6, 'growth raises a fake pool’s bound');
+    assert.deepEqual(updateFields(fakePool, { maxNodeCount: 5, fakeNodePool: { numNodes: 6 } }), ['fakeNodePool.numNodes']);
     assert.deepEqual(planNodePoolUpdate(fakePool, { maxNodeCount: 6, fakeNodePool: { numNodes: 6 } }).fakeNodePool, fake(6));
     assert.deepEqual(updateFields(fakePool, { fakeNodePool: { numNodes: FAKE_POOL_MAX_NODES + 1 }, maxNodeCount: 100 }), ['fakeNodePool.numNodes']);
     assert.deepEqual(updateFields(fakePool, { displayName: 'x'.repeat(64) }), ['displayName']);
@@ -346,5 +347,27 @@ describe('planNodePoolUpdate', () => {
     assert.equal(next.updateTime, '2026-01-02T00:00:00Z');
     assert.equal(next.state, 'READY');
     assert.deepEqual(next.fakeNodePool, fake(2));
+  });
+});
+
+describe('planNodePoolUpdate: growing a fake pool', () => {
+  const current = {
+    minNodeCount: 0,
+    maxNodeCount: 2,
+    overprovisionNodeCount: 0,
+    fakeNodePool: { machineType: 'g5.12xlarge', numNodes: 2 },
+    annotations: {},
+  };
+  it('raises maxNodeCount with numNodes when the update does not set it', () => {
+    const next = planNodePoolUpdate(current, { fakeNodePool: { numNodes: 5 } });
+    assert.equal(next.fakeNodePool?.numNodes, 5);
+    assert.equal(next.maxNodeCount, 5);
+  });
+  it('keeps an explicit maxNodeCount and refuses numNodes beyond it', () => {
+    assert.throws(() => planNodePoolUpdate(current, { maxNodeCount: 3, fakeNodePool: { numNodes: 5 } }), /must lie within/);
+    assert.throws(() => planNodePoolUpdate(current, { maxNodeCount: 3, fakeNodePool: { numNodes: 5 } }, 'maxNodeCount,fakeNodePool.numNodes'), /must lie within/);
+  });
+  it('leaves maxNodeCount alone when shrinking', () => {
+    assert.equal(planNodePoolUpdate(current, { fakeNodePool: { numNodes: 1 } }).maxNodeCount, 2);
   });
 });
