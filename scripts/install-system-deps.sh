@@ -5,7 +5,7 @@
 #   chromium                                                Temporal UI end-to-end test
 #   iproute2                                                the second-host test (network namespaces)
 set -euo pipefail
-packages=(jupyter-nbconvert python3-nbclient python3-ipykernel postgresql chromium iproute2)
+packages=(jupyter-nbconvert python3-nbclient python3-ipykernel postgresql chromium iproute2 docker-compose)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
