@@ -2,6 +2,7 @@
  * All configuration, read from the environment once and validated. Every variable is documented in
  * the README's configuration table; an invalid value stops the process at start with a clear message.
  */
+import { accessSync, constants } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 
@@ -24,6 +25,8 @@ const envSchema = z.object({
   TEMPORAL_BIND_IP: z.string().min(1).default('127.0.0.1'),
   TEMPORAL_UI_PORT: port.default(8233),
   TEMPORAL_CLI_PATH: z.string().min(1).optional(),
+  /** TLS to the server without a client certificate (a publicly trusted server). */
+  TEMPORAL_TLS: flag.default(false),
   TEMPORAL_TLS_CERT: z.string().min(1).optional(),
   TEMPORAL_TLS_KEY: z.string().min(1).optional(),
   TEMPORAL_TLS_CA: z.string().min(1).optional(),
@@ -79,6 +82,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const e = result.data;
   if ((e.TEMPORAL_TLS_CERT === undefined) !== (e.TEMPORAL_TLS_KEY === undefined)) {
     throw new ConfigError('invalid configuration: TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY must be set together');
+  }
+  for (const v of ['TEMPORAL_TLS_CERT', 'TEMPORAL_TLS_KEY', 'TEMPORAL_TLS_CA'] as const) {
+    const path = e[v];
+    if (path === undefined) continue;
+    try {
+      accessSync(path, constants.R_OK);
+    } catch {
+      throw new ConfigError(`invalid configuration: ${v}=${path} is not a readable file`);
+    }
+  }
+  if (e.TEMPORAL_API_KEY !== undefined && e.TEMPORAL_ADDRESS === undefined) {
+    throw new ConfigError('invalid configuration: TEMPORAL_API_KEY is set but TEMPORAL_ADDRESS is not; an API key is for a remote Temporal');
   }
   const dataDir = resolve(e.DATA_DIR);
   return {

@@ -29,7 +29,7 @@ import { HttpLogSink } from './agent/log-shipper';
 import { type Config } from './config';
 import { LogStore } from './store/log-store';
 import { type ReadModel } from './store/read-model';
-import { SqliteReadModel } from './store/sqlite-read-model';
+import { openReadModel } from './store/open-read-model';
 import { ensureTemporalCli } from './temporal/cli';
 import { connectClient, connectWorker } from './temporal/connection';
 import { type DevServer, startDevServer } from './temporal/dev-server';
@@ -129,7 +129,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     const added = await ensureSearchAttributes(client, config.TEMPORAL_NAMESPACE);
     if (added.length > 0) logger.info({ added }, 'registered search attributes');
 
-    const store: ReadModel = new SqliteReadModel(join(config.dataDir, 'batchd.sqlite'));
+    const store: ReadModel = await openReadModel({
+      databaseUrl: config.DATABASE_URL,
+      sqliteFile: join(config.dataDir, 'batchd.sqlite'),
+      postgres: { onIdleError: (err) => logger.warn({ err: String(err) }, 'read model connection dropped; the pool reconnects') },
+    });
     stops.push(() => store.close());
     const logs = new LogStore(join(config.dataDir, 'logs.sqlite'));
     stops.push(() => Promise.resolve(logs.close()));

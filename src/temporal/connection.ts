@@ -6,11 +6,11 @@ import { type Config } from '../config';
 
 type TemporalSettings = Pick<
   Config,
-  'temporalAddress' | 'TEMPORAL_NAMESPACE' | 'TEMPORAL_TLS_CERT' | 'TEMPORAL_TLS_KEY' | 'TEMPORAL_TLS_CA' | 'TEMPORAL_TLS_SERVER_NAME' | 'TEMPORAL_API_KEY'
+  'temporalAddress' | 'TEMPORAL_NAMESPACE' | 'TEMPORAL_TLS' | 'TEMPORAL_TLS_CERT' | 'TEMPORAL_TLS_KEY' | 'TEMPORAL_TLS_CA' | 'TEMPORAL_TLS_SERVER_NAME' | 'TEMPORAL_API_KEY'
 >;
 
 function tlsOf(s: TemporalSettings): ConnectionOptions['tls'] {
-  if (!s.TEMPORAL_TLS_CERT && !s.TEMPORAL_TLS_CA && !s.TEMPORAL_API_KEY) return undefined;
+  if (!s.TEMPORAL_TLS && !s.TEMPORAL_TLS_CERT && !s.TEMPORAL_TLS_CA && !s.TEMPORAL_API_KEY) return undefined;
   return {
     ...(s.TEMPORAL_TLS_SERVER_NAME ? { serverNameOverride: s.TEMPORAL_TLS_SERVER_NAME } : {}),
     ...(s.TEMPORAL_TLS_CA ? { serverRootCACertificate: readFileSync(s.TEMPORAL_TLS_CA) } : {}),
