@@ -6,7 +6,6 @@ import { parsePageSize } from '../domain/list-params';
 import { type LogStore } from '../store/log-store';
 import { type BatchJobService } from './batch-job-service';
 import { applyReadMask, nextPageToken, parseListRequest, singleParam } from './list-request';
-import { idsFromNames } from './batch-delete';
 import { decodePageToken, encodePageToken, queryFingerprint } from './page-token';
 import { type Route } from './routes';
 
@@ -73,6 +72,23 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       auth: true,
       handler: async ({ principal, params, query }) =>
         applyReadMask(await service.get(principal, params.batchJob ?? ''), singleParam(query, 'readMask'), JOB_FIELDS),
+    },
+    {
+      method: 'PATCH',
+      path: `${base}/{batchJob}`,
+      operationId: 'Gateway_UpdateBatchJob',
+      summary: 'Update displayName, annotations or shared (optional updateMask, AIP-134), in any state but DELETING',
+      tag: 'BatchJobs',
+      auth: true,
+      queryParams: [
+        {
+          name: 'updateMask',
+          description: 'Comma-separated fields to write (displayName, annotations, shared; snake_case accepted; * for all). Masked fields absent from the body are cleared. Also accepted as update_mask.',
+          type: 'string',
+        },
+      ],
+      handler: ({ principal, params, query, body }) =>
+        service.update(principal, params.batchJob ?? '', body, singleParam(query, 'updateMask') ?? singleParam(query, 'update_mask')),
     },
     {
       method: 'DELETE',
@@ -146,8 +162,7 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       tag: 'BatchJobs',
       auth: true,
       handler: async ({ principal, body }) => {
-        const ids = idsFromNames(body, principal.account, 'batchJobs');
-        await service.deleteMany(principal, ids);
+        await service.deleteMany(principal, body);
         return {};
       },
     },

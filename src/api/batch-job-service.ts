@@ -1,11 +1,24 @@
 /**
  * Batch jobs as the API sees them: create starts a workflow, get asks it (falling back to the read
- * model), list reads the read model, cancel and delete are signals, update is a workflow update. Every
+ * model), list reads the read model, cancel and delete are signals, update is a workflow update (or,
+ * once the job has ended and its workflow closed, a versioned write of the archived record). Every
  * operation is scoped to the caller's account by construction: names are built from it.
+ *
+ * Sharing: every user of the account reads its jobs; update, cancel and delete of a job whose `shared`
+ * is false are for its creator only (`canChange`).
  */
 import { type Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { type Logger } from 'pino';
-import { type BatchJobInput, type BatchJobView, cancelSignal, deleteSignal, getBatchJobQuery, queueStandingQuery, releaseCapacitySignal } from '../../workflows/messages';
+import {
+  type BatchJobInput,
+  type BatchJobView,
+  cancelSignal,
+  deleteSignal,
+  getBatchJobQuery,
+  queueStandingQuery,
+  releaseCapacitySignal,
+  updateBatchJobUpdate,
+} from '../../workflows/messages';
 import type { batchJobWorkflow } from '../../workflows/batch-job';
 import {
   BatchdAccount,
@@ -20,6 +33,7 @@ import { admitJob } from '../control/admission';
 import { purgeJob } from '../control/purge';
 import { type BatchJob, batchJobCreateSchema, isTerminal } from '../domain/batch-job';
 import { isCancellable } from '../domain/batch-job-lifecycle';
+import { applyBatchJobPatch, deepEqual, planBatchJobUpdate } from '../domain/batch-job-update';
 import { ApiError } from '../domain/errors';
 import { generateId, ID_RULE, isValidId, resourceName } from '../domain/names';
 import { type NodePool, isGpuPool } from '../domain/node-pool';
@@ -28,6 +42,7 @@ import { parseOrThrow } from '../domain/validation';
 import { type LogStore } from '../store/log-store';
 import { type BatchJobRecord, type ListQuery, type ReadModel } from '../store/read-model';
 import { type Principal } from './auth';
+import { checkNames } from './batch-delete';
 import { fromTemporal } from './errors';
 
 export interface BatchJobServiceDeps {
@@ -185,10 +200,72 @@ export class BatchJobService {
     return jobs.map((j) => (statuses.has(j.name) ? { ...j, status: statuses.get(j.name) ?? j.status } : j));
   }
 
+  /** Update, cancel and delete of a job that is not shared are for its creator only. */
   private canChange(caller: Principal, job: BatchJob): void {
     if (!job.shared && job.createdBy !== caller.email) {
-      throw ApiError.permissionDenied(`only ${job.createdBy} may change batch job "${job.name.split('/').pop()}" (it is not shared)`);
+      throw ApiError.permissionDenied(
+        `only ${job.createdBy}, who created batch job "${job.name.split('/').pop()}", may update, cancel or delete it: ` +
+          `it is not shared (its creator can set shared: true to open it to every user of the account)`,
+      );
     }
+  }
+
+  /**
+   * PATCH (AIP-134): planBatchJobUpdate decides what the request writes. A live job changes in its
+   * workflow, whose update returns once the read model holds the change (get and list agree at once);
+   * an ended job, whose workflow has closed, changes in the read model. Nothing changes while DELETING.
+   */
+  async update(caller: Principal, id: string, body: unknown, updateMask: string | undefined): Promise<BatchJob> {
+    const name = this.name(caller.account, id);
+    const job = await this.current(name, id);
+    this.canChange(caller, job);
+    const patch = planBatchJobUpdate(job, body, updateMask);
+    if (!isTerminal(job.state)) {
+      try {
+        const updated = await this.d.client.workflow.getHandle(name).executeUpdate(updateBatchJobUpdate, { args: [patch] });
+        const [enriched] = await this.enrichQueued(caller.account, [updated]);
+        return enriched ?? updated;
+      } catch (err) {
+        // The workflow's own answer (e.g. FAILED_PRECONDITION: being deleted) stands. Otherwise, a
+        // workflow that closed in between means the job has ended: update it as an ended job.
+        const answer = fromTemporal(err);
+        const transient = answer === undefined || answer.code === 'UNAVAILABLE' || answer.code === 'RESOURCE_EXHAUSTED';
+        if (!(err instanceof WorkflowNotFoundError) && !(transient && (await this.workflowClosed(name)))) throw answer ?? err;
+      }
+    }
+    return this.updateEnded(caller, name, id, body, updateMask);
+  }
+
+  private async workflowClosed(name: string): Promise<boolean> {
+    try {
+      return (await this.d.client.workflow.getHandle(name).describe()).status.name !== 'RUNNING';
+    } catch (err) {
+      return err instanceof WorkflowNotFoundError;
+    }
+  }
+
+  /**
+   * An ended job: its record is the job. The patch is planned against the stored record and written at
+   * version + 1 only if nothing wrote the record meanwhile (else planned again); nothing is written,
+   * and updateTime does not move, when the request changes nothing.
+   */
+  private async updateEnded(caller: Principal, name: string, id: string, body: unknown, updateMask: string | undefined): Promise<BatchJob> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const row = await this.d.store.get<BatchJobRecord>('batchJobs', name);
+      if (!row) throw ApiError.notFound(`batch job "${id}"`);
+      const job = row.resource;
+      if (!isTerminal(job.state) && job.state !== 'DELETING') {
+        // Its workflow closed without a final report (an operator terminated it): settle it, then read again.
+        if (!(await this.repairIfClosed(job, row.version))) throw new ApiError('UNAVAILABLE', `batch job "${id}" is changing state; retry the update`);
+        continue;
+      }
+      this.canChange(caller, job);
+      const patch = planBatchJobUpdate(job, body, updateMask);
+      const next = applyBatchJobPatch(job, patch, new Date().toISOString());
+      if (deepEqual(next, job)) return job;
+      if (await this.d.store.put('batchJobs', caller.account, next, row.version + 1)) return next;
+    }
+    throw new ApiError('ABORTED', `batch job "${id}" was changed by other requests meanwhile; retry the update`);
   }
 
   async cancel(caller: Principal, id: string): Promise<void> {
@@ -224,11 +301,23 @@ export class BatchJobService {
     await this.purge(caller.account, name, id);
   }
 
-  /** Checks every job first (exists, caller may delete it); only then deletes them all. */
-  async deleteMany(caller: Principal, ids: string[]): Promise<void> {
-    const unique = [...new Set(ids)];
-    for (const id of unique) this.canChange(caller, await this.current(this.name(caller.account, id), id));
-    for (const id of unique) await this.delete(caller, id);
+  /**
+   * `:batchDelete`: checks every name first, in order (a batch job name, of the caller's account, of
+   * a job that exists and that the caller may delete), and fails with the first bad name's error,
+   * deleting none. Only then deletes each job once (duplicates are allowed). A job that someone else
+   * deleted between the check and its deletion is already where the caller wants it.
+   */
+  async deleteMany(caller: Principal, body: unknown): Promise<void> {
+    const ids = await checkNames(body, caller.account, 'batchJobs', async (id) => {
+      this.canChange(caller, await this.current(this.name(caller.account, id), id));
+    });
+    for (const id of ids) {
+      try {
+        await this.delete(caller, id);
+      } catch (err) {
+        if (!(err instanceof ApiError && err.code === 'NOT_FOUND')) throw err;
+      }
+    }
   }
 
   private purge(account: string, name: string, id: string): Promise<void> {
