@@ -38,6 +38,11 @@ export interface ControlActivities {
   removeResource(input: { kind: ResourceKind; name: string }): Promise<void>;
   /** Removes a deleted job's record and logs. Idempotent. */
   purgeJob(input: { account: string; name: string; jobId: string }): Promise<void>;
+  /**
+   * Which of the named batch jobs are still live: present and not COMPLETED, FAILED or CANCELLED
+   * (a job without a record yet counts while its workflow runs). Environments ask it before a delete.
+   */
+  liveJobs(input: { names: string[] }): Promise<{ live: string[] }>;
 }
 
 export interface RankLaunch {

@@ -3,8 +3,12 @@
  * validation (the same schema and admission rules as the API), status reporting into the read model,
  * and purging what a deleted job leaves behind.
  */
+import { Context } from '@temporalio/activity';
+import { type Client } from '@temporalio/client';
 import { type Config } from '../src/config';
 import { admitJob } from '../src/control/admission';
+import { temporalEnvironmentRegistrar } from '../src/control/environment-admission';
+import { liveJobs } from '../src/control/live-jobs';
 import { purgeJob } from '../src/control/purge';
 import { batchJobCreateSchema } from '../src/domain/batch-job';
 import { ApiError } from '../src/domain/errors';
@@ -17,14 +21,18 @@ export interface ControlDeps {
   store: ReadModel;
   logs: LogStore;
   config: Pick<Config, 'dataDir' | 'HOST_HEARTBEAT_TIMEOUT_MS' | 'HOST_START_TIMEOUT_MS' | 'RANK_STOP_GRACE_MS'>;
+  /** For updates to environment workflows and job liveness; the worker's own client when absent. */
+  client?: Client;
 }
 
-export function createControlActivities({ store, logs, config }: ControlDeps): ControlActivities {
+export function createControlActivities({ store, logs, config, client }: ControlDeps): ControlActivities {
+  const clientOf = (): Client => client ?? Context.current().client;
   return {
-    async validateJob({ account, spec, createdBy }) {
+    async validateJob({ name, account, spec, createdBy }) {
       try {
         const parsed = parseOrThrow(batchJobCreateSchema, spec);
-        const admission = await admitJob(store, { account, email: createdBy }, parsed);
+        const use = { jobName: name, register: temporalEnvironmentRegistrar(clientOf) };
+        const admission = await admitJob(store, { account, email: createdBy }, parsed, use);
         return {
           ok: true,
           spec: parsed,
@@ -53,6 +61,10 @@ export function createControlActivities({ store, logs, config }: ControlDeps): C
 
     async purgeJob({ account, name, jobId }) {
       await purgeJob({ store, logs, dataDir: config.dataDir }, account, name, jobId);
+    },
+
+    async liveJobs({ names }) {
+      return { live: await liveJobs(store, clientOf(), names) };
     },
   };
 }

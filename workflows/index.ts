@@ -1,3 +1,4 @@
 /** The workflows the control worker registers. */
 export { batchJobWorkflow } from './batch-job';
 export { nodePoolWorkflow } from './node-pool';
+export { environmentWorkflow } from './environment';

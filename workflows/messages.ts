@@ -8,6 +8,8 @@ import { type BatchJob, type BatchJobSpec, type BatchJobState } from '../src/dom
 import { type BatchJobPatch } from '../src/domain/batch-job-update';
 import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
+import { type Environment, type EnvironmentSpec } from '../src/domain/environment';
+import { type Snapshot } from '../src/domain/snapshot';
 
 // ---- batch job workflow -------------------------------------------------------------------------
 
@@ -159,3 +161,52 @@ export interface NodePoolView {
 export const getNodePoolQuery = defineQuery<NodePoolView>('getNodePool');
 export const updateNodePoolUpdate = defineUpdate<NodePool, [{ spec: NodePoolSpec }]>('updateNodePool');
 export const deleteNodePoolUpdate = defineUpdate<NodePool, [{ requestedBy?: string }]>('deleteNodePool');
+
+// ---- environment resource (and its snapshots) ---------------------------------------------------
+
+export interface EnvironmentInput {
+  account: string;
+  environmentId: string;
+  name: string;
+  environment: Environment;
+  /** History length at which the workflow continues as new (default 4000). */
+  continueAsNewEvents?: number;
+  /** Carried across continue-as-new; absent on the first run. */
+  carried?: EnvironmentCarriedState;
+}
+
+export interface EnvironmentCarriedState {
+  /** In creation order. */
+  snapshots: Snapshot[];
+  /** Batch jobs admitted with this environment (by name), with the snapshot each uses. */
+  jobs: Record<string, { snapshotId?: string }>;
+  version: number;
+}
+
+export interface EnvironmentView {
+  environment: Environment;
+  snapshots: Snapshot[];
+  /** Names of the jobs admitted with the environment that were not yet found to have ended. */
+  jobs: string[];
+  version: number;
+}
+
+/** A job asks to use the environment (and one of its snapshots); sent by job admission. */
+export interface EnvironmentUseRequest {
+  jobName: string;
+  /** The job's creator: the environment must be theirs or shared. */
+  createdBy: string;
+  snapshotId?: string;
+}
+
+export interface EnvironmentUseGrant {
+  /** The image the job runs with: the snapshot's, else the environment's; absent when it has none. */
+  imageRef?: string;
+}
+
+export const getEnvironmentQuery = defineQuery<EnvironmentView>('getEnvironment');
+export const updateEnvironmentUpdate = defineUpdate<Environment, [{ spec: EnvironmentSpec; requestedBy?: string }]>('updateEnvironment');
+export const deleteEnvironmentUpdate = defineUpdate<Environment, [{ requestedBy?: string }]>('deleteEnvironment');
+export const useEnvironmentUpdate = defineUpdate<EnvironmentUseGrant, [EnvironmentUseRequest]>('useEnvironment');
+export const createSnapshotUpdate = defineUpdate<Snapshot, [{ snapshotId: string; requestedBy?: string }]>('createSnapshot');
+export const deleteSnapshotUpdate = defineUpdate<Snapshot, [{ snapshotId: string; requestedBy?: string }]>('deleteSnapshot');

@@ -9,6 +9,7 @@ import { ApiError } from '../domain/errors';
 import { type NodePool, isGpuPool, poolCapacityLimit, ranksPerNodeOf } from '../domain/node-pool';
 import { resourceName } from '../domain/names';
 import { type ReadModel } from '../store/read-model';
+import { admitEnvironment, type EnvironmentUse } from './environment-admission';
 
 export interface Admission {
   pool: PoolBinding;
@@ -21,7 +22,11 @@ export interface Caller {
   email: string;
 }
 
-export async function admitJob(store: ReadModel, caller: Caller, spec: BatchJobSpec): Promise<Admission> {
+/**
+ * `use` is given by the validation activity only: it registers the job with its environment's workflow,
+ * so that the environment and snapshot cannot be deleted while the job lives (environment-admission.ts).
+ */
+export async function admitJob(store: ReadModel, caller: Caller, spec: BatchJobSpec, use?: EnvironmentUse): Promise<Admission> {
   const poolName = resourceName(caller.account, 'nodePools', spec.nodePoolId);
   const stored = await store.get<NodePool & { name: string; createTime: string; updateTime: string }>('nodePools', poolName);
   if (!stored || stored.resource.state === 'DELETING') {
@@ -38,5 +43,7 @@ export async function admitJob(store: ReadModel, caller: Caller, spec: BatchJobS
   }
   const admission: Admission = { pool: { workflowId: poolName, gpu: isGpuPool(pool), ranksPerNode: ranksPerNodeOf(pool) } };
   if (spec.imageRef !== undefined) admission.imageRef = spec.imageRef;
+  const environment = await admitEnvironment(store, caller, spec, use);
+  if (environment?.imageRef !== undefined) admission.imageRef = environment.imageRef;
   return admission;
 }

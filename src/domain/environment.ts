@@ -160,3 +160,34 @@ export function environmentSpecChanged(before: EnvironmentSpec, after: Environme
     !deepEqual(before.annotations, after.annotations)
   );
 }
+
+/**
+ * Whether a user may use an environment in a batch job, snapshot it, update it or delete it: its
+ * creator always, everyone in the account when it is `shared` (the contract's sharing rule, which
+ * upstream states for environments: shared lets all users "create batch jobs using the environment").
+ * An operator acting without a user (Temporal CLI) passes `undefined` and may.
+ */
+export function mayUseEnvironment(env: Pick<Environment, 'createdBy' | 'shared'>, email: string | undefined): boolean {
+  return email === undefined || env.shared || env.createdBy === email;
+}
+
+/** The writable part of an environment, as planEnvironmentUpdate takes it. */
+export function environmentSpecOf(env: Environment): EnvironmentSpec {
+  const spec: EnvironmentSpec = { shared: env.shared, annotations: env.annotations };
+  if (env.displayName !== undefined) spec.displayName = env.displayName;
+  if (env.baseImageRef !== undefined) spec.baseImageRef = env.baseImageRef;
+  return spec;
+}
+
+/** The environment with a new spec; everything else (imageRef included) unchanged. */
+export function withEnvironmentSpec(env: Environment, spec: EnvironmentSpec, updateTime: string): Environment {
+  const { displayName: _displayName, baseImageRef: _baseImageRef, shared: _shared, annotations: _annotations, ...rest } = env;
+  const next: Environment = { ...rest, shared: spec.shared, annotations: { ...spec.annotations }, updateTime };
+  if (spec.displayName !== undefined) next.displayName = spec.displayName;
+  if (spec.baseImageRef !== undefined) next.baseImageRef = spec.baseImageRef;
+  return next;
+}
+
+/** The status message of an environment from creation on: it is never connected here. */
+export const DISCONNECTED_MESSAGE =
+  'not connected: interactive sessions are not supported by this service; batch jobs use the environment through environmentId';

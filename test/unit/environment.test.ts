@@ -5,7 +5,10 @@ import {
   environmentCreateBodySchema,
   type EnvironmentSpec,
   environmentSpecChanged,
+  environmentSpecOf,
+  mayUseEnvironment,
   planEnvironmentUpdate,
+  withEnvironmentSpec,
 } from '../../src/domain/environment';
 import { ApiError, type FieldViolation } from '../../src/domain/errors';
 import { snapshotCreateBodySchema } from '../../src/domain/snapshot';
@@ -215,5 +218,42 @@ describe('planEnvironmentUpdate', () => {
     planEnvironmentUpdate(current, { annotations: { z: '9' }, displayName: 'x' });
     planEnvironmentUpdate(current, {}, '*');
     assert.deepEqual(current, before);
+  });
+});
+
+describe('environment use and spec round trip', () => {
+  const env: Environment = {
+    name: 'accounts/a/environments/e',
+    displayName: 'E',
+    baseImageRef: 'img:1',
+    imageRef: 'img:1',
+    snapshotImageRef: 'img:1',
+    shared: false,
+    annotations: { k: 'v' },
+    createTime: '2025-01-01T00:00:00.000Z',
+    updateTime: '2025-01-01T00:00:00.000Z',
+    createdBy: 'owner@x',
+    state: 'DISCONNECTED',
+    status: { code: 'OK', message: '' },
+  };
+
+  it('the creator may use a private environment, others only a shared one, an operator (no user) always', () => {
+    assert.equal(mayUseEnvironment(env, 'owner@x'), true);
+    assert.equal(mayUseEnvironment(env, 'other@x'), false);
+    assert.equal(mayUseEnvironment({ ...env, shared: true }, 'other@x'), true);
+    assert.equal(mayUseEnvironment(env, undefined), true);
+  });
+
+  it('a new spec replaces the writable fields and leaves imageRef and the output fields alone', () => {
+    const spec = planEnvironmentUpdate(environmentSpecOf(env), { baseImageRef: 'img:2' }, 'baseImageRef,displayName');
+    const next = withEnvironmentSpec(env, spec, '2025-01-02T00:00:00.000Z');
+    assert.equal(next.baseImageRef, 'img:2');
+    assert.equal(next.displayName, undefined);
+    assert.ok(!('displayName' in next), 'a cleared field is absent, not undefined on the wire');
+    assert.equal(next.imageRef, 'img:1');
+    assert.equal(next.snapshotImageRef, 'img:1');
+    assert.equal(next.updateTime, '2025-01-02T00:00:00.000Z');
+    assert.deepEqual(environmentSpecOf(next), spec);
+    assert.equal(env.baseImageRef, 'img:1', 'the input is not mutated');
   });
 });
