@@ -3,6 +3,7 @@
  * so no activity code enters the workflow bundle.
  */
 import { type BatchJobSpec, type Executor } from '../src/domain/batch-job';
+import { type GrpcCodeName } from '../src/domain/errors';
 import { type ResourceKind, type StoredResource } from '../src/store/read-model';
 import { type JobSettings } from '../workflows/messages';
 
@@ -11,6 +12,8 @@ export interface ValidateJobInput {
   account: string;
   spec: BatchJobSpec;
   createdBy: string;
+  /** Parent workflows ask that no job of that name exists yet (the API checks that itself). */
+  mustBeNew?: boolean;
 }
 
 export interface PoolBinding {
@@ -22,7 +25,7 @@ export interface PoolBinding {
 
 export type ValidateJobResult =
   | { ok: true; spec: BatchJobSpec; pool: PoolBinding; settings: JobSettings; imageRef?: string }
-  | { ok: false; message: string };
+  | { ok: false; message: string; code?: GrpcCodeName };
 
 export interface ReportInput {
   kind: ResourceKind;

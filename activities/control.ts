@@ -28,9 +28,10 @@ export interface ControlDeps {
 export function createControlActivities({ store, logs, config, client }: ControlDeps): ControlActivities {
   const clientOf = (): Client => client ?? Context.current().client;
   return {
-    async validateJob({ name, account, spec, createdBy }) {
+    async validateJob({ name, account, spec, createdBy, mustBeNew }) {
       try {
         const parsed = parseOrThrow(batchJobCreateSchema, spec);
+        if (mustBeNew && (await store.get('batchJobs', name))) throw new ApiError('ALREADY_EXISTS', `batch job "${name.split('/').pop()}" already exists`);
         const use = { jobName: name, register: temporalEnvironmentRegistrar(clientOf) };
         const admission = await admitJob(store, { account, email: createdBy }, parsed, use);
         return {
@@ -46,7 +47,7 @@ export function createControlActivities({ store, logs, config, client }: Control
         };
       } catch (err) {
         // A rule the job breaks is an answer, not an activity failure; anything else is retried.
-        if (err instanceof ApiError) return { ok: false, message: err.message };
+        if (err instanceof ApiError) return { ok: false, message: err.message, code: err.code };
         throw err;
       }
     },

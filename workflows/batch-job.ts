@@ -201,7 +201,10 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
 
   // Temporal's own cancellation (`temporal workflow cancel`) is a cancel request like any other.
   CancellationScope.current().cancelRequested.catch(() => {
-    if (cancelBy === undefined && deleteBy === undefined && isCancellable(job.state)) cancelBy = 'an operator (workflow cancellation)';
+    const parent = workflowInfo().parent;
+    if (cancelBy === undefined && deleteBy === undefined && isCancellable(job.state)) {
+      cancelBy = parent ? `its parent workflow ${parent.workflowId}` : 'an operator (workflow cancellation)';
+    }
   });
 
   const describe = (): string => {
@@ -209,7 +212,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     if (placement) {
       const byHost = new Map<string, number[]>();
       for (const r of placement.ranks) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r.rank]);
-      lines.push('', `master ${placement.masterAddr}:${placement.masterPort}`);
+      lines.push('', `master ${placement.masterAddr}:${placement.masterPort}`, '');
       for (const [host, ranks] of byHost) lines.push(`- ${host}: ranks ${ranks.join(', ')}`);
     }
     return lines.join('\n');
@@ -236,8 +239,9 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
   }
   setCurrentDetails(describe());
 
-  // Every change reaches the read model in order; a PATCH waits for its own version to land.
-  const reporter = (async () => {
+  // Every change reaches the read model in order; a PATCH waits for its own version to land. Like the
+  // job's body, the reporter ignores cancellation: a cancelled job still reports how it ended.
+  const reporter = CancellationScope.nonCancellable(async () => {
     for (;;) {
       await condition(() => version > reported || finished);
       if (version <= reported) return;
@@ -245,7 +249,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
       await control.report({ kind: 'batchJobs', account: input.account, resource: job, version: v });
       reported = v;
     }
-  })();
+  });
 
   const finish = async (deleted: boolean): Promise<BatchJobResult> => {
     await condition(() => reported >= version);

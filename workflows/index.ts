@@ -2,3 +2,4 @@
 export { batchJobWorkflow } from './batch-job';
 export { nodePoolWorkflow } from './node-pool';
 export { environmentWorkflow } from './environment';
+export { sweepWorkflow } from './sweep';

@@ -119,6 +119,8 @@ export interface NodePoolQueueEntry {
   jobName: string;
   ranks: number;
   position: number;
+  /** When the request reached the pool. */
+  enqueuedAt?: string;
 }
 
 export interface NodePoolInternals {
@@ -149,7 +151,7 @@ export interface NodePoolInput {
 export interface NodePoolCarriedState {
   scheduler: SchedulerState;
   hosts: Record<string, { address: string; taskQueue: string }>;
-  jobs: Record<string, { workflowId: string; ranks: number; state: BatchJobState }>;
+  jobs: Record<string, { workflowId: string; ranks: number; state: BatchJobState; enqueuedAt?: string }>;
   version: number;
 }
 

@@ -6,6 +6,7 @@
  */
 import {
   ApplicationFailure,
+  CancellationScope,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -163,7 +164,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         status: h.status,
         used: [...h.used],
       })),
-      queue: sched.queue.map((r, i) => ({ jobName: r.id, ranks: r.ranks, position: i + 1 })),
+      queue: sched.queue.map((r, i) => ({ jobName: r.id, ranks: r.ranks, position: i + 1, ...(jobs[r.id]?.enqueuedAt ? { enqueuedAt: jobs[r.id]?.enqueuedAt } : {}) })),
       reservation: sched.reservation,
       allocations: Object.fromEntries(
         Object.values(sched.allocations).map((a) => [a.id, { ranks: a.ranks, state: jobs[a.id]?.state ?? 'PENDING', hosts: a.hosts.map((h) => h.host) }]),
@@ -196,7 +197,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       return;
     }
     if (enqueue(sched, req.jobName, req.ranks) === 'queued') {
-      jobs[req.jobName] = { workflowId: req.workflowId, ranks: req.ranks, state: 'QUEUED' };
+      jobs[req.jobName] = { workflowId: req.workflowId, ranks: req.ranks, state: 'QUEUED', enqueuedAt: now() };
       dirty = true;
     }
   });
@@ -296,67 +297,71 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     }
   }
 
-  const reporter = (async () => {
+  // The pool's state must survive any cancellation: `temporal workflow cancel` on a pool is ignored
+  // (pools are deleted through the API, which refuses while jobs live), so both loops run non-cancellable.
+  CancellationScope.current().cancelRequested.catch(() => log.warn('cancellation of a node pool workflow ignored; delete the pool through the API'));
+  void CancellationScope.nonCancellable(async () => {
     for (;;) {
       await condition(() => version > reported);
       const v = version;
       await control.report({ kind: 'nodePools', account: input.account, resource: { ...pool }, version: v });
       reported = v;
     }
-  })();
-  void reporter;
+  });
 
   // ---- the scheduling loop -------------------------------------------------------------------------
-  const continueAsNewAt = input.continueAsNewEvents ?? 4000;
-  for (;;) {
-    setCurrentDetails(describe());
-    await condition(
-      () => dirty || (deleting && reported >= version) || workflowInfo().historyLength > continueAsNewAt || workflowInfo().continueAsNewSuggested,
-    );
-    if (dirty) {
-      dirty = false;
-      for (const allocation of schedule(sched)) {
-        const job = jobs[allocation.id];
-        if (!job) {
-          release(sched, allocation.id);
-          dirty = true;
-          continue;
+  await CancellationScope.nonCancellable(async () => {
+    const continueAsNewAt = input.continueAsNewEvents ?? 4000;
+    for (;;) {
+      setCurrentDetails(describe());
+      await condition(
+        () => dirty || (deleting && reported >= version) || workflowInfo().historyLength > continueAsNewAt || workflowInfo().continueAsNewSuggested,
+      );
+      if (dirty) {
+        dirty = false;
+        for (const allocation of schedule(sched)) {
+          const job = jobs[allocation.id];
+          if (!job) {
+            release(sched, allocation.id);
+            dirty = true;
+            continue;
+          }
+          job.state = 'PENDING';
+          try {
+            await getExternalWorkflowHandle(job.workflowId).signal(capacityGrantedSignal, {
+              pool: input.name,
+              gpu,
+              masterPort: allocation.masterPort,
+              hosts: allocation.hosts.map((a) => ({
+                host: a.host,
+                address: hosts[a.host]?.address ?? '127.0.0.1',
+                taskQueue: hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
+                slots: a.slots,
+              })),
+            });
+          } catch (err) {
+            // The job ended while it waited: give the capacity straight back.
+            log.info('grant undeliverable; releasing', { job: allocation.id, error: String(err) });
+            release(sched, allocation.id);
+            delete jobs[allocation.id];
+            dirty = true;
+          }
         }
-        job.state = 'PENDING';
-        try {
-          await getExternalWorkflowHandle(job.workflowId).signal(capacityGrantedSignal, {
-            pool: input.name,
-            gpu,
-            masterPort: allocation.masterPort,
-            hosts: allocation.hosts.map((a) => ({
-              host: a.host,
-              address: hosts[a.host]?.address ?? '127.0.0.1',
-              taskQueue: hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
-              slots: a.slots,
-            })),
-          });
-        } catch (err) {
-          // The job ended while it waited: give the capacity straight back.
-          log.info('grant undeliverable; releasing', { job: allocation.id, error: String(err) });
-          release(sched, allocation.id);
-          delete jobs[allocation.id];
-          dirty = true;
-        }
+        continue;
       }
-      continue;
-    }
-    if (deleting) {
+      if (deleting) {
+        await condition(allHandlersFinished);
+        await control.removeResource({ kind: 'nodePools', name: input.name });
+        return;
+      }
+      // History grew large: start afresh with the same state.
       await condition(allHandlersFinished);
-      await control.removeResource({ kind: 'nodePools', name: input.name });
-      return;
+      await condition(() => reported >= version);
+      await continueAsNew<typeof nodePoolWorkflow>({
+        ...input,
+        pool,
+        carried: { scheduler: sched, hosts, jobs, version },
+      });
     }
-    // History grew large: start afresh with the same state.
-    await condition(allHandlersFinished);
-    await condition(() => reported >= version);
-    await continueAsNew<typeof nodePoolWorkflow>({
-      ...input,
-      pool,
-      carried: { scheduler: sched, hosts, jobs, version },
-    });
-  }
+  });
 }

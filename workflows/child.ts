@@ -1,0 +1,110 @@
+/**
+ * Batch jobs as child workflows, for other teams' workflows:
+ *
+ *   import { executeBatchJob } from 'batchd/workflows/child';
+ *   const { job } = await executeBatchJob({ nodePoolId: 'gpu-a', numRanks: 8, pythonExecutor: {...} },
+ *                                         { account: 'acme', batchJobId: 'train-42', createdBy: 'ann@acme.dev' });
+ *   if (job.state !== 'COMPLETED') throw ApplicationFailure.nonRetryable(job.status);
+ *
+ * The child is the same `batchJobWorkflow` the API starts, with the same id (the job's name), so the
+ * API gets, lists, follows, cancels and deletes it like any other job. A bad job fails fast in the
+ * parent, before any child starts: the body is checked with the API's schema right here, and the
+ * admission checks (pool, environment, whether the id is free) run as an activity on batchd's task
+ * queue, served by its control worker.
+ *
+ * Parent close policy: REQUEST_CANCEL by default — when the parent is cancelled, terminated or times
+ * out, or completes while the job still runs, the job is cancelled cleanly (ranks stopped, capacity
+ * released, CANCELLED). Pass `parentClosePolicy: 'ABANDON'` for jobs that must outlive their parent.
+ */
+import {
+  ApplicationFailure,
+  ChildWorkflowCancellationType,
+  type ChildWorkflowHandle,
+  ParentClosePolicy,
+  proxyActivities,
+  startChild,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { ControlActivities } from '../activities/contracts';
+import { batchJobCreateSchema } from '../src/domain/batch-job';
+import { ID_RULE, isValidId, resourceName } from '../src/domain/names';
+import { violationsOf } from '../src/domain/validation';
+import type { batchJobWorkflow } from './batch-job';
+import { type BatchJobInput, type BatchJobResult } from './messages';
+import { BatchdAccount, BatchJobCreatedBy, BatchJobDisplayName, BatchJobNodePool, BatchJobNumRanks, BatchJobState } from './search-attributes';
+
+/** The control worker's task queue (TASK_QUEUE), unless the deployment changed it. */
+export const BATCHD_TASK_QUEUE = 'batchd-control';
+
+export interface BatchJobChildOptions {
+  account: string;
+  /** The job's id (a-z, 0-9, -; starts with a letter); its name is accounts/{account}/batchJobs/{id}. */
+  batchJobId: string;
+  /** Whom the job acts for; it becomes `createdBy`. Default: `workflow:<parent workflow id>`. */
+  createdBy?: string;
+  /** What the job does when the parent closes first. Default REQUEST_CANCEL. */
+  parentClosePolicy?: 'REQUEST_CANCEL' | 'ABANDON';
+  /** batchd's control task queue. Default `batchd-control`. */
+  taskQueue?: string;
+}
+
+function invalid(type: string, message: string, details?: unknown): ApplicationFailure {
+  return ApplicationFailure.create({ type: `ApiError:${type}`, message, nonRetryable: true, ...(details !== undefined ? { details: [details] } : {}) });
+}
+
+/** Validates and starts a batch job as a child workflow; throws a non-retryable ApplicationFailure for a bad job. */
+export async function startBatchJob(body: unknown, options: BatchJobChildOptions): Promise<ChildWorkflowHandle<typeof batchJobWorkflow>> {
+  if (!isValidId(options.account)) throw invalid('INVALID_ARGUMENT', `account "${options.account}" is not a valid id: ${ID_RULE}`);
+  if (!isValidId(options.batchJobId)) throw invalid('INVALID_ARGUMENT', `batchJobId "${options.batchJobId}" is not a valid id: ${ID_RULE}`);
+  const parsed = batchJobCreateSchema.safeParse(body);
+  if (!parsed.success) {
+    const violations = violationsOf(parsed.error);
+    throw invalid('INVALID_ARGUMENT', `invalid batch job: ${violations.map((v) => `${v.field}: ${v.description}`).join('; ')}`, { fieldViolations: violations });
+  }
+  const spec = parsed.data;
+  const taskQueue = options.taskQueue ?? BATCHD_TASK_QUEUE;
+  const name = resourceName(options.account, 'batchJobs', options.batchJobId);
+  const createdBy = options.createdBy ?? `workflow:${workflowInfo().workflowId}`;
+
+  const control = proxyActivities<ControlActivities>({
+    taskQueue,
+    startToCloseTimeout: '30 seconds',
+    retry: { maximumAttempts: 5 },
+    summary: `admit batch job ${options.batchJobId}`,
+  });
+  const admitted = await control.validateJob({ name, account: options.account, spec, createdBy, mustBeNew: true });
+  if (!admitted.ok) throw invalid(admitted.code ?? 'INVALID_ARGUMENT', `batch job ${options.batchJobId} cannot run: ${admitted.message}`);
+
+  const input: BatchJobInput = { name, account: options.account, jobId: options.batchJobId, spec: admitted.spec, createdBy, createTime: new Date().toISOString() };
+  try {
+    return await startChild<typeof batchJobWorkflow>('batchJobWorkflow', {
+      workflowId: name,
+      taskQueue,
+      args: [input],
+      parentClosePolicy: options.parentClosePolicy === 'ABANDON' ? ParentClosePolicy.ABANDON : ParentClosePolicy.REQUEST_CANCEL,
+      // A cancelled parent waits until its jobs have stopped their ranks and released their capacity.
+      cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+      typedSearchAttributes: [
+        { key: BatchdAccount, value: options.account },
+        { key: BatchJobState, value: 'CREATING' },
+        { key: BatchJobNodePool, value: spec.nodePoolId },
+        { key: BatchJobCreatedBy, value: createdBy },
+        { key: BatchJobDisplayName, value: spec.displayName ?? '' },
+        { key: BatchJobNumRanks, value: spec.numRanks },
+      ],
+      memo: { displayName: spec.displayName ?? null, numRanks: spec.numRanks, nodePoolId: spec.nodePoolId, createdBy },
+      staticSummary: `batch job ${options.batchJobId}: ${spec.numRanks} rank(s) on node pool ${spec.nodePoolId}`,
+      staticDetails: `Started by workflow ${workflowInfo().workflowId} for ${createdBy}.`,
+    });
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) throw invalid('ALREADY_EXISTS', `batch job "${options.batchJobId}" already exists`);
+    throw err;
+  }
+}
+
+/** Starts a batch job as a child and waits for its end: returns the job as it ended (COMPLETED, FAILED or CANCELLED). */
+export async function executeBatchJob(body: unknown, options: BatchJobChildOptions): Promise<BatchJobResult> {
+  const handle = await startBatchJob(body, options);
+  return handle.result();
+}
