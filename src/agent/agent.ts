@@ -3,6 +3,8 @@
  * job workflows send it (one heartbeating activity per host per job), stops them on request, and on
  * start kills whatever its previous life left running before it joins its pool and takes work.
  */
+import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
 import { Context, ApplicationFailure, CancelledFailure } from '@temporalio/activity';
 import { type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ConfigError } from '../config';
@@ -55,7 +57,9 @@ export class HostAgent {
   private readonly log: Logger;
 
   constructor(private readonly o: AgentOptions) {
-    this.agentKey = `${o.poolName}/${o.host}`;
+    // Unique per service instance (its DATA_DIR), so agents of another instance on this machine —
+    // a second deployment, a test suite — never mistake this one's ranks for their leftovers.
+    this.agentKey = `${o.poolName}/${o.host}@${createHash('sha256').update(resolve(o.dataDir)).digest('hex').slice(0, 12)}`;
     this.pidFiles = new PidFiles(o.dataDir, this.agentKey);
     this.log = o.logger.child({ pool: o.poolName, host: o.host });
   }
