@@ -25,6 +25,7 @@ import { environmentRoutes } from './api/environment-routes';
 import { EnvironmentService } from './api/environment-service';
 import { agentToken, bootstrapKey, DEFAULT_ACCOUNT, DEFAULT_USER, ensureDefaultPools, pageTokenSecret } from './bootstrap';
 import { mountLogIngest } from './api/log-ingest';
+import { Metrics } from './api/metrics';
 import { HttpLogSink } from './agent/log-shipper';
 import { type Config } from './config';
 import { LogStore } from './store/log-store';
@@ -218,13 +219,20 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         const f = fleet;
         health.push({ name: 'agents', check: () => Promise.resolve(f.problem()) });
       }
+      const metrics = new Metrics({ store, client, logs, logger });
       const app = createApp({
         keys,
         routes: [...batchJobRoutes(jobs, logs, secret), ...logFollowRoutes(jobs, logs), ...nodePoolRoutes(pools, secret), ...environmentRoutes(environments, secret)],
         health,
         logger,
         maxBodyBytes: config.MAX_BODY_BYTES,
-        extra: (a) => mountLogIngest(a, agentToken(config.dataDir, config.AGENT_TOKEN), logs, config.MAX_BODY_BYTES),
+        observe: (route, method, status, seconds) => metrics.observe(route, method, status, seconds),
+        extra: (a) => {
+          mountLogIngest(a, agentToken(config.dataDir, config.AGENT_TOKEN), logs, config.MAX_BODY_BYTES);
+          a.get('/metrics', (_req, res, next) => {
+            metrics.render().then((text) => res.type('text/plain; version=0.0.4').send(text), next);
+          });
+        },
       });
       const server: Server = await new Promise((resolve, reject) => {
         const s = app.listen(config.PORT, config.HOST, () => resolve(s));

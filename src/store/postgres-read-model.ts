@@ -19,8 +19,8 @@ import { Pool, type PoolClient, type QueryResultRow, TypeOverrides } from 'pg';
 import { ApiError } from '../domain/errors';
 import { type FilterExpr } from '../domain/filter';
 import { withTiebreak } from '../domain/order-by';
-import { type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
-import { type ColumnSpec, columnNames, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
+import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
+import { type ColumnSpec, columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileKeyset, compileOrder } from './sql-list';
 
 /** Bumped when the tables change; a database written by a newer build is refused. */
@@ -144,6 +144,10 @@ export class PostgresReadModel implements ReadModel {
     const scope = this.scope(kind, account, filter);
     const result = await this.pool.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${TABLES[kind].table} WHERE ${scope.sql}`, bind(scope.params));
     return result.rows[0]!.n;
+  }
+
+  async jobCounts(): Promise<JobCount[]> {
+    return (await this.pool.query<JobCount>(JOB_COUNTS_SQL)).rows;
   }
 
   /** Ends the pool after running queries finish; calling it again waits for the same end. */

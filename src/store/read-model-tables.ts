@@ -66,6 +66,9 @@ export const TABLES: Record<ResourceKind, TableSpec> = {
   },
 };
 
+/** Jobs per account, pool and state: the same SQL on both backends (metrics). */
+export const JOB_COUNTS_SQL = `SELECT account, node_pool_id AS "nodePoolId", state, CAST(COUNT(*) AS INTEGER) AS count FROM ${TABLES.batchJobs.table} GROUP BY account, node_pool_id, state ORDER BY account, node_pool_id, state`;
+
 export const RESOURCE_KINDS = Object.keys(TABLES) as ResourceKind[];
 
 /** Field → SQL expression for filters: the raw column, so a comparison with an absent timestamp (NULL) is false. */

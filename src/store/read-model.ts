@@ -48,7 +48,16 @@ export interface ReadModel {
   listAll<T extends StoredResource>(kind: ResourceKind): Promise<T[]>;
   /** Counts by a column's value, e.g. live jobs per state in a pool; used by metrics and guards. */
   count(kind: ResourceKind, account: string, filter?: FilterExpr): Promise<number>;
+  /** Batch jobs per account, node pool and state, across all accounts (metrics). */
+  jobCounts(): Promise<JobCount[]>;
   close(): Promise<void>;
+}
+
+export interface JobCount {
+  account: string;
+  nodePoolId: string;
+  state: string;
+  count: number;
 }
 
 export type BatchJobRecord = BatchJob & StoredResource;

@@ -8,8 +8,8 @@ import Database from 'better-sqlite3';
 import { ApiError } from '../domain/errors';
 import { type FilterExpr } from '../domain/filter';
 import { withTiebreak } from '../domain/order-by';
-import { type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
-import { columnNames, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
+import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
+import { columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileKeyset, compileOrder } from './sql-list';
 
 // The tables and the resource → row mapping are shared with the other backends; re-exported for existing callers.
@@ -118,6 +118,10 @@ export class SqliteReadModel implements ReadModel {
       const row = this.statement(`SELECT COUNT(*) AS n FROM ${TABLES[kind].table} WHERE ${scope.sql}`).get(...scope.params) as { n: number };
       return row.n;
     });
+  }
+
+  jobCounts(): Promise<JobCount[]> {
+    return settle(() => this.statement(JOB_COUNTS_SQL).all() as JobCount[]);
   }
 
   close(): Promise<void> {

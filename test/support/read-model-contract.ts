@@ -77,6 +77,22 @@ export function readModelContract(name: string, open: () => Promise<ReadModel>, 
       });
     });
 
+    describe('jobCounts', () => {
+      it('counts jobs per account, pool and state across all accounts', async () => {
+        await store.put('batchJobs', 'a', job('a', 'j1', { state: 'RUNNING', nodePoolId: 'p' }), 1);
+        await store.put('batchJobs', 'a', job('a', 'j2', { state: 'RUNNING', nodePoolId: 'p' }), 1);
+        await store.put('batchJobs', 'a', job('a', 'j3', { state: 'QUEUED', nodePoolId: 'p' }), 1);
+        await store.put('batchJobs', 'b', job('b', 'j1', { state: 'RUNNING', nodePoolId: 'p' }), 1);
+        const counts = await store.jobCounts();
+        const mine = counts.filter((c) => (c.account === 'a' || c.account === 'b') && c.nodePoolId === 'p');
+        assert.deepEqual(mine, [
+          { account: 'a', nodePoolId: 'p', state: 'QUEUED', count: 1 },
+          { account: 'a', nodePoolId: 'p', state: 'RUNNING', count: 2 },
+          { account: 'b', nodePoolId: 'p', state: 'RUNNING', count: 1 },
+        ]);
+      });
+    });
+
     describe('writes', () => {
       it('round-trips the full resource JSON with its version', async () => {
         const j = job('a', 'j1', { displayName: 'Train "big" \\ model', annotations: { 'x/y': 'z' }, startTime: at(5) });

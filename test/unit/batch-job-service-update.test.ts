@@ -70,6 +70,9 @@ class MemoryReadModel implements ReadModel {
   count(): never {
     throw new Error('not used');
   }
+  jobCounts(): never {
+    throw new Error('not used');
+  }
   close(): Promise<void> {
     return Promise.resolve();
   }
