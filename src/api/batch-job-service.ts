@@ -133,7 +133,6 @@ export class BatchJobService {
       const view = await this.query(name);
       return view.job;
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return row.resource;
       const repaired = await this.repairIfClosed(row.resource, row.version);
       if (repaired) return repaired;
       this.d.logger.warn({ job: name, err: String(err) }, 'job query failed; answering from the read model');
@@ -155,9 +154,14 @@ export class BatchJobService {
     try {
       const d = await this.d.client.workflow.getHandle(job.name).describe();
       if (d.status.name === 'RUNNING') return undefined;
+      if (d.status.name === 'COMPLETED') {
+        // It ended normally just now: its final report is in the read model.
+        return (await this.d.store.get<BatchJobRecord>('batchJobs', job.name))?.resource;
+      }
       status = d.status.name;
-    } catch {
-      return undefined;
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) return undefined;
+      status = 'its workflow no longer exists';
     }
     const now = new Date().toISOString();
     const failed: BatchJob = { ...job, state: 'FAILED', status: `the job's workflow ended without finishing the job (${status})`, updateTime: now, endTime: now };

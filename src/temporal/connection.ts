@@ -24,7 +24,9 @@ export async function connectClient(s: TemporalSettings): Promise<Client> {
   const options: ConnectionOptions = { address: s.temporalAddress, tls: tlsOf(s) };
   if (s.TEMPORAL_API_KEY) options.apiKey = s.TEMPORAL_API_KEY;
   const connection = await Connection.connect(options);
-  return new Client({ connection, namespace: s.TEMPORAL_NAMESPACE });
+  // A query to a closed workflow would be answered by replay with its last state; batchd reads live
+  // jobs and pools by query and must learn instead that the workflow has ended.
+  return new Client({ connection, namespace: s.TEMPORAL_NAMESPACE, workflow: { queryRejectCondition: 'NOT_OPEN' } });
 }
 
 export async function connectWorker(s: TemporalSettings): Promise<NativeConnection> {

@@ -1,0 +1,106 @@
+/**
+ * The operator's page runs as written: every `temporal` command in docs/operators.md's sh blocks is
+ * executed, in order, against a real service, and a cancel or delete sent from the CLI behaves like
+ * the API's. Also: /metrics tells the truth, and a terminated job's capacity is still released.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { ensureTemporalCli } from '../../src/temporal/cli';
+import { processesMatching, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
+
+const run = promisify(execFile);
+const A = '/v1/accounts/default';
+
+/** The `temporal …` commands of the page's sh blocks, continuation lines joined. */
+export function operatorCommands(markdown: string): string[] {
+  const out: string[] = [];
+  for (const block of markdown.matchAll(/```sh\n([\s\S]*?)```/g)) {
+    const joined = (block[1] ?? '').replace(/\\\n\s*/g, ' ');
+    for (const line of joined.split('\n')) if (line.trim().startsWith('temporal ')) out.push(line.trim());
+  }
+  return out;
+}
+
+interface Stats {
+  batchJobCount: Record<string, number>;
+}
+
+describe('operating batchd from the Temporal CLI', () => {
+  let t: TestService;
+  let env: NodeJS.ProcessEnv;
+  const marker = `306.${process.pid % 100000}`;
+
+  before(async () => {
+    t = await startTestService();
+    env = { ...process.env, PATH: `${dirname(ensureTemporalCli())}:${process.env.PATH ?? ''}`, TEMPORAL_ADDRESS: t.service.temporalAddress };
+    for (const [id, ranks] of [['hello', 12], ['scratch', 1]] as const) {
+      const r = await t.api.post(`${A}/batchJobs?batchJobId=${id}`, { nodePoolId: 'default-gpu', numRanks: ranks, shellExecutor: { command: `sleep ${marker}` } });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      await waitForState(t.api, 'default', id, 'RUNNING');
+    }
+  });
+  after(async () => {
+    await t?.stop();
+  });
+
+  it('reports jobs, queues and capacity in /metrics', async () => {
+    const text = await waitFor('metrics with both jobs', async () => {
+      const body = await (await fetch(`${t.url}/metrics`)).text();
+      return body.includes('batchd_batch_jobs{account="default",node_pool="default-gpu",state="RUNNING"} 2') ? body : undefined;
+    });
+    assert.match(text, /^# TYPE batchd_batch_jobs gauge$/m);
+    assert.match(text, /^batchd_ranks_in_use\{pool="accounts\/default\/nodePools\/default-gpu"\} 13$/m);
+    assert.match(text, /^batchd_rank_capacity\{pool="accounts\/default\/nodePools\/default-gpu"\} 16$/m);
+    assert.match(text, /^batchd_queue_length\{pool="accounts\/default\/nodePools\/default-gpu"\} 0$/m);
+    assert.match(text, /^batchd_hosts\{pool="accounts\/default\/nodePools\/default-cpu",status="ready"\} 4$/m);
+    assert.match(text, /^batchd_api_requests_total\{route="POST \/v1\/accounts\/\{account\}\/batchJobs",method="POST",status="200"\} 2$/m);
+    assert.match(text, /^batchd_api_request_duration_seconds_count\{route="GET \/v1\/accounts\/\{account\}\/batchJobs\/\{batchJob\}",method="GET"\} \d+$/m);
+    assert.match(text, /^batchd_log_bytes_stored \d+$/m);
+  });
+
+  it('runs every command of docs/operators.md as written; the CLI’s cancel and delete act like the API’s', async () => {
+    const commands = operatorCommands(readFileSync(join(__dirname, '..', '..', '..', 'docs', 'operators.md'), 'utf8'));
+    assert.ok(commands.length >= 12, `found ${commands.length} commands`);
+    for (const command of commands) {
+      const { stdout } = await run('bash', ['-c', command], { env, timeout: 30_000 }).catch((err: { stderr?: string; message: string }) => {
+        throw new Error(`"${command}" failed: ${err.stderr ?? err.message}`);
+      });
+      assert.ok(stdout.trim().length > 0, `"${command}" printed nothing`);
+      if (command.includes('--type getBatchJob')) {
+        assert.match(stdout, /"placement"/);
+        assert.match(stdout, /"masterPort"/);
+      }
+      if (command.includes("BatchJobState=\"RUNNING\" AND BatchdAccount")) assert.match(stdout, /accounts\/default\/batchJobs\/hello/);
+      if (command.includes('--name cancel')) {
+        const job = await waitForState(t.api, 'default', 'hello', 'CANCELLED');
+        assert.match(job.status, /cancelled by ops@example.com/);
+      }
+    }
+    await waitFor('scratch to be deleted', async () => ((await t.api.get(`${A}/batchJobs/scratch`)).status === 404 ? true : undefined));
+    const stats = await waitFor('the pool to be empty', async () => {
+      const s = (await t.api.get<Stats>(`${A}/nodePools/default-gpu:getStats`)).body;
+      return Object.keys(s.batchJobCount).length === 0 ? s : undefined;
+    });
+    assert.deepEqual(stats.batchJobCount, {});
+    assert.deepEqual(processesMatching(`sleep ${marker}`), [], 'no rank of either job is left');
+  });
+
+  it('still frees the ranks and the capacity of a job whose workflow an operator terminated', async () => {
+    const m = `307.${process.pid % 100000}`;
+    await t.api.post(`${A}/batchJobs?batchJobId=terminated`, { nodePoolId: 'default-gpu', numRanks: 4, shellExecutor: { command: `sleep ${m}` } });
+    await waitForState(t.api, 'default', 'terminated', 'RUNNING');
+    await run('temporal', ['workflow', 'terminate', '--workflow-id', 'accounts/default/batchJobs/terminated', '--reason', 'test'], { env });
+    await waitFor('the agent to stop the ranks', async () => (processesMatching(`sleep ${m}`).length === 0 ? true : undefined), 20_000);
+    await waitFor('the capacity to be released', async () => {
+      const s = (await t.api.get<Stats>(`${A}/nodePools/default-gpu:getStats`)).body;
+      return Object.keys(s.batchJobCount).length === 0 ? true : undefined;
+    }, 20_000);
+    const job = await t.api.get<{ state: string; status: string }>(`${A}/batchJobs/terminated`);
+    assert.equal(job.body.state, 'FAILED');
+    assert.match(job.body.status, /workflow ended without finishing the job \(TERMINATED\)/);
+  });
+});
