@@ -9,7 +9,7 @@
  * ahead of it only on capacity outside that reservation, so the head is never overtaken on what it
  * waits for, and every job reaches the head once those before it have started.
  */
-import { type HostAssignment, type HostAvailability, placeGang } from './packing';
+import { FreeHostIndex, type HostAssignment, type HostAvailability } from './packing';
 
 export type HostStatus = 'ready' | 'draining' | 'unreachable';
 
@@ -68,6 +68,17 @@ function freeSlots(host: PoolHost): number[] {
   return out;
 }
 
+function freeCount(host: PoolHost): number {
+  let n = 0;
+  for (const holder of host.used) if (holder === null) n++;
+  return n;
+}
+
+/** A gang size the packer can place; anything else stays queued, is never granted and reserves nothing. */
+function isGangSize(ranks: number): boolean {
+  return Number.isSafeInteger(ranks) && ranks >= 1;
+}
+
 export type EnqueueResult = 'queued' | 'already-queued' | 'already-allocated';
 
 export function enqueue(state: SchedulerState, id: string, ranks: number): EnqueueResult {
@@ -85,13 +96,17 @@ export function release(state: SchedulerState, id: string): ReleaseResult {
   if (state.reservation?.requestId === id) state.reservation = null;
   const allocation = state.allocations[id];
   if (allocation) {
-    for (const a of allocation.hosts) {
-      const host = state.hosts.find((h) => h.id === a.host);
-      if (!host) continue;
-      for (const slot of a.slots) if (host.used[slot] === id) host.used[slot] = null;
+    const slotsByHost = new Map(allocation.hosts.map((a) => [a.host, a.slots]));
+    let drainingTouched = false;
+    for (const host of state.hosts) {
+      const slots = slotsByHost.get(host.id);
+      if (!slots) continue;
+      for (const slot of slots) if (host.used[slot] === id) host.used[slot] = null;
+      if (host.status === 'draining') drainingTouched = true;
     }
     delete state.allocations[id];
-    removeDrainedHosts(state);
+    // Only a host this allocation held can have just emptied.
+    if (drainingTouched) removeDrainedHosts(state);
     return 'freed';
   }
   const index = state.queue.findIndex((r) => r.id === id);
@@ -113,7 +128,7 @@ export function poolSlots(state: SchedulerState): number {
 }
 
 export function freeSlotCount(state: SchedulerState): number {
-  return state.hosts.filter(schedulable).reduce((n, h) => n + freeSlots(h).length, 0);
+  return state.hosts.filter(schedulable).reduce((n, h) => n + freeCount(h), 0);
 }
 
 function availability(state: SchedulerState, forRequest: string): HostAvailability[] {
@@ -122,87 +137,327 @@ function availability(state: SchedulerState, forRequest: string): HostAvailabili
   for (const host of state.hosts) {
     if (!schedulable(host)) continue;
     const free = freeSlots(host);
-    const keep = reserved[host.id] ?? 0;
+    const keep = Object.hasOwn(reserved, host.id) ? (reserved[host.id] ?? 0) : 0;
     const usable = Math.max(0, free.length - keep);
     if (usable > 0) out.push({ host: host.id, free: free.slice(0, usable) });
   }
   return out;
 }
 
-function nextMasterPort(state: SchedulerState): number {
-  const taken = new Set(Object.values(state.allocations).map((a) => a.masterPort));
-  for (let p = MASTER_PORT_BASE; p < MASTER_PORT_BASE + MASTER_PORT_RANGE; p++) if (!taken.has(p)) return p;
-  return MASTER_PORT_BASE; // more than 4096 live gangs in one pool: ports repeat, hosts still differ
+/** A placement policy: the default is placeGang's best-fit; the benchmark swaps in placeFirstFit. */
+export type PlacementPolicy = (hosts: readonly HostAvailability[], ranks: number) => HostAssignment[] | undefined;
+
+/** What passes did, added up across the passes it is given to (for the benchmark). */
+export interface ScheduleStats {
+  /** Queued requests a pass looked at, granted or not. */
+  considered: number;
+  granted: number;
 }
 
-function allocate(state: SchedulerState, request: QueuedRequest, hosts: HostAssignment[]): Allocation {
-  for (const a of hosts) {
-    const host = state.hosts.find((h) => h.id === a.host);
-    if (!host) throw new Error(`placement names unknown host ${a.host}`);
-    for (const slot of a.slots) {
-      if (host.used[slot] !== null) throw new Error(`slot ${slot} of host ${a.host} is already held by ${host.used[slot]}`);
-      host.used[slot] = request.id;
+export interface ScheduleOptions {
+  place?: PlacementPolicy;
+  stats?: ScheduleStats;
+}
+
+/**
+ * MASTER_PORT for new gangs: the lowest port no live gang uses. Past MASTER_PORT_RANGE live gangs,
+ * the lowest port no live gang with the same master host (its first host, where rank 0 runs) uses.
+ */
+class MasterPorts {
+  /** taken[p - MASTER_PORT_BASE] = 1 when a live gang uses port p. */
+  private readonly taken = new Uint8Array(MASTER_PORT_RANGE);
+  private next = 0;
+  private byMaster: Map<string, Set<number>> | undefined;
+
+  constructor(private readonly allocations: Record<string, Allocation>) {
+    for (const id in allocations) {
+      const offset = (allocations[id]?.masterPort ?? -1) - MASTER_PORT_BASE;
+      if (offset >= 0 && offset < MASTER_PORT_RANGE) this.taken[offset] = 1;
     }
   }
-  const allocation: Allocation = { id: request.id, ranks: request.ranks, hosts, masterPort: nextMasterPort(state) };
-  state.allocations[request.id] = allocation;
-  return allocation;
-}
 
-/** Chooses where the head will run: hosts with the most free slots first, then the fewest jobs to wait on. */
-function reserveFor(state: SchedulerState, request: QueuedRequest): Reservation | null {
-  const candidates = state.hosts
-    .map((host, index) => ({
-      host,
-      index,
-      free: freeSlots(host).length,
-      holders: new Set(host.used.filter((u): u is string => u !== null)).size,
-    }))
-    .filter((c) => schedulable(c.host))
-    .sort((a, b) => b.free - a.free || a.holders - b.holders || a.index - b.index);
-  const counts: Record<string, number> = {};
-  let need = request.ranks;
-  for (const c of candidates) {
-    if (need === 0) break;
-    const take = Math.min(c.host.slots, need);
-    counts[c.host.id] = take;
-    need -= take;
+  pick(master: string): number {
+    // Within a pass ports are only taken, never freed, so the lowest free port only moves up.
+    while (this.next < MASTER_PORT_RANGE && this.taken[this.next] === 1) this.next++;
+    let port = MASTER_PORT_BASE + this.next;
+    if (this.next >= MASTER_PORT_RANGE) {
+      const onMaster = this.portsOn(master);
+      port = MASTER_PORT_BASE;
+      while (onMaster.has(port)) port++;
+    } else this.taken[this.next] = 1;
+    if (this.byMaster) this.portsOn(master).add(port);
+    return port;
   }
-  return need === 0 ? { requestId: request.id, counts } : null;
+
+  private portsOn(master: string): Set<number> {
+    if (!this.byMaster) {
+      this.byMaster = new Map();
+      for (const a of Object.values(this.allocations)) {
+        const m = a.hosts[0]?.host;
+        if (m !== undefined) this.portsOn(m).add(a.masterPort);
+      }
+    }
+    let set = this.byMaster.get(master);
+    if (!set) this.byMaster.set(master, (set = new Set()));
+    return set;
+  }
 }
 
-function reservationStillValid(state: SchedulerState, head: QueuedRequest): boolean {
+/**
+ * One pass's view of the pool, computed once and updated on each grant: per host (pool order) the
+ * slots the request being considered may use. Before the head fails that is every free slot on a
+ * ready host; after, the head's reserved counts are held back.
+ */
+class PassView {
+  readonly index: FreeHostIndex;
+  private readonly ready: Uint8Array;
+  /** Pool indices of the hosts named by `reserved`, and how many of them are ready. */
+  private reserved: Reservation | null;
+  private reservedAt: number[] = [];
+  private reservedReady = 0;
+  private byId: Map<string, number> | undefined;
+  private ports: MasterPorts | undefined;
+
+  constructor(
+    private readonly state: SchedulerState,
+    private readonly policy: PlacementPolicy | undefined,
+  ) {
+    // One plain loop and typed arrays: a pass runs after every release, so it should be cheap and
+    // leave little garbage behind.
+    const hosts = state.hosts;
+    const n = hosts.length;
+    this.ready = new Uint8Array(n);
+    const free = new Int32Array(n);
+    this.reserved = state.reservation;
+    const counts = this.reserved?.counts;
+    for (let i = 0; i < n; i++) {
+      const h = hosts[i];
+      if (!h) continue;
+      const ready = schedulable(h);
+      if (ready) {
+        this.ready[i] = 1;
+        const used = h.used;
+        let f = 0;
+        for (let s = 0; s < used.length; s++) if (used[s] === null) f++;
+        free[i] = f;
+      }
+      if (counts && Object.hasOwn(counts, h.id)) {
+        this.reservedAt.push(i);
+        if (ready) this.reservedReady++;
+      }
+    }
+    this.index = new FreeHostIndex(free);
+  }
+
+  /** Only a custom placement policy names hosts by id, so only it pays for the map. */
+  private hostIndex(id: string): number | undefined {
+    if (!this.byId) this.byId = new Map(this.state.hosts.map((h, i) => [h.id, i]));
+    return this.byId.get(id);
+  }
+
+  isReady(index: number): boolean {
+    return this.ready[index] === 1;
+  }
+
+  /** True when the reservation names only hosts of the pool that are ready. */
+  coversReadyHostsOnly(reservation: Reservation): boolean {
+    if (reservation !== this.reserved) this.locate(reservation);
+    return this.reservedReady === Object.keys(reservation.counts).length;
+  }
+
+  /** From now on, requests other than the head may not use the head's reserved slots. */
+  holdBack(reservation: Reservation): void {
+    if (reservation !== this.reserved) this.locate(reservation);
+    for (const i of this.reservedAt) {
+      const h = this.state.hosts[i];
+      if (!h || !this.isReady(i)) continue;
+      this.index.setFree(i, Math.max(0, this.index.free(i) - (reservation.counts[h.id] ?? 0)));
+    }
+  }
+
+  private locate(reservation: Reservation): void {
+    this.reserved = reservation;
+    this.reservedAt = [];
+    this.reservedReady = 0;
+    this.state.hosts.forEach((h, i) => {
+      if (!Object.hasOwn(reservation.counts, h.id)) return;
+      this.reservedAt.push(i);
+      if (this.isReady(i)) this.reservedReady++;
+    });
+  }
+
+  /** Grants the whole gang if it fits the usable slots; otherwise changes nothing. */
+  tryGrant(request: QueuedRequest): Allocation | undefined {
+    const ranks = request.ranks;
+    // A gang never fits in fewer usable slots than it has ranks, whatever the placement.
+    if (!isGangSize(ranks) || ranks > this.index.total) return undefined;
+    const assignments = this.policy ? this.policyPlacement(ranks) : this.bestFit(ranks);
+    if (!assignments) return undefined;
+    return this.allocate(request, assignments);
+  }
+
+  private bestFit(ranks: number): Array<{ index: number; slots: number[] }> | undefined {
+    const picks = this.index.place(ranks);
+    if (!picks) return undefined;
+    return picks.map(({ index, take }) => {
+      const host = this.state.hosts[index];
+      if (!host) throw new Error(`placement chose host index ${index}, which does not exist`);
+      const slots: number[] = [];
+      for (let s = 0; s < host.used.length && slots.length < take; s++) if (host.used[s] === null) slots.push(s);
+      return { index, slots };
+    });
+  }
+
+  private policyPlacement(ranks: number): Array<{ index: number; slots: number[] }> | undefined {
+    const hosts: HostAvailability[] = [];
+    this.state.hosts.forEach((host, i) => {
+      const usable = this.index.free(i);
+      if (usable > 0) hosts.push({ host: host.id, free: freeSlots(host).slice(0, usable) });
+    });
+    const placement = this.policy?.(hosts, ranks);
+    if (!placement) return undefined;
+    const placed = placement.reduce((n, a) => n + a.slots.length, 0);
+    if (placed !== ranks) throw new Error(`placement policy placed ${placed} of ${ranks} ranks; a gang is placed whole or not at all`);
+    return placement.map((a) => {
+      const index = this.hostIndex(a.host);
+      if (index === undefined || !this.isReady(index)) throw new Error(`placement names host ${a.host}, which is not ready`);
+      return { index, slots: a.slots };
+    });
+  }
+
+  private allocate(request: QueuedRequest, assignments: Array<{ index: number; slots: number[] }>): Allocation {
+    // Check every slot before taking any, so a bad placement leaves the pool as it was.
+    for (const { index, slots } of assignments) {
+      const host = this.state.hosts[index];
+      if (!host) throw new Error(`placement names host index ${index}, which does not exist`);
+      for (const slot of slots)
+        if (host.used[slot] !== null) throw new Error(`slot ${slot} of host ${host.id} is not free (held by ${host.used[slot] ?? 'nothing: no such slot'})`);
+      if (new Set(slots).size !== slots.length) throw new Error(`placement names a slot of host ${host.id} twice`);
+    }
+    const hosts: HostAssignment[] = [];
+    for (const { index, slots } of assignments) {
+      const host = this.state.hosts[index];
+      if (!host) continue;
+      for (const slot of slots) host.used[slot] = request.id;
+      this.index.setFree(index, Math.max(0, this.index.free(index) - slots.length));
+      hosts.push({ host: host.id, slots });
+    }
+    if (!this.ports) this.ports = new MasterPorts(this.state.allocations);
+    const allocation: Allocation = { id: request.id, ranks: request.ranks, hosts, masterPort: this.ports.pick(hosts[0]?.host ?? '') };
+    this.state.allocations[request.id] = allocation;
+    return allocation;
+  }
+
+  /**
+   * Where the head will run: ready hosts with the most free slots first, then the fewest jobs to wait
+   * on, then pool order. Visits free-count levels from the top and stops once the head is covered.
+   */
+  reserveFor(request: QueuedRequest): Reservation | null {
+    if (!isGangSize(request.ranks)) return null;
+    const levels: number[][] = [];
+    this.state.hosts.forEach((_, i) => {
+      if (!this.isReady(i)) return;
+      const free = this.index.free(i);
+      (levels[free] ??= []).push(i);
+    });
+    const counts: Record<string, number> = {};
+    let need = request.ranks;
+    for (let free = levels.length - 1; free >= 0 && need > 0; free--) {
+      const byHolders: number[][] = [];
+      for (const i of levels[free] ?? []) {
+        const host = this.state.hosts[i];
+        if (host) (byHolders[holderCount(host)] ??= []).push(i);
+      }
+      for (const group of byHolders) {
+        for (const i of group ?? []) {
+          const host = this.state.hosts[i];
+          if (!host || need === 0) break;
+          const take = Math.min(host.slots, need);
+          counts[host.id] = take;
+          need -= take;
+        }
+      }
+    }
+    return need === 0 ? { requestId: request.id, counts } : null;
+  }
+}
+
+/** How many distinct allocations hold slots on the host. */
+function holderCount(host: PoolHost): number {
+  const seen: string[] = [];
+  for (const holder of host.used) if (holder !== null && !seen.includes(holder)) seen.push(holder);
+  return seen.length;
+}
+
+function reservationStillValid(state: SchedulerState, head: QueuedRequest, view: PassView): boolean {
   const r = state.reservation;
-  if (!r || r.requestId !== head.id) return false;
-  return Object.keys(r.counts).every((id) => state.hosts.some((h) => h.id === id && schedulable(h)));
+  return r !== null && r.requestId === head.id && view.coversReadyHostsOnly(r);
 }
 
 /**
  * One scheduling pass: grants, in queue order, every request that fits; the first request that does
- * not fit becomes the head and holds a reservation. Returns the new allocations.
+ * not fit becomes the head and holds a reservation. Returns the new allocations. `options.place`
+ * swaps the placement policy (default: best-fit packing); `options.stats` adds up what passes did.
+ *
+ * Cost: O(hosts × slots) to build the pass's view, O(1) per request too large for the usable slots,
+ * and a placement plus an incremental view update per grant.
  */
-export function schedule(state: SchedulerState): Allocation[] {
+export function schedule(state: SchedulerState, options: ScheduleOptions = {}): Allocation[] {
+  const queue = state.queue;
   const grants: Allocation[] = [];
-  let headSeen = false;
+  if (queue.length === 0) return grants;
+  const view = new PassView(state, options.place);
+  const granted = new Set<QueuedRequest>();
+  let considered = 0;
+
+  // Until one does not fit, each request in turn is the head and may use every free slot.
   let i = 0;
-  while (i < state.queue.length) {
-    const request = state.queue[i];
-    if (!request) break;
-    const isHead = !headSeen;
-    if (isHead && !reservationStillValid(state, request)) state.reservation = null;
-    const placement = placeGang(availability(state, request.id), request.ranks);
-    if (placement) {
-      grants.push(allocate(state, request, placement));
-      state.queue.splice(i, 1);
+  let last = 0;
+  try {
+    for (; i < queue.length; i++) {
+      const request = queue[i];
+      if (!request) break;
+      considered++;
+      last = i;
+      if (!reservationStillValid(state, request, view)) state.reservation = null;
+      const allocation = view.tryGrant(request);
+      if (!allocation) break;
+      grants.push(allocation);
+      granted.add(request);
       if (state.reservation?.requestId === request.id) state.reservation = null;
-      continue;
     }
-    if (isHead) {
-      headSeen = true;
-      if (!state.reservation) state.reservation = reserveFor(state, request);
+
+    // The head waits; later requests backfill only outside its reservation.
+    const head = queue[i];
+    if (head) {
+      if (!state.reservation) state.reservation = view.reserveFor(head);
+      if (state.reservation) view.holdBack(state.reservation);
+      for (let j = i + 1; j < queue.length && view.index.total > 0; j++) {
+        const request = queue[j];
+        if (!request) break;
+        considered++;
+        last = j;
+        const allocation = view.tryGrant(request);
+        if (!allocation) continue;
+        grants.push(allocation);
+        granted.add(request);
+      }
     }
-    if (freeSlotCount(state) === 0) break;
-    i++;
+  } finally {
+    // Granted requests leave the queue even if a placement policy threw part-way. Only the part of
+    // the queue this pass looked at is compacted; the rest moves up in one splice.
+    if (granted.size > 0) {
+      let w = 0;
+      for (let r = 0; r <= last && r < queue.length; r++) {
+        const request = queue[r];
+        if (request && !granted.has(request)) queue[w++] = request;
+      }
+      queue.splice(w, Math.min(last + 1, queue.length) - w);
+    }
+  }
+  if (options.stats) {
+    options.stats.considered += considered;
+    options.stats.granted += grants.length;
   }
   return grants;
 }
@@ -245,7 +500,7 @@ export function setHostStatus(state: SchedulerState, id: string, status: HostSta
   const host = state.hosts.find((h) => h.id === id);
   if (!host) return;
   host.status = status;
-  if (state.reservation && state.reservation.counts[id] !== undefined && status !== 'ready') state.reservation = null;
+  if (state.reservation && Object.hasOwn(state.reservation.counts, id) && status !== 'ready') state.reservation = null;
   removeDrainedHosts(state);
 }
 
