@@ -71,7 +71,7 @@ describe('host agents in their own processes', () => {
     const marker = `305.${Date.now() % 100000}`;
     await t.api.post(`${A}/batchJobs?batchJobId=orphaned`, { nodePoolId: 'remote', numRanks: 2, shellExecutor: { command: `sleep ${marker}` } });
     await waitForState(t.api, 'default', 'orphaned', 'RUNNING', 60_000);
-    await waitFor('both ranks', async () => (processesMatching(`sleep ${marker}`).length === 2 ? true : undefined));
+    await waitFor('both ranks', () => (processesMatching(`sleep ${marker}`).length === 2 ? true : undefined));
 
     const killedAt = Date.now();
     await killAndWait(agents.get('r2')!, 'SIGKILL');

@@ -35,7 +35,7 @@ describe('batch jobs end to end', () => {
     const done = await waitForState(t.api, 'default', 'hello', 'COMPLETED');
     assert.match(done.status, /all 2 ranks exited with code 0/);
     assert.ok(done.startTime && done.endTime && done.createTime, 'times are set');
-    assert.ok(String(done.startTime) <= String(done.endTime));
+    assert.ok((done.startTime as string) <= (done.endTime as string));
 
     const logs = await t.api.get<{ entries: Array<{ rank: number; message: string }> }>(`${A}/batchJobs/hello:getLogs?startFromHead=true`);
     assert.equal(logs.status, 200);
@@ -68,7 +68,7 @@ describe('batch jobs end to end', () => {
     });
     await waitForState(t.api, 'default', 'sleeper', 'RUNNING');
     // 3 ranks × (bash + 2 sleeps): bash's own command line carries the marker too.
-    await waitFor('the ranks to run', async () => (processesMatching(`sleep ${marker}`).length === 9 ? true : undefined));
+    await waitFor('the ranks to run', () => (processesMatching(`sleep ${marker}`).length === 9 ? true : undefined));
 
     const cancel = await t.api.post(`${A}/batchJobs/sleeper:cancel`, {});
     assert.equal(cancel.status, 200, JSON.stringify(cancel.body));

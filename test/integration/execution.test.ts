@@ -108,7 +108,7 @@ describe('executors, exit codes, logs', () => {
       shellExecutor: { command: `setsid sleep ${marker} & nohup sleep ${marker} >/dev/null 2>&1 & sleep ${marker}` },
     });
     await waitForState(t.api, 'default', 'escapee', 'RUNNING');
-    await waitFor('three sleeps', async () => (processesMatching(`sleep ${marker}`).filter((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sleep').length === 3 ? true : undefined));
+    await waitFor('three sleeps', () => (processesMatching(`sleep ${marker}`).filter((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sleep').length === 3 ? true : undefined));
     await t.api.post(`${A}/batchJobs/escapee:cancel`, {});
     await waitForState(t.api, 'default', 'escapee', 'CANCELLED');
     assert.deepEqual(processesMatching(`sleep ${marker}`), [], 'the setsid child is found by the rank marker and killed too');
@@ -118,7 +118,7 @@ describe('executors, exit codes, logs', () => {
     const marker = `304.${Date.now() % 100000}`;
     await t.api.post(`${A}/batchJobs?batchJobId=leaves-child`, { nodePoolId: 'default-cpu', shellExecutor: { command: `(sleep ${marker} &) ; echo parent done` } });
     await waitForState(t.api, 'default', 'leaves-child', 'COMPLETED');
-    await waitFor('the background child to be reaped', async () => (processesMatching(`sleep ${marker}`).length === 0 ? true : undefined), 5000);
+    await waitFor('the background child to be reaped', () => (processesMatching(`sleep ${marker}`).length === 0 ? true : undefined), 5000);
   });
 
   it('pages logs newest first by default and oldest first with startFromHead, by rank, from startTime, with a filter', async () => {

@@ -94,7 +94,7 @@ describe('operating batchd from the Temporal CLI', () => {
     await t.api.post(`${A}/batchJobs?batchJobId=terminated`, { nodePoolId: 'default-gpu', numRanks: 4, shellExecutor: { command: `sleep ${m}` } });
     await waitForState(t.api, 'default', 'terminated', 'RUNNING');
     await run('temporal', ['workflow', 'terminate', '--workflow-id', 'accounts/default/batchJobs/terminated', '--reason', 'test'], { env });
-    await waitFor('the agent to stop the ranks', async () => (processesMatching(`sleep ${m}`).length === 0 ? true : undefined), 20_000);
+    await waitFor('the agent to stop the ranks', () => (processesMatching(`sleep ${m}`).length === 0 ? true : undefined), 20_000);
     await waitFor('the capacity to be released', async () => {
       const s = (await t.api.get<Stats>(`${A}/nodePools/default-gpu:getStats`)).body;
       return Object.keys(s.batchJobCount).length === 0 ? true : undefined;

@@ -12,6 +12,7 @@ import pino from 'pino';
 import { loadConfig } from '../../src/config';
 import { ALL_ROLES, type Role, type RunningService, startService } from '../../src/service';
 import { ensureTemporalCli } from '../../src/temporal/cli';
+import { checkApiResponse } from './openapi-check';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -108,6 +109,8 @@ export class Api {
     }
     const res = await fetch(`${this.url}${path}`, init);
     const text = await res.text();
+    // Every response is checked against the OpenAPI document (off with OPENAPI_VALIDATE=0).
+    checkApiResponse({ method, path, status: res.status, contentType: res.headers.get('content-type'), text });
     let parsed: unknown;
     try {
       parsed = text ? JSON.parse(text) : {};
@@ -132,7 +135,7 @@ export class Api {
 }
 
 /** Polls `probe` until it returns a value that is not undefined; fails after `timeoutMs` with the last value seen. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
