@@ -16,13 +16,11 @@ import { FakeFleet } from './agent/fleet';
 import { createApp, type HealthCheck } from './api/app';
 import { keyEntry, KeyRing } from './api/auth';
 import { watchKeysFile } from './api/keys-file';
-import { batchJobRoutes } from './api/batch-job-routes';
-import { logFollowRoutes } from './api/log-follow-routes';
+import { apiRoutes } from './api/api-routes';
 import { BatchJobService } from './api/batch-job-service';
-import { nodePoolRoutes } from './api/node-pool-routes';
 import { NodePoolService } from './api/node-pool-service';
-import { environmentRoutes } from './api/environment-routes';
 import { EnvironmentService } from './api/environment-service';
+import { mountOpenApi } from './api/openapi';
 import { agentToken, bootstrapKey, DEFAULT_ACCOUNT, DEFAULT_USER, ensureDefaultPools, pageTokenSecret } from './bootstrap';
 import { mountLogIngest } from './api/log-ingest';
 import { Metrics } from './api/metrics';
@@ -220,15 +218,17 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         health.push({ name: 'agents', check: () => Promise.resolve(f.problem()) });
       }
       const metrics = new Metrics({ store, client, logs, logger });
+      const routes = apiRoutes({ jobs, logs, pools, environments, pageSecret: secret });
       const app = createApp({
         keys,
-        routes: [...batchJobRoutes(jobs, logs, secret), ...logFollowRoutes(jobs, logs), ...nodePoolRoutes(pools, secret), ...environmentRoutes(environments, secret)],
+        routes,
         health,
         logger,
         maxBodyBytes: config.MAX_BODY_BYTES,
         observe: (route, method, status, seconds) => metrics.observe(route, method, status, seconds),
         extra: (a) => {
           mountLogIngest(a, agentToken(config.dataDir, config.AGENT_TOKEN), logs, config.MAX_BODY_BYTES);
+          mountOpenApi(a, routes);
           a.get('/metrics', (_req, res, next) => {
             metrics.render().then((text) => res.type('text/plain; version=0.0.4').send(text), next);
           });

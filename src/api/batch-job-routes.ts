@@ -8,6 +8,18 @@ import { type BatchJobService } from './batch-job-service';
 import { applyReadMask, nextPageToken, parseListRequest, singleParam } from './list-request';
 import { decodePageToken, encodePageToken, queryFingerprint } from './page-token';
 import { type Route } from './routes';
+import {
+  batchDeleteRequestSchema,
+  batchJobWireSchema,
+  createBatchJobRequestSchema,
+  emptySchema,
+  getBatchJobLogsResponseSchema,
+  listBatchJobsResponseSchema,
+  listParams,
+  readMaskParam,
+  updateBatchJobRequestSchema,
+  updateMaskParam,
+} from './schemas';
 
 const JOB_FIELDS = [
   'name', 'displayName', 'createTime', 'startTime', 'endTime', 'createdBy', 'nodePoolId', 'environmentId', 'snapshotId',
@@ -43,6 +55,8 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       summary: 'Create a batch job (optional query parameter batchJobId chooses its id)',
       tag: 'BatchJobs',
       auth: true,
+      body: createBatchJobRequestSchema,
+      response: batchJobWireSchema,
       queryParams: [{ name: 'batchJobId', description: 'The id of the new job (1-63 of a-z, 0-9, -; starts with a letter). Server-assigned when absent.', type: 'string' }],
       handler: ({ principal, query, body }) => service.create(principal, body, singleParam(query, 'batchJobId')),
     },
@@ -53,6 +67,8 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       summary: 'List batch jobs (filter, orderBy, pageSize, pageToken, readMask)',
       tag: 'BatchJobs',
       auth: true,
+      response: listBatchJobsResponseSchema,
+      queryParams: listParams('batchJobs'),
       handler: async ({ principal, query }) => {
         const request = parseListRequest('batchJobs', principal.account, query, pageSecret);
         const page = await service.list(principal, request);
@@ -70,6 +86,8 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       summary: 'Get a batch job',
       tag: 'BatchJobs',
       auth: true,
+      response: batchJobWireSchema,
+      queryParams: [readMaskParam],
       handler: async ({ principal, params, query }) =>
         applyReadMask(await service.get(principal, params.batchJob ?? ''), singleParam(query, 'readMask'), JOB_FIELDS),
     },
@@ -80,13 +98,9 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       summary: 'Update displayName, annotations or shared (optional updateMask, AIP-134), in any state but DELETING',
       tag: 'BatchJobs',
       auth: true,
-      queryParams: [
-        {
-          name: 'updateMask',
-          description: 'Comma-separated fields to write (displayName, annotations, shared; snake_case accepted; * for all). Masked fields absent from the body are cleared. Also accepted as update_mask.',
-          type: 'string',
-        },
-      ],
+      body: updateBatchJobRequestSchema,
+      response: batchJobWireSchema,
+      queryParams: [updateMaskParam('displayName, annotations, shared')],
       handler: ({ principal, params, query, body }) =>
         service.update(principal, params.batchJob ?? '', body, singleParam(query, 'updateMask') ?? singleParam(query, 'update_mask')),
     },
@@ -97,6 +111,7 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       summary: 'Delete a batch job (a live job is stopped first; DELETING until it is gone)',
       tag: 'BatchJobs',
       auth: true,
+      response: emptySchema,
       handler: async ({ principal, params }) => {
         await service.delete(principal, params.batchJob ?? '');
         return {};
@@ -109,6 +124,8 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       summary: 'Cancel a CREATING, QUEUED, PENDING or RUNNING batch job',
       tag: 'BatchJobs',
       auth: true,
+      body: emptySchema,
+      response: emptySchema,
       handler: async ({ principal, params, body }) => {
         if (body !== undefined && (typeof body !== 'object' || body === null || Array.isArray(body) || Object.keys(body).length > 0)) {
           throw ApiError.invalidField('(body)', 'the cancel body must be the empty object {}');
@@ -124,6 +141,15 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       summary: 'Read the logs of a batch job: newest first unless startFromHead',
       tag: 'BatchJobs',
       auth: true,
+      response: getBatchJobLogsResponseSchema,
+      queryParams: [
+        { name: 'ranks', description: 'Only these ranks (repeat the parameter: ranks=0&ranks=2).', type: 'integer', repeated: true },
+        { name: 'pageSize', description: `At most this many entries (default ${LOG_PAGE.default}, at most ${LOG_PAGE.max}).`, type: 'integer' },
+        { name: 'pageToken', description: 'The nextPageToken of the previous page; every other parameter must be the same as on that call.', type: 'string' },
+        { name: 'startTime', description: 'No entry before this time (RFC 3339).', type: 'string', format: 'date-time' },
+        { name: 'filter', description: 'Only entries whose message contains this text.', type: 'string' },
+        { name: 'startFromHead', description: 'Oldest first (default false: newest first).', type: 'boolean' },
+      ],
       handler: async ({ principal, params, query }) => {
         const job = await service.exists(principal, params.batchJob ?? '');
         const ranks = parseRanks(query.ranks);
@@ -161,6 +187,8 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       summary: 'Delete several batch jobs by name; one bad name fails the call and deletes none',
       tag: 'BatchJobs',
       auth: true,
+      body: batchDeleteRequestSchema,
+      response: emptySchema,
       handler: async ({ principal, body }) => {
         await service.deleteMany(principal, body);
         return {};

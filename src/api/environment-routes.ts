@@ -6,6 +6,22 @@ import { idsFromNames } from './batch-delete';
 import { type EnvironmentService } from './environment-service';
 import { applyReadMask, nextPageToken, parseListRequest, singleParam } from './list-request';
 import { type Route } from './routes';
+import {
+  batchDeleteRequestSchema,
+  connectEnvironmentRequestSchema,
+  createEnvironmentRequestSchema,
+  createSnapshotRequestSchema,
+  disconnectEnvironmentRequestSchema,
+  emptySchema,
+  environmentWireSchema,
+  listEnvironmentsResponseSchema,
+  listParams,
+  listSnapshotsResponseSchema,
+  readMaskParam,
+  snapshotWireSchema,
+  updateEnvironmentRequestSchema,
+  updateMaskParam,
+} from './schemas';
 
 const ENVIRONMENT_FIELDS = [
   'name', 'displayName', 'createTime', 'createdBy', 'state', 'status', 'connection', 'baseImageRef', 'imageRef', 'snapshotImageRef',
@@ -27,6 +43,8 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'Create an environment: body {environment, environmentId}; imageRef is fixed to baseImageRef at creation',
       tag: 'Environments',
       auth: true,
+      body: createEnvironmentRequestSchema,
+      response: environmentWireSchema,
       handler: ({ principal, body }) => service.create(principal, body),
     },
     {
@@ -36,6 +54,8 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'List environments (default order: name)',
       tag: 'Environments',
       auth: true,
+      response: listEnvironmentsResponseSchema,
+      queryParams: listParams('environments'),
       handler: async ({ principal, query }) => {
         const request = parseListRequest('environments', principal.account, query, pageSecret);
         const page = await service.list(principal, request);
@@ -53,6 +73,8 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'Get an environment',
       tag: 'Environments',
       auth: true,
+      response: environmentWireSchema,
+      queryParams: [readMaskParam],
       handler: async ({ principal, params, query }) =>
         applyReadMask(await service.get(principal, params.environment ?? ''), singleParam(query, 'readMask') ?? singleParam(query, 'read_mask'), ENVIRONMENT_FIELDS),
     },
@@ -63,7 +85,9 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'Update an environment (optional updateMask): displayName, baseImageRef, shared, annotations; imageRef never changes',
       tag: 'Environments',
       auth: true,
-      queryParams: [{ name: 'updateMask', description: 'Comma-separated fields to change (AIP-134).', type: 'string' }],
+      body: updateEnvironmentRequestSchema,
+      response: environmentWireSchema,
+      queryParams: [updateMaskParam('displayName, baseImageRef, shared, annotations')],
       handler: ({ principal, params, query, body }) =>
         service.update(principal, params.environment ?? '', body, singleParam(query, 'updateMask') ?? singleParam(query, 'update_mask')),
     },
@@ -74,6 +98,7 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'Delete an environment and its snapshots; FAILED_PRECONDITION while a live batch job uses it',
       tag: 'Environments',
       auth: true,
+      response: emptySchema,
       handler: async ({ principal, params }) => {
         await service.delete(principal, params.environment ?? '');
         return {};
@@ -86,6 +111,8 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'Not supported here (501 UNIMPLEMENTED): this service runs no interactive sessions',
       tag: 'Environments',
       auth: true,
+      body: connectEnvironmentRequestSchema,
+      response: emptySchema,
       handler: () => Promise.reject(new ApiError('UNIMPLEMENTED', `:connect is not implemented: ${NO_SESSIONS}`)),
     },
     {
@@ -95,6 +122,8 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'Not supported here (501 UNIMPLEMENTED): this service runs no interactive sessions',
       tag: 'Environments',
       auth: true,
+      body: disconnectEnvironmentRequestSchema,
+      response: emptySchema,
       handler: () => Promise.reject(new ApiError('UNIMPLEMENTED', `:disconnect is not implemented: ${NO_SESSIONS}`)),
     },
     {
@@ -104,6 +133,8 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'Delete several environments by name; one bad name (or one in use) fails the call and deletes none',
       tag: 'Environments',
       auth: true,
+      body: batchDeleteRequestSchema,
+      response: emptySchema,
       handler: async ({ principal, body }) => {
         await service.deleteMany(principal, idsFromNames(body, principal.account, 'environments'));
         return {};
@@ -116,6 +147,8 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'Snapshot an environment: body {environmentId} (this service ties every snapshot to one environment); the id is assigned',
       tag: 'Snapshots',
       auth: true,
+      body: createSnapshotRequestSchema,
+      response: snapshotWireSchema,
       handler: ({ principal, body }) => service.createSnapshot(principal, body),
     },
     {
@@ -125,6 +158,8 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'List snapshots (default order: create_time)',
       tag: 'Snapshots',
       auth: true,
+      response: listSnapshotsResponseSchema,
+      queryParams: listParams('snapshots'),
       handler: async ({ principal, query }) => {
         const request = parseListRequest('snapshots', principal.account, query, pageSecret);
         const page = await service.listSnapshots(principal, request);
@@ -142,6 +177,8 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'Get a snapshot',
       tag: 'Snapshots',
       auth: true,
+      response: snapshotWireSchema,
+      queryParams: [readMaskParam],
       handler: async ({ principal, params, query }) =>
         applyReadMask(await service.getSnapshot(principal, params.snapshot ?? ''), singleParam(query, 'readMask') ?? singleParam(query, 'read_mask'), SNAPSHOT_FIELDS),
     },
@@ -152,6 +189,7 @@ export function environmentRoutes(service: EnvironmentService, pageSecret: Buffe
       summary: 'Delete a snapshot; FAILED_PRECONDITION while a live batch job uses it',
       tag: 'Snapshots',
       auth: true,
+      response: emptySchema,
       handler: async ({ principal, params }) => {
         await service.deleteSnapshot(principal, params.snapshot ?? '');
         return {};

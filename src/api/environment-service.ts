@@ -21,7 +21,7 @@ import {
 import { BatchdAccount } from '../../workflows/search-attributes';
 import { liveJobs } from '../control/live-jobs';
 import { DISCONNECTED_MESSAGE, type Environment, environmentCreateBodySchema, environmentSpecOf, mayUseEnvironment, planEnvironmentUpdate } from '../domain/environment';
-import { ApiError } from '../domain/errors';
+import { ApiError, resourceInfo } from '../domain/errors';
 import { generateId, resourceName } from '../domain/names';
 import { okStatus } from '../domain/node-pool';
 import { type Snapshot, snapshotCreateBodySchema } from '../domain/snapshot';
@@ -193,10 +193,7 @@ export class EnvironmentService {
     const row = await this.d.store.get<StoredEnvironment>('environments', this.name(caller.account, environmentId));
     if (!row) {
       throw new ApiError('NOT_FOUND', `environmentId: environment "${environmentId}" not found in account "${caller.account}"`, [
-        {
-          '@type': 'type.googleapis.com/google.rpc.ResourceInfo',
-          metadata: { resourceName: this.name(caller.account, environmentId), field: 'environmentId' },
-        },
+        resourceInfo(this.name(caller.account, environmentId), 'environmentId'),
       ]);
     }
     const env = row.resource;

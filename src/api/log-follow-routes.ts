@@ -11,6 +11,7 @@ import { ApiError } from '../domain/errors';
 import { type LogStore } from '../store/log-store';
 import { type BatchJobService } from './batch-job-service';
 import { type Route } from './routes';
+import { logEventStreamSchema } from './schemas';
 
 const POLL_MS = 250;
 const KEEPALIVE_MS = 15_000;
@@ -32,6 +33,8 @@ export function logFollowRoutes(service: BatchJobService, logs: LogStore): Route
       summary: 'Follow a job’s logs live as server-sent events (`log` events, then one `end` event when the job has ended)',
       tag: 'BatchJobs',
       auth: true,
+      response: logEventStreamSchema,
+      responseMediaType: 'text/event-stream',
       queryParams: [{ name: 'ranks', description: 'Only these ranks (repeat the parameter).', type: 'integer', repeated: true }],
       handler: async ({ principal, params, query, req, res }) => {
         const id = params.batchJob ?? '';

@@ -4,6 +4,18 @@ import { idsFromNames } from './batch-delete';
 import { applyReadMask, nextPageToken, parseListRequest, singleParam } from './list-request';
 import { type NodePoolService } from './node-pool-service';
 import { type Route } from './routes';
+import {
+  batchDeleteRequestSchema,
+  createNodePoolRequestSchema,
+  emptySchema,
+  listNodePoolsResponseSchema,
+  listParams,
+  nodePoolStatsSchema,
+  nodePoolWireSchema,
+  readMaskParam,
+  updateMaskParam,
+  updateNodePoolRequestSchema,
+} from './schemas';
 
 const POOL_FIELDS = [
   'name', 'displayName', 'createTime', 'minNodeCount', 'maxNodeCount', 'overprovisionNodeCount', 'eksNodePool', 'fakeNodePool',
@@ -21,6 +33,8 @@ export function nodePoolRoutes(service: NodePoolService, pageSecret: Buffer): Ro
       summary: 'Create a node pool: body {nodePool, nodePoolId}',
       tag: 'NodePools',
       auth: true,
+      body: createNodePoolRequestSchema,
+      response: nodePoolWireSchema,
       handler: ({ principal, body }) => service.create(principal, body),
     },
     {
@@ -30,6 +44,8 @@ export function nodePoolRoutes(service: NodePoolService, pageSecret: Buffer): Ro
       summary: 'List node pools (default order: name)',
       tag: 'NodePools',
       auth: true,
+      response: listNodePoolsResponseSchema,
+      queryParams: listParams('nodePools'),
       handler: async ({ principal, query }) => {
         const request = parseListRequest('nodePools', principal.account, query, pageSecret);
         const page = await service.list(principal, request);
@@ -47,6 +63,8 @@ export function nodePoolRoutes(service: NodePoolService, pageSecret: Buffer): Ro
       summary: 'Get a node pool with live nodePoolStats',
       tag: 'NodePools',
       auth: true,
+      response: nodePoolWireSchema,
+      queryParams: [readMaskParam],
       handler: async ({ principal, params, query }) => applyReadMask(await service.get(principal, params.nodePool ?? ''), singleParam(query, 'readMask'), POOL_FIELDS),
     },
     {
@@ -56,7 +74,9 @@ export function nodePoolRoutes(service: NodePoolService, pageSecret: Buffer): Ro
       summary: 'Update a node pool (optional updateMask). Shrinking drains hosts and never kills a running rank.',
       tag: 'NodePools',
       auth: true,
-      queryParams: [{ name: 'updateMask', description: 'Comma-separated fields to change (AIP-134).', type: 'string' }],
+      body: updateNodePoolRequestSchema,
+      response: nodePoolWireSchema,
+      queryParams: [updateMaskParam('displayName, minNodeCount, maxNodeCount, overprovisionNodeCount, annotations, fakeNodePool.numNodes')],
       handler: ({ principal, params, query, body }) => service.update(principal, params.nodePool ?? '', body, singleParam(query, 'updateMask') ?? singleParam(query, 'update_mask')),
     },
     {
@@ -66,6 +86,7 @@ export function nodePoolRoutes(service: NodePoolService, pageSecret: Buffer): Ro
       summary: 'Delete a node pool; FAILED_PRECONDITION while it has live jobs',
       tag: 'NodePools',
       auth: true,
+      response: emptySchema,
       handler: async ({ principal, params }) => {
         await service.delete(principal, params.nodePool ?? '');
         return {};
@@ -78,6 +99,8 @@ export function nodePoolRoutes(service: NodePoolService, pageSecret: Buffer): Ro
       summary: 'The live statistics of a node pool',
       tag: 'NodePools',
       auth: true,
+      response: nodePoolStatsSchema,
+      queryParams: [readMaskParam],
       handler: async ({ principal, params, query }) =>
         applyReadMask((await service.get(principal, params.nodePool ?? '')).nodePoolStats, singleParam(query, 'readMask'), STATS_FIELDS),
     },
@@ -88,6 +111,8 @@ export function nodePoolRoutes(service: NodePoolService, pageSecret: Buffer): Ro
       summary: 'Delete several node pools by name; one bad name fails the call and deletes none',
       tag: 'NodePools',
       auth: true,
+      body: batchDeleteRequestSchema,
+      response: emptySchema,
       handler: async ({ principal, body }) => {
         await service.deleteMany(principal, idsFromNames(body, principal.account, 'nodePools'));
         return {};

@@ -29,8 +29,10 @@ export interface Route {
   body?: z.ZodType;
   /** Response body schema. */
   response?: z.ZodType;
+  /** The media type of the 200 response; application/json when absent (text/event-stream for streams). */
+  responseMediaType?: string;
   /** Query parameters, documented. */
-  queryParams?: Array<{ name: string; description: string; type: 'string' | 'integer' | 'boolean'; repeated?: boolean }>;
+  queryParams?: Array<{ name: string; description: string; type: 'string' | 'integer' | 'boolean'; repeated?: boolean; format?: 'date-time' }>;
   /** Whether the route needs an API key (every /v1 route does). */
   auth: boolean;
   /** Handlers return the JSON body; `undefined` means they answered themselves (streams). */

@@ -5,7 +5,7 @@
  */
 import { type PoolBinding } from '../../activities/contracts';
 import { type BatchJobSpec } from '../domain/batch-job';
-import { ApiError } from '../domain/errors';
+import { ApiError, resourceInfo } from '../domain/errors';
 import { type NodePool, isGpuPool, poolCapacityLimit, ranksPerNodeOf } from '../domain/node-pool';
 import { resourceName } from '../domain/names';
 import { type ReadModel } from '../store/read-model';
@@ -30,9 +30,7 @@ export async function admitJob(store: ReadModel, caller: Caller, spec: BatchJobS
   const poolName = resourceName(caller.account, 'nodePools', spec.nodePoolId);
   const stored = await store.get<NodePool & { name: string; createTime: string; updateTime: string }>('nodePools', poolName);
   if (!stored || stored.resource.state === 'DELETING') {
-    throw new ApiError('NOT_FOUND', `node pool "${spec.nodePoolId}" not found in account "${caller.account}"`, [
-      { '@type': 'type.googleapis.com/google.rpc.ResourceInfo', metadata: { resourceName: poolName, field: 'nodePoolId' } },
-    ]);
+    throw new ApiError('NOT_FOUND', `node pool "${spec.nodePoolId}" not found in account "${caller.account}"`, [resourceInfo(poolName, 'nodePoolId')]);
   }
   const pool = stored.resource;
   if (pool.state === 'FAILED') throw ApiError.failedPrecondition(`node pool "${spec.nodePoolId}" is FAILED: ${pool.status.message}`);

@@ -17,7 +17,7 @@ import { type EnvironmentUseGrant, type EnvironmentUseRequest, useEnvironmentUpd
 import { fromTemporal } from '../api/errors';
 import { type BatchJobSpec } from '../domain/batch-job';
 import { type Environment, mayUseEnvironment } from '../domain/environment';
-import { ApiError } from '../domain/errors';
+import { ApiError, resourceInfo } from '../domain/errors';
 import { resourceName } from '../domain/names';
 import { type Snapshot } from '../domain/snapshot';
 import { type ReadModel, type StoredResource } from '../store/read-model';
@@ -36,15 +36,11 @@ export interface EnvironmentUse {
   register: EnvironmentRegistrar;
 }
 
-function resourceInfo(name: string, field: string) {
-  return [{ '@type': 'type.googleapis.com/google.rpc.ResourceInfo', metadata: { resourceName: name, field } }];
-}
-
 export function environmentNotFound(account: string, environmentId: string): ApiError {
   return new ApiError(
     'NOT_FOUND',
     `environmentId: environment "${environmentId}" not found in account "${account}"`,
-    resourceInfo(resourceName(account, 'environments', environmentId), 'environmentId'),
+    [resourceInfo(resourceName(account, 'environments', environmentId), 'environmentId')],
   );
 }
 
@@ -88,7 +84,7 @@ async function findSnapshot(store: ReadModel, account: string, environmentId: st
   const row = await store.get<Snapshot & StoredResource>('snapshots', name);
   if (!row || row.resource.environmentId !== environmentId) {
     const where = row ? ` (it is a snapshot of environment "${row.resource.environmentId}")` : '';
-    throw new ApiError('NOT_FOUND', `snapshotId: snapshot "${snapshotId}" not found in environment "${environmentId}"${where}`, resourceInfo(name, 'snapshotId'));
+    throw new ApiError('NOT_FOUND', `snapshotId: snapshot "${snapshotId}" not found in environment "${environmentId}"${where}`, [resourceInfo(name, 'snapshotId')]);
   }
   if (row.resource.state !== 'READY') {
     throw ApiError.failedPrecondition(

@@ -57,11 +57,34 @@ export interface FieldViolation {
   description: string;
 }
 
+/**
+ * One entry of `details`: a google.rpc detail message in its proto3 JSON form, the fields of its
+ * `@type` only — google.rpc.BadRequest (`fieldViolations`) or google.rpc.ResourceInfo
+ * (`resourceType`, `resourceName`, `owner`, `description`).
+ */
 export interface ErrorDetail {
   '@type': string;
   fieldViolations?: FieldViolation[];
-  reason?: string;
-  metadata?: Record<string, string>;
+  resourceType?: string;
+  resourceName?: string;
+  owner?: string;
+  description?: string;
+}
+
+const RESOURCE_TYPES: Readonly<Record<string, string>> = { batchJobs: 'BatchJob', nodePools: 'NodePool', environments: 'Environment', snapshots: 'Snapshot' };
+
+/**
+ * google.rpc.ResourceInfo about a resource a request names (`accounts/a/nodePools/p`, by the request
+ * field `nodePoolId`): its type, its name, and the field in the description.
+ */
+export function resourceInfo(resourceName: string, field: string): ErrorDetail {
+  const collection = resourceName.split('/')[2] ?? '';
+  return {
+    '@type': 'type.googleapis.com/google.rpc.ResourceInfo',
+    resourceType: RESOURCE_TYPES[collection] ?? collection,
+    resourceName,
+    description: `named by the request field ${field}`,
+  };
 }
 
 export interface ErrorBody {

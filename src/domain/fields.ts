@@ -33,7 +33,7 @@ export const annotationsSchema = stringMapSchema().superRefine((annotations, ctx
 });
 
 /** Output-only fields a client may echo back; they are accepted and ignored, never trusted. */
-export const outputOnly = z.unknown().optional();
+export const outputOnly = z.unknown().optional().meta({ readOnly: true, description: 'Output only: accepted and ignored' });
 
 export const int32 = (field: string) =>
   z.number({ error: `${field} must be an integer` }).int(`${field} must be an integer`).max(2147483647, `${field} must fit in int32`);
