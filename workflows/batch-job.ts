@@ -19,7 +19,6 @@ import {
   isCancellation,
   log,
   proxyActivities,
-  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   upsertMemo,
@@ -27,7 +26,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
-import type { AgentActivities, ControlActivities, HostOutcome, HostRunInput, PoolBinding } from '../activities/contracts';
+import type { AgentActivities, HostOutcome, HostRunInput, PoolBinding } from '../activities/contracts';
 import { type BatchJob, executorOf } from '../src/domain/batch-job';
 import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
 import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-update';
@@ -52,20 +51,9 @@ import {
   type StopRequest,
   updateBatchJobUpdate,
 } from './messages';
-import {
-  BatchdAccount,
-  BatchJobCreatedBy,
-  BatchJobDisplayName,
-  BatchJobNodePool,
-  BatchJobNumRanks,
-  BatchJobState,
-} from './search-attributes';
+import { control } from './control';
+import { BatchdAccount, BatchJobDisplayName, BatchJobState, jobMemo, jobSearchAttributes } from './search-attributes';
 
-const control = proxyLocalActivities<ControlActivities>({
-  startToCloseTimeout: '30 seconds',
-  // The store may be briefly unavailable; a report must eventually land, so retry without a limit.
-  retry: { initialInterval: '500 milliseconds', maximumInterval: '30 seconds', backoffCoefficient: 2 },
-});
 
 /** What became of one host's ranks. */
 type HostResult = HostOutcome | { outcome: 'lost'; message: string } | { outcome: 'error'; message: string };
@@ -228,14 +216,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
 
   if (workflowInfo().typedSearchAttributes.get(BatchdAccount) === undefined) {
     // Started without our attributes (e.g. by a parent workflow that set none): add them now.
-    upsertSearchAttributes([
-      { key: BatchdAccount, value: input.account },
-      { key: BatchJobState, value: job.state },
-      { key: BatchJobNodePool, value: job.nodePoolId },
-      { key: BatchJobCreatedBy, value: job.createdBy },
-      { key: BatchJobDisplayName, value: job.displayName ?? '' },
-      { key: BatchJobNumRanks, value: job.numRanks },
-    ]);
+    upsertSearchAttributes(jobSearchAttributes(input.account, job));
+    upsertMemo(jobMemo(job));
   }
   setCurrentDetails(describe());
 

@@ -32,7 +32,7 @@ import { ID_RULE, isValidId, resourceName } from '../src/domain/names';
 import { violationsOf } from '../src/domain/validation';
 import type { batchJobWorkflow } from './batch-job';
 import { type BatchJobInput, type BatchJobResult } from './messages';
-import { BatchdAccount, BatchJobCreatedBy, BatchJobDisplayName, BatchJobNodePool, BatchJobNumRanks, BatchJobState } from './search-attributes';
+import { jobMemo, jobSearchAttributes } from './search-attributes';
 
 /** The control worker's task queue (TASK_QUEUE), unless the deployment changed it. */
 export const BATCHD_TASK_QUEUE = 'batchd-control';
@@ -85,15 +85,8 @@ export async function startBatchJob(body: unknown, options: BatchJobChildOptions
       parentClosePolicy: options.parentClosePolicy === 'ABANDON' ? ParentClosePolicy.ABANDON : ParentClosePolicy.REQUEST_CANCEL,
       // A cancelled parent waits until its jobs have stopped their ranks and released their capacity.
       cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-      typedSearchAttributes: [
-        { key: BatchdAccount, value: options.account },
-        { key: BatchJobState, value: 'CREATING' },
-        { key: BatchJobNodePool, value: spec.nodePoolId },
-        { key: BatchJobCreatedBy, value: createdBy },
-        { key: BatchJobDisplayName, value: spec.displayName ?? '' },
-        { key: BatchJobNumRanks, value: spec.numRanks },
-      ],
-      memo: { displayName: spec.displayName ?? null, numRanks: spec.numRanks, nodePoolId: spec.nodePoolId, createdBy },
+      typedSearchAttributes: jobSearchAttributes(options.account, { ...spec, createdBy, state: 'CREATING' }),
+      memo: jobMemo({ ...spec, createdBy }),
       staticSummary: `batch job ${options.batchJobId}: ${spec.numRanks} rank(s) on node pool ${spec.nodePoolId}`,
       staticDetails: `Started by workflow ${workflowInfo().workflowId} for ${createdBy}.`,
     });

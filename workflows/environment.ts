@@ -14,13 +14,11 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
-  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ControlActivities } from '../activities/contracts';
 import {
   DISCONNECTED_MESSAGE,
   type Environment,
@@ -46,12 +44,9 @@ import {
   updateEnvironmentUpdate,
   useEnvironmentUpdate,
 } from './messages';
+import { control } from './control';
 import { BatchdAccount } from './search-attributes';
 
-const control = proxyLocalActivities<ControlActivities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '500 milliseconds', maximumInterval: '30 seconds', backoffCoefficient: 2 },
-});
 
 /** Below this many remembered jobs, ended ones are only pruned when a delete asks about them. */
 const PRUNE_MIN = 64;

@@ -12,13 +12,11 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
-  proxyLocalActivities,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ControlActivities } from '../activities/contracts';
 import { type BatchJobState, isTerminal } from '../src/domain/batch-job';
 import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../src/domain/hosts';
 import { applyNodePoolSpec, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool';
@@ -49,12 +47,9 @@ import {
   requestCapacitySignal,
   updateNodePoolUpdate,
 } from './messages';
+import { control } from './control';
 import { BatchdAccount, NodePoolState } from './search-attributes';
 
-const control = proxyLocalActivities<ControlActivities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '500 milliseconds', maximumInterval: '30 seconds', backoffCoefficient: 2 },
-});
 
 function now(): string {
   return new Date().toISOString();

@@ -22,3 +22,19 @@ export const ALL_SEARCH_ATTRIBUTES = [
   BatchJobNumRanks,
   NodePoolState,
 ] as const;
+
+/** A job's search attributes (as it starts, and when a starter set none) and the memo operators read. */
+export function jobSearchAttributes(account: string, job: { nodePoolId: string; displayName?: string; numRanks: number; createdBy: string; state: string }) {
+  return [
+    { key: BatchdAccount, value: account },
+    { key: BatchJobState, value: job.state },
+    { key: BatchJobNodePool, value: job.nodePoolId },
+    { key: BatchJobCreatedBy, value: job.createdBy },
+    { key: BatchJobDisplayName, value: job.displayName ?? '' },
+    { key: BatchJobNumRanks, value: job.numRanks },
+  ];
+}
+
+export function jobMemo(job: { nodePoolId: string; displayName?: string; numRanks: number; createdBy: string }): Record<string, unknown> {
+  return { displayName: job.displayName ?? null, numRanks: job.numRanks, nodePoolId: job.nodePoolId, createdBy: job.createdBy };
+}

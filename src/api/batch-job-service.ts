@@ -20,14 +20,7 @@ import {
   updateBatchJobUpdate,
 } from '../../workflows/messages';
 import type { batchJobWorkflow } from '../../workflows/batch-job';
-import {
-  BatchdAccount,
-  BatchJobCreatedBy,
-  BatchJobDisplayName,
-  BatchJobNodePool,
-  BatchJobNumRanks,
-  BatchJobState,
-} from '../../workflows/search-attributes';
+import { jobMemo, jobSearchAttributes } from '../../workflows/search-attributes';
 import { type Config } from '../config';
 import { admitJob } from '../control/admission';
 import { purgeJob } from '../control/purge';
@@ -96,15 +89,8 @@ export class BatchJobService {
         args: [input],
         workflowIdConflictPolicy: 'FAIL',
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-        typedSearchAttributes: [
-          { key: BatchdAccount, value: caller.account },
-          { key: BatchJobState, value: 'CREATING' },
-          { key: BatchJobNodePool, value: spec.nodePoolId },
-          { key: BatchJobCreatedBy, value: caller.email },
-          { key: BatchJobDisplayName, value: spec.displayName ?? '' },
-          { key: BatchJobNumRanks, value: spec.numRanks },
-        ],
-        memo: { displayName: spec.displayName ?? null, numRanks: spec.numRanks, nodePoolId: spec.nodePoolId, createdBy: caller.email },
+        typedSearchAttributes: jobSearchAttributes(caller.account, { ...spec, createdBy: caller.email, state: 'CREATING' }),
+        memo: jobMemo({ ...spec, createdBy: caller.email }),
         staticSummary: `batch job ${id}: ${spec.numRanks} rank(s) on node pool ${spec.nodePoolId}`,
         staticDetails: `Created by ${caller.email} through the API.${admission.imageRef ? ` Image: ${admission.imageRef}.` : ''}`,
       });
