@@ -32,6 +32,7 @@ import { openReadModel } from './store/open-read-model';
 import { ensureTemporalCli } from './temporal/cli';
 import { connectClient, connectWorker } from './temporal/connection';
 import { type DevServer, startDevServer } from './temporal/dev-server';
+import { controlWorkerProblem, temporalProblem } from './temporal/health';
 import { ensureSearchAttributes } from './temporal/search-attributes';
 
 export type Role = 'temporal' | 'worker' | 'agents' | 'api';
@@ -200,19 +201,18 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       const secret = pageTokenSecret(config.dataDir, process.env.PAGE_TOKEN_SECRET);
       keys.set('the bootstrap key', [keyEntry(key.key, DEFAULT_ACCOUNT, DEFAULT_USER)]);
       const jobs = new BatchJobService({ client, store, logs, config, logger });
+      const w = controlWorker;
       const health: HealthCheck[] = [
+        { name: 'temporal', check: () => temporalProblem(client) },
         {
-          name: 'temporal',
-          check: async () => {
-            await client.withDeadline(Date.now() + 2000, () => client.workflowService.getSystemInfo({}));
-            return undefined;
-          },
+          // In this process, the worker's own state; elsewhere, whether any control worker polls.
+          name: 'controlWorker',
+          check: () =>
+            w
+              ? Promise.resolve(w.getState() === 'RUNNING' ? undefined : `the control worker is ${w.getState()}`)
+              : controlWorkerProblem(client, config.TEMPORAL_NAMESPACE, config.TASK_QUEUE),
         },
       ];
-      if (controlWorker) {
-        const w = controlWorker;
-        health.push({ name: 'controlWorker', check: () => Promise.resolve(w.getState() === 'RUNNING' ? undefined : `worker is ${w.getState()}`) });
-      }
       if (fleet) {
         const f = fleet;
         health.push({ name: 'agents', check: () => Promise.resolve(f.problem()) });
