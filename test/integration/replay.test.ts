@@ -9,7 +9,6 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type WorkflowHistory } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { startTestService, type TestService, waitForState } from '../support/harness';
@@ -20,7 +19,7 @@ const bundle = { workflowBundle: { codePath: join(__dirname, '..', '..', 'workfl
 
 describe('workflow histories replay against this build', () => {
   let t: TestService;
-  const histories = new Map<string, WorkflowHistory>();
+  const histories = new Map<string, temporal.api.history.v1.IHistory>();
 
   before(async () => {
     t = await startTestService();
