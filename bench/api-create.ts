@@ -1,0 +1,99 @@
+/**
+ * Figure 1, API create: throughput and latency of `POST /v1/accounts/default/batchJobs` (a 1-rank
+ * `true` job) from a closed loop of N concurrent clients, against the ceiling on the same dev server
+ * at the same concurrency: `client.workflow.start` of a no-op workflow served by a bench-only worker.
+ *
+ * Three phases, in this order, on one dev server:
+ *   1. baseline   — raw starts of benchNoopWorkflow (the bench worker completes each in one task);
+ *   2. API alone  — the same POSTs to a second API instance whose task queue no worker serves, so
+ *                   the jobs' workflows never run: the cost of the request path alone;
+ *   3. API + jobs — the POSTs to the full service (control worker and fake-host agents running), so
+ *                   each created job also validates, queues, runs `true` and reports while the load
+ *                   goes on. This is the figure.
+ * Per phase it also records the CPU time of this process (API + workers + load generator) and of
+ * the dev server per request, and the frontend RPCs that reached the server per request.
+ */
+import { BENCH_TASK_QUEUE, createFakePool, createJob, diffCounts, frontendRequests, selfCpuSeconds, cpuSeconds, startBenchEnv, startExtraService, type BenchEnv } from './lib/env';
+import { type FigureOptions, type FigureResult } from './lib/figure';
+import { closedLoop, type ClosedLoopResult } from './lib/load';
+import { fmt, sleep } from './lib/stats';
+
+const JOB = { nodePoolId: 'bench', numRanks: 1, shellExecutor: { command: 'true' } };
+
+interface Phase {
+  load: ClosedLoopResult;
+  cpuMsPerOp: { service: number; temporal: number };
+  rpcPerOp: Record<string, number>;
+}
+
+async function phase(e: BenchEnv, run: () => Promise<ClosedLoopResult>): Promise<Phase> {
+  const rpc0 = await frontendRequests(e.metricsUrl);
+  const self0 = selfCpuSeconds();
+  const server0 = cpuSeconds(e.devServer.process.pid);
+  const load = await run();
+  const n = Math.max(1, load.completed);
+  const cpuMsPerOp = { service: ((selfCpuSeconds() - self0) * 1000) / n, temporal: ((cpuSeconds(e.devServer.process.pid) - server0) * 1000) / n };
+  const rpc = diffCounts(await frontendRequests(e.metricsUrl), rpc0);
+  const rpcPerOp = Object.fromEntries(
+    Object.entries(rpc)
+      .filter(([op]) => !op.startsWith('Poll') && op !== 'GetSystemInfo')
+      .map(([op, v]) => [op, Math.round((v / n) * 100) / 100]),
+  );
+  return { load, cpuMsPerOp, rpcPerOp };
+}
+
+const describe = (p: Phase) =>
+  `${fmt(p.load.throughput, 1)}/s, p50 ${fmt(p.load.latencyMs.p50, 1)} ms, p99 ${fmt(p.load.latencyMs.p99, 1)} ms, ` +
+  `CPU/op ${fmt(p.cpuMsPerOp.service, 2)} ms here + ${fmt(p.cpuMsPerOp.temporal, 2)} ms Temporal${p.load.errors ? `, ${p.load.errors} errors (${p.load.firstErrors[0] ?? ''})` : ''}`;
+
+export async function run(o: FigureOptions): Promise<FigureResult> {
+  const concurrency = 8;
+  const count = o.quick ? 24 : 400;
+  const warm = o.quick ? 3 : 30;
+  // Per phase: the loop stops starting requests after this long (it ends earlier at `count`).
+  const maxMs = o.quick ? 4_000 : 25_000;
+  const e = await startBenchEnv({ benchWorker: true });
+  try {
+    await createFakePool(e, 'bench', 'p4d.24xlarge', 2);
+    const alone = await startExtraService(e, ['api'], { TASK_QUEUE: 'bench-unserved' });
+    try {
+      const start = (prefix: string) => (i: number) => e.client.workflow.start('benchNoopWorkflow', { taskQueue: BENCH_TASK_QUEUE, workflowId: `${prefix}-${i}` }).then(() => undefined);
+      await closedLoop({ concurrency, count: warm, maxMs, op: start('warm') });
+      await closedLoop({ concurrency, count: warm, maxMs, op: (i) => createJob(alone.api, JOB, `warm-alone-${i}`).then(() => undefined) });
+      await sleep(1000);
+
+      o.log('  api-create: baseline (workflow.start of a no-op workflow)…');
+      const baseline = await phase(e, () => closedLoop({ concurrency, count, maxMs, op: start('noop') }));
+      o.log(`    ${describe(baseline)}`);
+      await sleep(1000);
+      o.log('  api-create: the API alone (jobs not executed)…');
+      const apiAlone = await phase(e, () => closedLoop({ concurrency, count, maxMs, op: (i) => createJob(alone.api, JOB, `alone-${i}`).then(() => undefined) }));
+      o.log(`    ${describe(apiAlone)}`);
+      await sleep(1000);
+      o.log('  api-create: the full service (jobs run while the load goes on)…');
+      await closedLoop({ concurrency, count: warm, maxMs, op: (i) => createJob(e.api, JOB, `warm-full-${i}`).then(() => undefined) });
+      const full = await phase(e, () => closedLoop({ concurrency, count, maxMs, op: (i) => createJob(e.api, JOB, `full-${i}`).then(() => undefined) }));
+      o.log(`    ${describe(full)}`);
+
+      const strip = (p: Phase) => ({ ...p, load: { ...p.load, latencies: undefined } });
+      return {
+        name: 'api-create',
+        value: full.load.throughput,
+        unit: `creates/s at concurrency ${concurrency}`,
+        baseline: baseline.load.throughput,
+        baselineUnit: 'starts/s',
+        baselineLabel: 'client.workflow.start of a no-op workflow, same server, same concurrency',
+        ratio: full.load.throughput / baseline.load.throughput,
+        extra:
+          `p50/p99 ${fmt(full.load.latencyMs.p50, 1)}/${fmt(full.load.latencyMs.p99, 1)} ms ` +
+          `(baseline ${fmt(baseline.load.latencyMs.p50, 1)}/${fmt(baseline.load.latencyMs.p99, 1)} ms); ` +
+          `API alone, jobs not run: ${fmt(apiAlone.load.throughput, 1)}/s, p50/p99 ${fmt(apiAlone.load.latencyMs.p50, 1)}/${fmt(apiAlone.load.latencyMs.p99, 1)} ms`,
+        details: { concurrency, count, baseline: strip(baseline), apiAlone: strip(apiAlone), full: strip(full) },
+      };
+    } finally {
+      await alone.service.stop();
+    }
+  } finally {
+    await e.stop();
+  }
+}
