@@ -40,6 +40,8 @@ for (const phase of phases) {
       '--enable-source-maps',
       '--test',
       `--test-concurrency=${phase.concurrency}`,
+      // No test may hang the run: each gets at most this long (TEST_TIMEOUT_MS).
+      `--test-timeout=${process.env.TEST_TIMEOUT_MS ?? 300_000}`,
       '--test-reporter=spec',
       '--test-reporter-destination=stdout',
       `--test-reporter=${join(__dirname, 'summary-reporter.js')}`,

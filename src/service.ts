@@ -189,6 +189,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         logs: roles.has('api') || !process.env.BATCHD_API_URL ? logs : new HttpLogSink(process.env.BATCHD_API_URL, process.env.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger),
         logger,
         maxStopGraceMs: config.RANK_STOP_GRACE_MS,
+        heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,
         syncMs: config.FLEET_SYNC_MS,
       });
       const f = fleet;

@@ -314,34 +314,37 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       );
       if (dirty) {
         dirty = false;
-        for (const allocation of schedule(sched)) {
-          const job = jobs[allocation.id];
-          if (!job) {
-            release(sched, allocation.id);
-            dirty = true;
-            continue;
-          }
-          job.state = 'PENDING';
-          try {
-            await getExternalWorkflowHandle(job.workflowId).signal(capacityGrantedSignal, {
-              pool: input.name,
-              gpu,
-              masterPort: allocation.masterPort,
-              hosts: allocation.hosts.map((a) => ({
-                host: a.host,
-                address: hosts[a.host]?.address ?? '127.0.0.1',
-                taskQueue: hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
-                slots: a.slots,
-              })),
-            });
-          } catch (err) {
-            // The job ended while it waited: give the capacity straight back.
-            log.info('grant undeliverable; releasing', { job: allocation.id, error: String(err) });
-            release(sched, allocation.id);
-            delete jobs[allocation.id];
-            dirty = true;
-          }
-        }
+        // One pass's grants go out together: awaiting each in turn would cost a round trip per job.
+        await Promise.all(
+          schedule(sched).map(async (allocation) => {
+            const job = jobs[allocation.id];
+            if (!job) {
+              release(sched, allocation.id);
+              dirty = true;
+              return;
+            }
+            job.state = 'PENDING';
+            try {
+              await getExternalWorkflowHandle(job.workflowId).signal(capacityGrantedSignal, {
+                pool: input.name,
+                gpu,
+                masterPort: allocation.masterPort,
+                hosts: allocation.hosts.map((a) => ({
+                  host: a.host,
+                  address: hosts[a.host]?.address ?? '127.0.0.1',
+                  taskQueue: hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
+                  slots: a.slots,
+                })),
+              });
+            } catch (err) {
+              // The job ended while it waited: give the capacity straight back.
+              log.info('grant undeliverable; releasing', { job: allocation.id, error: String(err) });
+              release(sched, allocation.id);
+              delete jobs[allocation.id];
+              dirty = true;
+            }
+          }),
+        );
         continue;
       }
       if (deleting) {

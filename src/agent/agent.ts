@@ -31,6 +31,8 @@ export interface AgentOptions {
   logger: Logger;
   /** Largest stop grace a job may ask for; bounds how long shutdown waits. */
   maxStopGraceMs: number;
+  /** HOST_HEARTBEAT_TIMEOUT_MS: the job workflows' heartbeat timeout for this host's activities. */
+  heartbeatTimeoutMs: number;
 }
 
 interface ActiveRank {
@@ -79,8 +81,9 @@ export class HostAgent {
       activities: this.activities(),
       // Every job on this host holds one long activity, plus short stop requests beside it.
       maxConcurrentActivityTaskExecutions: 256,
-      // Cancellation reaches a runRanks within a second of the server learning of it.
-      maxHeartbeatThrottleInterval: '1 second',
+      // Heartbeats are billed actions: send one every half heartbeat timeout (loss is still detected
+      // at the timeout). Stops do not wait for a heartbeat: they arrive as a stopRanks activity.
+      maxHeartbeatThrottleInterval: Math.max(1000, Math.floor(this.o.heartbeatTimeoutMs / 2)),
       // On shutdown, running ranks get their stop signal at once and the grace period to end.
       shutdownGraceTime: '1 second',
       shutdownForceTime: this.o.maxStopGraceMs + 5000,

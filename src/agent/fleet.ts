@@ -22,6 +22,7 @@ export interface FleetOptions {
   logs: LogSink;
   logger: Logger;
   maxStopGraceMs: number;
+  heartbeatTimeoutMs: number;
   syncMs: number;
 }
 
@@ -109,6 +110,7 @@ export class FakeFleet {
       logs: this.o.logs,
       logger: this.o.logger,
       maxStopGraceMs: this.o.maxStopGraceMs,
+      heartbeatTimeoutMs: this.o.heartbeatTimeoutMs,
     };
   }
 

@@ -70,6 +70,7 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
     logs,
     logger,
     maxStopGraceMs: config.RANK_STOP_GRACE_MS,
+    heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,
   });
   await agent.start();
   const shutdown = () => {
