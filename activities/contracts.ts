@@ -2,15 +2,19 @@
  * What workflows may ask of activities, as types only: workflows import this file with `import type`,
  * so no activity code enters the workflow bundle.
  */
-import { type BatchJobSpec, type Executor } from '../src/domain/batch-job';
-import { type GrpcCodeName } from '../src/domain/errors';
+import { type BatchJobSpec, type Executor } from '../src/domain/batch-job-model';
+import { type FieldViolation, type GrpcCodeName } from '../src/domain/errors';
 import { type ResourceKind, type StoredResource } from '../src/store/read-model';
 import { type JobSettings } from '../workflows/messages';
 
 export interface ValidateJobInput {
   name: string;
   account: string;
-  spec: BatchJobSpec;
+  /**
+   * The job: a spec the API already normalized (job workflows), or a create body as a client sends
+   * it (parent workflows, which do not load zod). Either is parsed with the API's create schema.
+   */
+  spec: unknown;
   createdBy: string;
   /** Parent workflows ask that no job of that name exists yet (the API checks that itself). */
   mustBeNew?: boolean;
@@ -25,7 +29,7 @@ export interface PoolBinding {
 
 export type ValidateJobResult =
   | { ok: true; spec: BatchJobSpec; pool: PoolBinding; settings: JobSettings; imageRef?: string }
-  | { ok: false; message: string; code?: GrpcCodeName };
+  | { ok: false; message: string; code?: GrpcCodeName; fieldViolations?: FieldViolation[] };
 
 export interface ReportInput {
   kind: ResourceKind;

@@ -47,7 +47,10 @@ export function createControlActivities({ store, logs, config, client }: Control
         };
       } catch (err) {
         // A rule the job breaks is an answer, not an activity failure; anything else is retried.
-        if (err instanceof ApiError) return { ok: false, message: err.message, code: err.code };
+        if (err instanceof ApiError) {
+          const fieldViolations = err.details.flatMap((d) => d.fieldViolations ?? []);
+          return { ok: false, message: err.message, code: err.code, ...(fieldViolations.length > 0 ? { fieldViolations } : {}) };
+        }
         throw err;
       }
     },

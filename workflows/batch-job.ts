@@ -27,9 +27,9 @@ import {
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
 import type { AgentActivities, HostOutcome, HostRunInput, PoolBinding } from '../activities/contracts';
-import { type BatchJob, executorOf } from '../src/domain/batch-job';
+import { type BatchJob, executorOf } from '../src/domain/batch-job-model';
 import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
-import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-update';
+import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-patch';
 import { numberRanks, rankEnvironment } from '../src/domain/ranks';
 import {
   type BatchJobInput,

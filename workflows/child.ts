@@ -8,9 +8,10 @@
  *
  * The child is the same `batchJobWorkflow` the API starts, with the same id (the job's name), so the
  * API gets, lists, follows, cancels and deletes it like any other job. A bad job fails fast in the
- * parent, before any child starts: the body is checked with the API's schema right here, and the
- * admission checks (pool, environment, whether the id is free) run as an activity on batchd's task
- * queue, served by its control worker.
+ * parent, before any child starts: the `validateJob` activity, on batchd's task queue and served by
+ * its control worker, checks the body with the API's schema and then the admission rules (pool,
+ * environment, whether the id is free). The body is not parsed here: workflow code does not load
+ * zod, whose schemas would be built again for every cached workflow (docs/performance.md §7).
  *
  * Parent close policy: REQUEST_CANCEL by default — when the parent is cancelled, terminated or times
  * out, or completes while the job still runs, the job is cancelled cleanly (ranks stopped, capacity
@@ -27,9 +28,7 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ControlActivities } from '../activities/contracts';
-import { batchJobCreateSchema } from '../src/domain/batch-job';
 import { ID_RULE, isValidId, resourceName } from '../src/domain/names';
-import { violationsOf } from '../src/domain/validation';
 import type { batchJobWorkflow } from './batch-job';
 import { type BatchJobInput, type BatchJobResult } from './messages';
 import { jobMemo, jobSearchAttributes } from './search-attributes';
@@ -57,12 +56,6 @@ function invalid(type: string, message: string, details?: unknown): ApplicationF
 export async function startBatchJob(body: unknown, options: BatchJobChildOptions): Promise<ChildWorkflowHandle<typeof batchJobWorkflow>> {
   if (!isValidId(options.account)) throw invalid('INVALID_ARGUMENT', `account "${options.account}" is not a valid id: ${ID_RULE}`);
   if (!isValidId(options.batchJobId)) throw invalid('INVALID_ARGUMENT', `batchJobId "${options.batchJobId}" is not a valid id: ${ID_RULE}`);
-  const parsed = batchJobCreateSchema.safeParse(body);
-  if (!parsed.success) {
-    const violations = violationsOf(parsed.error);
-    throw invalid('INVALID_ARGUMENT', `invalid batch job: ${violations.map((v) => `${v.field}: ${v.description}`).join('; ')}`, { fieldViolations: violations });
-  }
-  const spec = parsed.data;
   const taskQueue = options.taskQueue ?? BATCHD_TASK_QUEUE;
   const name = resourceName(options.account, 'batchJobs', options.batchJobId);
   const createdBy = options.createdBy ?? `workflow:${workflowInfo().workflowId}`;
@@ -73,10 +66,16 @@ export async function startBatchJob(body: unknown, options: BatchJobChildOptions
     retry: { maximumAttempts: 5 },
     summary: `admit batch job ${options.batchJobId}`,
   });
-  const admitted = await control.validateJob({ name, account: options.account, spec, createdBy, mustBeNew: true });
-  if (!admitted.ok) throw invalid(admitted.code ?? 'INVALID_ARGUMENT', `batch job ${options.batchJobId} cannot run: ${admitted.message}`);
+  // The activity parses the body with the API's create schema before any admission check, so a bad
+  // body fails here with the API's field paths and nothing else is looked up.
+  const admitted = await control.validateJob({ name, account: options.account, spec: body, createdBy, mustBeNew: true });
+  if (!admitted.ok) {
+    const details = admitted.fieldViolations ? { fieldViolations: admitted.fieldViolations } : undefined;
+    throw invalid(admitted.code ?? 'INVALID_ARGUMENT', `batch job ${options.batchJobId} cannot run: ${admitted.message}`, details);
+  }
+  const spec = admitted.spec;
 
-  const input: BatchJobInput = { name, account: options.account, jobId: options.batchJobId, spec: admitted.spec, createdBy, createTime: new Date().toISOString() };
+  const input: BatchJobInput = { name, account: options.account, jobId: options.batchJobId, spec, createdBy, createTime: new Date().toISOString() };
   try {
     return await startChild<typeof batchJobWorkflow>('batchJobWorkflow', {
       workflowId: name,

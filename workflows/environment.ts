@@ -27,11 +27,11 @@ import {
   environmentSpecOf,
   mayUseEnvironment,
   withEnvironmentSpec,
-} from '../src/domain/environment';
+} from '../src/domain/environment-model';
 import { type GrpcCodeName } from '../src/domain/errors';
 import { isValidId, resourceName } from '../src/domain/names';
-import { okStatus } from '../src/domain/node-pool';
-import { type Snapshot } from '../src/domain/snapshot';
+import { okStatus } from '../src/domain/node-pool-model';
+import { type Snapshot } from '../src/domain/snapshot-model';
 import {
   createSnapshotUpdate,
   deleteEnvironmentUpdate,

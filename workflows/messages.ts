@@ -4,12 +4,12 @@
  * breaking change.
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import { type BatchJob, type BatchJobSpec, type BatchJobState } from '../src/domain/batch-job';
-import { type BatchJobPatch } from '../src/domain/batch-job-update';
-import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool';
+import { type BatchJob, type BatchJobSpec, type BatchJobState } from '../src/domain/batch-job-model';
+import { type BatchJobPatch } from '../src/domain/batch-job-patch';
+import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
-import { type Environment, type EnvironmentSpec } from '../src/domain/environment';
-import { type Snapshot } from '../src/domain/snapshot';
+import { type Environment, type EnvironmentSpec } from '../src/domain/environment-model';
+import { type Snapshot } from '../src/domain/snapshot-model';
 
 // ---- batch job workflow -------------------------------------------------------------------------
 

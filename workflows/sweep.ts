@@ -3,7 +3,7 @@
  * first job that does not complete fails the sweep, after the others are cancelled (and have stopped).
  */
 import { ApplicationFailure, CancellationScope, isCancellation } from '@temporalio/workflow';
-import { type BatchJob } from '../src/domain/batch-job';
+import { type BatchJob } from '../src/domain/batch-job-model';
 import { startBatchJob } from './child';
 
 export interface SweepInput {

@@ -44,6 +44,29 @@ export function annotationKeyProblem(key: string): string | undefined {
   return undefined;
 }
 
+/** One broken annotation rule: where below `annotations` (`[key]`, or `[]` for the whole map) and what is wrong. */
+export interface AnnotationsProblem {
+  path: [] | [string];
+  message: string;
+}
+
+/**
+ * Every rule a map of annotations breaks, keys in map order and then the size limit: the one source
+ * of these rules and their words for the zod schema (fields.ts) and for workflow code alike.
+ */
+export function annotationsProblems(annotations: Record<string, string>): AnnotationsProblem[] {
+  const problems: AnnotationsProblem[] = [];
+  for (const key of Object.keys(annotations)) {
+    const problem = annotationKeyProblem(key);
+    if (problem) problems.push({ path: [key], message: `invalid annotation key: ${problem}` });
+  }
+  const size = annotationsSize(annotations);
+  if (size > ANNOTATIONS_MAX_BYTES) {
+    problems.push({ path: [], message: `annotations total ${size} bytes; the limit is ${ANNOTATIONS_MAX_BYTES} (256 KiB)` });
+  }
+  return problems;
+}
+
 export function annotationsSize(annotations: Record<string, string>): number {
   let size = 0;
   for (const [k, v] of Object.entries(annotations)) size += utf8Length(k) + utf8Length(v);

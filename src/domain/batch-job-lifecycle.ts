@@ -9,7 +9,7 @@
  * `apply` is the only way the workflow changes a job: it checks the transition, sets the timestamps
  * the contract ties to states, and always leaves a `status` that says why the job is where it is.
  */
-import { type BatchJob, type BatchJobState, isTerminal } from './batch-job';
+import { type BatchJob, type BatchJobState, isTerminal } from './batch-job-model';
 
 export type LifecycleEvent =
   | { type: 'validated'; status: string }

@@ -13,8 +13,9 @@
  * - Unknown fields are INVALID_ARGUMENT either way. As on create, a top-level `null` means absent,
  *   and so does `""` for the optional string fields.
  *
- * The mask helpers here (`parseUpdateMask`, `sameProto3Value`) are shared by the node pool and
- * environment planners.
+ * The mask helpers here (`parseUpdateMask`, and `sameProto3Value` from proto3-values.ts) are shared
+ * by the node pool and environment planners. The patch itself, its schema-free check and
+ * `applyBatchJobPatch` live in batch-job-patch.ts (workflow code uses them) and are re-exported here.
  */
 import { z } from 'zod';
 import {
@@ -24,22 +25,19 @@ import {
   batchJobOutputOnlyShape,
   batchJobWritableShape,
 } from './batch-job';
+import { BATCH_JOB_MUTABLE_FIELDS, type BatchJobPatch } from './batch-job-patch';
 import { ApiError, type FieldViolation } from './errors';
 import { annotationsSchema, displayNameSchema } from './fields';
-import { parseOrThrow, violationsOf } from './validation';
+import { deepEqual, isProto3Default, sameProto3Value, showValue } from './proto3-values';
+import { parseOrThrow, safeParseFields } from './validation';
 
-/** What an update writes: a field that is absent stays as it is; `displayName: null` clears it. */
-export interface BatchJobPatch {
-  displayName?: string | null;
-  annotations?: Record<string, string>;
-  shared?: boolean;
-}
+export * from './batch-job-patch';
+export * from './proto3-values';
 
-export const BATCH_JOB_MUTABLE_FIELDS = ['displayName', 'annotations', 'shared'] as const;
 type MutableField = (typeof BATCH_JOB_MUTABLE_FIELDS)[number];
 
 // ---------------------------------------------------------------------------------------------
-// Shared helpers: update masks and proto3-aware comparison.
+// Shared helpers: update masks.
 
 export interface UpdateMaskRules {
   /** The resource with its article, for messages: "a batch job", "an environment". */
@@ -88,59 +86,6 @@ export function parseUpdateMask(updateMask: string | undefined, rules: UpdateMas
   }
   if (violations.length > 0) throw ApiError.invalidArgument(violations);
   return paths;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** True for the values a proto3-JSON client emits for an unset field: null, "", 0, false, [], {}. */
-export function isProto3Default(value: unknown): boolean {
-  if (value === undefined || value === null || value === '' || value === 0 || value === false) return true;
-  if (Array.isArray(value)) return value.length === 0;
-  if (isPlainObject(value)) return Object.keys(value).length === 0;
-  return false;
-}
-
-/** A message with its unset (proto3-default) members removed, recursively; undefined if nothing is left. */
-function pruneDefaults(value: unknown): unknown {
-  if (isPlainObject(value)) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      const pruned = pruneDefaults(v);
-      if (pruned !== undefined) out[k] = pruned;
-    }
-    return Object.keys(out).length === 0 ? undefined : out;
-  }
-  return isProto3Default(value) ? undefined : value;
-}
-
-export function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
-  }
-  if (isPlainObject(a) && isPlainObject(b)) {
-    const ka = Object.keys(a);
-    const kb = Object.keys(b);
-    return ka.length === kb.length && ka.every((k) => Object.prototype.hasOwnProperty.call(b, k) && deepEqual(a[k], b[k]));
-  }
-  return false;
-}
-
-/**
- * Whether two messages are the same once unset members are ignored: `{target: "m", args: []}`
- * equals `{target: "m"}`. Not for maps, whose empty-string values are data.
- */
-export function sameProto3Value(a: unknown, b: unknown): boolean {
-  return deepEqual(pruneDefaults(a), pruneDefaults(b));
-}
-
-/** A value for a message, shortened so that a large executor does not flood the error. */
-export function showValue(value: unknown): string {
-  if (value === undefined) return 'unset';
-  const text = JSON.stringify(value);
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,9 +140,9 @@ export function planBatchJobUpdate(current: BatchJob, body: unknown, updateMask:
       Object.assign(patch, { [field]: RESET[field] });
       return;
     }
-    const result = MUTABLE_SCHEMAS[field].safeParse(value);
+    const result = safeParseFields(MUTABLE_SCHEMAS[field], value, [field]);
     if (result.success) Object.assign(patch, { [field]: result.data });
-    else violations.push(...violationsOf(result.error, [field]));
+    else violations.push(...result.violations);
   };
 
   if (mask) {
@@ -224,41 +169,13 @@ export function planBatchJobUpdate(current: BatchJob, body: unknown, updateMask:
   return patch;
 }
 
-/** The patch as it crosses a process boundary (a Temporal update): the same rules as the API's. */
+/**
+ * The patch as zod states its rules, with the same field schemas as create and planBatchJobUpdate.
+ * The job workflow cannot load zod and checks patches with `batchJobPatchViolations`
+ * (batch-job-patch.ts) instead; test/unit/batch-job-patch.test.ts holds the two to the same answers.
+ */
 export const batchJobPatchSchema = z.strictObject({
   displayName: displayNameSchema.nullable().optional(),
   annotations: annotationsSchema.optional(),
   shared: z.boolean().optional(),
 });
-
-/** What is wrong with a patch, in the API's words, or undefined when it is valid. */
-export function patchProblem(patch: unknown): string | undefined {
-  const result = batchJobPatchSchema.safeParse(patch);
-  if (result.success) return undefined;
-  return ApiError.invalidArgument(violationsOf(result.error)).message;
-}
-
-/** The job after the patch. `updateTime` moves only when a value changes. Never mutates its input. */
-export function applyBatchJobPatch(job: BatchJob, patch: BatchJobPatch, now: string): BatchJob {
-  const next: BatchJob = { ...job };
-  let changed = false;
-  if (patch.displayName === null) {
-    if (next.displayName !== undefined) {
-      delete next.displayName;
-      changed = true;
-    }
-  } else if (patch.displayName !== undefined && patch.displayName !== next.displayName) {
-    next.displayName = patch.displayName;
-    changed = true;
-  }
-  if (patch.annotations !== undefined && !deepEqual(patch.annotations, next.annotations)) {
-    next.annotations = { ...patch.annotations };
-    changed = true;
-  }
-  if (patch.shared !== undefined && patch.shared !== next.shared) {
-    next.shared = patch.shared;
-    changed = true;
-  }
-  if (changed) next.updateTime = now;
-  return next;
-}

@@ -1,50 +1,23 @@
 /**
  * The batch job resource (upstream `gatewayBatchJob`) and the one set of rules that validates a
- * create body, used by the HTTP API and by the validation activity alike.
+ * create body, used by the HTTP API and by the validation activity alike. The resource's types and
+ * the rules workflows use live in batch-job-model.ts (schema-free, so workflow code can load it) and
+ * are re-exported here.
  */
 import { z } from 'zod';
 import { utf8Length } from './annotations';
+import {
+  type BatchJobSpec,
+  EXECUTOR_FIELDS,
+  MAX_RANKS,
+  type NotebookExecutor,
+  type PythonExecutor,
+  RANK_ENV_VARS,
+  type ShellExecutor,
+} from './batch-job-model';
 import { annotationsSchema, displayNameSchema, idSchema, int32, outputOnly, stringMapSchema } from './fields';
 
-export const BATCH_JOB_STATES = [
-  'CREATING',
-  'QUEUED',
-  'PENDING',
-  'RUNNING',
-  'COMPLETED',
-  'FAILED',
-  'CANCELLING',
-  'CANCELLED',
-  'DELETING',
-] as const;
-export type BatchJobState = (typeof BATCH_JOB_STATES)[number];
-
-export const TERMINAL_STATES: readonly BatchJobState[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
-
-export function isTerminal(state: BatchJobState): boolean {
-  return TERMINAL_STATES.includes(state);
-}
-
-export function isBatchJobState(value: string): value is BatchJobState {
-  return (BATCH_JOB_STATES as readonly string[]).includes(value);
-}
-
-/** The variables every rank gets from its placement; a job's envVars cannot override them. */
-export const RANK_ENV_VARS = [
-  'RANK',
-  'WORLD_SIZE',
-  'LOCAL_RANK',
-  'LOCAL_WORLD_SIZE',
-  'NODE_RANK',
-  'NNODES',
-  'MASTER_ADDR',
-  'MASTER_PORT',
-  'CUDA_VISIBLE_DEVICES',
-  'BATCH_JOB_NAME',
-  'BATCH_JOB_ID',
-  'BATCH_JOB_IMAGE_REF',
-  'BATCHD_RANK_ID',
-] as const;
+export * from './batch-job-model';
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const ENV_VARS_MAX_BYTES = 128 * 1024;
@@ -73,9 +46,14 @@ export const pythonExecutorSchema = z.strictObject({
 export const notebookExecutorSchema = z.strictObject({ notebookFilename: nonEmpty('notebookFilename').max(4096) });
 export const shellExecutorSchema = z.strictObject({ command: nonEmpty('command').max(256 * 1024) });
 
-export type PythonExecutor = z.infer<typeof pythonExecutorSchema>;
-export type NotebookExecutor = z.infer<typeof notebookExecutorSchema>;
-export type ShellExecutor = z.infer<typeof shellExecutorSchema>;
+// The schema-free interfaces in batch-job-model.ts must be exactly what these schemas produce.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Holds<T extends true> = T;
+export type ExecutorsMatchTheirSchemas = [
+  Holds<Same<z.output<typeof pythonExecutorSchema>, PythonExecutor>>,
+  Holds<Same<z.output<typeof notebookExecutorSchema>, NotebookExecutor>>,
+  Holds<Same<z.output<typeof shellExecutorSchema>, ShellExecutor>>,
+];
 
 /** ARN of an IAM role: arn:aws:iam::<12 digits>:role/<path/name>. */
 export const ROLE_ARN = /^arn:aws(?:-[a-z]+)*:iam::\d{12}:role\/(?:[\x21-\x2e\x30-\x7e]+\/)*[\w+=,.@-]{1,64}$/;
@@ -111,8 +89,6 @@ export function absentProto3Defaults(emptyStringFields: readonly string[]): (inp
 /** Optional string fields of a batch job for which `""` means absent. */
 export const BATCH_JOB_EMPTY_MEANS_ABSENT = ['environmentId', 'snapshotId', 'imageRef', 'role', 'displayName'] as const;
 
-export const MAX_RANKS = 100_000;
-
 /** The writable fields of a batch job, as a client sends them on create. */
 export const batchJobWritableShape = {
   displayName: displayNameSchema.optional(),
@@ -140,8 +116,6 @@ export const batchJobOutputOnlyShape = {
   status: outputOnly,
   updateTime: outputOnly,
 };
-
-export const EXECUTOR_FIELDS = ['pythonExecutor', 'notebookExecutor', 'shellExecutor'] as const;
 
 const batchJobCreateObjectSchema = z
   .strictObject({ ...batchJobWritableShape, ...batchJobOutputOnlyShape })
@@ -198,44 +172,3 @@ const batchJobCreateObjectSchema = z
  * absent, and so does `""` for environmentId, snapshotId, imageRef, role and displayName.
  */
 export const batchJobCreateSchema = z.preprocess(absentProto3Defaults(BATCH_JOB_EMPTY_MEANS_ABSENT), batchJobCreateObjectSchema);
-
-/** A validated, normalized create body: what the job workflow receives. */
-export interface BatchJobSpec {
-  displayName?: string;
-  nodePoolId: string;
-  environmentId?: string;
-  snapshotId?: string;
-  numRanks: number;
-  envVars: Record<string, string>;
-  role?: string;
-  pythonExecutor?: PythonExecutor;
-  notebookExecutor?: NotebookExecutor;
-  shellExecutor?: ShellExecutor;
-  imageRef?: string;
-  annotations: Record<string, string>;
-  shared: boolean;
-}
-
-/** The batch job as the API returns it. Absent optional fields are omitted on the wire. */
-export interface BatchJob extends BatchJobSpec {
-  name: string;
-  createTime: string;
-  startTime?: string;
-  endTime?: string;
-  createdBy: string;
-  state: BatchJobState;
-  status: string;
-  updateTime: string;
-}
-
-export type Executor =
-  | { kind: 'python'; python: PythonExecutor }
-  | { kind: 'notebook'; notebook: NotebookExecutor }
-  | { kind: 'shell'; shell: ShellExecutor };
-
-export function executorOf(spec: BatchJobSpec): Executor {
-  if (spec.pythonExecutor) return { kind: 'python', python: spec.pythonExecutor };
-  if (spec.notebookExecutor) return { kind: 'notebook', notebook: spec.notebookExecutor };
-  if (spec.shellExecutor) return { kind: 'shell', shell: spec.shellExecutor };
-  throw new Error('a validated batch job always has exactly one executor');
-}

@@ -1,12 +1,13 @@
 /** Field schemas shared by every resource: ids, display names, annotations, timestamps. */
 import { z } from 'zod';
-import { ANNOTATIONS_MAX_BYTES, annotationKeyProblem, annotationsSize } from './annotations';
+import { annotationsProblems } from './annotations';
+import { DISPLAY_NAME_MAX_LENGTH, DISPLAY_NAME_RULE, hasProtoKey, PROTO_KEY, PROTO_KEY_RULE } from './field-rules';
 import { ID_PATTERN, ID_RULE } from './names';
 
 export const idSchema = z.string().regex(ID_PATTERN, `must be ${ID_RULE}`);
 
-/** displayName: "Must be fewer than 64 characters long". */
-export const displayNameSchema = z.string().max(63, 'must be fewer than 64 characters');
+/** displayName: "Must be fewer than 64 characters long" (field-rules.ts). */
+export const displayNameSchema = z.string().max(DISPLAY_NAME_MAX_LENGTH, DISPLAY_NAME_RULE);
 
 /**
  * A map<string, string>. z.record builds its output by assignment, which would silently drop a
@@ -14,22 +15,14 @@ export const displayNameSchema = z.string().max(63, 'must be fewer than 64 chara
  */
 export function stringMapSchema() {
   return z.preprocess((value, ctx) => {
-    if (typeof value === 'object' && value !== null && Object.prototype.hasOwnProperty.call(value, '__proto__')) {
-      ctx.addIssue({ code: 'custom', path: ['__proto__'], message: '"__proto__" cannot be used as a key', input: value });
-    }
+    if (hasProtoKey(value)) ctx.addIssue({ code: 'custom', path: [PROTO_KEY], message: PROTO_KEY_RULE, input: value });
     return value;
   }, z.record(z.string(), z.string()));
 }
 
+/** Kubernetes annotation rules (annotations.ts), the same ones workflow code checks without zod. */
 export const annotationsSchema = stringMapSchema().superRefine((annotations, ctx) => {
-  for (const key of Object.keys(annotations)) {
-    const problem = annotationKeyProblem(key);
-    if (problem) ctx.addIssue({ code: 'custom', path: [key], message: `invalid annotation key: ${problem}` });
-  }
-  const size = annotationsSize(annotations);
-  if (size > ANNOTATIONS_MAX_BYTES) {
-    ctx.addIssue({ code: 'custom', path: [], message: `annotations total ${size} bytes; the limit is ${ANNOTATIONS_MAX_BYTES} (256 KiB)` });
-  }
+  for (const { path, message } of annotationsProblems(annotations)) ctx.addIssue({ code: 'custom', path, message });
 });
 
 /** Output-only fields a client may echo back; they are accepted and ignored, never trusted. */

@@ -1,6 +1,7 @@
 /**
- * The node pool resource (upstream `gatewayNodePool`), pure: wire types, the create body, the
- * published sizing rules, the capacity helpers the scheduler uses, and update planning.
+ * The node pool resource (upstream `gatewayNodePool`), pure: the create body with the published
+ * sizing rules, and update planning. The wire types and the capacity helpers the scheduler uses
+ * live in node-pool-model.ts (schema-free, so workflow code can load it) and are re-exported here.
  *
  * Rules (upstream §4 + contract): displayName < 64 chars; 0 ≤ minNodeCount ≤ maxNodeCount (default 0);
  * maxNodeCount ≥ 1 (default 1; for a fake pool max(1, numNodes)); 0 ≤ overprovisionNodeCount ≤
@@ -10,72 +11,17 @@
  */
 import { z } from 'zod';
 import { absentProto3Defaults, roleArnSchema } from './batch-job';
-import { parseUpdateMask, sameProto3Value, showValue, type UpdateMaskRules } from './batch-job-update';
-import { ApiError, type FieldViolation, type GrpcCodeName } from './errors';
+import { parseUpdateMask, type UpdateMaskRules } from './batch-job-update';
+import { ApiError, type FieldViolation } from './errors';
 import { annotationsSchema, displayNameSchema, idSchema, outputOnly } from './fields';
-import { isGpuType, knownMachineTypes, machineType, type MachineType, ranksPerHost } from './machine-types';
+import { knownMachineTypes, machineType } from './machine-types';
+import { FAKE_POOL_MAX_NODES, type NodePoolSpec } from './node-pool-model';
+import { sameProto3Value, showValue } from './proto3-values';
 import { parseOrThrow } from './validation';
 
-export const NODE_POOL_STATES = ['CREATING', 'READY', 'DELETING', 'FAILED'] as const;
-export type NodePoolState = (typeof NODE_POOL_STATES)[number];
+export * from './node-pool-model';
 
-/** `gatewayStatus`: a google.rpc-style code name (e.g. 'OK') and a developer-facing message. */
-export interface GatewayStatus {
-  code: GrpcCodeName;
-  message: string;
-}
-
-/** Each fake host is an in-process agent, so a fake pool stays small. */
-export const FAKE_POOL_MAX_NODES = 64;
 const INT32_MAX = 2147483647;
-
-export interface FakeNodePool {
-  machineType: string;
-  numNodes: number;
-  serviceAccount?: string;
-}
-
-export interface EksNodePool {
-  instanceType: string;
-  nodeRole?: string;
-  spot?: boolean;
-  nodeGroupName?: string;
-  subnetIds?: string[];
-  zone?: string;
-  placementGroup?: string;
-  launchTemplate?: string;
-}
-
-/** The writable part of a node pool, normalized: the counts carry their defaults. */
-export interface NodePoolSpec {
-  displayName?: string;
-  minNodeCount: number;
-  maxNodeCount: number;
-  overprovisionNodeCount: number;
-  fakeNodePool?: FakeNodePool;
-  eksNodePool?: EksNodePool;
-  annotations: Record<string, string>;
-}
-
-export interface NodePoolStats {
-  nodeCount: number;
-  ranksPerNode: number;
-  environmentCount: number;
-  environmentRanks: number;
-  /** Keyed by BatchJob state; states with no job are omitted. */
-  batchJobCount: Record<string, number>;
-  batchJobRanks: Record<string, number>;
-}
-
-/** The node pool as the API returns it. Absent optional fields are omitted on the wire. */
-export interface NodePool extends NodePoolSpec {
-  name: string;
-  createTime: string;
-  state: NodePoolState;
-  status: GatewayStatus;
-  nodePoolStats: NodePoolStats;
-  updateTime: string;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Schemas.
@@ -221,35 +167,6 @@ export const nodePoolCreateBodySchema = z.strictObject({
   nodePoolId: idSchema,
 });
 export type NodePoolCreateBody = z.output<typeof nodePoolCreateBodySchema>;
-
-// ---------------------------------------------------------------------------------------------
-// Capacity helpers.
-
-/** The catalogue entry of a validated pool's hosts. */
-export function machineTypeOf(spec: Pick<NodePoolSpec, 'fakeNodePool' | 'eksNodePool'>): MachineType {
-  const name = spec.fakeNodePool?.machineType ?? spec.eksNodePool?.instanceType;
-  const type = name === undefined ? undefined : machineType(name);
-  if (!type) throw new Error(`node pool has no known machine type (${name ?? 'none'}); a validated spec always has one`);
-  return type;
-}
-
-/** Rank slots per host: GPUs per host on a GPU type, 1 on a CPU type. */
-export function ranksPerNodeOf(spec: Pick<NodePoolSpec, 'fakeNodePool' | 'eksNodePool'>): number {
-  return ranksPerHost(machineTypeOf(spec));
-}
-
-export function isGpuPool(spec: Pick<NodePoolSpec, 'fakeNodePool' | 'eksNodePool'>): boolean {
-  return isGpuType(machineTypeOf(spec));
-}
-
-/**
- * The most ranks one job may ask for: fake = numNodes × ranksPerNode (its hosts are all there is);
- * EKS = maxNodeCount × ranksPerNode (what the autoscaler may grow to).
- */
-export function poolCapacityLimit(spec: Pick<NodePoolSpec, 'fakeNodePool' | 'eksNodePool' | 'maxNodeCount'>): number {
-  const hosts = spec.fakeNodePool ? spec.fakeNodePool.numNodes : spec.maxNodeCount;
-  return hosts * ranksPerNodeOf(spec);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Update planning.
@@ -399,15 +316,4 @@ export function planNodePoolUpdate(current: NodePoolSpec, body: unknown, updateM
     candidate.maxNodeCount = fake.numNodes;
   }
   return parseOrThrow(nodePoolSchema, candidate);
-}
-
-/** The pool after an update: the new spec replaces the old one, so a cleared displayName goes away. */
-export function applyNodePoolSpec(pool: NodePool, spec: NodePoolSpec, now: string): NodePool {
-  const { displayName: _old, fakeNodePool: _fake, eksNodePool: _eks, ...rest } = pool;
-  return { ...rest, ...spec, updateTime: now };
-}
-
-/** The status of a pool with nothing wrong. */
-export function okStatus(message = ''): GatewayStatus {
-  return { code: 'OK', message };
 }

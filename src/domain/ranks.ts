@@ -3,7 +3,7 @@
  * numbered host by host in placement order, so NODE_RANK is the host's index and rank 0 runs on the
  * first host, whose address becomes MASTER_ADDR.
  */
-import { RANK_ENV_VARS } from './batch-job';
+import { RANK_ENV_VARS } from './batch-job-model';
 import { type HostAssignment } from './packing';
 
 export interface RankSlot {

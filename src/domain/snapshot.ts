@@ -2,28 +2,14 @@
  * The snapshot resource (upstream `gatewaySnapshot`, §6), pure. Upstream every field is output-only
  * and the create body carries nothing; here a snapshot belongs to one environment, so the create
  * body names it: `{environmentId}` (required). The other snapshot fields are accepted and ignored.
+ * The wire types live in snapshot-model.ts (schema-free, for workflow code) and are re-exported here.
  */
 import { z } from 'zod';
 import { absentProto3Defaults } from './batch-job';
 import { outputOnly } from './fields';
 import { ID_PATTERN, ID_RULE } from './names';
-import { type GatewayStatus } from './node-pool';
 
-export const SNAPSHOT_STATES = ['CREATING', 'READY', 'FAILED', 'DELETING'] as const;
-export type SnapshotState = (typeof SNAPSHOT_STATES)[number];
-
-/** The snapshot as the API returns it. Absent optional fields are omitted on the wire. */
-export interface Snapshot {
-  name: string;
-  /** Our field: the id of the environment the snapshot was taken of. */
-  environmentId: string;
-  createTime: string;
-  state: SnapshotState;
-  status: GatewayStatus;
-  /** The snapshot's container image; absent until the image exists. */
-  imageRef?: string;
-  updateTime: string;
-}
+export * from './snapshot-model';
 
 export const snapshotOutputOnlyShape = {
   name: outputOnly,

@@ -1,0 +1,109 @@
+/**
+ * The batch job resource (upstream `gatewayBatchJob`) without its create schema: the state list, the
+ * wire types and the rules workflows use. Schema-free on purpose: workflow code imports this module,
+ * and every module a workflow loads is evaluated again for each cached workflow, so nothing here may
+ * load zod or build a schema (docs/performance.md §7). The create schema is in batch-job.ts, which
+ * re-exports all of this.
+ */
+
+export const BATCH_JOB_STATES = [
+  'CREATING',
+  'QUEUED',
+  'PENDING',
+  'RUNNING',
+  'COMPLETED',
+  'FAILED',
+  'CANCELLING',
+  'CANCELLED',
+  'DELETING',
+] as const;
+export type BatchJobState = (typeof BATCH_JOB_STATES)[number];
+
+export const TERMINAL_STATES: readonly BatchJobState[] = ['COMPLETED', 'FAILED', 'CANCELLED'];
+
+export function isTerminal(state: BatchJobState): boolean {
+  return TERMINAL_STATES.includes(state);
+}
+
+export function isBatchJobState(value: string): value is BatchJobState {
+  return (BATCH_JOB_STATES as readonly string[]).includes(value);
+}
+
+/** The variables every rank gets from its placement; a job's envVars cannot override them. */
+export const RANK_ENV_VARS = [
+  'RANK',
+  'WORLD_SIZE',
+  'LOCAL_RANK',
+  'LOCAL_WORLD_SIZE',
+  'NODE_RANK',
+  'NNODES',
+  'MASTER_ADDR',
+  'MASTER_PORT',
+  'CUDA_VISIBLE_DEVICES',
+  'BATCH_JOB_NAME',
+  'BATCH_JOB_ID',
+  'BATCH_JOB_IMAGE_REF',
+  'BATCHD_RANK_ID',
+] as const;
+
+export const MAX_RANKS = 100_000;
+
+export const EXECUTOR_FIELDS = ['pythonExecutor', 'notebookExecutor', 'shellExecutor'] as const;
+
+/** Runs a Python module or file on each rank. batch-job.ts checks that its schema yields exactly this. */
+export interface PythonExecutor {
+  targetType: 'MODULE' | 'FILENAME';
+  target: string;
+  args?: string[] | undefined;
+}
+
+/** Runs a notebook on each rank. */
+export interface NotebookExecutor {
+  notebookFilename: string;
+}
+
+/** Runs a shell command (`bash -c`) on each rank. */
+export interface ShellExecutor {
+  command: string;
+}
+
+/** A validated, normalized create body: what the job workflow receives. */
+export interface BatchJobSpec {
+  displayName?: string;
+  nodePoolId: string;
+  environmentId?: string;
+  snapshotId?: string;
+  numRanks: number;
+  envVars: Record<string, string>;
+  role?: string;
+  pythonExecutor?: PythonExecutor;
+  notebookExecutor?: NotebookExecutor;
+  shellExecutor?: ShellExecutor;
+  imageRef?: string;
+  annotations: Record<string, string>;
+  shared: boolean;
+}
+
+/** The batch job as the API returns it. Absent optional fields are omitted on the wire. */
+export interface BatchJob extends BatchJobSpec {
+  name: string;
+  createTime: string;
+  startTime?: string;
+  endTime?: string;
+  createdBy: string;
+  state: BatchJobState;
+  status: string;
+  updateTime: string;
+}
+
+export type Executor =
+  | { kind: 'python'; python: PythonExecutor }
+  | { kind: 'notebook'; notebook: NotebookExecutor }
+  | { kind: 'shell'; shell: ShellExecutor };
+
+export function executorOf(spec: BatchJobSpec): Executor {
+  if (spec.pythonExecutor) return { kind: 'python', python: spec.pythonExecutor };
+  if (spec.notebookExecutor) return { kind: 'notebook', notebook: spec.notebookExecutor };
+  if (spec.shellExecutor) return { kind: 'shell', shell: spec.shellExecutor };
+  throw new Error('a validated batch job always has exactly one executor');
+}
