@@ -24,7 +24,13 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         paths: nodeBuiltins,
-        patterns: [{ group: ['@temporalio/client', '@temporalio/worker', '@temporalio/activity', '**/src/store/**', '**/src/api/**', '**/src/agent/**', '**/src/temporal/**'], message: 'Workflow code may import only @temporalio/workflow, @temporalio/common and src/domain.' }],
+        patterns: [
+          { group: ['@temporalio/client', '@temporalio/worker', '@temporalio/activity', '**/src/store/**', '**/src/api/**', '**/src/agent/**', '**/src/temporal/**'], message: 'Workflow code may import only @temporalio/workflow, @temporalio/common and src/domain.' },
+          {
+            group: ['zod', '**/src/domain/batch-job', '**/src/domain/batch-job-update', '**/src/domain/fields', '**/src/domain/validation', '**/src/domain/node-pool', '**/src/domain/environment', '**/src/domain/snapshot'],
+            message: 'Workflow code does not load zod (it is evaluated again per workflow, docs/performance.md §7): import the schema-free *-model module instead.',
+          },
+        ],
       }],
     },
   },
