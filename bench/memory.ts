@@ -126,7 +126,9 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
 
     // QUEUED-N behind an 8-rank holder.
     const sleepJob = (pool: string, ranks = 1) => ({ nodePoolId: pool, numRanks: ranks, shellExecutor: { command: 'sleep 3600' } });
-    await createJob(e.api, sleepJob('hold', 8), 'holder');
+    // The holder must own the pool before the others queue: created alongside them, a 1-rank job
+    // could reach the pool first and leave the holder queued at the head.
+    await createAndWait(e, sleepJob('hold', 8), 'holder', 'RUNNING', 60_000);
     const t0 = Date.now();
     const made = await closedLoop({ concurrency, count: queued, maxMs: o.quick ? 8_000 : 150_000, op: (i) => createAndWait(e, sleepJob('hold'), `q-${i}`, 'QUEUED', 90_000) });
     const liveQueued = await countState(e, 'hold', 'QUEUED');

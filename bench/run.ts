@@ -6,7 +6,8 @@
  *   npm run bench -- list memory  # only the named figures (names below; --quick combines)
  *
  * Prints one line per figure on stdout (`name: value unit (baseline: value unit, ratio x); …`),
- * progress on stderr, and writes bench/results/<YYYY-MM-DD>.json (gitignored; see
+ * progress on stderr, and writes bench/results/<YYYY-MM-DD>.json (a quick or partial run adds
+ * `-quick` and the figures' names, so it never overwrites a full run's; gitignored; see
  * bench/results/example.json). docs/performance.md explains each figure and its baseline.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -79,7 +80,9 @@ async function main(): Promise<void> {
   const date = new Date().toISOString().slice(0, 10);
   const dir = join(__dirname, '..', '..', 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `${date}.json`);
+  // A quick or partial run never overwrites the day's full results.
+  const partial = selected.length < Object.keys(FIGURES).length ? `-${selected.join('-')}` : '';
+  const file = join(dir, `${date}${quick ? '-quick' : ''}${partial}.json`);
   const report = {
     date: new Date().toISOString(),
     suite: quick ? 'quick' : 'full',
