@@ -9,7 +9,11 @@ export function queuedStatus(pool: string, gpu: boolean, s: QueueStanding): stri
   const unit = gpu ? 'GPU' : 'host';
   const head = `waiting for ${plural(s.ranks, unit)} in node pool ${pool}`;
   if (s.isHead) {
-    return `${head}; first of ${s.queueLength} in the queue; ${s.freeSlots} free now, and capacity is reserved for this job as running jobs end`;
+    const free = s.freeSlots === 0 ? `no ${unit} free now` : `${s.freeSlots} free now`;
+    return `${head}; first of ${s.queueLength} in the queue; ${free}, and capacity is reserved for this job as running jobs end`;
   }
-  return `${head}; position ${s.position} of ${s.queueLength} in the queue; ${s.usableSlots} of ${s.freeSlots} free ${unit}${s.freeSlots === 1 ? '' : 's'} usable (the rest is reserved for the job at the head of the queue)`;
+  const where = `${head}; position ${s.position} of ${s.queueLength} in the queue`;
+  if (s.freeSlots === 0) return `${where}; no ${unit} free now`;
+  if (s.usableSlots >= s.freeSlots) return `${where}; only ${plural(s.freeSlots, `free ${unit}`)} now`;
+  return `${where}; ${s.usableSlots} of ${plural(s.freeSlots, `free ${unit}`)} usable (the rest is reserved for the job at the head of the queue)`;
 }
