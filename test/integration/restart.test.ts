@@ -4,11 +4,12 @@
  * that was running when it stopped ends with a status that says what happened.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { type BatchJobBody, killAndWait, spawnRole, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
+import { type BatchJobBody, killAndWait, processesMatching, spawnRole, startTestService, testEnv, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
 
@@ -78,5 +79,64 @@ describe('the whole service restarts on the same DATA_DIR', () => {
     assert.match(ran.status, /all 8 ranks exited with code 0/);
     const list = await t.api.get<{ totalSize: number }>(`${A}/batchJobs`);
     assert.equal(list.body.totalSize, 3);
+  });
+});
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function descendantsOf(pid: number): number[] {
+  return childrenOf(pid).flatMap((c) => [c, ...descendantsOf(c)]);
+}
+
+describe('npm start', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'batchd-npm-start-'));
+  after(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it('stops its whole process tree on SIGTERM to npm, as a supervisor sends it', async () => {
+    const root = join(__dirname, '..', '..', '..');
+    const env = await testEnv(dataDir, { DEFAULT_POOLS: 'false' });
+    // --ignore-scripts skips prestart's build (the suite runs on a built tree) and nothing else.
+    const npm = spawn('npm', ['start', '--ignore-scripts'], { cwd: root, env: { ...process.env, ...env }, stdio: 'ignore' });
+    const npmExited = new Promise<number | null>((r) => npm.once('exit', (code) => r(code)));
+    let tree: number[] = [];
+    try {
+      await waitFor('npm start healthy', async () => ((await fetch(`http://127.0.0.1:${env.PORT}/healthz`).then((r) => r.status, () => 0)) === 200 ? true : undefined), 90_000, 500);
+      tree = descendantsOf(npm.pid!);
+      const children = childrenOf(npm.pid!);
+      assert.equal(children.length, 1, 'npm runs one child');
+      const service = children[0]!;
+      const [program, script] = readFileSync(`/proc/${service}/cmdline`, 'utf8').split('\0');
+      assert.match(`${program} ${script}`, /node dist\/src\/main\.js$/, 'the child is the service itself, not a shell around it');
+      // The dev server's command line names the data folder.
+      assert.equal(processesMatching(dataDir).length, 1, 'the embedded dev server runs');
+
+      npm.kill('SIGTERM');
+      assert.equal(await npmExited, 0, 'npm start exits cleanly');
+      await waitFor('the service and its dev server gone', () => {
+        let alive = true;
+        try {
+          process.kill(service, 0);
+        } catch {
+          alive = false;
+        }
+        return !alive && processesMatching(dataDir).length === 0 ? true : undefined;
+      }, 15_000, 200);
+    } finally {
+      // On failure, leave nothing behind: npm, what it started, and the dev server.
+      if (npm.exitCode === null && npm.signalCode === null) npm.kill('SIGKILL');
+      for (const pid of [...tree, ...processesMatching(dataDir)]) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
   });
 });
