@@ -13,34 +13,14 @@
  * Per phase it also records the CPU time of this process (API + workers + load generator) and of
  * the dev server per request, and the frontend RPCs that reached the server per request.
  */
-import { BENCH_TASK_QUEUE, createFakePool, createJob, diffCounts, frontendRequests, selfCpuSeconds, cpuSeconds, startBenchEnv, startExtraService, type BenchEnv } from './lib/env';
+import { BENCH_TASK_QUEUE, createFakePool, createJob, measurePhase, type MeasuredPhase, startBenchEnv, startExtraService } from './lib/env';
 import { type FigureOptions, type FigureResult } from './lib/figure';
-import { closedLoop, type ClosedLoopResult } from './lib/load';
+import { closedLoop } from './lib/load';
 import { fmt, sleep } from './lib/stats';
 
 const JOB = { nodePoolId: 'bench', numRanks: 1, shellExecutor: { command: 'true' } };
 
-interface Phase {
-  load: ClosedLoopResult;
-  cpuMsPerOp: { service: number; temporal: number };
-  rpcPerOp: Record<string, number>;
-}
-
-async function phase(e: BenchEnv, run: () => Promise<ClosedLoopResult>): Promise<Phase> {
-  const rpc0 = await frontendRequests(e.metricsUrl);
-  const self0 = selfCpuSeconds();
-  const server0 = cpuSeconds(e.devServer.process.pid);
-  const load = await run();
-  const n = Math.max(1, load.completed);
-  const cpuMsPerOp = { service: ((selfCpuSeconds() - self0) * 1000) / n, temporal: ((cpuSeconds(e.devServer.process.pid) - server0) * 1000) / n };
-  const rpc = diffCounts(await frontendRequests(e.metricsUrl), rpc0);
-  const rpcPerOp = Object.fromEntries(
-    Object.entries(rpc)
-      .filter(([op]) => !op.startsWith('Poll') && op !== 'GetSystemInfo')
-      .map(([op, v]) => [op, Math.round((v / n) * 100) / 100]),
-  );
-  return { load, cpuMsPerOp, rpcPerOp };
-}
+type Phase = MeasuredPhase;
 
 const describe = (p: Phase) =>
   `${fmt(p.load.throughput, 1)}/s, p50 ${fmt(p.load.latencyMs.p50, 1)} ms, p99 ${fmt(p.load.latencyMs.p99, 1)} ms, ` +
@@ -63,16 +43,16 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
       await sleep(1000);
 
       o.log('  api-create: baseline (workflow.start of a no-op workflow)…');
-      const baseline = await phase(e, () => closedLoop({ concurrency, count, maxMs, op: start('noop') }));
+      const baseline = await measurePhase(e, () => closedLoop({ concurrency, count, maxMs, op: start('noop') }));
       o.log(`    ${describe(baseline)}`);
       await sleep(1000);
       o.log('  api-create: the API alone (jobs not executed)…');
-      const apiAlone = await phase(e, () => closedLoop({ concurrency, count, maxMs, op: (i) => createJob(alone.api, JOB, `alone-${i}`).then(() => undefined) }));
+      const apiAlone = await measurePhase(e, () => closedLoop({ concurrency, count, maxMs, op: (i) => createJob(alone.api, JOB, `alone-${i}`).then(() => undefined) }));
       o.log(`    ${describe(apiAlone)}`);
       await sleep(1000);
       o.log('  api-create: the full service (jobs run while the load goes on)…');
       await closedLoop({ concurrency, count: warm, maxMs, op: (i) => createJob(e.api, JOB, `warm-full-${i}`).then(() => undefined) });
-      const full = await phase(e, () => closedLoop({ concurrency, count, maxMs, op: (i) => createJob(e.api, JOB, `full-${i}`).then(() => undefined) }));
+      const full = await measurePhase(e, () => closedLoop({ concurrency, count, maxMs, op: (i) => createJob(e.api, JOB, `full-${i}`).then(() => undefined) }));
       o.log(`    ${describe(full)}`);
 
       const strip = (p: Phase) => ({ ...p, load: { ...p.load, latencies: undefined } });

@@ -8,7 +8,7 @@
  * generator) and of the dev server, and the frontend RPCs per job that reached the server: on a
  * 2-core machine the CPU per job is what bounds the rate.
  */
-import { BENCH_TASK_QUEUE, cpuSeconds, createFakePool, createJob, diffCounts, frontendRequests, selfCpuSeconds, startBenchEnv, type BenchEnv } from './lib/env';
+import { BENCH_TASK_QUEUE, createFakePool, createJob, measurePhase, startBenchEnv, type BenchEnv } from './lib/env';
 import { type FigureOptions, type FigureResult, within } from './lib/figure';
 import { closedLoop, type ClosedLoopResult } from './lib/load';
 import { fmt, sleep } from './lib/stats';
@@ -23,18 +23,8 @@ interface Phase {
 }
 
 async function phase(e: BenchEnv, run: () => Promise<ClosedLoopResult>): Promise<Phase> {
-  const rpc0 = await frontendRequests(e.metricsUrl);
-  const self0 = selfCpuSeconds();
-  const server0 = cpuSeconds(e.devServer.process.pid);
-  const load = await run();
-  const n = Math.max(1, load.completed);
-  const rpc = diffCounts(await frontendRequests(e.metricsUrl), rpc0);
-  return {
-    load,
-    perMinute: load.throughput * 60,
-    cpuMsPerJob: { service: ((selfCpuSeconds() - self0) * 1000) / n, temporal: ((cpuSeconds(e.devServer.process.pid) - server0) * 1000) / n },
-    rpcPerJob: Object.fromEntries(Object.entries(rpc).map(([op, v]) => [op, Math.round((v / n) * 100) / 100])),
-  };
+  const m = await measurePhase(e, run);
+  return { load: m.load, perMinute: m.load.throughput * 60, cpuMsPerJob: m.cpuMsPerOp, rpcPerJob: m.rpcPerOp };
 }
 
 export async function run(o: FigureOptions): Promise<FigureResult> {

@@ -18,6 +18,7 @@ import { type DevServer, startDevServer } from '../../src/temporal/dev-server';
 import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import { benchActivities } from './bench-activities';
 import { BenchApi, freePort } from './http';
+import { type ClosedLoopResult } from './load';
 import { sleep } from './stats';
 
 export const BENCH_KEY = 'bench-key-0123456789abcdef';
@@ -184,6 +185,31 @@ export async function createJob(api: BenchApi, body: Record<string, unknown>, id
   const r = await api.post<{ name?: string }>(`${ACCOUNT_PATH}/batchJobs${id ? `?batchJobId=${id}` : ''}`, body);
   if (r.status !== 200 || typeof r.body.name !== 'string') throw new Error(`create: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
   return r.body.name;
+}
+
+/** A load phase and what it cost per completed operation. */
+export interface MeasuredPhase {
+  load: ClosedLoopResult;
+  /** CPU of this process (API, workers, agents, load generator) and of the dev server. */
+  cpuMsPerOp: { service: number; temporal: number };
+  /** Frontend RPCs that reached the dev server, polls left out. */
+  rpcPerOp: Record<string, number>;
+}
+
+export async function measurePhase(e: BenchEnv, run: () => Promise<ClosedLoopResult>): Promise<MeasuredPhase> {
+  const rpc0 = await frontendRequests(e.metricsUrl);
+  const self0 = selfCpuSeconds();
+  const server0 = cpuSeconds(e.devServer.process.pid);
+  const load = await run();
+  const n = Math.max(1, load.completed);
+  const cpuMsPerOp = { service: ((selfCpuSeconds() - self0) * 1000) / n, temporal: ((cpuSeconds(e.devServer.process.pid) - server0) * 1000) / n };
+  const rpc = diffCounts(await frontendRequests(e.metricsUrl), rpc0);
+  const rpcPerOp = Object.fromEntries(
+    Object.entries(rpc)
+      .filter(([op]) => !op.startsWith('Poll') && op !== 'GetSystemInfo')
+      .map(([op, v]) => [op, Math.round((v / n) * 100) / 100]),
+  );
+  return { load, cpuMsPerOp, rpcPerOp };
 }
 
 // ---- server metrics ---------------------------------------------------------------------------------
