@@ -18,10 +18,9 @@
 import { Pool, type PoolClient, type QueryResultRow, TypeOverrides } from 'pg';
 import { ApiError } from '../domain/errors';
 import { type FilterExpr } from '../domain/filter';
-import { withTiebreak } from '../domain/order-by';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { type ColumnSpec, columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
-import { compileFilter, compileKeyset, compileOrder } from './sql-list';
+import { compileFilter, compileListPage, listPageOf } from './sql-list';
 
 /** Bumped when the tables change; a database written by a newer build is refused. */
 export const POSTGRES_SCHEMA_VERSION = 1;
@@ -101,37 +100,16 @@ export class PostgresReadModel implements ReadModel {
   }
 
   async list<T extends StoredResource>(kind: ResourceKind, query: ListQuery): Promise<ListPage<T>> {
-    const { pageSize } = query;
-    if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw ApiError.invalidField('pageSize', 'must be a positive integer');
-    const table = TABLES[kind].table;
-    const orderCols = ORDER_COLUMNS[kind];
-    const terms = withTiebreak(query.orderBy);
-    const scope = this.scope(kind, query.account, query.filter);
-
-    const where = [scope.sql];
-    const params = [...scope.params];
-    if (query.after) {
-      const keyset = compileKeyset(terms, orderCols, query.after, 'postgres', params.length + 1);
-      // A cursor value of the wrong type would be a database error (500) here, where SQLite just compares.
-      if (!terms.every((t, i) => fitsColumn(kind, t.field, query.after?.[i]))) {
-        throw ApiError.invalidField('pageToken', 'does not fit this query; start again without a pageToken');
-      }
-      where.push(keyset.sql);
-      params.push(...keyset.params);
+    const statements = compileListPage(TABLES[kind].table, ORDER_COLUMNS[kind], this.scope(kind, query.account, query.filter), query, 'postgres');
+    // A cursor value of the wrong type would be a database error (500) here, where SQLite just compares.
+    if (query.after && !statements.terms.every((t, i) => fitsColumn(kind, t.field, query.after?.[i]))) {
+      throw ApiError.invalidField('pageToken', 'does not fit this query; start again without a pageToken');
     }
-    const keys = terms.map((t, i) => `${orderCols[t.field]} AS k${i}`);
-    const pageSql = `SELECT body, ${keys.join(', ')} FROM ${table} WHERE ${where.join(' AND ')} ${compileOrder(terms, orderCols)} LIMIT $${params.length + 1}`;
-    const countSql = `SELECT COUNT(*) AS n FROM ${table} WHERE ${scope.sql}`;
-
     // One REPEATABLE READ transaction: the page and its totalSize come from the same snapshot.
     return this.transaction('REPEATABLE READ READ ONLY', async (client) => {
-      const rows = (await client.query<QueryResultRow>(pageSql, bind([...params, pageSize + 1]))).rows;
-      const { n } = (await client.query<{ n: number }>(countSql, bind(scope.params))).rows[0]!;
-      const page = rows.slice(0, pageSize);
-      const last = page[page.length - 1];
-      const result: ListPage<T> = { items: page.map((r) => r.body as T), totalSize: n };
-      if (rows.length > pageSize && last) result.nextAfter = terms.map((_t, i) => last[`k${i}`] as unknown);
-      return result;
+      const rows = (await client.query<QueryResultRow>(statements.page.sql, bind(statements.page.params))).rows;
+      const { n } = (await client.query<{ n: number }>(statements.count.sql, bind(statements.count.params))).rows[0]!;
+      return listPageOf(rows, n, statements, query.pageSize, (r) => r.body as T);
     });
   }
 

@@ -11,7 +11,8 @@
  */
 import { ApiError } from '../domain/errors';
 import { type FilterExpr } from '../domain/filter';
-import { type OrderTerm } from '../domain/order-by';
+import { type OrderTerm, withTiebreak } from '../domain/order-by';
+import { type ListPage, type ListQuery } from './read-model';
 
 export type SqlDialect = 'sqlite' | 'postgres';
 
@@ -144,4 +145,47 @@ function columnOf(columns: Record<string, string>, field: string): string {
   // hasOwn: a field such as "constructor" must not resolve through the prototype.
   if (!Object.hasOwn(columns, field)) throw new Error(`no column for field ${field}`);
   return columns[field]!;
+}
+
+/** A list page's two statements: the page itself and its totalSize, to run in one snapshot. */
+export interface ListStatements {
+  /** The order, ending with the unique tiebreak; the page selects each term's value as k0, k1, …. */
+  terms: OrderTerm[];
+  /** One row more than the page size, so that the caller knows whether another page follows. */
+  page: SqlFragment;
+  count: SqlFragment;
+}
+
+/**
+ * The statements of one page of `query` from `table`, restricted to the rows `scope` selects (the
+ * caller's account and filter): keyset pagination after `query.after`, ordered by `query.orderBy`
+ * and the tiebreak.
+ */
+export function compileListPage(table: string, orderCols: Record<string, string>, scope: SqlFragment, query: ListQuery, dialect: SqlDialect): ListStatements {
+  const { pageSize } = query;
+  if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw ApiError.invalidField('pageSize', 'must be a positive integer');
+  const terms = withTiebreak(query.orderBy);
+  const where = [scope.sql];
+  const params = [...scope.params];
+  if (query.after) {
+    const keyset = compileKeyset(terms, orderCols, query.after, dialect, params.length + 1);
+    where.push(keyset.sql);
+    params.push(...keyset.params);
+  }
+  const keys = terms.map((t, i) => `${columnOf(orderCols, t.field)} AS k${i}`);
+  const limit = dialect === 'sqlite' ? '?' : `$${params.length + 1}`;
+  return {
+    terms,
+    page: { sql: `SELECT body, ${keys.join(', ')} FROM ${table} WHERE ${where.join(' AND ')} ${compileOrder(terms, orderCols)} LIMIT ${limit}`, params: [...params, pageSize + 1] },
+    count: { sql: `SELECT COUNT(*) AS n FROM ${table} WHERE ${scope.sql}`, params: scope.params },
+  };
+}
+
+/** The page from the rows of `ListStatements.page`: its items, and the cursor when more follow. */
+export function listPageOf<T>(rows: readonly Record<string, unknown>[], totalSize: number, statements: ListStatements, pageSize: number, bodyOf: (row: Record<string, unknown>) => T): ListPage<T> {
+  const page = rows.slice(0, pageSize);
+  const last = page[page.length - 1];
+  const result: ListPage<T> = { items: page.map(bodyOf), totalSize };
+  if (rows.length > pageSize && last) result.nextAfter = statements.terms.map((_t, i) => last[`k${i}`]);
+  return result;
 }

@@ -5,12 +5,10 @@
  * (`YYYY-MM-DDTHH:MM:SS.sssZ`), so text order is time order.
  */
 import Database from 'better-sqlite3';
-import { ApiError } from '../domain/errors';
 import { type FilterExpr } from '../domain/filter';
-import { withTiebreak } from '../domain/order-by';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
-import { compileFilter, compileKeyset, compileOrder } from './sql-list';
+import { compileFilter, compileListPage, listPageOf } from './sql-list';
 
 // The tables and the resource → row mapping are shared with the other backends; re-exported for existing callers.
 export { filterColumns, orderColumns, TABLES } from './read-model-tables';
@@ -74,33 +72,12 @@ export class SqliteReadModel implements ReadModel {
 
   list<T extends StoredResource>(kind: ResourceKind, query: ListQuery): Promise<ListPage<T>> {
     return settle(() => {
-      const { pageSize } = query;
-      if (!Number.isSafeInteger(pageSize) || pageSize < 1) throw ApiError.invalidField('pageSize', 'must be a positive integer');
-      const table = TABLES[kind].table;
-      const orderCols = ORDER_COLUMNS[kind];
-      const terms = withTiebreak(query.orderBy);
-      const scope = this.scope(kind, query.account, query.filter);
-
-      const where = [scope.sql];
-      const params = [...scope.params];
-      if (query.after) {
-        const keyset = compileKeyset(terms, orderCols, query.after, 'sqlite');
-        where.push(keyset.sql);
-        params.push(...keyset.params);
-      }
-      const keys = terms.map((t, i) => `${orderCols[t.field]} AS k${i}`);
-      const pageSql = `SELECT body, ${keys.join(', ')} FROM ${table} WHERE ${where.join(' AND ')} ${compileOrder(terms, orderCols)} LIMIT ?`;
-      const countSql = `SELECT COUNT(*) AS n FROM ${table} WHERE ${scope.sql}`;
-
+      const statements = compileListPage(TABLES[kind].table, ORDER_COLUMNS[kind], this.scope(kind, query.account, query.filter), query, 'sqlite');
       // One read transaction: the page and its totalSize come from the same snapshot.
       return this.db.transaction(() => {
-        const rows = this.statement(pageSql).all(...params, pageSize + 1) as Record<string, unknown>[];
-        const { n } = this.statement(countSql).get(...scope.params) as { n: number };
-        const page = rows.slice(0, pageSize);
-        const last = page[page.length - 1];
-        const result: ListPage<T> = { items: page.map((r) => JSON.parse(r.body as string) as T), totalSize: n };
-        if (rows.length > pageSize && last) result.nextAfter = terms.map((_t, i) => last[`k${i}`]);
-        return result;
+        const rows = this.statement(statements.page.sql).all(...statements.page.params) as Record<string, unknown>[];
+        const { n } = this.statement(statements.count.sql).get(...statements.count.params) as { n: number };
+        return listPageOf(rows, n, statements, query.pageSize, (r) => JSON.parse(r.body as string) as T);
       })();
     });
   }
