@@ -19,18 +19,7 @@ import { type BatchJob } from '../src/domain/batch-job';
 import { SqliteReadModel } from '../src/store/sqlite-read-model';
 import { ACCOUNT_PATH, startBenchEnv, waitHealthy } from './lib/env';
 import { type FigureOptions, type FigureResult } from './lib/figure';
-import { fmt, summarize } from './lib/stats';
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { fmt, prng, summarize } from './lib/stats';
 
 /** `total` job records, oldest first, 4 minutes apart, ending now. */
 export function seedJobs(total: number, seed = 7): BatchJob[] {

@@ -20,6 +20,7 @@ import {
   schedule,
   type ScheduleStats,
 } from '../src/domain/scheduler';
+import { prng } from './lib/stats';
 
 export interface SchedulerBenchOptions {
   quick?: boolean;
@@ -32,18 +33,6 @@ export interface SchedulerBenchOptions {
 
 const GPUS_PER_HOST = 8;
 const SIZES = [1, 2, 4, 8, 16, 32, 64] as const;
-
-/** mulberry32: a small seeded PRNG, so a trace is the same on every machine and run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface TraceResult {
   passes: number;
