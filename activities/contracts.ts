@@ -5,7 +5,8 @@
 import { type BatchJobSpec, type Executor } from '../src/domain/batch-job-model';
 import { type FieldViolation, type GrpcCodeName } from '../src/domain/errors';
 import { type ResourceKind, type StoredResource } from '../src/store/read-model';
-import { type JobSettings } from '../workflows/messages';
+import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/store/pool-store';
+import { type JobSettings, type PoolSettings } from '../workflows/messages';
 
 export interface ValidateJobInput {
   name: string;
@@ -50,6 +51,31 @@ export interface ControlActivities {
    * (a job without a record yet counts while its workflow runs). Environments ask it before a delete.
    */
   liveJobs(input: { names: string[] }): Promise<{ live: string[] }>;
+
+  // ---- node pools: their durable queue and capacity (src/store/pool-store.ts) ----
+  /** The service's settings for pool workflows. */
+  poolSettings(): Promise<PoolSettings>;
+  /** One atomic step of a pool's queue and capacity snapshot; answers the queue's totals and the rows asked for. */
+  syncPool(step: PoolSync): Promise<PoolSyncResult>;
+  /** What a pool last wrote: its snapshot and the head of its queue (recovery). */
+  loadPool(input: { pool: string; windowSize: number }): Promise<LoadedPool>;
+  /**
+   * Which of the named jobs' workflows are closed. A job whose workflow closed without its final report
+   * (terminated, timed out) is recorded FAILED in the read model here, saying why: this is the one
+   * path by which such a job's end is written.
+   */
+  closedJobs(input: { names: string[] }): Promise<{ closed: string[] }>;
+  /**
+   * After a pool's recovery: its jobs that may still wait for capacity but are neither in its stored
+   * queue nor `known` to it (their requests were never written), oldest first; and the recorded states
+   * of the `known` jobs.
+   */
+  poolOrphans(input: { pool: string; account: string; poolId: string; known: string[] }): Promise<{
+    orphans: Array<{ jobName: string; ranks: number; createTime: string }>;
+    states: Record<string, string>;
+  }>;
+  /** Whether the pool's record exists (a pool being deleted still has one). */
+  poolExists(input: { pool: string }): Promise<boolean>;
 }
 
 export interface RankLaunch {

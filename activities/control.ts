@@ -16,11 +16,16 @@ import { parseOrThrow } from '../src/domain/validation';
 import { type LogStore } from '../src/store/log-store';
 import { type ReadModel } from '../src/store/read-model';
 import { type ControlActivities } from './contracts';
+import { closedJobs } from '../src/control/closed-jobs';
+import { poolOrphans } from './pool-recovery';
 
 export interface ControlDeps {
   store: ReadModel;
   logs: LogStore;
-  config: Pick<Config, 'dataDir' | 'HOST_HEARTBEAT_TIMEOUT_MS' | 'HOST_START_TIMEOUT_MS' | 'RANK_STOP_GRACE_MS'>;
+  config: Pick<
+    Config,
+    'dataDir' | 'HOST_HEARTBEAT_TIMEOUT_MS' | 'HOST_START_TIMEOUT_MS' | 'RANK_STOP_GRACE_MS' | 'POOL_TASK_QUEUE' | 'POOL_QUEUE_WINDOW' | 'POOL_RECONCILE_MS'
+  >;
   /** For updates to environment workflows and job liveness; the worker's own client when absent. */
   client?: Client;
 }
@@ -60,6 +65,8 @@ export function createControlActivities({ store, logs, config, client }: Control
     },
 
     async removeResource({ kind, name }) {
+      // A deleted pool's queue and snapshot go with it, before its record: a pool of the same name starts empty.
+      if (kind === 'nodePools') await store.dropPool(name);
       await store.remove(kind, name);
     },
 
@@ -69,6 +76,30 @@ export function createControlActivities({ store, logs, config, client }: Control
 
     async liveJobs({ names }) {
       return { live: await liveJobs(store, clientOf(), names) };
+    },
+
+    poolSettings() {
+      return Promise.resolve({ taskQueue: config.POOL_TASK_QUEUE, queueWindow: config.POOL_QUEUE_WINDOW, reconcileMs: config.POOL_RECONCILE_MS });
+    },
+
+    syncPool(step) {
+      return store.syncPool(step);
+    },
+
+    loadPool({ pool, windowSize }) {
+      return store.loadPool(pool, windowSize);
+    },
+
+    async closedJobs({ names }) {
+      return { closed: await closedJobs(store, clientOf(), names) };
+    },
+
+    poolOrphans(input) {
+      return poolOrphans(store, input);
+    },
+
+    async poolExists({ pool }) {
+      return (await store.get('nodePools', pool)) !== undefined;
     },
   };
 }

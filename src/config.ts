@@ -32,8 +32,16 @@ const envSchema = z.object({
   TEMPORAL_TLS_CA: z.string().min(1).optional(),
   TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
   TEMPORAL_API_KEY: z.string().min(1).optional(),
-  /** Task queue of the control worker (workflows and control activities). */
+  /** Task queue of the control worker (job and environment workflows, control activities). */
   TASK_QUEUE: z.string().min(1).default('batchd-control'),
+  /** Task queue of node-pool workflows, apart so that job workflow tasks never delay a pool's. */
+  POOL_TASK_QUEUE: z.string().min(1).default('batchd-pools'),
+  /** How many queued jobs a pool keeps in memory and schedules from; the rest wait in the pool store. */
+  POOL_QUEUE_WINDOW: z.coerce.number().int().min(2).max(100_000).default(1000),
+  /** While jobs wait behind held capacity, how often a pool checks that the holders' workflows still run. */
+  POOL_RECONCILE_MS: ms.default(300_000),
+  /** How often the control worker checks that every pool's workflow runs, and restarts one that closed. */
+  POOL_WATCHDOG_MS: ms.default(30_000),
 
   BOOTSTRAP_API_KEY: z.string().min(16, 'BOOTSTRAP_API_KEY must be at least 16 characters').optional(),
   /** Shared secret of agents on other machines that ship logs to the API (generated into DATA_DIR when unset). */
@@ -91,6 +99,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     } catch {
       throw new ConfigError(`invalid configuration: ${v}=${path} is not a readable file`);
     }
+  }
+  if (e.POOL_TASK_QUEUE === e.TASK_QUEUE) {
+    throw new ConfigError('invalid configuration: POOL_TASK_QUEUE must differ from TASK_QUEUE (pools get their own task queue so job tasks never delay them)');
   }
   if (e.TEMPORAL_API_KEY !== undefined && e.TEMPORAL_ADDRESS === undefined) {
     throw new ConfigError('invalid configuration: TEMPORAL_API_KEY is set but TEMPORAL_ADDRESS is not; an API key is for a remote Temporal');

@@ -34,6 +34,7 @@ import { connectClient, connectWorker } from './temporal/connection';
 import { type DevServer, startDevServer } from './temporal/dev-server';
 import { controlWorkerProblem, temporalProblem } from './temporal/health';
 import { ensureSearchAttributes } from './temporal/search-attributes';
+import { PoolWatchdog } from './pool-watchdog';
 
 export type Role = 'temporal' | 'worker' | 'agents' | 'api';
 export const ALL_ROLES: readonly Role[] = ['temporal', 'worker', 'agents', 'api'];
@@ -145,35 +146,53 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       stops.push(() => conn.close());
     }
 
-    let controlWorker: Worker | undefined;
+    const workers: Worker[] = [];
     if (roles.has('worker') && nativeConnection) {
-      controlWorker = await Worker.create({
-        connection: nativeConnection,
-        namespace: config.TEMPORAL_NAMESPACE,
-        taskQueue: config.TASK_QUEUE,
-        ...workflowSource(),
-        activities: createControlActivities({ store, logs, config, client }),
-        // Live jobs stay cached, so a signal or query does not replay a whole history.
-        maxCachedWorkflows: 2000,
-        maxConcurrentLocalActivityExecutions: 200,
-        // In-flight reports finish before the worker exits.
-        shutdownGraceTime: '5 seconds',
-      });
-      const worker = controlWorker;
-      const running = worker.run();
-      stops.push(async () => {
-        if (worker.getState() === 'RUNNING') worker.shutdown();
-        await running;
-      });
-      logger.info({ taskQueue: config.TASK_QUEUE }, 'control worker polling');
+      const activities = createControlActivities({ store, logs, config, client });
+      // Jobs and environments on TASK_QUEUE; pools on their own queue, so a flood of job tasks never delays a pool's.
+      for (const [taskQueue, maxCachedWorkflows] of [
+        [config.TASK_QUEUE, 2000],
+        [config.POOL_TASK_QUEUE, 200],
+      ] as const) {
+        const worker = await Worker.create({
+          connection: nativeConnection,
+          namespace: config.TEMPORAL_NAMESPACE,
+          taskQueue,
+          ...workflowSource(),
+          activities,
+          // Live workflows stay cached, so a signal or query does not replay a whole history.
+          maxCachedWorkflows,
+          maxConcurrentLocalActivityExecutions: 200,
+          // In-flight reports finish before the worker exits.
+          shutdownGraceTime: '5 seconds',
+        });
+        const running = worker.run();
+        stops.push(async () => {
+          if (worker.getState() === 'RUNNING') worker.shutdown();
+          await running;
+        });
+        workers.push(worker);
+      }
+      logger.info({ taskQueue: config.TASK_QUEUE, poolTaskQueue: config.POOL_TASK_QUEUE }, 'control worker polling');
     }
 
-    const pools = new NodePoolService({ client, store, taskQueue: config.TASK_QUEUE, logger, continueAsNewEvents: config.POOL_CONTINUE_AS_NEW_EVENTS });
+    const pools = new NodePoolService({
+      client,
+      store,
+      settings: { taskQueue: config.POOL_TASK_QUEUE, queueWindow: config.POOL_QUEUE_WINDOW, reconcileMs: config.POOL_RECONCILE_MS },
+      logger,
+      continueAsNewEvents: config.POOL_CONTINUE_AS_NEW_EVENTS,
+    });
     const environments = new EnvironmentService({ client, store, taskQueue: config.TASK_QUEUE, logger });
     const key = bootstrapKey(config.dataDir, config.BOOTSTRAP_API_KEY);
     if (config.DEFAULT_POOLS && roles.has('worker')) {
       const created = await ensureDefaultPools(pools);
       if (created.length > 0) logger.info({ pools: created }, 'created default node pools');
+    }
+    if (roles.has('worker')) {
+      const watchdog = new PoolWatchdog({ store, client, pools, intervalMs: config.POOL_WATCHDOG_MS, logger });
+      watchdog.start();
+      stops.push(() => watchdog.stop());
     }
 
     let fleet: FakeFleet | undefined;
@@ -202,16 +221,22 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       const secret = pageTokenSecret(config.dataDir, process.env.PAGE_TOKEN_SECRET);
       keys.set('the bootstrap key', [keyEntry(key.key, DEFAULT_ACCOUNT, DEFAULT_USER)]);
       const jobs = new BatchJobService({ client, store, logs, config, logger });
-      const w = controlWorker;
+      const local = workers;
       const health: HealthCheck[] = [
         { name: 'temporal', check: () => temporalProblem(client) },
         {
           // In this process, the worker's own state; elsewhere, whether any control worker polls.
           name: 'controlWorker',
-          check: () =>
-            w
-              ? Promise.resolve(w.getState() === 'RUNNING' ? undefined : `the control worker is ${w.getState()}`)
-              : controlWorkerProblem(client, config.TEMPORAL_NAMESPACE, config.TASK_QUEUE),
+          check: async () => {
+            if (local.length > 0) {
+              const down = local.find((w) => w.getState() !== 'RUNNING');
+              return down ? `the control worker for ${down.options.taskQueue} is ${down.getState()}` : undefined;
+            }
+            return (
+              (await controlWorkerProblem(client, config.TEMPORAL_NAMESPACE, config.TASK_QUEUE)) ??
+              (await controlWorkerProblem(client, config.TEMPORAL_NAMESPACE, config.POOL_TASK_QUEUE))
+            );
+          },
         },
       ];
       if (fleet) {

@@ -18,6 +18,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -57,6 +58,12 @@ import { BatchdAccount, BatchJobDisplayName, BatchJobState, jobMemo, jobSearchAt
 
 /** What became of one host's ranks. */
 type HostResult = HostOutcome | { outcome: 'lost'; message: string } | { outcome: 'error'; message: string };
+
+/**
+ * A job whose capacity request cannot reach its pool (the pool's workflow is closed) waits for the pool
+ * watchdog to restart it, instead of failing; before this patch it failed as if the pool were gone.
+ */
+export const JOB_WAITS_FOR_POOL_PATCH = 'job-waits-for-pool-recovery';
 
 function agentOn(host: GrantedHost, settings: JobSettings) {
   return proxyActivities<AgentActivities>({
@@ -296,17 +303,39 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     if (stopWanted()) return stopBeforeRunning();
 
     // ---- QUEUED: wait for the pool's grant --------------------------------------------------
+    const request = { jobName: input.name, workflowId: workflowInfo().workflowId, ranks: job.numRanks };
+    let delivered = true;
     try {
-      await pool.signal(requestCapacitySignal, { jobName: input.name, workflowId: workflowInfo().workflowId, ranks: job.numRanks });
+      await pool.signal(requestCapacitySignal, request);
     } catch {
-      transition({ type: 'invalid', status: `node pool ${job.nodePoolId} no longer exists` });
-      return deleteAfterEnd();
+      delivered = false;
+      // A pool that still exists only has its workflow closed: the watchdog restarts it, and the
+      // recovered pool queues this job from its QUEUED record (pool-recovery.ts).
+      if (!patched(JOB_WAITS_FOR_POOL_PATCH) || !(await control.poolExists({ pool: poolBinding.workflowId }))) {
+        transition({ type: 'invalid', status: `node pool ${job.nodePoolId} no longer exists` });
+        return deleteAfterEnd();
+      }
     }
     transition({
       type: 'validated',
-      status: `queued in node pool ${job.nodePoolId}: waiting for ${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`,
+      status: delivered
+        ? `queued in node pool ${job.nodePoolId}: waiting for ${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`
+        : `queued: waiting for node pool ${job.nodePoolId} to be restarted (its workflow is not running), then for ${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`,
     });
-    await condition(() => grant !== undefined || refusal !== undefined || stopWanted());
+    // Undelivered, it also asks again now and then, in case the recovered pool's scan came too early.
+    const answered = () => grant !== undefined || refusal !== undefined || stopWanted();
+    if (delivered) await condition(answered);
+    else {
+      while (!(await condition(answered, '30 seconds'))) {
+        try {
+          await pool.signal(requestCapacitySignal, request);
+          break;
+        } catch {
+          log.warn('node pool still not running; waiting for it to be restarted');
+        }
+      }
+      await condition(answered);
+    }
     if (!grant && refusal !== undefined) {
       released = true; // a refused request holds nothing
       transition({ type: 'failed', status: refusal });

@@ -8,6 +8,7 @@ import { type BatchJob, type BatchJobSpec, type BatchJobState } from '../src/dom
 import { type BatchJobPatch } from '../src/domain/batch-job-patch';
 import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
+import { type PoolCarriedState } from '../src/domain/pool-queue';
 import { type Environment, type EnvironmentSpec } from '../src/domain/environment-model';
 import { type Snapshot } from '../src/domain/snapshot-model';
 
@@ -115,6 +116,14 @@ export interface HostView {
   used: Array<string | null>;
 }
 
+export interface NodePoolQueueSummary {
+  /** Jobs queued in all; `queue` lists only the first of them (the pool's in-memory window). */
+  length: number;
+  /** Ranks all queued jobs ask for. */
+  ranks: number;
+  window: number;
+}
+
 export interface NodePoolQueueEntry {
   jobName: string;
   ranks: number;
@@ -125,7 +134,9 @@ export interface NodePoolQueueEntry {
 
 export interface NodePoolInternals {
   hosts: HostView[];
+  /** The head of the queue, in order (at most the pool's window; `queueSummary.length` counts all). */
   queue: NodePoolQueueEntry[];
+  queueSummary?: NodePoolQueueSummary;
   reservation: SchedulerState['reservation'];
   allocations: Record<string, { ranks: number; state: BatchJobState; hosts: string[] }>;
 }
@@ -144,10 +155,24 @@ export interface NodePoolInput {
   pool: NodePool;
   /** History length at which the workflow continues as new (default 4000). */
   continueAsNewEvents?: number;
-  /** Carried across continue-as-new; absent on the first run. */
-  carried?: NodePoolCarriedState;
+  /** Carried across continue-as-new; absent on the first run. Legacy runs carried the unversioned format. */
+  carried?: PoolCarriedState | NodePoolCarriedState;
+  /** The service's settings for pools; a run without them asks the poolSettings activity. */
+  settings?: PoolSettings;
+  /** Set by the pool watchdog: the previous run closed unexpectedly; resume from the pool store. */
+  recover?: { reason: string; /** The version of the pool's record in the read model. */ version: number };
 }
 
+export interface PoolSettings {
+  /** The task queue pool workflows run on (continue-as-new moves a pool there). */
+  taskQueue: string;
+  /** How many queued jobs the workflow keeps in memory and schedules from. */
+  queueWindow: number;
+  /** While jobs wait and capacity is held, how often the pool checks that the holders still live. */
+  reconcileMs: number;
+}
+
+/** The carried state of the first pool workflows (format 1, unversioned): the whole queue in the payload. */
 export interface NodePoolCarriedState {
   scheduler: SchedulerState;
   hosts: Record<string, { address: string; taskQueue: string }>;

@@ -1,35 +1,39 @@
 /**
- * One workflow per node pool: the pool resource, its hosts, and the durable state of its gang
- * scheduler (allocations, FIFO queue, head reservation). Jobs ask for capacity by signal and get a
- * grant by signal; every release arrives by signal and is applied once. The history is bounded by
- * continue-as-new, carrying the state as plain JSON.
+ * One workflow per node pool: the pool resource, its hosts, and its gang scheduler. Jobs ask for
+ * capacity by signal and get a grant by signal; every release arrives by signal and is applied once.
+ *
+ * The queue lives in the pool store (src/store/pool-store.ts), written only by this workflow through
+ * the `syncPool` local activity; the workflow keeps the head of it in memory (PoolQueue's window), so
+ * its carried state is bounded by its hosts and its window, never by how many jobs wait. The capacity
+ * snapshot is written in the same step, before any grant goes out, so a pool whose workflow is
+ * terminated can be restarted from the store (`recover`, by the pool watchdog) without losing a grant.
+ *
+ * Pools run on their own task queue (PoolSettings.taskQueue), so a flood of job workflow tasks never
+ * delays a pool's.
+ *
+ * Versioning: histories that began before the `pool-queue-in-store` patch replay the frozen first
+ * version (node-pool-v1.ts), which migrates itself at its next live turn.
  */
 import {
   ApplicationFailure,
   CancellationScope,
   allHandlersFinished,
   condition,
-  continueAsNew,
   getExternalWorkflowHandle,
   log,
+  makeContinueAsNewFunc,
+  patched,
   setCurrentDetails,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import { type BatchJobState, isTerminal } from '../src/domain/batch-job-model';
 import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../src/domain/hosts';
 import { applyNodePoolSpec, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
-import {
-  addHost,
-  emptyScheduler,
-  enqueue,
-  release,
-  schedule,
-  setHostStatus,
-  standing,
-  type SchedulerState,
-} from '../src/domain/scheduler';
+import { PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
+import { addHost, type Allocation, setHostStatus, standing } from '../src/domain/scheduler';
 import {
   capacityGrantedSignal,
   capacityRefusedSignal,
@@ -40,16 +44,19 @@ import {
   hostLostSignal,
   joinHostUpdate,
   jobStateSignal,
-  type NodePoolCarriedState,
   type NodePoolInput,
+  type PoolSettings,
   queueStandingQuery,
   releaseCapacitySignal,
   requestCapacitySignal,
   updateNodePoolUpdate,
 } from './messages';
 import { control } from './control';
+import { nodePoolWorkflowV1 } from './node-pool-v1';
 import { BatchdAccount, NodePoolState } from './search-attributes';
 
+/** New runs of pool workflows use the queue in the pool store; histories from before it replay node-pool-v1. */
+export const POOL_QUEUE_IN_STORE_PATCH = 'pool-queue-in-store';
 
 function now(): string {
   return new Date().toISOString();
@@ -60,25 +67,21 @@ function failedPrecondition(message: string): ApplicationFailure {
 }
 
 export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
+  if (!patched(POOL_QUEUE_IN_STORE_PATCH)) return nodePoolWorkflowV1(input);
+
+  const settings: PoolSettings = input.settings ?? (await control.poolSettings());
   let pool: NodePool = input.pool;
-  const carried: NodePoolCarriedState = input.carried ?? {
-    scheduler: emptyScheduler(),
-    hosts: {},
-    jobs: {},
-    version: 0,
-  };
-  const sched: SchedulerState = carried.scheduler;
-  const hosts = carried.hosts;
-  const jobs = carried.jobs;
-  let version = carried.version;
-  let reported = version;
+  const state = await initialState(input, settings);
+  const sched = state.scheduler;
+  let reported = input.carried ? state.version : 0;
   let dirty = true;
   let deleting = pool.state === 'DELETING';
+  let reconcileDue = false;
   const slotsPerHost = ranksPerNodeOf(pool);
   const gpu = isGpuPool(pool);
 
   const registerHost = (id: string, address: string) => {
-    hosts[id] = { address, taskQueue: hostTaskQueue(input.name, id) };
+    state.hosts[id] = { address, taskQueue: hostTaskQueue(input.name, id) };
   };
 
   /** A fake pool's hosts follow fakeNodePool.numNodes; hosts beyond it drain and leave when idle. */
@@ -87,7 +90,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     if (!fake) return;
     for (let i = 0; i < fake.numNodes; i++) {
       const id = fakeHostId(i);
-      if (!hosts[id]) registerHost(id, fakeHostAddress(input.name, i));
+      if (!state.hosts[id]) registerHost(id, fakeHostAddress(input.name, i));
       const existing = sched.hosts.find((h) => h.id === id);
       if (!existing) addHost(sched, id, slotsPerHost);
       else if (existing.status === 'draining') existing.status = 'ready';
@@ -96,17 +99,19 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       const index = fakeHostIndex(h.id);
       if (index !== undefined && index >= fake.numNodes && h.status !== 'draining') setHostStatus(sched, h.id, 'draining');
     }
+    state.touchCapacity();
   };
 
   const stats = (): NodePool['nodePoolStats'] => {
     const batchJobCount: Record<string, number> = {};
     const batchJobRanks: Record<string, number> = {};
-    const count = (state: BatchJobState, ranks: number) => {
-      batchJobCount[state] = (batchJobCount[state] ?? 0) + 1;
-      batchJobRanks[state] = (batchJobRanks[state] ?? 0) + ranks;
+    const count = (s: BatchJobState, jobs: number, ranks: number) => {
+      if (jobs === 0) return;
+      batchJobCount[s] = (batchJobCount[s] ?? 0) + jobs;
+      batchJobRanks[s] = (batchJobRanks[s] ?? 0) + ranks;
     };
-    for (const r of sched.queue) count('QUEUED', r.ranks);
-    for (const a of Object.values(sched.allocations)) count(jobs[a.id]?.state ?? 'PENDING', a.ranks);
+    count('QUEUED', state.length, state.queuedRanks);
+    for (const a of Object.values(sched.allocations)) count(state.jobs[a.id]?.state ?? 'PENDING', 1, a.ranks);
     return {
       nodeCount: sched.hosts.filter((h) => h.status === 'ready').length,
       ranksPerNode: slotsPerHost,
@@ -120,26 +125,28 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   const view = (): NodePool => ({ ...pool, nodePoolStats: stats() });
 
   const changed = () => {
-    version++;
+    state.version++;
     pool = { ...pool, updateTime: now() };
   };
 
   const describe = () =>
     [
       `**${pool.state}** · ${sched.hosts.length} host(s) × ${slotsPerHost} ${gpu ? 'GPU' : 'CPU'} slot(s)`,
-      `${Object.keys(sched.allocations).length} job(s) running, ${sched.queue.length} queued`,
+      `${Object.keys(sched.allocations).length} job(s) running, ${state.length} queued (${state.window.length} in memory)`,
       ...sched.hosts.map((h) => `- ${h.id} (${h.status}): ${h.used.filter((u) => u !== null).length}/${h.slots} used`),
     ].join('\n');
 
-  const liveJobs = () => sched.queue.length + Object.keys(sched.allocations).length;
+  const liveJobs = () => state.length + Object.keys(sched.allocations).length;
 
-  if (!input.carried) {
+  if (!input.carried && !input.recover) {
     reconcileFakeHosts();
-    if (pool.state === 'CREATING') {
-      pool = { ...pool, state: 'READY', status: okStatus() };
-    }
-    version = 1;
-    reported = 0;
+    if (pool.state === 'CREATING') pool = { ...pool, state: 'READY', status: okStatus() };
+    state.version = 1;
+  } else if (input.recover) {
+    // Report above both the snapshot's version and the record's (initialState took the larger).
+    state.version++;
+    reconcileFakeHosts();
+    log.warn('node pool recovered from its store', { reason: input.recover.reason, queued: state.length, running: Object.keys(sched.allocations).length });
   }
   upsertSearchAttributes([
     { key: BatchdAccount, value: input.account },
@@ -147,25 +154,29 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   ]);
 
   // ---- queries -----------------------------------------------------------------------------------
-  setHandler(getNodePoolQuery, () => ({ pool: view(), version }), { description: 'The node pool resource with live nodePoolStats.' });
+  setHandler(getNodePoolQuery, () => ({ pool: view(), version: state.version }), { description: 'The node pool resource with live nodePoolStats.' });
   setHandler(
     getNodePoolInternalsQuery,
     () => ({
       hosts: sched.hosts.map((h) => ({
         host: h.id,
-        address: hosts[h.id]?.address ?? '',
-        taskQueue: hosts[h.id]?.taskQueue ?? '',
+        address: state.hosts[h.id]?.address ?? '',
+        taskQueue: state.hosts[h.id]?.taskQueue ?? '',
         slots: h.slots,
         status: h.status,
         used: [...h.used],
       })),
-      queue: sched.queue.map((r, i) => ({ jobName: r.id, ranks: r.ranks, position: i + 1, ...(jobs[r.id]?.enqueuedAt ? { enqueuedAt: jobs[r.id]?.enqueuedAt } : {}) })),
+      queue: sched.queue.map((r, i) => {
+        const enqueuedAt = state.jobs[r.id]?.enqueuedAt;
+        return { jobName: r.id, ranks: r.ranks, position: i + 1, ...(enqueuedAt ? { enqueuedAt } : {}) };
+      }),
+      queueSummary: { length: state.length, ranks: state.queuedRanks, window: settings.queueWindow },
       reservation: sched.reservation,
       allocations: Object.fromEntries(
-        Object.values(sched.allocations).map((a) => [a.id, { ranks: a.ranks, state: jobs[a.id]?.state ?? 'PENDING', hosts: a.hosts.map((h) => h.host) }]),
+        Object.values(sched.allocations).map((a) => [a.id, { ranks: a.ranks, state: state.jobs[a.id]?.state ?? 'PENDING', hosts: a.hosts.map((h) => h.host) }]),
       ),
     }),
-    { description: 'Hosts with their slot owners, the queue in order, the head reservation, and allocations.' },
+    { description: 'Hosts with their slot owners, the head of the queue in order (queueSummary counts all), the head reservation, and allocations.' },
   );
   setHandler(
     queueStandingQuery,
@@ -173,11 +184,11 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       const out: Record<string, NonNullable<ReturnType<typeof standing>>> = {};
       for (const n of names) {
         const s = standing(sched, n);
-        if (s) out[n] = s;
+        if (s) out[n] = { ...s, queueLength: state.length };
       }
       return out;
     },
-    { description: 'Queue position and what each named job waits for.' },
+    { description: 'Queue position and what each named job waits for (jobs in the head of the queue; the API reads the others from the pool store).' },
   );
 
   // ---- capacity ------------------------------------------------------------------------------------
@@ -191,31 +202,29 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       await refuse(req.workflowId, `node pool ${pool.name} can never hold ${req.ranks} ranks: it has at most ${limit}`);
       return;
     }
-    if (enqueue(sched, req.jobName, req.ranks) === 'queued') {
-      jobs[req.jobName] = { workflowId: req.workflowId, ranks: req.ranks, state: 'QUEUED', enqueuedAt: now() };
-      dirty = true;
-    }
+    if (state.request(req, now()) === 'queued') dirty = true;
   });
   setHandler(releaseCapacitySignal, ({ jobName }) => {
-    const result = release(sched, jobName);
-    delete jobs[jobName];
-    if (result !== 'unknown') dirty = true;
+    state.release(jobName);
+    dirty = true;
   });
-  setHandler(jobStateSignal, ({ jobName, state }) => {
-    const j = jobs[jobName];
-    if (j && !isTerminal(state)) j.state = state;
+  setHandler(jobStateSignal, ({ jobName, state: jobState }) => {
+    const j = state.jobs[jobName];
+    if (j && !isTerminal(jobState)) j.state = jobState;
   });
   setHandler(hostLostSignal, ({ host, reason }) => {
     log.warn('host lost', { host, reason });
     setHostStatus(sched, host, 'unreachable');
+    state.touchCapacity();
     dirty = true;
   });
   setHandler(
     joinHostUpdate,
     (reg: HostRegistration) => {
-      if (!hosts[reg.host]) registerHost(reg.host, reg.address);
-      else hosts[reg.host] = { ...hosts[reg.host]!, address: reg.address };
+      if (!state.hosts[reg.host]) registerHost(reg.host, reg.address);
+      else state.hosts[reg.host] = { ...state.hosts[reg.host]!, address: reg.address };
       addHost(sched, reg.host, reg.slots);
+      state.touchCapacity();
       dirty = true;
       return { taskQueue: hostTaskQueue(input.name, reg.host) };
     },
@@ -230,7 +239,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
           if (index === undefined || index >= pool.fakeNodePool.numNodes) {
             throw failedPrecondition(`host ${reg.host} is not one of the ${pool.fakeNodePool.numNodes} hosts of fake pool ${pool.name}`);
           }
-        } else if (!hosts[reg.host] && sched.hosts.filter((h) => h.status !== 'draining').length >= pool.maxNodeCount) {
+        } else if (!state.hosts[reg.host] && sched.hosts.filter((h) => h.status !== 'draining').length >= pool.maxNodeCount) {
           throw failedPrecondition(`node pool ${pool.name} already has maxNodeCount=${pool.maxNodeCount} hosts`);
         }
       },
@@ -246,7 +255,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       reconcileFakeHosts();
       changed();
       dirty = true;
-      const mine = version;
+      const mine = state.version;
       await condition(() => reported >= mine);
       return view();
     },
@@ -254,7 +263,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       validator: ({ spec }: { spec: NodePoolSpec }) => {
         if (deleting) throw failedPrecondition(`node pool ${pool.name} is being deleted`);
         const newLimit = poolCapacityLimit({ ...pool, ...spec });
-        const largest = Math.max(0, ...sched.queue.map((r) => r.ranks), ...Object.values(sched.allocations).map((a) => a.ranks));
+        const largest = state.largestJob();
         if (newLimit < largest) {
           throw failedPrecondition(
             `the pool would hold at most ${newLimit} ranks, but a live job needs ${largest}; shrink it after that job ends (running ranks are never killed by a resize)`,
@@ -271,7 +280,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       pool = { ...pool, state: 'DELETING', status: okStatus('being deleted') };
       changed();
       upsertSearchAttributes([{ key: NodePoolState, value: 'DELETING' }]);
-      const mine = version;
+      const mine = state.version;
       await condition(() => reported >= mine);
       return view();
     },
@@ -292,59 +301,111 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     }
   }
 
+  /** Writes what changed (and reads more of the queue when the window runs low) before anything is acted on. */
+  async function sync(): Promise<void> {
+    const step = state.takeSync();
+    const outcome = await control.syncPool({ pool: input.name, ...step });
+    state.applySync(step, outcome);
+    if (outcome.rows.length > 0) dirty = true;
+  }
+
+  /** Sends one pass's grants together; a job that ended while it waited gives its capacity straight back. */
+  async function grant(allocations: Allocation[]): Promise<void> {
+    const undeliverable: string[] = [];
+    await Promise.all(
+      allocations.map(async (allocation) => {
+        const job = state.jobs[allocation.id];
+        try {
+          await getExternalWorkflowHandle(job?.workflowId ?? allocation.id).signal(capacityGrantedSignal, {
+            pool: input.name,
+            gpu,
+            masterPort: allocation.masterPort,
+            hosts: allocation.hosts.map((a) => ({
+              host: a.host,
+              address: state.hosts[a.host]?.address ?? '127.0.0.1',
+              taskQueue: state.hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
+              slots: a.slots,
+            })),
+          });
+        } catch (err) {
+          log.info('grant undeliverable; releasing', { job: allocation.id, error: String(err) });
+          undeliverable.push(allocation.id);
+        }
+      }),
+    );
+    if (undeliverable.length > 0) await forgetClosed(undeliverable);
+  }
+
+  /** Jobs whose workflows closed: their end is recorded (control.closedJobs) and their capacity freed. */
+  async function forgetClosed(names: string[]): Promise<void> {
+    const { closed } = await control.closedJobs({ names });
+    for (const name of closed) state.release(name);
+    if (closed.length > 0) dirty = true;
+  }
+
   // The pool's state must survive any cancellation: `temporal workflow cancel` on a pool is ignored
-  // (pools are deleted through the API, which refuses while jobs live), so both loops run non-cancellable.
+  // (pools are deleted through the API, which refuses while jobs live), so every loop is non-cancellable.
   CancellationScope.current().cancelRequested.catch(() => log.warn('cancellation of a node pool workflow ignored; delete the pool through the API'));
   void CancellationScope.nonCancellable(async () => {
     for (;;) {
-      await condition(() => version > reported);
-      const v = version;
+      await condition(() => state.version > reported);
+      const v = state.version;
       await control.report({ kind: 'nodePools', account: input.account, resource: { ...pool }, version: v });
       reported = v;
     }
   });
 
+  // While jobs wait behind capacity that is held, check now and then that its holders still live: a job
+  // terminated by an operator never says it ended. One timer per period, and only while blocked.
+  void CancellationScope.nonCancellable(async () => {
+    for (;;) {
+      await condition(() => state.length > 0 && Object.keys(sched.allocations).length > 0);
+      await sleep(settings.reconcileMs);
+      reconcileDue = true;
+      await condition(() => !reconcileDue);
+    }
+  });
+
   // ---- the scheduling loop -------------------------------------------------------------------------
   await CancellationScope.nonCancellable(async () => {
+    if (input.recover) {
+      // Grants the last run wrote may not have reached their jobs: send them again (a job ignores a
+      // second grant; one that ended gives its capacity back). Requests the last run received but never
+      // wrote are queued again, oldest first (a job whose own request arrives too is queued once).
+      await grant(Object.values(sched.allocations));
+      const found = await control.poolOrphans({ pool: input.name, account: input.account, poolId: input.poolId, known: Object.keys(sched.allocations) });
+      for (const [name, s] of Object.entries(found.states)) {
+        const job = state.jobs[name];
+        if (job && (s === 'RUNNING' || s === 'PENDING')) job.state = s;
+      }
+      const limit = poolCapacityLimit(pool);
+      for (const o of found.orphans) if (o.ranks <= limit) state.request({ jobName: o.jobName, workflowId: o.jobName, ranks: o.ranks }, o.createTime);
+      if (found.orphans.length > 0) log.warn('queued again the requests the closed run never wrote', { jobs: found.orphans.length });
+      dirty = true;
+    }
     const continueAsNewAt = input.continueAsNewEvents ?? 4000;
     for (;;) {
       setCurrentDetails(describe());
       await condition(
-        () => dirty || (deleting && reported >= version) || workflowInfo().historyLength > continueAsNewAt || workflowInfo().continueAsNewSuggested,
+        () =>
+          dirty ||
+          reconcileDue ||
+          state.needsSync() ||
+          (deleting && reported >= state.version) ||
+          workflowInfo().historyLength > continueAsNewAt ||
+          workflowInfo().continueAsNewSuggested,
       );
-      if (dirty) {
+      if (reconcileDue) {
+        await forgetClosed(Object.keys(sched.allocations));
+        reconcileDue = false;
+        continue;
+      }
+      if (dirty || state.needsSync()) {
         dirty = false;
-        // One pass's grants go out together: awaiting each in turn would cost a round trip per job.
-        await Promise.all(
-          schedule(sched).map(async (allocation) => {
-            const job = jobs[allocation.id];
-            if (!job) {
-              release(sched, allocation.id);
-              dirty = true;
-              return;
-            }
-            job.state = 'PENDING';
-            try {
-              await getExternalWorkflowHandle(job.workflowId).signal(capacityGrantedSignal, {
-                pool: input.name,
-                gpu,
-                masterPort: allocation.masterPort,
-                hosts: allocation.hosts.map((a) => ({
-                  host: a.host,
-                  address: hosts[a.host]?.address ?? '127.0.0.1',
-                  taskQueue: hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
-                  slots: a.slots,
-                })),
-              });
-            } catch (err) {
-              // The job ended while it waited: give the capacity straight back.
-              log.info('grant undeliverable; releasing', { job: allocation.id, error: String(err) });
-              release(sched, allocation.id);
-              delete jobs[allocation.id];
-              dirty = true;
-            }
-          }),
-        );
+        const grants = state.pass();
+        // The snapshot with these allocations is written before any grant goes out.
+        if (state.needsSync()) await sync();
+        await grant(grants);
         continue;
       }
       if (deleting) {
@@ -352,14 +413,30 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         await control.removeResource({ kind: 'nodePools', name: input.name });
         return;
       }
-      // History grew large: start afresh with the same state.
+      // History grew large: start afresh with the same state, on the pools' task queue.
       await condition(allHandlersFinished);
-      await condition(() => reported >= version);
-      await continueAsNew<typeof nodePoolWorkflow>({
+      await condition(() => reported >= state.version);
+      if (state.needsSync()) await sync();
+      await makeContinueAsNewFunc<typeof nodePoolWorkflow>({ taskQueue: settings.taskQueue })({
         ...input,
         pool,
-        carried: { scheduler: sched, hosts, jobs, version },
+        settings,
+        carried: state.carried(),
+        recover: undefined,
       });
     }
   });
+}
+
+/** The pool's state at the start of a run: carried across continue-as-new, recovered from the store, or new. */
+async function initialState(input: NodePoolInput, settings: PoolSettings): Promise<PoolQueue> {
+  if (input.carried) return PoolQueue.resume(input.carried, settings.queueWindow, now());
+  if (input.recover) {
+    const loaded = await control.loadPool({ pool: input.name, windowSize: settings.queueWindow });
+    const snapshot = loaded.snapshot?.state as PoolRecoverySnapshot | undefined;
+    // Without a snapshot (it closed before its first sync) it has no capacity to recover, only its queue.
+    const version = Math.max(loaded.snapshot?.version ?? 0, input.recover.version);
+    return PoolQueue.recover(snapshot ?? PoolQueue.fresh(settings.queueWindow).recoverySnapshot(), loaded, version, settings.queueWindow);
+  }
+  return PoolQueue.fresh(settings.queueWindow);
 }

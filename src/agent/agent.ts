@@ -11,7 +11,7 @@ import { ConfigError } from '../config';
 import { type NativeConnection, Worker } from '@temporalio/worker';
 import { type Logger } from 'pino';
 import { type AgentActivities, type HostOutcome, type HostRunInput } from '../../activities/contracts';
-import { joinHostUpdate, ranksStartedSignal, releaseCapacitySignal } from '../../workflows/messages';
+import { joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
 import { type LogSink, LogWriter } from '../store/log-store';
 import { PidFiles } from './pid-files';
 import { killByEnv, sleep } from './processes';
@@ -174,8 +174,7 @@ export class HostAgent {
             ? 'the job’s workflow is gone (terminated)'
             : 'the job asked its ranks to stop';
         log.info({ why }, 'ranks stopped by cancellation');
-        // A terminated job can no longer release its capacity; its hosts do it for it (idempotent).
-        if (details?.notFound) await this.releaseFor(input.jobName, log);
+        // A terminated job cannot release its capacity: its pool notices that by itself (one owner of capacity).
         throw new CancelledFailure(why);
       }
       if (outcome.outcome === 'failed') await this.stopAll(job, input.stopGraceMs);
@@ -238,15 +237,6 @@ export class HostAgent {
     stopped += killByEnv({ [RANK_MARKER]: (v) => v.startsWith(`${jobName}#`), [AGENT_MARKER]: (v) => v === this.agentKey });
     this.log.info({ job: jobName, stopped }, 'ranks stopped on request');
     return { stopped };
-  }
-
-  private async releaseFor(jobName: string, log: Logger): Promise<void> {
-    try {
-      await this.o.client.workflow.getHandle(this.o.poolName).signal(releaseCapacitySignal, { jobName });
-      log.warn('the job’s workflow was terminated; released its capacity at the pool');
-    } catch (err) {
-      log.error({ err: String(err) }, 'could not release the capacity of a terminated job');
-    }
   }
 
   /** Tells the job workflow this host's ranks run; retried because the job waits on it to enter RUNNING. */

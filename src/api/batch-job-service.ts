@@ -16,13 +16,13 @@ import {
   deleteSignal,
   getBatchJobQuery,
   queueStandingQuery,
-  releaseCapacitySignal,
   updateBatchJobUpdate,
 } from '../../workflows/messages';
 import type { batchJobWorkflow } from '../../workflows/batch-job';
 import { jobMemo, jobSearchAttributes } from '../../workflows/search-attributes';
 import { type Config } from '../config';
 import { admitJob } from '../control/admission';
+import { closedJobs } from '../control/closed-jobs';
 import { purgeJob } from '../control/purge';
 import { type BatchJob, batchJobCreateSchema, isTerminal } from '../domain/batch-job';
 import { isCancellable } from '../domain/batch-job-lifecycle';
@@ -30,7 +30,8 @@ import { applyBatchJobPatch, deepEqual, planBatchJobUpdate } from '../domain/bat
 import { ApiError } from '../domain/errors';
 import { generateId, ID_RULE, isValidId, resourceName } from '../domain/names';
 import { type NodePool, isGpuPool } from '../domain/node-pool';
-import { queuedStatus } from '../domain/queue-status';
+import { queuedBehindWindowStatus, queuedStatus } from '../domain/queue-status';
+import { type QueueStanding } from '../domain/scheduler';
 import { parseOrThrow } from '../domain/validation';
 import { type LogStore } from '../store/log-store';
 import { type BatchJobRecord, type ListQuery, type ReadModel } from '../store/read-model';
@@ -42,7 +43,7 @@ export interface BatchJobServiceDeps {
   client: Client;
   store: ReadModel;
   logs: LogStore;
-  config: Pick<Config, 'TASK_QUEUE' | 'HOST_HEARTBEAT_TIMEOUT_MS' | 'HOST_START_TIMEOUT_MS' | 'RANK_STOP_GRACE_MS' | 'dataDir'>;
+  config: Pick<Config, 'TASK_QUEUE' | 'HOST_HEARTBEAT_TIMEOUT_MS' | 'HOST_START_TIMEOUT_MS' | 'RANK_STOP_GRACE_MS' | 'dataDir' | 'POOL_QUEUE_WINDOW'>;
   logger: Logger;
   random?: () => number;
   /** How long get waits for a workflow query before answering from the read model. */
@@ -119,8 +120,8 @@ export class BatchJobService {
       const view = await this.query(name);
       return view.job;
     } catch (err) {
-      const repaired = await this.repairIfClosed(row.resource, row.version);
-      if (repaired) return repaired;
+      const ended = await this.endedWithoutReport(row.resource);
+      if (ended) return ended;
       this.d.logger.warn({ job: name, err: String(err) }, 'job query failed; answering from the read model');
       return row.resource;
     }
@@ -132,10 +133,11 @@ export class BatchJobService {
   }
 
   /**
-   * A job whose workflow closed without a final report (an operator terminated it) would hold its
-   * capacity and show a live state forever: record it FAILED and release its capacity.
+   * A job whose workflow closed without a final report (an operator terminated it) is shown FAILED,
+   * saying so. Reads never write: its pool records that end and frees its capacity when it next checks
+   * its holders (control.closedJobs), the one path by which such an end is written.
    */
-  private async repairIfClosed(job: BatchJob, version: number): Promise<BatchJob | undefined> {
+  private async endedWithoutReport(job: BatchJob): Promise<BatchJob | undefined> {
     let status: string;
     try {
       const d = await this.d.client.workflow.getHandle(job.name).describe();
@@ -144,21 +146,13 @@ export class BatchJobService {
         // It ended normally just now: its final report is in the read model.
         return (await this.d.store.get<BatchJobRecord>('batchJobs', job.name))?.resource;
       }
-      status = d.status.name;
+      status = `its workflow ${d.status.name.toLowerCase().replaceAll('_', ' ')}`;
     } catch (err) {
       if (!(err instanceof WorkflowNotFoundError)) return undefined;
       status = 'its workflow no longer exists';
     }
-    const now = new Date().toISOString();
-    const failed: BatchJob = { ...job, state: 'FAILED', status: `the job's workflow ended without finishing the job (${status})`, updateTime: now, endTime: now };
-    const account = job.name.split('/')[1] ?? '';
-    await this.d.store.put('batchJobs', account, failed, version + 1);
-    try {
-      await this.d.client.workflow.getHandle(resourceName(account, 'nodePools', job.nodePoolId)).signal(releaseCapacitySignal, { jobName: job.name });
-    } catch {
-      // no pool, no capacity to release
-    }
-    return failed;
+    const at = job.updateTime;
+    return { ...job, state: 'FAILED', status: `the job's workflow ended without finishing the job (${status})`, updateTime: at, endTime: at };
   }
 
   async list(caller: Principal, query: Omit<ListQuery, 'account'>): Promise<{ jobs: BatchJob[]; totalSize: number; nextAfter?: unknown[] }> {
@@ -167,23 +161,36 @@ export class BatchJobService {
     return { jobs, totalSize: page.totalSize, ...(page.nextAfter ? { nextAfter: page.nextAfter } : {}) };
   }
 
-  /** QUEUED jobs say where they stand; one query per pool on the page. */
+  /**
+   * QUEUED jobs say where they stand: their place from the pool store (any depth of queue), and what
+   * they wait for from the pool's workflow (one query per pool on the page; it knows the head of its
+   * queue). A pool that does not answer still leaves the places.
+   */
   private async enrichQueued(account: string, jobs: BatchJob[]): Promise<BatchJob[]> {
-    const byPool = new Map<string, string[]>();
-    for (const j of jobs) if (j.state === 'QUEUED') byPool.set(j.nodePoolId, [...(byPool.get(j.nodePoolId) ?? []), j.name]);
+    const byPool = new Map<string, BatchJob[]>();
+    for (const j of jobs) if (j.state === 'QUEUED') byPool.set(j.nodePoolId, [...(byPool.get(j.nodePoolId) ?? []), j]);
     if (byPool.size === 0) return jobs;
     const statuses = new Map<string, string>();
     await Promise.all(
-      [...byPool].map(async ([poolId, names]) => {
+      [...byPool].map(async ([poolId, queued]) => {
         const poolName = resourceName(account, 'nodePools', poolId);
+        const names = queued.map((j) => j.name);
+        const pool = await this.d.store.get<StoredPool>('nodePools', poolName);
+        const gpu = pool ? isGpuPool(pool.resource) : true;
+        const places = await this.d.store.queuePositions(poolName, names);
+        let standings: Record<string, QueueStanding> = {};
         try {
-          const pool = await this.d.store.get<StoredPool>('nodePools', poolName);
-          const standings = await this.d.client.withDeadline(Date.now() + 2000, () =>
-            this.d.client.workflow.getHandle(poolName).query(queueStandingQuery, names),
-          );
-          for (const [name, s] of Object.entries(standings)) statuses.set(name, queuedStatus(poolId, pool ? isGpuPool(pool.resource) : true, s));
+          standings = await this.d.client.withDeadline(Date.now() + 2000, () => this.d.client.workflow.getHandle(poolName).query(queueStandingQuery, names));
         } catch (err) {
           this.d.logger.debug({ pool: poolName, err: String(err) }, 'queue standing unavailable');
+        }
+        for (const j of queued) {
+          const s = standings[j.name];
+          const position = places.positions[j.name];
+          if (s) statuses.set(j.name, queuedStatus(poolId, gpu, { ...s, queueLength: Math.max(places.length, s.queueLength) }));
+          else if (position !== undefined) {
+            statuses.set(j.name, queuedBehindWindowStatus(poolId, gpu, { ranks: j.numRanks, position, queueLength: places.length, window: this.d.config.POOL_QUEUE_WINDOW }));
+          }
         }
       }),
     );
@@ -245,8 +252,10 @@ export class BatchJobService {
       if (!row) throw ApiError.notFound(`batch job "${id}"`);
       const job = row.resource;
       if (!isTerminal(job.state) && job.state !== 'DELETING') {
-        // Its workflow closed without a final report (an operator terminated it): settle it, then read again.
-        if (!(await this.repairIfClosed(job, row.version))) throw new ApiError('UNAVAILABLE', `batch job "${id}" is changing state; retry the update`);
+        // Its workflow closed without a final report (an operator terminated it): record that end, then read again.
+        if ((await closedJobs(this.d.store, this.d.client, [name])).length === 0) {
+          throw new ApiError('UNAVAILABLE', `batch job "${id}" is changing state; retry the update`);
+        }
         continue;
       }
       this.canChange(caller, job);

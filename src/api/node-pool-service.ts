@@ -6,7 +6,15 @@
 import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { type Logger } from 'pino';
 import type { nodePoolWorkflow } from '../../workflows/node-pool';
-import { deleteNodePoolUpdate, getNodePoolInternalsQuery, getNodePoolQuery, type NodePoolInternals, updateNodePoolUpdate } from '../../workflows/messages';
+import {
+  deleteNodePoolUpdate,
+  getNodePoolInternalsQuery,
+  getNodePoolQuery,
+  type NodePoolInput,
+  type NodePoolInternals,
+  type PoolSettings,
+  updateNodePoolUpdate,
+} from '../../workflows/messages';
 import { BatchdAccount, NodePoolState } from '../../workflows/search-attributes';
 import { ApiError } from '../domain/errors';
 import { type NodePool, type NodePoolSpec, nodePoolCreateBodySchema, okStatus, planNodePoolUpdate, ranksPerNodeOf } from '../domain/node-pool';
@@ -19,7 +27,8 @@ import { fromTemporal } from './errors';
 export interface NodePoolServiceDeps {
   client: Client;
   store: ReadModel;
-  taskQueue: string;
+  /** Pool workflows run on settings.taskQueue. */
+  settings: PoolSettings;
   logger: Logger;
   continueAsNewEvents: number;
   queryTimeoutMs?: number;
@@ -75,18 +84,7 @@ export class NodePoolService {
       nodePoolStats: { nodeCount: 0, ranksPerNode: ranksPerNodeOf(spec), environmentCount: 0, environmentRanks: 0, batchJobCount: {}, batchJobRanks: {} },
     };
     try {
-      await this.d.client.workflow.start<typeof nodePoolWorkflow>('nodePoolWorkflow', {
-        workflowId: name,
-        taskQueue: this.d.taskQueue,
-        args: [{ account, poolId: id, name, pool, continueAsNewEvents: this.d.continueAsNewEvents }],
-        workflowIdConflictPolicy: 'FAIL',
-        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-        typedSearchAttributes: [
-          { key: BatchdAccount, value: account },
-          { key: NodePoolState, value: 'CREATING' },
-        ],
-        staticSummary: `node pool ${id}: ${spec.fakeNodePool ? `${spec.fakeNodePool.numNodes} × ${spec.fakeNodePool.machineType} (fake)` : `EKS ${spec.eksNodePool?.instanceType ?? ''}`}`,
-      });
+      await this.startWorkflow({ account, poolId: id, name, pool, continueAsNewEvents: this.d.continueAsNewEvents, settings: this.d.settings });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new ApiError('ALREADY_EXISTS', `node pool "${id}" already exists`);
       throw fromTemporal(err) ?? err;
@@ -96,6 +94,45 @@ export class NodePoolService {
       return (await this.deadline(() => this.handle(name).query(getNodePoolQuery))).pool;
     } catch {
       return pool;
+    }
+  }
+
+  private async startWorkflow(input: NodePoolInput): Promise<void> {
+    const spec = input.pool;
+    await this.d.client.workflow.start<typeof nodePoolWorkflow>('nodePoolWorkflow', {
+      workflowId: input.name,
+      taskQueue: this.d.settings.taskQueue,
+      args: [input],
+      workflowIdConflictPolicy: 'FAIL',
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      typedSearchAttributes: [
+        { key: BatchdAccount, value: input.account },
+        { key: NodePoolState, value: input.pool.state },
+      ],
+      staticSummary: `node pool ${input.poolId}: ${spec.fakeNodePool ? `${spec.fakeNodePool.numNodes} × ${spec.fakeNodePool.machineType} (fake)` : `EKS ${spec.eksNodePool?.instanceType ?? ''}`}`,
+    });
+  }
+
+  /**
+   * Starts a pool's workflow again after it closed unexpectedly (the pool watchdog): it resumes from
+   * the pool store. False when a run already exists (another watchdog was first).
+   */
+  async recoverPool(stored: NodePool, version: number, reason: string): Promise<boolean> {
+    const [, account = '', , poolId = ''] = stored.name.split('/');
+    try {
+      await this.startWorkflow({
+        account,
+        poolId,
+        name: stored.name,
+        pool: stored,
+        continueAsNewEvents: this.d.continueAsNewEvents,
+        settings: this.d.settings,
+        recover: { reason, version },
+      });
+      return true;
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) return false;
+      throw err;
     }
   }
 

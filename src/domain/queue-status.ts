@@ -17,3 +17,15 @@ export function queuedStatus(pool: string, gpu: boolean, s: QueueStanding): stri
   if (s.usableSlots >= s.freeSlots) return `${where}; only ${plural(s.freeSlots, `free ${unit}`)} now`;
   return `${where}; ${s.usableSlots} of ${plural(s.freeSlots, `free ${unit}`)} usable (the rest is reserved for the job at the head of the queue)`;
 }
+
+/**
+ * A job queued past the head that its pool schedules from (the pool's window, POOL_QUEUE_WINDOW): its
+ * place comes from the pool store, and it is considered once enough of those ahead of it have started.
+ */
+export function queuedBehindWindowStatus(pool: string, gpu: boolean, s: { ranks: number; position: number; queueLength: number; window: number }): string {
+  const unit = gpu ? 'GPU' : 'host';
+  return (
+    `waiting for ${plural(s.ranks, unit)} in node pool ${pool}; position ${s.position} of ${s.queueLength} in the queue; ` +
+    `the pool schedules from the first ${s.window} and takes this job in as ${plural(s.position - s.window, 'job')} ahead of it start`
+  );
+}

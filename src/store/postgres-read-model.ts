@@ -21,9 +21,10 @@ import { type FilterExpr } from '../domain/filter';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { type ColumnSpec, columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileListPage, listPageOf } from './sql-list';
+import { type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, type PoolSync, type PoolSyncResult, type QueuePositions, type QueueRow } from './pool-store';
 
 /** Bumped when the tables change; a database written by a newer build is refused. */
-export const POSTGRES_SCHEMA_VERSION = 1;
+export const POSTGRES_SCHEMA_VERSION = 2; // 2: the pools' queue and snapshot tables
 /** Serialises schema creation between processes starting at once (pg_advisory_xact_lock key, "batchd"). */
 const SCHEMA_LOCK_KEY = 0x6261746368;
 const SCHEMA_TABLE = 'read_model_schema';
@@ -128,6 +129,74 @@ export class PostgresReadModel implements ReadModel {
     return (await this.pool.query<JobCount>(JOB_COUNTS_SQL)).rows;
   }
 
+  syncPool(step: PoolSync): Promise<PoolSyncResult> {
+    return this.transaction('READ COMMITTED', async (client) => {
+      let inserted = 0;
+      let removed = 0;
+      for (const r of step.inserts) {
+        const result = await client.query(
+          `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+          bind([step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt]),
+        );
+        inserted += result.rowCount ?? 0;
+      }
+      if (step.removes.length > 0) {
+        const result = await client.query(`DELETE FROM ${POOL_QUEUE_TABLE} WHERE pool = $1 AND job_name = ANY($2::text[])`, [bind([step.pool])[0], bind(step.removes)]);
+        removed = result.rowCount ?? 0;
+      }
+      if (step.snapshot) {
+        await client.query(
+          `INSERT INTO ${POOL_STATE_TABLE} (pool, version, state) VALUES ($1, $2, $3) ON CONFLICT (pool) DO UPDATE SET version = excluded.version, state = excluded.state WHERE excluded.version >= ${POOL_STATE_TABLE}.version`,
+          bind([step.pool, step.snapshot.version, JSON.stringify(step.snapshot.state)]),
+        );
+      }
+      const rows = step.read ? await queueRows(client, step.pool, step.read.afterSeq, step.read.limit) : [];
+      return { inserted, removed, ...(await queueTotals(client, step.pool)), rows };
+    });
+  }
+
+  loadPool(pool: string, windowSize: number): Promise<LoadedPool> {
+    return this.transaction('REPEATABLE READ READ ONLY', async (client) => {
+      const row = (await client.query<{ version: number; state: unknown }>(`SELECT version, state FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0];
+      return {
+        ...(row ? { snapshot: { version: row.version, state: row.state } } : {}),
+        ...(await queueTotals(client, pool)),
+        maxSeq: (await client.query<{ n: number }>(`SELECT COALESCE(MAX(seq), 0)::bigint AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0]!.n,
+        rows: await queueRows(client, pool, -1, windowSize),
+      };
+    });
+  }
+
+  queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions> {
+    return this.transaction('REPEATABLE READ READ ONLY', async (client) => {
+      const positions: Record<string, number> = {};
+      if (jobNames.length > 0) {
+        const result = await client.query<{ job_name: string; ahead: number }>(
+          `SELECT q.job_name, (SELECT COUNT(*) FROM ${POOL_QUEUE_TABLE} b WHERE b.pool = q.pool AND b.seq < q.seq) AS ahead FROM ${POOL_QUEUE_TABLE} q WHERE q.pool = $1 AND q.job_name = ANY($2::text[])`,
+          [bind([pool])[0], bind(jobNames)],
+        );
+        for (const r of result.rows) positions[r.job_name] = r.ahead + 1;
+      }
+      return { length: await queueLength(client, pool), positions };
+    });
+  }
+
+  async queuedJobs(pool: string, limit: number): Promise<string[]> {
+    const client = await this.pool.connect();
+    try {
+      return (await queueRows(client, pool, -1, limit)).map((r) => r.jobName);
+    } finally {
+      client.release();
+    }
+  }
+
+  async dropPool(pool: string): Promise<void> {
+    await this.transaction('READ COMMITTED', async (client) => {
+      await client.query(`DELETE FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`, bind([pool]));
+      await client.query(`DELETE FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([pool]));
+    });
+  }
+
   /** Ends the pool after running queries finish; calling it again waits for the same end. */
   close(): Promise<void> {
     this.closing ??= this.pool.end();
@@ -159,6 +228,26 @@ export class PostgresReadModel implements ReadModel {
       client.release(broken);
     }
   }
+}
+
+function queueLength(client: PoolClient, pool: string): Promise<number> {
+  return client.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`, bind([pool])).then((r) => r.rows[0]!.n);
+}
+
+async function queueTotals(client: PoolClient, pool: string): Promise<{ length: number; ranks: number; maxRanks: number }> {
+  const result = await client.query<{ length: number; ranks: number; maxRanks: number }>(
+    `SELECT COUNT(*) AS length, COALESCE(SUM(ranks), 0)::bigint AS ranks, COALESCE(MAX(ranks), 0)::bigint AS "maxRanks" FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`,
+    bind([pool]),
+  );
+  return result.rows[0]!;
+}
+
+async function queueRows(client: PoolClient, pool: string, afterSeq: number, limit: number): Promise<QueueRow[]> {
+  const result = await client.query<QueueRow>(
+    `SELECT job_name AS "jobName", workflow_id AS "workflowId", ranks, seq, enqueued_at AS "enqueuedAt" FROM ${POOL_QUEUE_TABLE} WHERE pool = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+    bind([pool, afterSeq, Math.max(0, Math.trunc(limit))]),
+  );
+  return result.rows;
 }
 
 /** `INSERT … VALUES ($1, …)` of every column of a kind's table, in rowOf's order. */
@@ -210,6 +299,11 @@ async function createSchema(client: PoolClient): Promise<void> {
       await client.query(`CREATE INDEX IF NOT EXISTS ${indexName(table, index)} ON ${table} (${index})`);
     }
   }
+  await client.query(
+    `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool text COLLATE "C" NOT NULL, seq bigint NOT NULL, job_name text COLLATE "C" NOT NULL, workflow_id text NOT NULL, ranks bigint NOT NULL, enqueued_at text NOT NULL, PRIMARY KEY (pool, job_name))`,
+  );
+  await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_seq ON ${POOL_QUEUE_TABLE} (pool, seq)`);
+  await client.query(`CREATE TABLE IF NOT EXISTS ${POOL_STATE_TABLE} (pool text COLLATE "C" PRIMARY KEY, version bigint NOT NULL, state json NOT NULL)`);
   await client.query(
     `INSERT INTO ${SCHEMA_TABLE} (version) VALUES ($1) ON CONFLICT (singleton) DO UPDATE SET version = excluded.version`,
     [POSTGRES_SCHEMA_VERSION],

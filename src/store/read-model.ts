@@ -10,6 +10,7 @@
 import { type BatchJob } from '../domain/batch-job';
 import { type FilterExpr } from '../domain/filter';
 import { type OrderTerm } from '../domain/order-by';
+import { type PoolStore } from './pool-store';
 
 export type ResourceKind = 'batchJobs' | 'nodePools' | 'environments' | 'snapshots';
 
@@ -36,7 +37,11 @@ export interface ListPage<T> {
   nextAfter?: unknown[];
 }
 
-export interface ReadModel {
+/**
+ * The read model, and in the same database the pools' durable queue and capacity snapshots
+ * (pool-store.ts), which are not a projection: see there.
+ */
+export interface ReadModel extends PoolStore {
   /** Writes a resource when `version` is newer than what is stored. Returns whether it was written. */
   put(kind: ResourceKind, account: string, resource: StoredResource, version: number): Promise<boolean>;
   /** Writes only when no record of that name exists (the API's read-your-writes insert at create). */

@@ -9,6 +9,7 @@ import { type FilterExpr } from '../domain/filter';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileListPage, listPageOf } from './sql-list';
+import { type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, type PoolSync, type PoolSyncResult, type QueuePositions, type QueueRow } from './pool-store';
 
 // The tables and the resource → row mapping are shared with the other backends; re-exported for existing callers.
 export { filterColumns, orderColumns, TABLES } from './read-model-tables';
@@ -25,7 +26,8 @@ function putSql(spec: TableSpec): string {
   return `${insertSql(spec)} ON CONFLICT (name) DO UPDATE SET ${updates.join(', ')} WHERE excluded.version > ${spec.table}.version`;
 }
 
-const SCHEMA_VERSION = 1;
+/** 2: the pools' queue and snapshot tables. */
+const SCHEMA_VERSION = 2;
 const STATEMENT_CACHE_LIMIT = 500;
 
 export interface SqliteReadModelOptions {
@@ -101,6 +103,87 @@ export class SqliteReadModel implements ReadModel {
     return settle(() => this.statement(JOB_COUNTS_SQL).all() as JobCount[]);
   }
 
+  syncPool(step: PoolSync): Promise<PoolSyncResult> {
+    return settle(() =>
+      this.db.transaction(() => {
+        let inserted = 0;
+        let removed = 0;
+        const insert = this.statement(
+          `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+        );
+        for (const r of step.inserts) inserted += insert.run(step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt).changes;
+        const remove = this.statement(`DELETE FROM ${POOL_QUEUE_TABLE} WHERE pool = ? AND job_name = ?`);
+        for (const name of step.removes) removed += remove.run(step.pool, name).changes;
+        if (step.snapshot) {
+          this.statement(
+            `INSERT INTO ${POOL_STATE_TABLE} (pool, version, state) VALUES (?, ?, ?) ON CONFLICT (pool) DO UPDATE SET version = excluded.version, state = excluded.state WHERE excluded.version >= ${POOL_STATE_TABLE}.version`,
+          ).run(step.pool, step.snapshot.version, JSON.stringify(step.snapshot.state));
+        }
+        const rows = step.read ? this.queueRows(step.pool, step.read.afterSeq, step.read.limit) : [];
+        return { inserted, removed, ...this.queueTotals(step.pool), rows };
+      })(),
+    );
+  }
+
+  loadPool(pool: string, windowSize: number): Promise<LoadedPool> {
+    return settle(() =>
+      this.db.transaction(() => {
+        const row = this.statement(`SELECT version, state FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(pool) as { version: number; state: string } | undefined;
+        return {
+          ...(row ? { snapshot: { version: row.version, state: JSON.parse(row.state) as unknown } } : {}),
+          ...this.queueTotals(pool),
+          maxSeq: (this.statement(`SELECT COALESCE(MAX(seq), 0) AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`).get(pool) as { n: number }).n,
+          rows: this.queueRows(pool, -1, windowSize),
+        };
+      })(),
+    );
+  }
+
+  queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions> {
+    return settle(() =>
+      this.db.transaction(() => {
+        const positions: Record<string, number> = {};
+        const at = this.statement(
+          `SELECT (SELECT COUNT(*) FROM ${POOL_QUEUE_TABLE} b WHERE b.pool = q.pool AND b.seq < q.seq) AS ahead FROM ${POOL_QUEUE_TABLE} q WHERE q.pool = ? AND q.job_name = ?`,
+        );
+        for (const name of jobNames) {
+          const row = at.get(pool, name) as { ahead: number } | undefined;
+          if (row) positions[name] = row.ahead + 1;
+        }
+        return { length: this.queueLength(pool), positions };
+      })(),
+    );
+  }
+
+  queuedJobs(pool: string, limit: number): Promise<string[]> {
+    return settle(() => this.queueRows(pool, -1, limit).map((r) => r.jobName));
+  }
+
+  dropPool(pool: string): Promise<void> {
+    return settle(() =>
+      this.db.transaction(() => {
+        this.statement(`DELETE FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`).run(pool);
+        this.statement(`DELETE FROM ${POOL_STATE_TABLE} WHERE pool = ?`).run(pool);
+      })(),
+    );
+  }
+
+  private queueLength(pool: string): number {
+    return (this.statement(`SELECT COUNT(*) AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`).get(pool) as { n: number }).n;
+  }
+
+  private queueTotals(pool: string): { length: number; ranks: number; maxRanks: number } {
+    return this.statement(
+      `SELECT COUNT(*) AS length, COALESCE(SUM(ranks), 0) AS ranks, COALESCE(MAX(ranks), 0) AS maxRanks FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`,
+    ).get(pool) as { length: number; ranks: number; maxRanks: number };
+  }
+
+  private queueRows(pool: string, afterSeq: number, limit: number): QueueRow[] {
+    return this.statement(
+      `SELECT job_name AS jobName, workflow_id AS workflowId, ranks, seq, enqueued_at AS enqueuedAt FROM ${POOL_QUEUE_TABLE} WHERE pool = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    ).all(pool, afterSeq, Math.max(0, Math.trunc(limit))) as QueueRow[];
+  }
+
   close(): Promise<void> {
     return settle(() => {
       this.statements.clear();
@@ -145,6 +228,11 @@ export class SqliteReadModel implements ReadModel {
           this.db.exec(`CREATE INDEX IF NOT EXISTS ${indexName(table, index)} ON ${table} (${index})`);
         }
       }
+      this.db.exec(
+        `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool TEXT NOT NULL, seq INTEGER NOT NULL, job_name TEXT NOT NULL, workflow_id TEXT NOT NULL, ranks INTEGER NOT NULL, enqueued_at TEXT NOT NULL, PRIMARY KEY (pool, job_name)) STRICT`,
+      );
+      this.db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_seq ON ${POOL_QUEUE_TABLE} (pool, seq)`);
+      this.db.exec(`CREATE TABLE IF NOT EXISTS ${POOL_STATE_TABLE} (pool TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL) STRICT`);
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
   }

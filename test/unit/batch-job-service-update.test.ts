@@ -73,6 +73,21 @@ class MemoryReadModel implements ReadModel {
   jobCounts(): never {
     throw new Error('not used');
   }
+  syncPool(): never {
+    throw new Error('not used');
+  }
+  loadPool(): never {
+    throw new Error('not used');
+  }
+  queuePositions(): never {
+    throw new Error('not used');
+  }
+  queuedJobs(): never {
+    throw new Error('not used');
+  }
+  dropPool(): never {
+    throw new Error('not used');
+  }
   close(): Promise<void> {
     return Promise.resolve();
   }
@@ -104,7 +119,7 @@ function service(store: MemoryReadModel, stub: Stub): { service: BatchJobService
     client,
     store,
     logs: {} as LogStore,
-    config: { TASK_QUEUE: 'q', HOST_HEARTBEAT_TIMEOUT_MS: 1000, HOST_START_TIMEOUT_MS: 1000, RANK_STOP_GRACE_MS: 1000, dataDir: '/tmp' },
+    config: { TASK_QUEUE: 'q', HOST_HEARTBEAT_TIMEOUT_MS: 1000, HOST_START_TIMEOUT_MS: 1000, RANK_STOP_GRACE_MS: 1000, dataDir: '/tmp', POOL_QUEUE_WINDOW: 1000 },
     logger: pino({ level: 'silent' }),
   });
   return { service: svc, updates: () => updates };

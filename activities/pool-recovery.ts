@@ -1,0 +1,53 @@
+/**
+ * After a node pool's recovery, the jobs whose requests its closed run received but never wrote.
+ */
+import { type FilterExpr } from '../src/domain/filter';
+import { type BatchJobRecord, type ReadModel } from '../src/store/read-model';
+
+const WAITING: FilterExpr = {
+  kind: 'or',
+  items: [
+    { kind: 'cmp', field: 'state', op: '=', value: 'CREATING' },
+    { kind: 'cmp', field: 'state', op: '=', value: 'QUEUED' },
+  ],
+};
+
+/**
+ * After a pool's recovery: the jobs of the pool that may still wait for capacity (CREATING or QUEUED
+ * in the read model), that hold nothing (`known`) and are not in its stored queue, oldest first. Their
+ * requests reached the closed run but were never written; the recovered pool queues them again in this
+ * order (a job that is queued twice is queued once). Also answers the recorded states of the `known`
+ * jobs (those holding capacity), which the snapshot does not follow.
+ */
+export async function poolOrphans(
+  store: ReadModel,
+  input: { pool: string; account: string; poolId: string; known: readonly string[] },
+): Promise<{ orphans: Array<{ jobName: string; ranks: number; createTime: string }>; states: Record<string, string> }> {
+  const known = new Set(input.known);
+  const states: Record<string, string> = {};
+  for (const name of known) {
+    const row = await store.get<BatchJobRecord>('batchJobs', name);
+    if (row) states[name] = row.resource.state;
+  }
+  const filter: FilterExpr = { kind: 'and', items: [{ kind: 'cmp', field: 'nodePoolId', op: '=', value: input.poolId }, WAITING] };
+  const orphans: Array<{ jobName: string; ranks: number; createTime: string }> = [];
+  let after: unknown[] | undefined;
+  for (let page = 0; page < 10_000; page++) {
+    const result = await store.list<BatchJobRecord>('batchJobs', {
+      account: input.account,
+      filter,
+      orderBy: [
+        { field: 'createTime', desc: false },
+        { field: 'name', desc: false },
+      ],
+      pageSize: 500,
+      ...(after ? { after } : {}),
+    });
+    const candidates = result.items.filter((j) => !known.has(j.name));
+    const queued = new Set(Object.keys((await store.queuePositions(input.pool, candidates.map((j) => j.name))).positions));
+    for (const j of candidates) if (!queued.has(j.name)) orphans.push({ jobName: j.name, ranks: j.numRanks, createTime: j.createTime });
+    if (!result.nextAfter) break;
+    after = result.nextAfter;
+  }
+  return { orphans, states };
+}

@@ -1,0 +1,81 @@
+/**
+ * The durable state of node pools that does not fit in a workflow: each pool's queue of waiting jobs,
+ * and a snapshot of its capacity (hosts, allocations, reservation) to recover from.
+ *
+ * Unlike the read model, this is a source of truth. The pool's workflow is its only writer (through
+ * the `syncPool` and `loadPool` local activities), so queue order and capacity keep one owner; the
+ * API only reads it (queue positions). The workflow keeps just the head of the queue in memory (its
+ * window), so neither its state carried across continue-as-new nor its history grows with the queue.
+ *
+ * Ordering: `seq` is assigned by the workflow, one per request, increasing; a job is queued at most
+ * once per pool (primary key), so a repeated request changes nothing.
+ */
+import { type QueueEntry } from '../domain/pool-queue';
+
+/** A waiting job: name, workflow id, ranks, seq and when it reached the pool. */
+export type QueueRow = QueueEntry;
+
+export interface PoolSnapshot {
+  /** The pool's state version when it was written; a write never replaces a newer snapshot. */
+  version: number;
+  /** The capacity state as the workflow carries it (JSON). */
+  state: unknown;
+}
+
+/** One atomic step of a pool: what joined and left its queue, its capacity, and the next window rows. */
+export interface PoolSync {
+  pool: string;
+  /** New requests in seq order; a job already queued in this pool is left as it is. */
+  inserts: QueueRow[];
+  /** Jobs that left the queue: granted, withdrawn, or found to have ended. */
+  removes: string[];
+  snapshot?: PoolSnapshot;
+  /** Rows to read after the writes, in seq order: the window's refill. */
+  read?: { afterSeq: number; limit: number };
+}
+
+export interface PoolSyncResult {
+  /** How many of `inserts` were new. */
+  inserted: number;
+  /** How many of `removes` were queued. */
+  removed: number;
+  /** The queue's length after the step. */
+  length: number;
+  /** Ranks asked for by all queued jobs, and by the largest one. */
+  ranks: number;
+  maxRanks: number;
+  rows: QueueRow[];
+}
+
+export interface LoadedPool {
+  snapshot?: PoolSnapshot;
+  length: number;
+  ranks: number;
+  maxRanks: number;
+  /** The highest seq queued (0 when the queue is empty). */
+  maxSeq: number;
+  /** The first rows of the queue, in seq order. */
+  rows: QueueRow[];
+}
+
+export interface QueuePositions {
+  length: number;
+  /** 1-based position of each named job that is queued. */
+  positions: Record<string, number>;
+}
+
+export interface PoolStore {
+  /** Applies one step in one transaction and answers the queue's length and the rows asked for. */
+  syncPool(step: PoolSync): Promise<PoolSyncResult>;
+  /** The snapshot (if any), the queue's length and its first `windowSize` rows. */
+  loadPool(pool: string, windowSize: number): Promise<LoadedPool>;
+  /** Where the named jobs stand in the pool's queue (the API's queued status). */
+  queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions>;
+  /** The names of the jobs queued in the pool, oldest first, at most `limit` (operators and recovery). */
+  queuedJobs(pool: string, limit: number): Promise<string[]>;
+  /** Forgets a deleted pool's queue and snapshot. */
+  dropPool(pool: string): Promise<void>;
+}
+
+export const POOL_QUEUE_TABLE = 'pool_queue';
+export const POOL_STATE_TABLE = 'pool_state';

@@ -1,0 +1,109 @@
+/**
+ * A pool that cannot die, through the API on a real Temporal server: a one-GPU fake pool whose window
+ * (POOL_QUEUE_WINDOW=4) is far smaller than its queue, and whose history continues as new every 100
+ * events, so the queue lives in the pool store and crosses several continue-as-new.
+ *
+ * - Queued jobs past the window say where they stand, from the store.
+ * - The pool's workflow is terminated with jobs queued and one running: the watchdog restarts it from
+ *   the store, and every job still runs, in arrival order, exactly once.
+ * - A job created while the pool's workflow is closed waits instead of failing, and runs.
+ * - A running job terminated by an operator is noticed by its pool (its capacity comes back, the
+ *   queue moves on) and is recorded FAILED, saying why; a GET before that writes nothing.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { getNodePoolInternalsQuery, type NodePoolInternals } from '../../workflows/messages';
+import { type BatchJobBody, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
+
+const A = '/v1/accounts/default';
+const POOL = 'accounts/default/nodePools/one';
+const gates = mkdtempSync(join(tmpdir(), 'batchd-gates-'));
+const heldUntil = (gate: string) => `until [ -e ${join(gates, gate)} ]; do sleep 0.1; done`;
+const open = (gate: string) => writeFileSync(join(gates, gate), '');
+
+describe('a pool that cannot die', () => {
+  let t: TestService;
+  const poolHandle = () => t.service.client.workflow.getHandle(POOL);
+  const internals = () => poolHandle().query<NodePoolInternals>(getNodePoolInternalsQuery);
+  const create = async (id: string, command: string) => {
+    const r = await t.api.post(`${A}/batchJobs?batchJobId=${id}`, { nodePoolId: 'one', shellExecutor: { command } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  };
+  const runId = async () => (await poolHandle().describe()).runId;
+
+  before(async () => {
+    t = await startTestService({
+      defaultPools: false,
+      env: { POOL_QUEUE_WINDOW: '4', POOL_CONTINUE_AS_NEW_EVENTS: '100', POOL_WATCHDOG_MS: '500', POOL_RECONCILE_MS: '1000' },
+    });
+    const r = await t.api.post(`${A}/nodePools`, { nodePoolId: 'one', nodePool: { fakeNodePool: { machineType: 'g5.xlarge', numNodes: 1 } } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  });
+  after(async () => {
+    await t?.stop();
+  });
+
+  it('keeps its queue in the store, survives termination with jobs queued and running, and runs them all in order', async () => {
+    await create('holder', heldUntil('holder'));
+    await waitForState(t.api, 'default', 'holder', 'RUNNING');
+    const queued = Array.from({ length: 12 }, (_, i) => `q${String(i).padStart(2, '0')}`);
+    for (const id of queued) await create(id, `echo ran $BATCH_JOB_ID >> ${join(gates, 'order')}`);
+    await waitFor('12 queued', async () => ((await internals()).queueSummary?.length === 12 ? true : undefined));
+    const view = await internals();
+    assert.equal(view.queue.length, 4, 'only the window is in the workflow');
+    const deep = await waitForState(t.api, 'default', 'q09', 'QUEUED');
+    assert.match(deep.status, /position 10 of 12 in the queue; the pool schedules from the first 4/);
+    const list = await t.api.get<{ batchJobs: BatchJobBody[] }>(`${A}/batchJobs?pageSize=50&filter=${encodeURIComponent('state = "QUEUED"')}`);
+    assert.equal(list.body.batchJobs.length, 12);
+    assert.ok(list.body.batchJobs.every((j) => /(position \d+|first) of 12 in the queue/.test(j.status)), 'every queued job on a list page says where it stands');
+
+    // An operator terminates the pool's workflow.
+    const before = await runId();
+    await poolHandle().terminate('test: a pool workflow dies');
+    // A job created while it is down waits, and runs once the pool is back.
+    await create('late', `echo ran $BATCH_JOB_ID >> ${join(gates, 'order')}`);
+    await waitFor('the watchdog restarts the pool', async () => {
+      const d = await poolHandle().describe();
+      return d.status.name === 'RUNNING' && d.runId !== before ? true : undefined;
+    });
+    const back = await waitFor('the recovered pool knows its queue and its running job', async () => {
+      const v = await internals();
+      return v.queueSummary?.length === 13 && v.allocations['accounts/default/batchJobs/holder'] ? v : undefined;
+    });
+    assert.deepEqual(back.queue.slice(0, 4).map((e) => e.jobName.split('/').pop()), queued.slice(0, 4), 'order kept across the restart');
+    const pool = await t.api.get<{ state: string; nodePoolStats: { batchJobCount: Record<string, number> } }>(`${A}/nodePools/one`);
+    assert.equal(pool.body.state, 'READY');
+    assert.deepEqual(pool.body.nodePoolStats.batchJobCount, { QUEUED: 13, RUNNING: 1 });
+
+    open('holder');
+    await waitForState(t.api, 'default', 'holder', 'COMPLETED');
+    for (const id of [...queued, 'late']) await waitForState(t.api, 'default', id, 'COMPLETED', 60_000);
+    const order = readFileSync(join(gates, 'order'), 'utf8').trim().split('\n');
+
+    assert.deepEqual(order, [...queued, 'late'].map((id) => `ran ${id}`), 'each ran once, in arrival order');
+    const history = await poolHandle().fetchHistory();
+    assert.ok((history.events?.length ?? 0) <= 100 + 40, 'the pool continued as new along the way');
+    const after = await internals();
+    assert.equal(after.queueSummary?.length, 0);
+    assert.deepEqual(after.allocations, {});
+  });
+
+  it('notices a running job that an operator terminated: capacity back, queue moving, job FAILED saying why', async () => {
+    await create('doomed', heldUntil('never'));
+    await waitForState(t.api, 'default', 'doomed', 'RUNNING');
+    await create('next', 'true');
+    await waitForState(t.api, 'default', 'next', 'QUEUED');
+    await t.service.client.workflow.getHandle('accounts/default/batchJobs/doomed').terminate('test: an operator terminates a job');
+    // A GET shows the end but writes nothing.
+    const shown = await t.api.get<BatchJobBody>(`${A}/batchJobs/doomed`);
+    assert.equal(shown.body.state, 'FAILED');
+    assert.match(shown.body.status, /ended without finishing the job \(its workflow terminated\)/);
+    await waitForState(t.api, 'default', 'next', 'COMPLETED', 30_000);
+    const stored = await t.service.store.get<BatchJobBody & { name: string; createTime: string; updateTime: string }>('batchJobs', 'accounts/default/batchJobs/doomed');
+    assert.equal(stored?.resource.state, 'FAILED', 'the pool recorded the end');
+    assert.match(stored?.resource.status ?? '', /its workflow terminated/);
+  });
+});
