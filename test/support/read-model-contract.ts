@@ -408,5 +408,38 @@ export function readModelContract(name: string, open: () => Promise<ReadModel>, 
         assert.equal(await store.get('batchJobs', 'accounts/a/nodePools/pool-a'), undefined);
       });
     });
+
+    describe('pool store (the queue and capacity snapshot of each pool)', () => {
+      const row = (n: number, ranks = 1) => ({ jobName: `accounts/a/batchJobs/j${n}`, workflowId: `accounts/a/batchJobs/j${n}`, ranks, seq: n, enqueuedAt: at(n) });
+      const P = 'accounts/a/nodePools/p';
+
+      it('writes, dedupes, removes and reads a queue in seq order, with its totals, in one step', async () => {
+        const first = await store.syncPool({ pool: P, inserts: [row(1), row(2, 4), row(3)], removes: [], read: { afterSeq: 0, limit: 2 } });
+        assert.deepEqual(first, { inserted: 3, removed: 0, length: 3, ranks: 6, maxRanks: 4, rows: [row(1), row(2, 4)] });
+        // A job queued again (a new seq) stays where it was; a removal of an unknown job counts nothing.
+        const second = await store.syncPool({ pool: P, inserts: [{ ...row(1), seq: 9 }, row(4)], removes: ['accounts/a/batchJobs/j2', 'nope'], read: { afterSeq: 1, limit: 10 } });
+        assert.deepEqual(second, { inserted: 1, removed: 1, length: 3, ranks: 3, maxRanks: 1, rows: [row(3), row(4)] });
+        // Inserted and removed in one step (granted at once): nothing stays.
+        const third = await store.syncPool({ pool: P, inserts: [row(5)], removes: ['accounts/a/batchJobs/j5'] });
+        assert.equal(third.length, 3);
+        assert.deepEqual(await store.queuedJobs(P, 10), ['accounts/a/batchJobs/j1', 'accounts/a/batchJobs/j3', 'accounts/a/batchJobs/j4']);
+        // Another pool's queue is its own.
+        assert.equal((await store.syncPool({ pool: `${P}2`, inserts: [row(1)], removes: [] })).length, 1);
+        assert.equal((await store.loadPool(P, 0)).length, 3);
+      });
+
+      it('answers positions, keeps the newest snapshot, loads it with the head of the queue, and forgets a dropped pool', async () => {
+        await store.syncPool({ pool: P, inserts: [row(1), row(2), row(3)], removes: [], snapshot: { version: 5, state: { hosts: ['h0'] } } });
+        assert.deepEqual(await store.queuePositions(P, ['accounts/a/batchJobs/j3', 'accounts/a/batchJobs/j1', 'accounts/a/batchJobs/gone']), {
+          length: 3,
+          positions: { 'accounts/a/batchJobs/j3': 3, 'accounts/a/batchJobs/j1': 1 },
+        });
+        await store.syncPool({ pool: P, inserts: [], removes: [], snapshot: { version: 4, state: { hosts: ['stale'] } } });
+        const loaded = await store.loadPool(P, 2);
+        assert.deepEqual(loaded, { snapshot: { version: 5, state: { hosts: ['h0'] } }, length: 3, ranks: 3, maxRanks: 1, maxSeq: 3, rows: [row(1), row(2)] });
+        await store.dropPool(P);
+        assert.deepEqual(await store.loadPool(P, 2), { length: 0, ranks: 0, maxRanks: 0, maxSeq: 0, rows: [] });
+      });
+    });
   });
 }
