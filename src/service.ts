@@ -8,7 +8,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { type Server } from 'node:http';
 import { join } from 'node:path';
 import { type Client } from '@temporalio/client';
-import { DefaultLogger, type LogLevel, type NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { type NativeConnection, Worker } from '@temporalio/worker';
 import pino, { type Logger } from 'pino';
 import { createControlActivities } from '../activities/control';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
@@ -31,6 +31,7 @@ import { type ReadModel } from './store/read-model';
 import { openReadModel } from './store/open-read-model';
 import { ensureTemporalCli } from './temporal/cli';
 import { connectClient, connectWorker } from './temporal/connection';
+import { installRuntime } from './temporal/runtime';
 import { type DevServer, startDevServer } from './temporal/dev-server';
 import { controlWorkerProblem, temporalProblem } from './temporal/health';
 import { ensureSearchAttributes } from './temporal/search-attributes';
@@ -59,20 +60,6 @@ export interface RunningService {
   store: ReadModel;
   logs: LogStore;
   stop(): Promise<void>;
-}
-
-let runtimeInstalled = false;
-
-/** Temporal's core logs go to our logger at WARN and above. */
-function installRuntime(logger: Logger): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
-  const level = (l: LogLevel) => (l === 'ERROR' ? 'error' : l === 'WARN' ? 'warn' : 'debug');
-  Runtime.install({
-    // The process decides how to stop on signals (src/main.ts), not the SDK.
-    shutdownSignals: [],
-    logger: new DefaultLogger('WARN', (entry) => logger[level(entry.level)]({ sdk: entry.meta }, entry.message)),
-  });
 }
 
 function workflowSource(): { workflowBundle: { codePath: string } } | { workflowsPath: string } {

@@ -13,6 +13,7 @@ import { HOST_ID_PATTERN } from '../domain/hosts';
 import { parseResourceName } from '../domain/names';
 import { LogStore } from '../store/log-store';
 import { connectClient, connectWorker } from '../temporal/connection';
+import { installRuntime } from '../temporal/runtime';
 import { HostAgent } from './agent';
 import { HttpLogSink } from './log-shipper';
 
@@ -49,6 +50,7 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
   if (!Number.isInteger(gpus) || gpus < 0) throw new ConfigError('--gpus must be a whole number');
   const address = flag(args, 'address') ?? firstAddress();
   const logger = pino({ level: config.LOG_LEVEL, base: undefined });
+  installRuntime(logger);
   mkdirSync(config.dataDir, { recursive: true });
 
   const client = await connectClient(config);
