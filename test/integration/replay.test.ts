@@ -1,61 +1,146 @@
 /**
- * Determinism guard: histories of real jobs and pools replay against the current workflow bundle
- * without a non-determinism error. Fresh histories check this build; the committed fixtures in
- * test/fixtures/histories (binary protobuf) check that a change to workflow code still replays workflows that were
- * running before it (change such code with `patched()`, then refresh the fixtures with
- * `BATCHD_WRITE_HISTORY_FIXTURES=1 npm test -- replay`).
+ * Determinism guard: histories of real jobs, pools, environments and parent workflows replay against
+ * the current workflow bundle without a non-determinism error.
+ *
+ * - Fresh histories, made here, check this build: a completed, a failed, a cancelled-while-running,
+ *   a cancelled-while-queued and a deleted-while-running job; a pool run that granted several jobs in
+ *   one pass and continued as new; an environment with snapshots; a sweep of child jobs.
+ * - The committed fixtures (test/fixtures/histories/<name>@<commit>.binpb) check that a change to
+ *   workflow code still replays the workflows that were running before it. Change such code with
+ *   `patched()`. Fixtures are append-only: `BATCHD_WRITE_HISTORY_FIXTURES=1 npm test -- replay` adds
+ *   this build's histories under the current commit and never replaces a file.
+ * - Every workflow type the control worker registers must have at least one committed fixture.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
-import { startTestService, type TestService, waitForState } from '../support/harness';
+import * as registered from '../../workflows';
+import { startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
 const fixtures = join(__dirname, '..', '..', '..', 'test', 'fixtures', 'histories');
 const bundle = { workflowBundle: { codePath: join(__dirname, '..', '..', 'workflow-bundle.js') } };
+type History = temporal.api.history.v1.IHistory;
+
+function workflowTypeOf(history: History): string | undefined {
+  return history.events?.[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name ?? undefined;
+}
+
+function currentCommit(): string {
+  if (process.env.BATCHD_FIXTURE_COMMIT) return process.env.BATCHD_FIXTURE_COMMIT;
+  return execFileSync('git', ['rev-parse', '--short=7', 'HEAD'], { cwd: fixtures, encoding: 'utf8' }).trim();
+}
 
 describe('workflow histories replay against this build', () => {
   let t: TestService;
-  const histories = new Map<string, temporal.api.history.v1.IHistory>();
+  const histories = new Map<string, History>();
+  const job = (id: string) => t.service.client.workflow.getHandle(`accounts/default/batchJobs/${id}`);
 
   before(async () => {
-    t = await startTestService();
-    await t.api.post(`${A}/batchJobs?batchJobId=replay-done`, { nodePoolId: 'default-gpu', numRanks: 12, shellExecutor: { command: 'echo $RANK' } });
-    await t.api.post(`${A}/batchJobs?batchJobId=replay-fails`, { nodePoolId: 'default-cpu', numRanks: 2, shellExecutor: { command: '[ $RANK = 1 ] && exit 2; sleep 30' } });
-    await t.api.post(`${A}/batchJobs?batchJobId=replay-cancelled`, { nodePoolId: 'default-cpu', shellExecutor: { command: 'sleep 30' } });
+    // A pool continues as new every 100 events, so a short run makes a continue-as-new history.
+    t = await startTestService({ env: { POOL_CONTINUE_AS_NEW_EVENTS: '100' } });
+    const post = async (id: string, body: Record<string, unknown>) => {
+      const r = await t.api.post(`${A}/batchJobs?batchJobId=${id}`, body);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    };
+    // The GPU pool is held whole while three jobs queue, then granted them in one pass.
+    await post('replay-holder', { nodePoolId: 'default-gpu', numRanks: 16, shellExecutor: { command: 'sleep 2' } });
+    await waitForState(t.api, 'default', 'replay-holder', 'RUNNING');
+    // Queued behind the holder, then cancelled.
+    await post('replay-cancelled-queued', { nodePoolId: 'default-gpu', numRanks: 16, shellExecutor: { command: 'true' } });
+    await waitForState(t.api, 'default', 'replay-cancelled-queued', 'QUEUED');
+    await t.api.post(`${A}/batchJobs/replay-cancelled-queued:cancel`, {});
+    for (const id of ['replay-g1', 'replay-g2', 'replay-g3']) await post(id, { nodePoolId: 'default-gpu', numRanks: 4, shellExecutor: { command: 'echo $RANK' } });
+    await post('replay-done', { nodePoolId: 'default-gpu', numRanks: 12, shellExecutor: { command: 'echo $RANK' } });
+    await post('replay-fails', { nodePoolId: 'default-cpu', numRanks: 2, shellExecutor: { command: '[ $RANK = 1 ] && exit 2; sleep 30' } });
+    await post('replay-cancelled', { nodePoolId: 'default-cpu', shellExecutor: { command: 'sleep 30' } });
     await waitForState(t.api, 'default', 'replay-cancelled', 'RUNNING');
     await t.api.post(`${A}/batchJobs/replay-cancelled:cancel`, {});
-    await waitForState(t.api, 'default', 'replay-done', 'COMPLETED');
+    // One deleted while it runs.
+    await post('replay-deleted', { nodePoolId: 'default-cpu', shellExecutor: { command: 'sleep 30' } });
+    await waitForState(t.api, 'default', 'replay-deleted', 'RUNNING');
+    const deleted = job('replay-deleted');
+    await t.api.delete(`${A}/batchJobs/replay-deleted`);
+    await deleted.result();
+    // An environment with snapshots.
+    assert.equal((await t.api.post(`${A}/environments`, { environmentId: 'replay-env', environment: { imageRef: 'example.com/img:1' } })).status, 200);
+    const snap = await t.api.post<{ name: string }>(`${A}/snapshots`, { environmentId: 'replay-env' });
+    assert.equal(snap.status, 200, JSON.stringify(snap.body));
+    await t.api.post(`${A}/snapshots`, { environmentId: 'replay-env' });
+    // A parent workflow with child jobs.
+    const sweep = await t.service.client.workflow.start('sweepWorkflow', {
+      workflowId: 'replay-sweep',
+      taskQueue: t.service.config.TASK_QUEUE,
+      args: [{ account: 'default', jobs: [1, 2].map((i) => ({ batchJobId: `replay-sweep-${i}`, body: { nodePoolId: 'default-cpu', shellExecutor: { command: 'true' } } })) }],
+    });
+    await sweep.result();
+
+    for (const id of ['replay-g1', 'replay-g2', 'replay-g3', 'replay-done']) await waitForState(t.api, 'default', id, 'COMPLETED');
     await waitForState(t.api, 'default', 'replay-fails', 'FAILED');
     await waitForState(t.api, 'default', 'replay-cancelled', 'CANCELLED');
-    for (const id of ['replay-done', 'replay-fails', 'replay-cancelled']) {
-      histories.set(`batch-job-${id}`, await t.service.client.workflow.getHandle(`accounts/default/batchJobs/${id}`).fetchHistory());
+    await waitForState(t.api, 'default', 'replay-cancelled-queued', 'CANCELLED');
+    for (const id of ['replay-done', 'replay-fails', 'replay-cancelled', 'replay-cancelled-queued', 'replay-deleted']) {
+      histories.set(`batch-job-${id}`, await job(id).fetchHistory());
     }
+    histories.set('environment-with-snapshots', await t.service.client.workflow.getHandle('accounts/default/environments/replay-env').fetchHistory());
+    histories.set('sweep', await sweep.fetchHistory());
+    // The GPU pool's runs: the first one that continued as new (with the one-pass grants in it).
+    const gpu = 'accounts/default/nodePools/default-gpu';
+    const first = await waitFor('the GPU pool continued as new', async () => {
+      const runs: string[] = [];
+      for await (const w of t.service.client.workflow.list({ query: `WorkflowId = '${gpu}'` })) runs.push(w.runId);
+      for (const runId of runs) {
+        const h = await t.service.client.workflow.getHandle(gpu, runId).fetchHistory();
+        if (h.events?.some((e) => e.workflowExecutionContinuedAsNewEventAttributes)) return h;
+      }
+      // Enough short jobs make the history long enough.
+      await post(`replay-filler-${Date.now()}`, { nodePoolId: 'default-gpu', shellExecutor: { command: 'true' } });
+      return undefined;
+    }, 120_000, 500);
+    histories.set('node-pool-continued-as-new', first);
     histories.set('node-pool-default-cpu', await t.service.client.workflow.getHandle('accounts/default/nodePools/default-cpu').fetchHistory());
   });
   after(async () => {
     await t?.stop();
   });
 
-  it('replays fresh histories of a completed, a failed and a cancelled job, and of a pool', async () => {
+  it('replays fresh histories of every kind of job ending, a pool that granted in one pass and continued as new, an environment and a sweep', async () => {
+    const grantPass = histories.get('node-pool-continued-as-new')!;
+    const signalled = grantPass.events?.filter((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName === 'capacityGranted') ?? [];
+    const byTask = new Map<string, number>();
+    for (const e of signalled) {
+      const task = String(e.signalExternalWorkflowExecutionInitiatedEventAttributes?.workflowTaskCompletedEventId);
+      byTask.set(task, (byTask.get(task) ?? 0) + 1);
+    }
+    assert.ok([...byTask.values()].some((n) => n >= 2), 'a pass granted two jobs or more in one workflow task');
     for (const [name, history] of histories) {
       assert.ok((history.events?.length ?? 0) > 5, `${name} has a history`);
       await Worker.runReplayHistory(bundle, history, name);
     }
     if (process.env.BATCHD_WRITE_HISTORY_FIXTURES === '1') {
-      for (const [name, history] of histories) writeFileSync(join(fixtures, `${name}.binpb`), temporal.api.history.v1.History.encode(history).finish());
+      const commit = currentCommit();
+      for (const [name, history] of histories) {
+        const file = join(fixtures, `${name}@${commit}.binpb`);
+        if (!existsSync(file)) writeFileSync(file, temporal.api.history.v1.History.encode(history).finish());
+      }
     }
   });
 
-  it('replays the committed fixture histories', async () => {
+  it('replays every committed fixture, and there is one for every registered workflow type', async () => {
     const files = readdirSync(fixtures).filter((f) => f.endsWith('.binpb'));
-    assert.ok(files.length >= 4, `fixtures present (${files.length}); write them with BATCHD_WRITE_HISTORY_FIXTURES=1`);
+    const covered = new Set<string>();
     for (const f of files) {
+      assert.match(f, /^[a-z0-9-]+@[0-9a-f]{7,}\.binpb$/, `${f}: fixtures are named <name>@<commit>.binpb`);
       const history = temporal.api.history.v1.History.decode(readFileSync(join(fixtures, f)));
+      const type = workflowTypeOf(history);
+      if (type) covered.add(type);
       await Worker.runReplayHistory(bundle, history, f);
     }
+    const missing = Object.keys(registered).filter((type) => !covered.has(type));
+    assert.deepEqual(missing, [], `workflow types without a fixture history; add one with BATCHD_WRITE_HISTORY_FIXTURES=1 npm test -- replay`);
   });
 });
