@@ -6,7 +6,9 @@ import { type BatchJobSpec, type Executor } from '../src/domain/batch-job-model'
 import { type FieldViolation, type GrpcCodeName } from '../src/domain/errors';
 import { type ResourceKind, type StoredResource } from '../src/store/read-model';
 import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/store/pool-store';
-import { type JobSettings, type PoolSettings } from '../workflows/messages';
+import { type JobSettings, type PoolBinding, type PoolSettings } from '../src/domain/control-model';
+
+export type { PoolBinding };
 
 export interface ValidateJobInput {
   name: string;
@@ -21,12 +23,6 @@ export interface ValidateJobInput {
   mustBeNew?: boolean;
 }
 
-export interface PoolBinding {
-  /** Workflow id of the node pool. */
-  workflowId: string;
-  gpu: boolean;
-  ranksPerNode: number;
-}
 
 export type ValidateJobResult =
   | { ok: true; spec: BatchJobSpec; pool: PoolBinding; settings: JobSettings; imageRef?: string }

@@ -7,7 +7,7 @@ import { Context } from '@temporalio/activity';
 import { type Client } from '@temporalio/client';
 import { type Config } from '../src/config';
 import { admitJob } from '../src/control/admission';
-import { temporalEnvironmentRegistrar } from '../src/control/environment-admission';
+import { temporalEnvironmentRegistrar } from './environment-registrar';
 import { liveJobs } from '../src/control/live-jobs';
 import { purgeJob } from '../src/control/purge';
 import { batchJobCreateSchema } from '../src/domain/batch-job';

@@ -47,6 +47,12 @@ const envSchema = z.object({
   /** Shared secret of agents on other machines that ship logs to the API (generated into DATA_DIR when unset). */
   AGENT_TOKEN: z.string().min(16, 'AGENT_TOKEN must be at least 16 characters').optional(),
   API_KEYS_FILE: z.string().min(1).optional(),
+  /** HMAC secret of page tokens (generated into DATA_DIR when unset); the same on every API replica. */
+  PAGE_TOKEN_SECRET: z.string().min(16, 'PAGE_TOKEN_SECRET must be at least 16 characters').optional(),
+  /** An agent without the API beside it ships its ranks' logs to this API (with BATCHD_AGENT_TOKEN). */
+  BATCHD_API_URL: z.string().url('BATCHD_API_URL must be a URL such as http://batchd-api:8080').optional(),
+  /** The API's AGENT_TOKEN, as an agent on another host presents it when it ships logs. */
+  BATCHD_AGENT_TOKEN: z.string().min(16, 'BATCHD_AGENT_TOKEN must be at least 16 characters').optional(),
   API_KEYS_RELOAD_MS: ms.default(30_000),
   DATABASE_URL: z.string().min(1).optional(),
   DEFAULT_POOLS: flag.default(true),
@@ -99,6 +105,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     } catch {
       throw new ConfigError(`invalid configuration: ${v}=${path} is not a readable file`);
     }
+  }
+  if (e.BATCHD_API_URL !== undefined && e.BATCHD_AGENT_TOKEN === undefined) {
+    throw new ConfigError('invalid configuration: BATCHD_API_URL is set but BATCHD_AGENT_TOKEN is not; an agent needs the API\'s AGENT_TOKEN to ship logs');
   }
   if (e.POOL_TASK_QUEUE === e.TASK_QUEUE) {
     throw new ConfigError('invalid configuration: POOL_TASK_QUEUE must differ from TASK_QUEUE (pools get their own task queue so job tasks never delay them)');

@@ -192,7 +192,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         dataDir: config.dataDir,
         workspaceDir: config.workspaceDir,
         // Agents beside the API write the log store directly; without it here, they ship logs to it.
-        logs: roles.has('api') || !process.env.BATCHD_API_URL ? logs : new HttpLogSink(process.env.BATCHD_API_URL, process.env.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger),
+        logs:
+          roles.has('api') || !config.BATCHD_API_URL
+            ? logs
+            : new HttpLogSink(config.BATCHD_API_URL, config.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger),
         logger,
         maxStopGraceMs: config.RANK_STOP_GRACE_MS,
         heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,
@@ -205,7 +208,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
     let url: string | undefined;
     if (roles.has('api')) {
-      const secret = pageTokenSecret(config.dataDir, process.env.PAGE_TOKEN_SECRET);
+      const secret = pageTokenSecret(config.dataDir, config.PAGE_TOKEN_SECRET);
       keys.set('the bootstrap key', [keyEntry(key.key, DEFAULT_ACCOUNT, DEFAULT_USER)]);
       const jobs = new BatchJobService({ client, store, logs, config, logger });
       const local = workers;

@@ -53,6 +53,7 @@ import {
   updateBatchJobUpdate,
 } from './messages';
 import { control } from './control';
+import { apiFailure } from './failures';
 import { BatchdAccount, BatchJobDisplayName, BatchJobState, jobMemo, jobSearchAttributes } from './search-attributes';
 
 
@@ -185,10 +186,10 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     {
       validator: (patch: BatchJobPatch) => {
         if (job.state === 'DELETING' || deleteBy !== undefined) {
-          throw ApplicationFailure.create({ type: 'ApiError:FAILED_PRECONDITION', message: 'the job is being deleted', nonRetryable: true });
+          throw apiFailure('FAILED_PRECONDITION', 'the job is being deleted');
         }
         const problem = patchProblem(patch);
-        if (problem) throw ApplicationFailure.create({ type: 'ApiError:INVALID_ARGUMENT', message: problem, nonRetryable: true });
+        if (problem) throw apiFailure('INVALID_ARGUMENT', problem);
       },
       description: 'Change displayName, annotations or shared; returns the job once the change is visible to list.',
     },

@@ -10,7 +10,6 @@
  * to DELETING. There is no container runtime either: a snapshot records the image the environment uses.
  */
 import {
-  ApplicationFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -28,7 +27,6 @@ import {
   mayUseEnvironment,
   withEnvironmentSpec,
 } from '../src/domain/environment-model';
-import { type GrpcCodeName } from '../src/domain/errors';
 import { isValidId, resourceName } from '../src/domain/names';
 import { okStatus } from '../src/domain/node-pool-model';
 import { type Snapshot } from '../src/domain/snapshot-model';
@@ -45,6 +43,7 @@ import {
   useEnvironmentUpdate,
 } from './messages';
 import { control } from './control';
+import { apiFailure } from './failures';
 import { BatchdAccount } from './search-attributes';
 
 
@@ -55,9 +54,6 @@ function now(): string {
   return new Date().toISOString();
 }
 
-function apiFailure(code: GrpcCodeName, message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: `ApiError:${code}`, message, nonRetryable: true });
-}
 
 function listNames(names: string[]): string {
   const shown = names.slice(0, 5).map((n) => `"${n.split('/').pop() ?? n}"`);

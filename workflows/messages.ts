@@ -9,19 +9,14 @@ import { type BatchJobPatch } from '../src/domain/batch-job-patch';
 import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
 import { type PoolCarriedState } from '../src/domain/pool-queue';
+import { type EnvironmentUseGrant, type EnvironmentUseRequest, type JobSettings, type PoolSettings } from '../src/domain/control-model';
+
+export type { EnvironmentUseGrant, EnvironmentUseRequest, JobSettings, PoolSettings };
 import { type Environment, type EnvironmentSpec } from '../src/domain/environment-model';
 import { type Snapshot } from '../src/domain/snapshot-model';
 
 // ---- batch job workflow -------------------------------------------------------------------------
 
-export interface JobSettings {
-  /** A host that sends no heartbeat for this long is lost. */
-  heartbeatTimeoutMs: number;
-  /** How long a host's ranks may wait on its task queue before the host counts as unavailable. */
-  hostStartTimeoutMs: number;
-  /** SIGTERM → SIGKILL grace period when ranks are stopped. */
-  stopGraceMs: number;
-}
 
 export interface BatchJobInput {
   name: string;
@@ -163,14 +158,6 @@ export interface NodePoolInput {
   recover?: { reason: string; /** The version of the pool's record in the read model. */ version: number };
 }
 
-export interface PoolSettings {
-  /** The task queue pool workflows run on (continue-as-new moves a pool there). */
-  taskQueue: string;
-  /** How many queued jobs the workflow keeps in memory and schedules from. */
-  queueWindow: number;
-  /** While jobs wait and capacity is held, how often the pool checks that the holders still live. */
-  reconcileMs: number;
-}
 
 /** The carried state of the first pool workflows (format 1, unversioned): the whole queue in the payload. */
 export interface NodePoolCarriedState {
@@ -218,18 +205,6 @@ export interface EnvironmentView {
   version: number;
 }
 
-/** A job asks to use the environment (and one of its snapshots); sent by job admission. */
-export interface EnvironmentUseRequest {
-  jobName: string;
-  /** The job's creator: the environment must be theirs or shared. */
-  createdBy: string;
-  snapshotId?: string;
-}
-
-export interface EnvironmentUseGrant {
-  /** The image the job runs with: the snapshot's, else the environment's; absent when it has none. */
-  imageRef?: string;
-}
 
 export const getEnvironmentQuery = defineQuery<EnvironmentView>('getEnvironment');
 export const updateEnvironmentUpdate = defineUpdate<Environment, [{ spec: EnvironmentSpec; requestedBy?: string }]>('updateEnvironment');

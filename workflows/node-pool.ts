@@ -15,7 +15,6 @@
  * version (node-pool-v1.ts), which migrates itself at its next live turn.
  */
 import {
-  ApplicationFailure,
   CancellationScope,
   allHandlersFinished,
   condition,
@@ -52,6 +51,7 @@ import {
   updateNodePoolUpdate,
 } from './messages';
 import { control } from './control';
+import { apiFailure } from './failures';
 import { nodePoolWorkflowV1 } from './node-pool-v1';
 import { BatchdAccount, NodePoolState } from './search-attributes';
 
@@ -62,9 +62,7 @@ function now(): string {
   return new Date().toISOString();
 }
 
-function failedPrecondition(message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: 'ApiError:FAILED_PRECONDITION', message, nonRetryable: true });
-}
+const failedPrecondition = (message: string) => apiFailure('FAILED_PRECONDITION', message);
 
 export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   if (!patched(POOL_QUEUE_IN_STORE_PATCH)) return nodePoolWorkflowV1(input);

@@ -55,9 +55,9 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
 
   const client = await connectClient(config);
   const connection = await connectWorker(config);
-  const apiUrl = process.env.BATCHD_API_URL;
+  const apiUrl = config.BATCHD_API_URL;
   const logs = apiUrl
-    ? new HttpLogSink(apiUrl, process.env.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger)
+    ? new HttpLogSink(apiUrl, config.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger)
     : new LogStore(join(config.dataDir, 'logs.sqlite'));
   const agent = new HostAgent({
     connection,
