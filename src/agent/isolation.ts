@@ -81,6 +81,7 @@ while [ "$1" != -- ]; do
     cg) echo $$ >"$2"; shift 2 ;;
     ro) mount --bind "$2" "$2"; mount -o remount,bind,ro "$2"; shift 2 ;;
     bind) mount --bind "$2" "$3"; shift 3 ;;
+    rw) mount --bind "$2" "$2"; mount -o remount,bind,rw "$2"; shift 2 ;;
     *) echo "batchd: bad launcher argument $1" >&2; exit 126 ;;
   esac
 done
@@ -358,8 +359,9 @@ export class RankIsolation {
       chmodSync(shmDir, 0o700);
       ops.push('bind', shmDir, '/dev/shm');
     }
-    // The rank folder stays writable where a read-only mount above covers it.
-    if (readOnly.some((d) => within(place.workDir, d))) ops.push('bind', place.workDir, place.workDir);
+    // The rank folder stays writable where a read-only mount above covers it (a bind of a read-only
+    // mount is read-only too until remounted).
+    if (readOnly.some((d) => within(place.workDir, d))) ops.push('rw', place.workDir);
     return {
       file: 'unshare',
       env: { HOME: place.workDir, TMPDIR: tmp, USER: `batchd-${place.account}`, LOGNAME: `batchd-${place.account}`, PATH: this.rankPath },
