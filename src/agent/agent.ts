@@ -122,6 +122,7 @@ export class HostAgent {
     if (this.worker.getState() === 'RUNNING') this.worker.shutdown();
     await this.running?.catch((err: unknown) => this.log.error({ err }, 'agent worker ended with an error'));
     this.worker = undefined;
+    await this.iso.cgroups?.close();
   }
 
   /** Jobs with ranks on this host right now. */

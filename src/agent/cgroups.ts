@@ -46,6 +46,8 @@ export interface CgroupTree {
   /** The rank cgroups that exist in this agent's folder (a previous life's leftovers, or live ones). */
   list(): string[];
   open(name: string): RankCgroup;
+  /** Removes the agent's folder once no rank cgroup is left in it. */
+  close(): Promise<void>;
 }
 
 const V2_ROOT = '/sys/fs/cgroup';
@@ -168,6 +170,10 @@ class V2Tree implements CgroupTree {
   open(name: string): RankCgroup {
     return new V2Cgroup(name, join(this.dir, name), numberIn(join(this.dir, name, 'memory.max')));
   }
+
+  async close(): Promise<void> {
+    if (this.list().length === 0) await removeDirs([this.dir]);
+  }
 }
 
 class V2Cgroup implements RankCgroup {
@@ -260,6 +266,10 @@ class V1Tree implements CgroupTree {
       }
     }
     return [...names];
+  }
+
+  async close(): Promise<void> {
+    if (this.list().length === 0) await removeDirs(this.controllers.map((c) => this.folder(c)));
   }
 
   open(name: string): RankCgroup {

@@ -79,7 +79,7 @@ shift 2
 while [ "$1" != -- ]; do
   case $1 in
     cg) echo $$ >"$2"; shift 2 ;;
-    ro) mount --bind "$2" "$2"; mount -o remount,bind,ro "$2"; shift 2 ;;
+    ro) mount -o bind,ro "$2" "$2"; shift 2 ;;
     bind) mount --bind "$2" "$3"; shift 3 ;;
     rw) mount --bind "$2" "$2"; mount -o remount,bind,rw "$2"; shift 2 ;;
     *) echo "batchd: bad launcher argument $1" >&2; exit 126 ;;
