@@ -7,11 +7,14 @@
  * IPv6 through `ip6tables` where present.
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { type ControlPlaneEndpoint, firewallRuleArgs } from '../domain/isolation';
 
 export interface FirewallOptions {
   chain: string;
+  /** The instance's DATA_DIR, written on its jump rule so a later start can tell a dead instance's rules. */
+  dataDir: string;
   uidFirst: number;
   uidLast: number;
   endpoints: ControlPlaneEndpoint[];
@@ -41,7 +44,27 @@ export class RankFirewall {
   constructor(private readonly o: FirewallOptions) {}
 
   private jump(): string[] {
-    return ['OUTPUT', '-m', 'owner', '--uid-owner', `${this.o.uidFirst}-${this.o.uidLast}`, '-j', this.o.chain];
+    return ['OUTPUT', '-m', 'owner', '--uid-owner', `${this.o.uidFirst}-${this.o.uidLast}`, '-m', 'comment', '--comment', `batchd:${this.o.dataDir}`, '-j', this.o.chain];
+  }
+
+  /**
+   * Rules of instances that died without removing them (SIGKILL) and whose DATA_DIR is gone: they
+   * would reset ranks' connections to ports some later service may hand out as MASTER_PORT.
+   */
+  private removeStale(tool: string): void {
+    let rules: string;
+    try {
+      rules = execFileSync(tool, ['-w', '5', '-S', 'OUTPUT'], { encoding: 'utf8', timeout: 10_000 });
+    } catch {
+      return;
+    }
+    for (const line of rules.split('\n')) {
+      const m = /^-A (OUTPUT .*--comment "?batchd:([^"\s]+)"? -j (BATCHD-[0-9A-F]+))$/.exec(line.trim());
+      if (!m || existsSync(m[2]!)) continue;
+      run(tool, ['-D', ...m[1]!.split(' ').map((w) => w.replace(/^"|"$/g, ''))]);
+      run(tool, ['-F', m[3]!]);
+      run(tool, ['-X', m[3]!]);
+    }
   }
 
   /** Installs the rules; returns why it could not, or undefined. */
@@ -51,6 +74,7 @@ export class RankFirewall {
     if (toolPresent('ip6tables')) candidates.push({ tool: 'ip6tables', family: 6 });
     for (const c of candidates) {
       const endpoints = this.o.endpoints.filter((e) => e.address === undefined || (c.family === 4 ? isIPv4(e.address) : isIPv6(e.address)));
+      this.removeStale(c.tool);
       run(c.tool, ['-N', this.o.chain]); // fails harmlessly when it exists
       if (!run(c.tool, ['-F', this.o.chain])) {
         if (c.family === 4) return `${c.tool} could not create chain ${this.o.chain}`;

@@ -250,7 +250,8 @@ export class RankIsolation {
     this.uids = this.loadUids();
     const first = o.uidRange.base;
     const last = o.uidRange.base + o.uidRange.count - 1;
-    this.firewall = new RankFirewall({ chain: firewallChainName(digest(o.dataDir)), uidFirst: first, uidLast: last, endpoints: o.endpoints });
+    this.removeStaleShm();
+    this.firewall = new RankFirewall({ chain: firewallChainName(digest(o.dataDir)), dataDir: o.dataDir, uidFirst: first, uidLast: last, endpoints: o.endpoints });
     const fw = this.firewall.install();
     if (fw) {
       this.warnings.push(`ranks can reach the control plane: ${fw}`);
@@ -261,6 +262,25 @@ export class RankIsolation {
     (this as { summary: string }).summary =
       `ranks are isolated: uids ${first}-${last} (one per account), cgroup ${this.cgroupKind?.kind} per rank, ${memory}, ` +
       `${this.firewall ? 'no route to Temporal or the API' : 'BUT they can reach Temporal and the API'}, DATA_DIR closed, workspace read-only`;
+  }
+
+  /** Shared-memory folders of instances killed without cleaning up, whose DATA_DIR is gone. */
+  private removeStaleShm(): void {
+    if (!this.shmRoot) return;
+    for (const name of readdirSync('/dev/shm')) {
+      if (!/^batchd-[0-9a-f]{16}$/.test(name)) continue;
+      let owner: string;
+      try {
+        owner = readFileSync(join('/dev/shm', name, 'data-dir'), 'utf8');
+      } catch {
+        continue; // being created, or not ours to judge
+      }
+      if (!existsSync(owner)) rmSync(join('/dev/shm', name), { recursive: true, force: true });
+    }
+    // Only root enters: a rank sees its job's folder through the bind mount over its /dev/shm.
+    mkdirSync(this.shmRoot, { recursive: true });
+    chmodSync(this.shmRoot, 0o700);
+    writeFileSync(join(this.shmRoot, 'data-dir'), this.o.dataDir, { mode: 0o600 });
   }
 
   /**
