@@ -4,8 +4,9 @@
 #   postgresql                                              read-model tests on PostgreSQL
 #   chromium                                                Temporal UI end-to-end test
 #   iproute2                                                the second-host test (network namespaces)
+#   iptables                                                rank isolation: packet rules that keep ranks off the control plane
 set -euo pipefail
-packages=(jupyter-nbconvert python3-nbclient python3-ipykernel postgresql chromium iproute2 docker-compose)
+packages=(jupyter-nbconvert python3-nbclient python3-ipykernel postgresql chromium iproute2 iptables docker-compose)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -5,6 +5,7 @@
 import { accessSync, constants } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { parseByteSize } from './domain/isolation';
 
 const port = z.coerce.number().int().min(1).max(65535);
 const ms = z.coerce.number().int().min(1);
@@ -69,6 +70,19 @@ const envSchema = z.object({
   WORKSPACE_DIR: z.string().min(1).optional(),
   /** Largest request body the API accepts. */
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+  /**
+   * Rank isolation (docs/security.md): `auto` isolates when the agent runs as root and says plainly
+   * when it cannot; `required` refuses to start an agent that cannot isolate; `off` never isolates.
+   */
+  RANK_ISOLATION: z.enum(['auto', 'required', 'off']).default('auto'),
+  /** First uid (and gid) of the range ranks run as, one per account, allocated on demand. */
+  RANK_UID_BASE: z.coerce.number().int().min(1000).max(2 ** 31 - 2 ** 20).default(200_000),
+  /** How many uids the range has: the most accounts one agent can run ranks for. */
+  RANK_UID_COUNT: z.coerce.number().int().min(1).max(2 ** 20).default(65_536),
+  /** Memory limit per rank (512M, 2G, bytes, or none); default: the host's memory divided by its slots. */
+  RANK_MEMORY_LIMIT: z.string().min(1).optional(),
+  /** Most processes and threads one rank may have at once (fork bombs end there); 0 for no limit. */
+  RANK_PIDS_MAX: z.coerce.number().int().min(0).default(4096),
   /** History length at which a node-pool workflow continues as new. */
   POOL_CONTINUE_AS_NEW_EVENTS: z.coerce.number().int().min(100).default(4000),
 });
@@ -77,6 +91,8 @@ export type Env = z.infer<typeof envSchema>;
 
 export interface Config extends Env {
   dataDir: string;
+  /** RANK_MEMORY_LIMIT in bytes; undefined: the default (host memory ÷ slots), null: no limit. */
+  rankMemoryLimit: number | null | undefined;
   workspaceDir: string;
   /** True when this process starts and owns the Temporal dev server. */
   embeddedTemporal: boolean;
@@ -116,9 +132,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('invalid configuration: TEMPORAL_API_KEY is set but TEMPORAL_ADDRESS is not; an API key is for a remote Temporal');
   }
   const dataDir = resolve(e.DATA_DIR);
+  let rankMemoryLimit: number | null | undefined;
+  if (e.RANK_MEMORY_LIMIT !== undefined) {
+    const parsed = parseByteSize(e.RANK_MEMORY_LIMIT);
+    if (typeof parsed === 'object') throw new ConfigError(`invalid configuration: RANK_MEMORY_LIMIT: ${parsed.error}`);
+    rankMemoryLimit = parsed ?? null;
+  }
   return {
     ...e,
     dataDir,
+    rankMemoryLimit,
     workspaceDir: resolve(e.WORKSPACE_DIR ?? process.cwd()),
     embeddedTemporal: e.TEMPORAL_ADDRESS === undefined,
     temporalAddress: e.TEMPORAL_ADDRESS ?? `127.0.0.1:${e.TEMPORAL_PORT}`,

@@ -13,6 +13,7 @@ import pino, { type Logger } from 'pino';
 import { createControlActivities } from '../activities/control';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { FakeFleet } from './agent/fleet';
+import { type IsolationMode, type RankIsolation, startIsolation } from './agent/isolation';
 import { createApp, type HealthCheck } from './api/app';
 import { keyEntry, KeyRing } from './api/auth';
 import { watchKeysFile } from './api/keys-file';
@@ -59,6 +60,8 @@ export interface RunningService {
   client: Client;
   store: ReadModel;
   logs: LogStore;
+  /** How isolated this process's ranks are (only when it runs agents). */
+  isolation?: { mode: IsolationMode; summary: string; warnings: string[] };
   stop(): Promise<void>;
 }
 
@@ -183,7 +186,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     }
 
     let fleet: FakeFleet | undefined;
+    let isolation: RankIsolation | undefined;
     if (roles.has('agents') && nativeConnection) {
+      isolation = await startIsolation(config, logger);
+      const iso = isolation;
+      stops.push(() => Promise.resolve(iso.close()));
       fleet = new FakeFleet({
         store,
         connection: nativeConnection,
@@ -200,6 +207,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         maxStopGraceMs: config.RANK_STOP_GRACE_MS,
         heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,
         syncMs: config.FLEET_SYNC_MS,
+        isolation,
       });
       const f = fleet;
       await f.start();
@@ -283,6 +291,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       client,
       store,
       logs,
+      isolation: isolation && { mode: isolation.mode, summary: isolation.summary, warnings: isolation.warnings },
       stop,
     };
   } catch (err) {

@@ -1,7 +1,8 @@
 /**
  * A node agent: the Temporal worker of one host, on that host's own task queue. It runs the ranks the
  * job workflows send it (one heartbeating activity per host per job), stops them on request, and on
- * start kills whatever its previous life left running before it joins its pool and takes work.
+ * start kills whatever its previous life left running before it joins its pool and takes work. How
+ * isolated its ranks are is the process's RankIsolation's business (src/agent/isolation.ts).
  */
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
@@ -12,7 +13,10 @@ import { type NativeConnection, Worker } from '@temporalio/worker';
 import { type Logger } from 'pino';
 import { type AgentActivities, type HostOutcome, type HostRunInput } from '../../activities/contracts';
 import { joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
+import { rankFailureMessage, rankUsageLine } from '../domain/isolation';
+import { parseResourceName } from '../domain/names';
 import { type LogSink, LogWriter } from '../store/log-store';
+import { type AgentIsolation, type RankIsolation } from './isolation';
 import { PidFiles } from './pid-files';
 import { killByEnv, sleep } from './processes';
 import { AGENT_MARKER, RANK_MARKER, RankProcess, rankWorkDir } from './rank-process';
@@ -33,6 +37,8 @@ export interface AgentOptions {
   maxStopGraceMs: number;
   /** HOST_HEARTBEAT_TIMEOUT_MS: the job workflows' heartbeat timeout for this host's activities. */
   heartbeatTimeoutMs: number;
+  /** The process's rank isolation, shared by its agents. */
+  isolation: RankIsolation;
 }
 
 interface ActiveRank {
@@ -57,6 +63,7 @@ export class HostAgent {
   private readonly stopped = new Map<string, number>();
   private readonly pidFiles: PidFiles;
   private readonly log: Logger;
+  private readonly iso: AgentIsolation;
 
   constructor(private readonly o: AgentOptions) {
     // Unique per service instance (its DATA_DIR), so agents of another instance on this machine —
@@ -64,12 +71,14 @@ export class HostAgent {
     this.agentKey = `${o.poolName}/${o.host}@${createHash('sha256').update(resolve(o.dataDir)).digest('hex').slice(0, 12)}`;
     this.pidFiles = new PidFiles(o.dataDir, this.agentKey);
     this.log = o.logger.child({ pool: o.poolName, host: o.host });
+    this.iso = o.isolation.forAgent(this.agentKey, o.slots);
   }
 
   /** Cleans up the previous life, joins the pool, and starts polling. Resolves once polling has begun. */
   async start(): Promise<void> {
     const leftovers = this.pidFiles.killLeftovers();
-    const swept = killByEnv({ [AGENT_MARKER]: (v) => v === this.agentKey });
+    // Isolated ranks are found by their cgroups, which no process can leave; others by their marker.
+    const swept = this.iso.cgroups ? (await this.iso.killCgroups()).length : killByEnv({ [AGENT_MARKER]: (v) => v === this.agentKey });
     if (leftovers.length > 0 || swept > 0) {
       this.log.warn({ ranks: leftovers.map((r) => `${r.job}#${r.rank}`), processes: swept }, 'killed ranks left running by a previous agent');
     }
@@ -89,7 +98,7 @@ export class HostAgent {
       shutdownForceTime: this.o.maxStopGraceMs + 5000,
     });
     this.running = this.worker.run();
-    this.log.info({ taskQueue, slots: this.o.slots, address: this.o.address }, 'host agent polling');
+    this.log.info({ taskQueue, slots: this.o.slots, address: this.o.address, isolation: this.iso.mode, rankMemoryLimit: this.iso.memoryLimit }, 'host agent polling');
   }
 
   /** Joins the pool; a refusal (wrong slots, pool full, pool being deleted) says why in one line. */
@@ -113,6 +122,7 @@ export class HostAgent {
     if (this.worker.getState() === 'RUNNING') this.worker.shutdown();
     await this.running?.catch((err: unknown) => this.log.error({ err }, 'agent worker ended with an error'));
     this.worker = undefined;
+    await this.iso.cgroups?.close();
   }
 
   /** Jobs with ranks on this host right now. */
@@ -147,14 +157,16 @@ export class HostAgent {
     try {
       for (const r of input.ranks) {
         if (job.stopRequested) break;
+        const workDir = rankWorkDir(this.o.dataDir, input.account, input.jobId, r.rank);
         const process = new RankProcess(
           {
             rank: r.rank,
             env: r.env,
             executor: input.executor,
-            workDir: rankWorkDir(this.o.dataDir, input.account, input.jobId, r.rank),
+            workDir,
             workspaceDir: this.o.workspaceDir,
             agentKey: this.agentKey,
+            launch: (command) => this.iso.launch({ account: input.account, jobId: input.jobId, rank: r.rank, workDir }, command),
           },
           (line) => logs.write(r.rank, line.stream, line.line),
         );
@@ -184,6 +196,7 @@ export class HostAgent {
       clearInterval(heartbeat);
       await logs.flush();
       for (const r of job.ranks) this.pidFiles.forget(input.jobName, r.rank);
+      this.iso.releaseJob(input.account, input.jobId);
       this.active.delete(input.jobName);
     }
   }
@@ -199,16 +212,23 @@ export class HostAgent {
       for (const { rank, process } of job.ranks) {
         void process.exited.then(async (exit) => {
           await process.reapLeftovers();
+          if (process.usage) this.log.info({ job: input.jobName, rank, ...process.usage }, rankUsageLine(rank, process.usage) ?? 'rank ended');
           if (job.stopRequested) return;
           if (exit.code !== 0) {
-            const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-            const last = process.lastOutput ? ` (last output: ${truncate(process.lastOutput, 200)})` : '';
             resolve({
               outcome: 'failed',
               rank,
               exitCode: exit.code,
               signal: exit.signal,
-              message: `rank ${rank} on host ${this.o.host} ${how}${last}`,
+              message: rankFailureMessage({
+                rank,
+                host: this.o.host,
+                code: exit.code,
+                signal: exit.signal,
+                oomKills: process.usage?.oomKills ?? 0,
+                memoryLimit: process.usage?.memoryLimit,
+                lastOutput: process.lastOutput,
+              }),
             });
             return;
           }
@@ -234,7 +254,9 @@ export class HostAgent {
       job.onStop?.();
     }
     // Anything of this job that escaped on this host (a rank started while the stop was in flight).
-    stopped += killByEnv({ [RANK_MARKER]: (v) => v.startsWith(`${jobName}#`), [AGENT_MARKER]: (v) => v === this.agentKey });
+    const parsed = parseResourceName(jobName);
+    if (this.iso.cgroups && parsed) stopped += (await this.iso.killJob(parsed.account, parsed.id)).length;
+    else stopped += killByEnv({ [RANK_MARKER]: (v) => v.startsWith(`${jobName}#`), [AGENT_MARKER]: (v) => v === this.agentKey });
     this.log.info({ job: jobName, stopped }, 'ranks stopped on request');
     return { stopped };
   }
@@ -251,8 +273,4 @@ export class HostAgent {
       }
     }
   }
-}
-
-function truncate(s: string, n: number): string {
-  return s.length <= n ? s : `${s.slice(0, n)}…`;
 }

@@ -11,6 +11,7 @@ import { type NodePool, ranksPerNodeOf } from '../domain/node-pool';
 import { type LogSink } from '../store/log-store';
 import { type ReadModel, type StoredResource } from '../store/read-model';
 import { HostAgent } from './agent';
+import { type RankIsolation } from './isolation';
 
 export interface FleetOptions {
   store: ReadModel;
@@ -24,6 +25,7 @@ export interface FleetOptions {
   maxStopGraceMs: number;
   heartbeatTimeoutMs: number;
   syncMs: number;
+  isolation: RankIsolation;
 }
 
 interface DesiredHost {
@@ -111,6 +113,7 @@ export class FakeFleet {
       logger: this.o.logger,
       maxStopGraceMs: this.o.maxStopGraceMs,
       heartbeatTimeoutMs: this.o.heartbeatTimeoutMs,
+      isolation: this.o.isolation,
     };
   }
 

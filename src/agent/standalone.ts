@@ -15,6 +15,7 @@ import { LogStore } from '../store/log-store';
 import { connectClient, connectWorker } from '../temporal/connection';
 import { installRuntime } from '../temporal/runtime';
 import { HostAgent } from './agent';
+import { startIsolation } from './isolation';
 import { HttpLogSink } from './log-shipper';
 
 function flag(args: string[], name: string): string | undefined {
@@ -59,6 +60,7 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
   const logs = apiUrl
     ? new HttpLogSink(apiUrl, config.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger)
     : new LogStore(join(config.dataDir, 'logs.sqlite'));
+  const isolation = await startIsolation(config, logger);
   const agent = new HostAgent({
     connection,
     client,
@@ -73,10 +75,12 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
     logger,
     maxStopGraceMs: config.RANK_STOP_GRACE_MS,
     heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,
+    isolation,
   });
   await agent.start();
   const shutdown = () => {
     void agent.stop().finally(async () => {
+      isolation.close();
       await connection.close();
       await client.connection.close();
       process.exit(0);
