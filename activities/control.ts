@@ -17,6 +17,8 @@ import { type LogStore } from '../src/store/log-store';
 import { type ReadModel } from '../src/store/read-model';
 import { type ControlActivities } from './contracts';
 import { closedJobs } from '../src/control/closed-jobs';
+import { admitExecutor } from '../src/control/executor-admission';
+import { getHostFactsQuery } from '../workflows/messages';
 import { poolOrphans } from './pool-recovery';
 
 export interface ControlDeps {
@@ -39,6 +41,9 @@ export function createControlActivities({ store, logs, config, client }: Control
         if (mustBeNew && (await store.get('batchJobs', name))) throw new ApiError('ALREADY_EXISTS', `batch job "${name.split('/').pop()}" already exists`);
         const use = { jobName: name, register: temporalEnvironmentRegistrar(clientOf) };
         const admission = await admitJob(store, { account, email: createdBy }, parsed, use);
+        await admitExecutor(parsed, parsed.nodePoolId, () =>
+          clientOf().withDeadline(Date.now() + 2000, () => clientOf().workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
+        );
         return {
           ok: true,
           spec: parsed,

@@ -9,7 +9,7 @@ import { type BatchJobPatch } from '../src/domain/batch-job-patch';
 import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
 import { type PoolCarriedState } from '../src/domain/pool-queue';
-import { type EnvironmentUseGrant, type EnvironmentUseRequest, type JobSettings, type PoolSettings } from '../src/domain/control-model';
+import { type EnvironmentUseGrant, type EnvironmentUseRequest, type HostFacts, type JobSettings, type PoolSettings } from '../src/domain/control-model';
 
 export type { EnvironmentUseGrant, EnvironmentUseRequest, JobSettings, PoolSettings };
 import { type Environment, type EnvironmentSpec } from '../src/domain/environment-model';
@@ -94,14 +94,14 @@ export const jobStateSignal = defineSignal<[{ jobName: string; state: BatchJobSt
 /** A job lost contact with a host's agent: stop placing work there until the agent joins again. */
 export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
 
-export interface HostRegistration {
+export interface HostRegistration extends HostFacts {
   host: string;
   /** Rank slots the host offers (GPUs counted by nvidia-smi, or 1 on a CPU host). */
   slots: number;
   address: string;
 }
 
-export interface HostView {
+export interface HostView extends HostFacts {
   host: string;
   address: string;
   taskQueue: string;
@@ -138,6 +138,8 @@ export interface NodePoolInternals {
 
 export const queueStandingQuery = defineQuery<Record<string, QueueStanding>, [string[]]>('queueStanding');
 export const getNodePoolInternalsQuery = defineQuery<NodePoolInternals>('getNodePoolInternals');
+/** Each host's status and what it reported at join (executors, isolation): small, for admission. */
+export const getHostFactsQuery = defineQuery<Array<{ host: string; status: HostView['status'] } & HostFacts>>('getHostFacts');
 /** A host's agent (re)joins its pool; the answer says under which task queue it must poll. */
 export const joinHostUpdate = defineUpdate<{ taskQueue: string }, [HostRegistration]>('joinHost');
 

@@ -31,12 +31,14 @@ import {
 import { type BatchJobState, isTerminal } from '../src/domain/batch-job-model';
 import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../src/domain/hosts';
 import { applyNodePoolSpec, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
+import { type HostFacts } from '../src/domain/control-model';
 import { PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
 import { addHost, type Allocation, setHostStatus, standing } from '../src/domain/scheduler';
 import {
   capacityGrantedSignal,
   capacityRefusedSignal,
   deleteNodePoolUpdate,
+  getHostFactsQuery,
   getNodePoolInternalsQuery,
   getNodePoolQuery,
   type HostRegistration,
@@ -122,6 +124,12 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
 
   const view = (): NodePool => ({ ...pool, nodePoolStats: stats() });
 
+  const factsOf = (host: string): HostFacts => {
+    const h = state.hosts[host];
+    if (!h) return {};
+    return { ...(h.executors ? { executors: h.executors } : {}), ...(h.python ? { python: h.python } : {}), ...(h.isolation ? { isolation: h.isolation } : {}) };
+  };
+
   const changed = () => {
     state.version++;
     pool = { ...pool, updateTime: now() };
@@ -135,6 +143,18 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     ].join('\n');
 
   const liveJobs = () => state.length + Object.keys(sched.allocations).length;
+
+  /** The pool's status says when some of its hosts run ranks without isolation (their agents are not root). */
+  const sayIsolation = () => {
+    if (pool.state !== 'READY') return;
+    const open = sched.hosts.filter((h) => h.status !== 'draining' && state.hosts[h.id]?.isolation !== undefined && state.hosts[h.id]?.isolation !== 'isolated');
+    const message = open.length
+      ? `ranks on ${open.map((h) => h.id).join(', ')} are not isolated: their agents do not run as root, so ranks run as the agent's user (docs/security.md)`
+      : '';
+    if (pool.status.message === message) return;
+    pool = { ...pool, status: okStatus(message) };
+    changed();
+  };
 
   if (!input.carried && !input.recover) {
     reconcileFakeHosts();
@@ -163,6 +183,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         slots: h.slots,
         status: h.status,
         used: [...h.used],
+        ...factsOf(h.id),
       })),
       queue: sched.queue.map((r, i) => {
         const enqueuedAt = state.jobs[r.id]?.enqueuedAt;
@@ -176,6 +197,9 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     }),
     { description: 'Hosts with their slot owners, the head of the queue in order (queueSummary counts all), the head reservation, and allocations.' },
   );
+  setHandler(getHostFactsQuery, () => sched.hosts.map((h) => ({ host: h.id, status: h.status, ...factsOf(h.id) })), {
+    description: 'Each host, its status, and what its agent reported when it joined (executors, python, isolation).',
+  });
   setHandler(
     queueStandingQuery,
     (names: string[]) => {
@@ -220,9 +244,15 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     joinHostUpdate,
     (reg: HostRegistration) => {
       if (!state.hosts[reg.host]) registerHost(reg.host, reg.address);
-      else state.hosts[reg.host] = { ...state.hosts[reg.host]!, address: reg.address };
+      const facts: HostFacts = {
+        ...(reg.executors ? { executors: reg.executors } : {}),
+        ...(reg.python ? { python: reg.python } : {}),
+        ...(reg.isolation ? { isolation: reg.isolation } : {}),
+      };
+      state.hosts[reg.host] = { address: reg.address, taskQueue: hostTaskQueue(input.name, reg.host), ...facts };
       addHost(sched, reg.host, reg.slots);
       state.touchCapacity();
+      sayIsolation();
       dirty = true;
       return { taskQueue: hostTaskQueue(input.name, reg.host) };
     },

@@ -17,6 +17,7 @@ import { rankFailureMessage, rankUsageLine } from '../domain/isolation';
 import { parseResourceName } from '../domain/names';
 import { type LogSink, LogWriter } from '../store/log-store';
 import { type AgentIsolation, type RankIsolation } from './isolation';
+import { hostCapabilities } from './capabilities';
 import { PidFiles } from './pid-files';
 import { killByEnv, sleep } from './processes';
 import { AGENT_MARKER, RANK_MARKER, RankProcess, rankWorkDir } from './rank-process';
@@ -106,7 +107,9 @@ export class HostAgent {
     try {
       const answer = await this.o.client.workflow
         .getHandle(this.o.poolName)
-        .executeUpdate(joinHostUpdate, { args: [{ host: this.o.host, slots: this.o.slots, address: this.o.address }] });
+        .executeUpdate(joinHostUpdate, {
+          args: [{ host: this.o.host, slots: this.o.slots, address: this.o.address, ...hostCapabilities(), isolation: this.o.isolation.mode }],
+        });
       return answer.taskQueue;
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) throw new ConfigError(`host ${this.o.host} cannot join ${this.o.poolName}: no such node pool`);

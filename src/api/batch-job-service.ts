@@ -15,6 +15,7 @@ import {
   cancelSignal,
   deleteSignal,
   getBatchJobQuery,
+  getHostFactsQuery,
   queueStandingQuery,
   updateBatchJobUpdate,
 } from '../../workflows/messages';
@@ -23,6 +24,7 @@ import { jobMemo, jobSearchAttributes } from '../../workflows/search-attributes'
 import { type Config } from '../config';
 import { admitJob } from '../control/admission';
 import { closedJobs } from '../control/closed-jobs';
+import { admitExecutor } from '../control/executor-admission';
 import { purgeJob } from '../control/purge';
 import { type BatchJob, batchJobCreateSchema, isTerminal } from '../domain/batch-job';
 import { isCancellable } from '../domain/batch-job-lifecycle';
@@ -65,6 +67,9 @@ export class BatchJobService {
       throw ApiError.invalidField('batchJobId', `"${batchJobId}" is not a valid id: ${ID_RULE}`);
     }
     const admission = await admitJob(this.d.store, caller, spec);
+    await admitExecutor(spec, spec.nodePoolId, () =>
+      this.d.client.withDeadline(Date.now() + 2000, () => this.d.client.workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
+    );
     const id = batchJobId ?? generateId(this.d.random ?? Math.random);
     const name = this.name(caller.account, id);
     if (await this.d.store.get('batchJobs', name)) throw new ApiError('ALREADY_EXISTS', `batch job "${id}" already exists`);

@@ -41,3 +41,30 @@ export interface EnvironmentUseGrant {
   /** The image the job runs with: the snapshot's, else the environment's; absent when it has none. */
   imageRef?: string;
 }
+
+/** The executors of a job, as hosts report which they can run. */
+export type ExecutorKind = 'shell' | 'python' | 'notebook';
+
+/** How a host's agent runs ranks: as other users in cgroups (root), hidden in a user namespace, or not isolated. */
+export type RankIsolationMode = 'isolated' | 'userns' | 'none';
+
+/** What a host tells its pool when it joins, beside its slots and address. */
+export interface HostFacts {
+  /** Executors the host can run; absent from agents that predate the report (taken as all). */
+  executors?: ExecutorKind[];
+  python?: string;
+  isolation?: RankIsolationMode;
+}
+
+/** Which executors a pool's hosts can run: missing, with the reason, when no ready host reported it. */
+export function executorProblem(
+  executor: ExecutorKind,
+  hosts: ReadonlyArray<{ host: string; status: string } & HostFacts>,
+  pool: string,
+): string | undefined {
+  const ready = hosts.filter((h) => h.status === 'ready');
+  // A pool whose hosts have not joined yet, or whose agents predate the report, is taken at its word.
+  if (ready.length === 0 || ready.some((h) => h.executors === undefined || h.executors.includes(executor))) return undefined;
+  const needs: Record<ExecutorKind, string> = { shell: 'bash', python: 'python3', notebook: 'jupyter-nbconvert (Debian: jupyter-nbconvert python3-nbclient python3-ipykernel)' };
+  return `no ready host of node pool ${pool} can run ${executor} jobs: ${needs[executor]} is not installed on ${ready.map((h) => h.host).join(', ')}`;
+}
