@@ -7,6 +7,26 @@ import { type FieldViolation, type GrpcCodeName } from '../src/domain/errors';
 import { type ResourceKind, type StoredResource } from '../src/store/read-model';
 import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/store/pool-store';
 import { type JobSettings, type PoolBinding, type PoolSettings } from '../src/domain/control-model';
+import { type BatchJobState } from '../src/domain/batch-job-model';
+
+/** A grant to send to a job once the pool's step that made it is written. */
+export interface GrantDelivery {
+  jobName: string;
+  workflowId: string;
+  grant: {
+    pool: string;
+    gpu: boolean;
+    masterPort: number;
+    hosts: Array<{ host: string; address: string; taskQueue: string; slots: number[] }>;
+  };
+}
+
+/** The signals a job sends its pool (workflows/messages.ts). */
+export type PoolSignal =
+  | { name: 'requestCapacity'; args: { jobName: string; workflowId: string; ranks: number } }
+  | { name: 'releaseCapacity'; args: { jobName: string } }
+  | { name: 'jobState'; args: { jobName: string; state: BatchJobState } }
+  | { name: 'hostLost'; args: { host: string; reason: string } };
 
 export type { PoolBinding };
 
@@ -51,8 +71,14 @@ export interface ControlActivities {
   // ---- node pools: their durable queue and capacity (src/store/pool-store.ts) ----
   /** The service's settings for pool workflows. */
   poolSettings(): Promise<PoolSettings>;
-  /** One atomic step of a pool's queue and capacity snapshot; answers the queue's totals and the rows asked for. */
-  syncPool(step: PoolSync): Promise<PoolSyncResult>;
+  /**
+   * One atomic step of a pool's queue and capacity snapshot; answers the queue's totals and the rows
+   * asked for. The step's grants are sent once it is written (a job ignores a grant it already has,
+   * so a retried step is harmless); jobs whose workflows are closed are answered as undeliverable.
+   */
+  syncPool(step: PoolSync & { grants?: GrantDelivery[] }): Promise<PoolSyncResult & { undeliverable: string[] }>;
+  /** Sends a job's signal to its pool; delivered is false when the pool's workflow is not running. */
+  signalPool(input: { pool: string; signal: PoolSignal }): Promise<{ delivered: boolean }>;
   /** What a pool last wrote: its snapshot and the head of its queue (recovery). */
   loadPool(input: { pool: string; windowSize: number }): Promise<LoadedPool>;
   /**

@@ -4,7 +4,7 @@
  * and purging what a deleted job leaves behind.
  */
 import { Context } from '@temporalio/activity';
-import { type Client } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { type Config } from '../src/config';
 import { admitJob } from '../src/control/admission';
 import { temporalEnvironmentRegistrar } from './environment-registrar';
@@ -18,7 +18,7 @@ import { type ReadModel } from '../src/store/read-model';
 import { type ControlActivities } from './contracts';
 import { closedJobs } from '../src/control/closed-jobs';
 import { admitExecutor } from '../src/control/executor-admission';
-import { getHostFactsQuery } from '../workflows/messages';
+import { capacityGrantedSignal, getHostFactsQuery, hostLostSignal, jobStateSignal, releaseCapacitySignal, requestCapacitySignal } from '../workflows/messages';
 import { poolOrphans } from './pool-recovery';
 
 export interface ControlDeps {
@@ -87,8 +87,45 @@ export function createControlActivities({ store, logs, config, client }: Control
       return Promise.resolve({ taskQueue: config.POOL_TASK_QUEUE, queueWindow: config.POOL_QUEUE_WINDOW, reconcileMs: config.POOL_RECONCILE_MS });
     },
 
-    syncPool(step) {
-      return store.syncPool(step);
+    async syncPool({ grants, ...step }) {
+      const result = await store.syncPool(step);
+      const undeliverable: string[] = [];
+      // Written first, then sent: a grant never reaches a job before the pool's store holds it.
+      await Promise.all(
+        (grants ?? []).map(async (g) => {
+          try {
+            await clientOf().workflow.getHandle(g.workflowId).signal(capacityGrantedSignal, g.grant);
+          } catch (err) {
+            if (!(err instanceof WorkflowNotFoundError)) throw err;
+            undeliverable.push(g.jobName);
+          }
+        }),
+      );
+      return { ...result, undeliverable };
+    },
+
+    async signalPool({ pool, signal }) {
+      const handle = clientOf().workflow.getHandle(pool);
+      try {
+        switch (signal.name) {
+          case 'requestCapacity':
+            await handle.signal(requestCapacitySignal, signal.args);
+            break;
+          case 'releaseCapacity':
+            await handle.signal(releaseCapacitySignal, signal.args);
+            break;
+          case 'jobState':
+            await handle.signal(jobStateSignal, signal.args);
+            break;
+          case 'hostLost':
+            await handle.signal(hostLostSignal, signal.args);
+            break;
+        }
+        return { delivered: true };
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return { delivered: false };
+        throw err;
+      }
     },
 
     loadPool({ pool, windowSize }) {

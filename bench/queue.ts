@@ -13,9 +13,6 @@
  * - service and Temporal memory per queued job;
  * - the time for the head to start once the holder ends, and the pool's grant rate after it.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { PoolQueue } from '../src/domain/pool-queue';
 import { addHost } from '../src/domain/scheduler';
@@ -41,10 +38,18 @@ async function stateOf(e: BenchEnv, id: string): Promise<string | undefined> {
   return (await e.service.store.get<BatchJobRecord>('batchJobs', `accounts/default/batchJobs/${id}`))?.resource.state;
 }
 
-async function waitState(e: BenchEnv, id: string, state: string, timeoutMs: number): Promise<void> {
+async function waitState(e: BenchEnv, id: string, states: string | string[], timeoutMs: number): Promise<void> {
+  const want = Array.isArray(states) ? states : [states];
   const deadline = Date.now() + timeoutMs;
-  while ((await stateOf(e, id)) !== state) {
-    if (Date.now() > deadline) throw new Error(`${id} not ${state} within ${timeoutMs} ms`);
+  for (;;) {
+    const now = await stateOf(e, id);
+    if (now !== undefined && want.includes(now)) return;
+    if (Date.now() > deadline) {
+      const pool = await internals(e).catch(() => undefined);
+      const hosts = pool?.hosts.map((h) => `${h.host} ${h.status}`).join(', ');
+      const row = await e.service.store.get<BatchJobRecord>('batchJobs', `accounts/default/batchJobs/${id}`);
+      throw new Error(`${id} not ${want.join(' or ')} within ${timeoutMs} ms: it is ${now ?? 'absent'} (${row?.resource.status ?? ''}); pool hosts: ${hosts ?? 'no answer'}`);
+    }
     await sleep(100);
   }
 }
@@ -102,11 +107,10 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
   const n = Number(process.env.BENCH_QUEUE_JOBS ?? (o.quick ? 1000 : 100_000));
   const concurrency = 24;
   const window = 1000;
-  const gates = mkdtempSync(join(tmpdir(), 'bench-queue-'));
   const e = await startBenchEnv({ env: { POOL_QUEUE_WINDOW: String(window) } });
   try {
     await createFakePool(e, 'deep', 'g5.xlarge', 1);
-    await createJob(e.api, { nodePoolId: 'deep', shellExecutor: { command: `until [ -e ${join(gates, 'go')} ]; do sleep 0.2; done` } }, 'holder');
+    await createJob(e.api, { nodePoolId: 'deep', shellExecutor: { command: 'sleep 86400' } }, 'holder');
     await waitState(e, 'holder', 'RUNNING', 60_000);
     const rss0 = await serviceRss();
     const temporal0 = rssMiB(e.devServer.process.pid);
@@ -145,10 +149,11 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
     const steps = summarize(await stepCost(e, window, 200));
     o.log(`    one scheduling step (pass over a ${window}-job window + store step) at this depth: p50 ${fmt(steps.p50, 2)} ms, p99 ${fmt(steps.p99, 2)} ms`);
 
-    // The holder ends: how long until the head runs, and how fast the pool hands out its slot after.
+    // The holder ends (cancelled): how long until the head runs, and how fast the pool hands out its slot after.
     const h0 = performance.now();
-    writeFileSync(join(gates, 'go'), '');
-    await waitState(e, 'q-0', 'RUNNING', 120_000).catch(() => waitState(e, 'q-0', 'COMPLETED', 1));
+    const cancelled = await e.api.post(`/v1/accounts/default/batchJobs/holder:cancel`, {});
+    if (cancelled.status !== 200) throw new Error(`cancelling the holder: ${cancelled.status} ${JSON.stringify(cancelled.body)}`);
+    await waitState(e, 'q-0', ['RUNNING', 'COMPLETED'], 120_000);
     const headMs = performance.now() - h0;
     const drainCount = Math.min(50, load.completed);
     await waitState(e, `q-${drainCount - 1}`, 'COMPLETED', 300_000);

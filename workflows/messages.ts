@@ -91,6 +91,12 @@ export const requestCapacitySignal = defineSignal<[CapacityRequest]>('requestCap
 export const releaseCapacitySignal = defineSignal<[{ jobName: string }]>('releaseCapacity');
 /** Job states of allocations, for nodePoolStats. */
 export const jobStateSignal = defineSignal<[{ jobName: string; state: BatchJobState }]>('jobState');
+/**
+ * An agent found that a job it ran has no workflow any more (an operator terminated it): the pool
+ * checks whether the job's workflow closed and, if so, records its end and frees its capacity. The
+ * agent only points; the pool decides.
+ */
+export const checkJobsSignal = defineSignal<[{ jobNames: string[] }]>('checkJobs');
 /** A job lost contact with a host's agent: stop placing work there until the agent joins again. */
 export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
 

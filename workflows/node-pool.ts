@@ -37,6 +37,7 @@ import { addHost, type Allocation, setHostStatus, standing } from '../src/domain
 import {
   capacityGrantedSignal,
   capacityRefusedSignal,
+  checkJobsSignal,
   deleteNodePoolUpdate,
   getHostFactsQuery,
   getNodePoolInternalsQuery,
@@ -59,6 +60,11 @@ import { BatchdAccount, NodePoolState } from './search-attributes';
 
 /** New runs of pool workflows use the queue in the pool store; histories from before it replay node-pool-v1. */
 export const POOL_QUEUE_IN_STORE_PATCH = 'pool-queue-in-store';
+/**
+ * Grants go out from the step that writes them (the syncPool local activity), not as workflow commands
+ * whose delivery events would cost the pool a workflow task per grant.
+ */
+export const POOL_GRANTS_BY_ACTIVITY_PATCH = 'pool-grants-by-activity';
 
 function now(): string {
   return new Date().toISOString();
@@ -69,6 +75,7 @@ const failedPrecondition = (message: string) => apiFailure('FAILED_PRECONDITION'
 export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   if (!patched(POOL_QUEUE_IN_STORE_PATCH)) return nodePoolWorkflowV1(input);
 
+  const grantsByActivity = patched(POOL_GRANTS_BY_ACTIVITY_PATCH);
   const settings: PoolSettings = input.settings ?? (await control.poolSettings());
   let pool: NodePool = input.pool;
   const state = await initialState(input, settings);
@@ -77,6 +84,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   let dirty = true;
   let deleting = pool.state === 'DELETING';
   let reconcileDue = false;
+  /** Holders an agent says may have ended behind the pool's back. */
+  const toCheck = new Set<string>();
   const slotsPerHost = ranksPerNodeOf(pool);
   const gpu = isGpuPool(pool);
 
@@ -234,6 +243,9 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     const j = state.jobs[jobName];
     if (j && !isTerminal(jobState)) j.state = jobState;
   });
+  setHandler(checkJobsSignal, ({ jobNames }) => {
+    for (const name of jobNames) if (sched.allocations[name]) toCheck.add(name);
+  });
   setHandler(hostLostSignal, ({ host, reason }) => {
     log.warn('host lost', { host, reason });
     setHostStatus(sched, host, 'unreachable');
@@ -329,32 +341,45 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     }
   }
 
-  /** Writes what changed (and reads more of the queue when the window runs low) before anything is acted on. */
-  async function sync(): Promise<void> {
+  /**
+   * Writes what changed (and reads more of the queue when the window runs low) before anything is
+   * acted on. On lean runs it also carries `allocations`' grants, sent by the step once written.
+   */
+  async function sync(allocations: Allocation[] = []): Promise<void> {
     const step = state.takeSync();
-    const outcome = await control.syncPool({ pool: input.name, ...step });
+    const grants = allocations.map((a) => ({ jobName: a.id, workflowId: state.jobs[a.id]?.workflowId ?? a.id, grant: grantOf(a) }));
+    const outcome = await control.syncPool({ pool: input.name, ...step, ...(grants.length > 0 ? { grants } : {}) });
     state.applySync(step, outcome);
     if (outcome.rows.length > 0) dirty = true;
+    if (outcome.undeliverable.length > 0) await forgetClosed(outcome.undeliverable);
   }
 
-  /** Sends one pass's grants together; a job that ended while it waited gives its capacity straight back. */
+  function grantOf(allocation: Allocation) {
+    return {
+      pool: input.name,
+      gpu,
+      masterPort: allocation.masterPort,
+      hosts: allocation.hosts.map((a) => ({
+        host: a.host,
+        address: state.hosts[a.host]?.address ?? '127.0.0.1',
+        taskQueue: state.hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
+        slots: a.slots,
+      })),
+    };
+  }
+
+  /** Sends one pass's grants together (as commands, on runs from before grants-by-activity). */
   async function grant(allocations: Allocation[]): Promise<void> {
+    if (grantsByActivity) {
+      if (allocations.length > 0) await sync(allocations);
+      return;
+    }
     const undeliverable: string[] = [];
     await Promise.all(
       allocations.map(async (allocation) => {
         const job = state.jobs[allocation.id];
         try {
-          await getExternalWorkflowHandle(job?.workflowId ?? allocation.id).signal(capacityGrantedSignal, {
-            pool: input.name,
-            gpu,
-            masterPort: allocation.masterPort,
-            hosts: allocation.hosts.map((a) => ({
-              host: a.host,
-              address: state.hosts[a.host]?.address ?? '127.0.0.1',
-              taskQueue: state.hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
-              slots: a.slots,
-            })),
-          });
+          await getExternalWorkflowHandle(job?.workflowId ?? allocation.id).signal(capacityGrantedSignal, grantOf(allocation));
         } catch (err) {
           log.info('grant undeliverable; releasing', { job: allocation.id, error: String(err) });
           undeliverable.push(allocation.id);
@@ -418,22 +443,29 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         () =>
           dirty ||
           reconcileDue ||
+          toCheck.size > 0 ||
           state.needsSync() ||
           (deleting && reported >= state.version) ||
           workflowInfo().historyLength > continueAsNewAt ||
           workflowInfo().continueAsNewSuggested,
       );
-      if (reconcileDue) {
-        await forgetClosed(Object.keys(sched.allocations));
+      if (reconcileDue || toCheck.size > 0) {
+        const names = reconcileDue ? Object.keys(sched.allocations) : [...toCheck];
         reconcileDue = false;
+        toCheck.clear();
+        await forgetClosed(names);
         continue;
       }
       if (dirty || state.needsSync()) {
         dirty = false;
         const grants = state.pass();
         // The snapshot with these allocations is written before any grant goes out.
-        if (state.needsSync()) await sync();
-        await grant(grants);
+        if (grantsByActivity) {
+          if (grants.length > 0 || state.needsSync()) await sync(grants);
+        } else {
+          if (state.needsSync()) await sync();
+          await grant(grants);
+        }
         continue;
       }
       if (deleting) {

@@ -12,7 +12,7 @@ import { ConfigError } from '../config';
 import { type NativeConnection, Worker } from '@temporalio/worker';
 import { type Logger } from 'pino';
 import { type AgentActivities, type HostOutcome, type HostRunInput } from '../../activities/contracts';
-import { joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
+import { checkJobsSignal, joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
 import { rankFailureMessage, rankUsageLine } from '../domain/isolation';
 import { parseResourceName } from '../domain/names';
 import { type LogSink, LogWriter } from '../store/log-store';
@@ -189,7 +189,8 @@ export class HostAgent {
             ? 'the job’s workflow is gone (terminated)'
             : 'the job asked its ranks to stop';
         log.info({ why }, 'ranks stopped by cancellation');
-        // A terminated job cannot release its capacity: its pool notices that by itself (one owner of capacity).
+        // A terminated job cannot release its capacity. The pool alone frees capacity: point it at the job.
+        if (details?.notFound) await this.pointPoolAt(input.jobName, log);
         throw new CancelledFailure(why);
       }
       if (outcome.outcome === 'failed') await this.stopAll(job, input.stopGraceMs);
@@ -262,6 +263,15 @@ export class HostAgent {
     else stopped += killByEnv({ [RANK_MARKER]: (v) => v.startsWith(`${jobName}#`), [AGENT_MARKER]: (v) => v === this.agentKey });
     this.log.info({ job: jobName, stopped }, 'ranks stopped on request');
     return { stopped };
+  }
+
+  private async pointPoolAt(jobName: string, log: Logger): Promise<void> {
+    try {
+      await this.o.client.workflow.getHandle(this.o.poolName).signal(checkJobsSignal, { jobNames: [jobName] });
+      log.warn('the job’s workflow is gone (terminated); asked its pool to check it and free its capacity');
+    } catch (err) {
+      log.error({ err: String(err) }, 'could not tell the pool about a terminated job; it finds it when it next checks its holders');
+    }
   }
 
   /** Tells the job workflow this host's ranks run; retried because the job waits on it to enter RUNNING. */

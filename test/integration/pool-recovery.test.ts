@@ -11,18 +11,14 @@
  *   queue moves on) and is recorded FAILED, saying why; a GET before that writes nothing.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { getNodePoolInternalsQuery, type NodePoolInternals } from '../../workflows/messages';
-import { type BatchJobBody, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
+import { type BatchJobBody, gatesIn, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
 const POOL = 'accounts/default/nodePools/one';
-const gates = mkdtempSync(join(tmpdir(), 'batchd-gates-'));
-const heldUntil = (gate: string) => `until [ -e ${join(gates, gate)} ]; do sleep 0.1; done`;
-const open = (gate: string) => writeFileSync(join(gates, gate), '');
+let heldUntil: (gate: string) => string;
+let open: (gate: string) => void;
 
 describe('a pool that cannot die', () => {
   let t: TestService;
@@ -39,6 +35,7 @@ describe('a pool that cannot die', () => {
       defaultPools: false,
       env: { POOL_QUEUE_WINDOW: '4', POOL_CONTINUE_AS_NEW_EVENTS: '100', POOL_WATCHDOG_MS: '500', POOL_RECONCILE_MS: '1000' },
     });
+    ({ heldUntil, open } = gatesIn(t.workspaceDir));
     const r = await t.api.post(`${A}/nodePools`, { nodePoolId: 'one', nodePool: { fakeNodePool: { machineType: 'g5.xlarge', numNodes: 1 } } });
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
@@ -50,7 +47,7 @@ describe('a pool that cannot die', () => {
     await create('holder', heldUntil('holder'));
     await waitForState(t.api, 'default', 'holder', 'RUNNING');
     const queued = Array.from({ length: 12 }, (_, i) => `q${String(i).padStart(2, '0')}`);
-    for (const id of queued) await create(id, `echo ran $BATCH_JOB_ID >> ${join(gates, 'order')}`);
+    for (const id of queued) await create(id, 'echo ran $BATCH_JOB_ID');
     await waitFor('12 queued', async () => ((await internals()).queueSummary?.length === 12 ? true : undefined));
     const view = await internals();
     assert.equal(view.queue.length, 4, 'only the window is in the workflow');
@@ -64,7 +61,7 @@ describe('a pool that cannot die', () => {
     const before = await runId();
     await poolHandle().terminate('test: a pool workflow dies');
     // A job created while it is down waits, and runs once the pool is back.
-    await create('late', `echo ran $BATCH_JOB_ID >> ${join(gates, 'order')}`);
+    await create('late', 'echo ran $BATCH_JOB_ID');
     await waitFor('the watchdog restarts the pool', async () => {
       const d = await poolHandle().describe();
       return d.status.name === 'RUNNING' && d.runId !== before ? true : undefined;
@@ -80,10 +77,14 @@ describe('a pool that cannot die', () => {
 
     open('holder');
     await waitForState(t.api, 'default', 'holder', 'COMPLETED');
-    for (const id of [...queued, 'late']) await waitForState(t.api, 'default', id, 'COMPLETED', 60_000);
-    const order = readFileSync(join(gates, 'order'), 'utf8').trim().split('\n');
-
-    assert.deepEqual(order, [...queued, 'late'].map((id) => `ran ${id}`), 'each ran once, in arrival order');
+    const ended: Array<BatchJobBody & { startTime?: string }> = [];
+    for (const id of [...queued, 'late']) ended.push(await waitForState(t.api, 'default', id, 'COMPLETED', 60_000));
+    const starts = ended.map((j) => j.startTime ?? '');
+    assert.deepEqual(starts, [...starts].sort(), 'they started in arrival order');
+    for (const id of [...queued, 'late']) {
+      const logs = await t.api.get<{ entries: Array<{ message: string }> }>(`${A}/batchJobs/${id}:getLogs`);
+      assert.deepEqual(logs.body.entries.map((e) => e.message), [`ran ${id}`], `${id} ran exactly once`);
+    }
     const history = await poolHandle().fetchHistory();
     assert.ok((history.events?.length ?? 0) <= 100 + 40, 'the pool continued as new along the way');
     const after = await internals();

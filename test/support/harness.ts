@@ -4,7 +4,7 @@
  * by configuration. Roles can also run as child processes, for tests that kill them.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -217,4 +217,17 @@ export function processesMatching(marker: string): number[] {
     }
   }
   return out;
+}
+
+/**
+ * Gates for rank commands that run until the test opens them: files in the workspace, which ranks can
+ * read (not in /tmp: an isolated rank has a /tmp of its own).
+ */
+export function gatesIn(workspaceDir: string): { heldUntil: (gate: string, echo?: string) => string; open: (gate: string) => void } {
+  const dir = join(workspaceDir, 'gates');
+  mkdirSync(dir, { recursive: true });
+  return {
+    heldUntil: (gate, echo = '') => `${echo}until [ -e ${join(dir, gate)} ]; do sleep 0.1; done`,
+    open: (gate) => writeFileSync(join(dir, gate), ''),
+  };
 }
