@@ -80,6 +80,8 @@ const envSchema = z.object({
 
   /** Bytes of log text a job may store; past it lines are dropped and one marker line says how many. */
   LOG_BUDGET_BYTES_PER_JOB: z.coerce.number().int().min(1024).default(64 * 1024 * 1024),
+  /** Most bytes of undelivered log lines a remote agent keeps in its spool; past it the oldest are dropped. */
+  LOG_SPOOL_MAX_BYTES: z.coerce.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
   /** Open `:followLogs` streams an account may hold at once. */
   MAX_LOG_STREAMS_PER_ACCOUNT: count.default(16),
   /** A `:followLogs` stream of a job that has not started ends after this long without a line. */

@@ -55,7 +55,14 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
   const connection = await connectWorker(config);
   const apiUrl = process.env.BATCHD_API_URL;
   const logs = apiUrl
-    ? new HttpLogSink(apiUrl, process.env.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger)
+    ? new HttpLogSink({
+        apiUrl,
+        token: process.env.BATCHD_AGENT_TOKEN ?? '',
+        spoolDir: join(config.dataDir, 'log-spool'),
+        logger,
+        maxBatchBytes: config.MAX_BODY_BYTES,
+        spoolMaxBytes: config.LOG_SPOOL_MAX_BYTES,
+      })
     : new LogStore(join(config.dataDir, 'logs.sqlite'));
   const agent = new HostAgent({
     connection,
@@ -68,6 +75,7 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
     dataDir: config.dataDir,
     workspaceDir: config.workspaceDir,
     logs,
+    logBudgetBytes: config.LOG_BUDGET_BYTES_PER_JOB,
     logger,
     maxStopGraceMs: config.RANK_STOP_GRACE_MS,
     heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,

@@ -22,6 +22,7 @@ import {
 import type { batchJobWorkflow } from '../../workflows/batch-job';
 import { jobMemo, jobSearchAttributes } from '../../workflows/search-attributes';
 import { type Config } from '../config';
+import { type AccountLimits } from '../control/account-limits';
 import { admitJob } from '../control/admission';
 import { purgeJob } from '../control/purge';
 import { type BatchJob, batchJobCreateSchema, isTerminal } from '../domain/batch-job';
@@ -47,6 +48,8 @@ export interface BatchJobServiceDeps {
   random?: () => number;
   /** How long get waits for a workflow query before answering from the read model. */
   queryTimeoutMs?: number;
+  /** The account's limits on live and waiting jobs; none when absent (unit tests). */
+  limits?: AccountLimits;
 }
 
 type StoredPool = NodePool & { name: string; createTime: string; updateTime: string };
@@ -67,6 +70,7 @@ export class BatchJobService {
     const id = batchJobId ?? generateId(this.d.random ?? Math.random);
     const name = this.name(caller.account, id);
     if (await this.d.store.get('batchJobs', name)) throw new ApiError('ALREADY_EXISTS', `batch job "${id}" already exists`);
+    await this.d.limits?.checkJob(caller.account);
 
     const createTime = new Date().toISOString();
     const input: BatchJobInput = {
@@ -123,6 +127,21 @@ export class BatchJobService {
       if (repaired) return repaired;
       this.d.logger.warn({ job: name, err: String(err) }, 'job query failed; answering from the read model');
       return row.resource;
+    }
+  }
+
+  /**
+   * Which host runs each rank of a job (log ingest's check), or undefined for a job that does not
+   * exist, was deleted, or is not placed yet.
+   */
+  async rankHosts(name: string): Promise<ReadonlyMap<number, string> | undefined> {
+    if (!(await this.d.store.get('batchJobs', name))) return undefined;
+    try {
+      const view = await this.query(name);
+      return view.placement ? new Map(view.placement.ranks.map((r) => [r.rank, r.host])) : undefined;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
     }
   }
 

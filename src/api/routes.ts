@@ -5,6 +5,7 @@
  */
 import { type Request, type Response } from 'express';
 import { type z } from 'zod';
+import { ApiError } from '../domain/errors';
 import { type Principal } from './auth';
 
 export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
@@ -68,9 +69,18 @@ export function matchRoute(routes: readonly CompiledRoute[], path: string): { ma
     if (!m) continue;
     const params: Record<string, string> = {};
     route.names.forEach((name, i) => {
-      params[name] = decodeURIComponent(m[i + 1] ?? '');
+      params[name] = decodePathSegment(name, m[i + 1] ?? '');
     });
     matches.push({ route, params });
   }
   return { matches };
+}
+
+/** A path parameter, URL-decoded; a malformed percent-escape (`%E0%A4%A`) is the client's 400, naming the parameter. */
+function decodePathSegment(name: string, raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw ApiError.invalidField(name, `the path segment "${raw}" is not valid percent-encoding (each % must start an escape of UTF-8, e.g. %2F)`);
+  }
 }
