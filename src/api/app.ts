@@ -91,8 +91,9 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/v1', async (req: Request, res: Response, next: NextFunction) => {
     try {
       const path = req.baseUrl + req.path;
-      const { matches } = matchRoute(routes, path);
+      const { matches, malformed } = matchRoute(routes, path);
       if (matches.length === 0) throw new ApiError('NOT_FOUND', `no such API path: ${req.method} ${path}`);
+      if (malformed) throw malformed;
       const match = matches.find((m) => m.route.method === req.method);
       if (!match) {
         res.setHeader('Allow', [...new Set(matches.map((m) => m.route.method))].join(', '));

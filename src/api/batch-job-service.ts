@@ -7,7 +7,7 @@
  * Sharing: every user of the account reads its jobs; update, cancel and delete of a job whose `shared`
  * is false are for its creator only (`canChange`).
  */
-import { type Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import { type Client, WorkflowClient, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { type Logger } from 'pino';
 import {
   type BatchJobInput,
@@ -55,6 +55,8 @@ export interface BatchJobServiceDeps {
 type StoredPool = NodePool & { name: string; createTime: string; updateTime: string };
 
 export class BatchJobService {
+  private anyStateQueries: WorkflowClient | undefined;
+
   constructor(private readonly d: BatchJobServiceDeps) {}
 
   private name(account: string, id: string): string {
@@ -137,7 +139,11 @@ export class BatchJobService {
   async rankHosts(name: string): Promise<ReadonlyMap<number, string> | undefined> {
     if (!(await this.d.store.get('batchJobs', name))) return undefined;
     try {
-      const view = await this.query(name);
+      // A job's last lines may arrive after its workflow closed, so this query is answered for closed
+      // workflows too (the service's client refuses those, to spare get a replay); placements are cached by the caller.
+      this.anyStateQueries ??= new WorkflowClient({ connection: this.d.client.connection, namespace: this.d.client.options.namespace, queryRejectCondition: 'NONE' });
+      const handle = this.anyStateQueries.getHandle(name);
+      const view = await this.d.client.withDeadline(Date.now() + 8000, () => handle.query(getBatchJobQuery));
       return view.placement ? new Map(view.placement.ranks.map((r) => [r.rank, r.host])) : undefined;
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return undefined;

@@ -55,16 +55,26 @@ export function ingestLimitBytes(maxBodyBytes: number): number {
 export function mountLogIngest(app: Express, o: LogIngestOptions): void {
   const expected = sha256(o.token);
   const placements = new Map<string, ReadonlyMap<number, string>>();
+  // One lookup per job at a time: batches of one job that arrive together share it (a closed job's is a replay).
+  const inFlight = new Map<string, Promise<ReadonlyMap<number, string> | undefined>>();
 
-  const rankHosts = async (job: string): Promise<ReadonlyMap<number, string> | undefined> => {
-    const cached = placements.get(job);
-    if (cached) return cached;
+  const lookUp = async (job: string): Promise<ReadonlyMap<number, string> | undefined> => {
     const found = await o.placement.rankHosts(job);
     if (found) {
       if (placements.size >= PLACEMENT_CACHE) placements.delete(placements.keys().next().value as string);
       placements.set(job, found);
     }
     return found;
+  };
+  const rankHosts = (job: string): Promise<ReadonlyMap<number, string> | undefined> => {
+    const cached = placements.get(job);
+    if (cached) return Promise.resolve(cached);
+    let pending = inFlight.get(job);
+    if (!pending) {
+      pending = lookUp(job).finally(() => inFlight.delete(job));
+      inFlight.set(job, pending);
+    }
+    return pending;
   };
 
   // The token first: a caller without it gets 401 before the body is read.
