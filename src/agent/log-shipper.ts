@@ -29,6 +29,8 @@ interface Pending {
   entry: LogEntry;
   /** Bytes of the entry's JSON in a batch (its spool line less the host). */
   size: number;
+  /** For a marker of dropped lines: how many lines it stands for (it is counted again if it is dropped in turn). */
+  stands?: number;
 }
 
 export interface HttpLogSinkOptions {
@@ -55,6 +57,8 @@ export class HttpLogSink implements HostLogSinks {
   private spoolBytes = 0;
   private shipping: Promise<void> | undefined;
   private readonly spool: string;
+  /** The batch being sent now. */
+  private inFlight = new Set<Pending>();
   /** Entries per batch: halved on a 413, grown back after each accepted batch. */
   private entriesPerBatch = MAX_ENTRIES;
 
@@ -126,23 +130,29 @@ export class HttpLogSink implements HostLogSinks {
       if (this.spoolBytes > 2 * this.queueBytes + 1024 * 1024) this.rewriteSpool();
       return;
     }
+    // A batch in flight may yet be delivered: it is not dropped (nor counted as lost).
+    const candidates = this.queue.filter((p) => !this.inFlight.has(p));
+    const inFlightBytes = this.queueBytes - candidates.reduce((sum, p) => sum + p.size, 0);
     const n = oldestToDrop(
-      this.queue.map((p) => p.size),
-      Math.floor(this.o.spoolMaxBytes * SPOOL_LOW_WATER),
+      candidates.map((p) => p.size),
+      Math.max(0, Math.floor(this.o.spoolMaxBytes * SPOOL_LOW_WATER) - inFlightBytes),
     );
-    const dropped = this.queue.splice(0, n);
+    const dropped = candidates.slice(0, n);
+    const droppedSet = new Set(dropped);
+    this.queue = this.queue.filter((p) => !droppedSet.has(p));
     // The marker of a rank takes the place (and seq) of its newest dropped line, which is never stored.
     const byRank = new Map<string, { newest: Pending; count: number }>();
     for (const p of dropped) {
       const key = `${p.entry.job}#${p.entry.rank}`;
-      byRank.set(key, { newest: p, count: (byRank.get(key)?.count ?? 0) + 1 });
+      byRank.set(key, { newest: p, count: (byRank.get(key)?.count ?? 0) + (p.stands ?? 1) });
     }
-    const markers = [...byRank.values()].map(({ newest, count }) =>
-      pendingOf(newest.host, { ...newest.entry, stream: 'stderr', message: spoolDropMarker(count, this.o.spoolMaxBytes) }),
-    );
+    const markers = [...byRank.values()].map(({ newest, count }) => ({
+      ...pendingOf(newest.host, { ...newest.entry, stream: 'stderr' as const, message: spoolDropMarker(count, this.o.spoolMaxBytes) }),
+      stands: count,
+    }));
     this.queue.unshift(...markers);
     this.queueBytes = this.queue.reduce((sum, p) => sum + p.size, 0);
-    const lost = dropped.length - markers.length;
+    const lost = dropped.filter((p) => p.stands === undefined).length;
     logLossTotals.failedLines += lost;
     this.o.logger.warn({ dropped: lost, spoolMaxBytes: this.o.spoolMaxBytes }, 'log spool full: dropped the oldest undelivered lines');
     this.rewriteSpool();
@@ -175,10 +185,15 @@ export class HttpLogSink implements HostLogSinks {
     return this.queue.slice(0, headWithinBytes(sizes, this.o.maxBatchBytes, this.entriesPerBatch));
   }
 
-  /** Removes the batch from the head of the queue (delivered, or refused for good). */
+  /**
+   * Removes the batch from the queue (delivered, or refused for good). By identity, not by position:
+   * while it was in flight the spool cap may have dropped lines from the head and put markers there.
+   */
   private settle(batch: Pending[]): void {
-    this.queue.splice(0, batch.length);
-    for (const p of batch) this.queueBytes -= p.size;
+    const sent = new Set(batch);
+    const before = this.queue.length;
+    this.queue = this.queue.filter((p) => !sent.has(p));
+    if (this.queue.length !== before) for (const p of batch) this.queueBytes -= p.size;
     if (this.queue.length === 0) {
       this.queueBytes = 0;
       this.rewriteSpool();
@@ -192,6 +207,7 @@ export class HttpLogSink implements HostLogSinks {
       const head = batch[0];
       if (!head) return;
       let status: number;
+      this.inFlight = new Set(batch);
       try {
         const res = await fetch(`${this.o.apiUrl}/internal/v1/logs:ingest`, {
           method: 'POST',
@@ -204,6 +220,8 @@ export class HttpLogSink implements HostLogSinks {
       } catch (err) {
         status = 0;
         this.o.logger.warn({ err: String(err), pending: this.queue.length }, 'log shipping failed; retrying');
+      } finally {
+        this.inFlight = new Set();
       }
       if (status >= 200 && status < 300) {
         this.settle(batch);

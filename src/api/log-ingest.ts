@@ -78,9 +78,9 @@ export function mountLogIngest(app: Express, o: LogIngestOptions): void {
   };
 
   // The token first: a caller without it gets 401 before the body is read.
-  const authenticate = (req: Request, _res: Response, next: NextFunction) => {
+  const authenticate = (req: Request, res: Response, next: NextFunction) => {
     const presented = bearerKey(req.headers.authorization);
-    if (!presented || !timingSafeEqual(sha256(presented), expected)) next(new ApiError('UNAUTHENTICATED', 'missing or wrong agent token'));
+    if (!presented || !timingSafeEqual(sha256(presented), expected)) answer(res, new ApiError('UNAUTHENTICATED', 'missing or wrong agent token'));
     else next();
   };
   const json = express.json({ limit: ingestLimitBytes(o.maxBodyBytes) });
@@ -113,7 +113,13 @@ export function mountLogIngest(app: Express, o: LogIngestOptions): void {
       await o.sink.append(entries);
       res.status(200).json({ accepted: entries.length });
     } catch (err) {
-      next(err);
+      // The endpoint answers its own refusals, wherever it is mounted; anything else is the app's 500.
+      if (err instanceof ApiError) answer(res, err);
+      else next(err);
     }
   });
+}
+
+function answer(res: Response, err: ApiError): void {
+  res.status(err.httpStatus).json(err.toBody());
 }
