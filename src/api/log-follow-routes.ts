@@ -64,8 +64,14 @@ class StreamCounter {
 
 /** Writes to the socket; when its buffer is full, waits for it to drain (or for the client to go). */
 async function write(res: Response, text: string): Promise<void> {
-  if (res.write(text)) return;
-  await Promise.race([once(res, 'drain'), once(res, 'close')]);
+  if (res.destroyed || res.write(text)) return;
+  // Both listeners go once either fires, so a long stream does not pile up 'close' listeners.
+  const stop = new AbortController();
+  try {
+    await Promise.race([once(res, 'drain', { signal: stop.signal }), once(res, 'close', { signal: stop.signal })]);
+  } finally {
+    stop.abort();
+  }
 }
 
 const yieldToOthers = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -112,7 +118,7 @@ export function logFollowRoutes(service: BatchJobService, logs: LogStore, limits
   ];
 }
 
-interface StreamOptions {
+export interface StreamOptions {
   logs: LogStore;
   limits: LogReadLimits;
   job: string;
@@ -122,7 +128,7 @@ interface StreamOptions {
 }
 
 /** The event stream of one job's logs, until the job ends, the client goes, or a waiting job stays silent too long. */
-async function streamLogs(req: Request, res: Response, o: StreamOptions): Promise<void> {
+export async function streamLogs(req: Request, res: Response, o: StreamOptions): Promise<void> {
   res.status(200);
   res.setHeader('content-type', 'text/event-stream; charset=utf-8');
   res.setHeader('cache-control', 'no-cache');
