@@ -106,6 +106,7 @@ export class HttpLogSink implements HostLogSinks {
   /** Reads the spool a previous run left: every line still to be delivered. */
   private recover(): void {
     const text = readFileSync(this.spool, 'utf8');
+    let hostless = 0;
     for (const line of text.split('\n')) {
       if (!line) continue;
       try {
@@ -114,10 +115,15 @@ export class HttpLogSink implements HostLogSinks {
           const item = pendingOf(parsed.host, parsed.entry);
           this.queue.push(item);
           this.queueBytes += item.size;
-        }
+        } else hostless += 1;
       } catch {
         // a torn last line from a crash: the rest is still shipped
       }
+    }
+    if (hostless > 0) {
+      // A spool of an older agent, whose lines do not say their host: the API would refuse them.
+      logLossTotals.failedLines += hostless;
+      this.o.logger.warn({ lines: hostless }, 'the log spool holds lines without a host (an older agent wrote them); they are dropped');
     }
     this.spoolBytes = Buffer.byteLength(text, 'utf8');
     this.enforceCap();
