@@ -247,7 +247,13 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       // else on the API's port behind METRICS_TOKEN (generated into DATA_DIR when unset).
       if (config.METRICS_PORT !== undefined) {
         const metricsServer = await listenMetrics(metricsHandler(metrics, config.METRICS_TOKEN), config.METRICS_HOST, config.METRICS_PORT);
-        stops.push(() => new Promise<void>((resolve) => metricsServer.close(() => resolve())));
+        stops.push(
+          () =>
+            new Promise<void>((resolve) => {
+              metricsServer.close(() => resolve());
+              metricsServer.closeAllConnections();
+            }),
+        );
         logger.info({ url: `http://${config.METRICS_HOST}:${config.METRICS_PORT}/metrics` }, 'metrics listening');
       }
       const app = createApp({

@@ -148,10 +148,16 @@ export class HostAgent {
     const job: ActiveJob = { ranks: [], stopRequested: false };
     this.active.set(input.jobName, job);
     const worldSize = Number(input.ranks[0]?.env.WORLD_SIZE ?? input.ranks.length);
+    let toldLoss = false;
     const logs = new LogWriter(this.logSink, input.jobName, () => 0, {
       budgetBytes: hostShareOfBudget(this.o.logBudgetBytes, input.ranks.length, worldSize),
-      // A log store that fails must not end the job: the lines are counted and the job's log says so at its end.
-      onError: (err, lines) => log.warn({ err: String(err), lines }, 'could not store log lines; they are lost'),
+      // A log store that fails must not end the job: the lines are counted and the job's log says so at
+      // its end. Said once here, not at every failed flush of a full disk.
+      onError: (err, lines) => {
+        if (toldLoss) return;
+        toldLoss = true;
+        log.warn({ err: String(err), lines }, 'could not store log lines; they are lost (counted, and said at the end of the job’s log)');
+      },
     });
     const heartbeat = setInterval(() => ctx.heartbeat(), 1000);
     try {
