@@ -9,6 +9,7 @@
  */
 import { type Config } from '../config';
 import { type AccountLimitName, type AccountLimitValues, limitRefusal } from '../domain/account-limits';
+import { BATCH_JOB_STATES, isTerminal } from '../domain/batch-job-model';
 import { type FilterExpr } from '../domain/filter';
 import { DEFAULT_ORDER } from '../domain/list-fields';
 import { type NodePool } from '../domain/node-pool';
@@ -35,8 +36,9 @@ export function accountLimitsOf(config: LimitConfig): AccountLimitValues {
   };
 }
 
-const stateIs = (op: '=' | '!=', value: string): FilterExpr => ({ kind: 'cmp', field: 'state', op, value });
-const LIVE_JOB: FilterExpr = { kind: 'and', items: ['COMPLETED', 'FAILED', 'CANCELLED'].map((s) => stateIs('!=', s)) };
+const stateIs = (op: '=', value: string): FilterExpr => ({ kind: 'cmp', field: 'state', op, value });
+// Equalities, not `!=`: the (account, state) index then answers both counts without a scan of the account's archive.
+const LIVE_JOB: FilterExpr = { kind: 'or', items: BATCH_JOB_STATES.filter((s) => !isTerminal(s)).map((s) => stateIs('=', s)) };
 const WAITING_JOB: FilterExpr = { kind: 'or', items: ['CREATING', 'QUEUED'].map((s) => stateIs('=', s)) };
 
 export class AccountLimits {
