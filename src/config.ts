@@ -9,6 +9,8 @@ import { parseByteSize } from './domain/isolation';
 
 const port = z.coerce.number().int().min(1).max(65535);
 const ms = z.coerce.number().int().min(1);
+/** A limit on how many of something there may be; at least 1 (a limit of 0 would make the feature unusable). */
+const count = z.coerce.number().int().min(1);
 const flag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -85,6 +87,35 @@ const envSchema = z.object({
   RANK_PIDS_MAX: z.coerce.number().int().min(0).default(4096),
   /** History length at which a node-pool workflow continues as new. */
   POOL_CONTINUE_AS_NEW_EVENTS: z.coerce.number().int().min(100).default(4000),
+
+  // Limits per account, checked against the read model before anything is created (429 past one).
+  MAX_LIVE_JOBS_PER_ACCOUNT: count.default(5000),
+  MAX_QUEUED_JOBS_PER_ACCOUNT: count.default(2000),
+  MAX_NODE_POOLS_PER_ACCOUNT: count.default(20),
+  MAX_FAKE_HOSTS_PER_ACCOUNT: count.default(128),
+  MAX_ENVIRONMENTS_PER_ACCOUNT: count.default(100),
+  MAX_SNAPSHOTS_PER_ACCOUNT: count.default(1000),
+  /** Requests per second each API key may make on average (a token bucket per API process); 0 turns the limit off. */
+  API_RATE_LIMIT_PER_SECOND: z.coerce.number().min(0).default(100),
+  /** How many requests a key may make at once beyond the average (the bucket's size). */
+  API_RATE_LIMIT_BURST: count.default(200),
+
+  /** Bearer token `/metrics` needs (generated into DATA_DIR/metrics-token when unset). */
+  METRICS_TOKEN: z.string().min(16, 'METRICS_TOKEN must be at least 16 characters').optional(),
+  /** A separate listener for `/metrics` (the Prometheus convention); unset: `/metrics` is on the API's port. */
+  METRICS_PORT: port.optional(),
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+
+  /** Bytes of log text a job may store; past it lines are dropped and one marker line says how many. */
+  LOG_BUDGET_BYTES_PER_JOB: z.coerce.number().int().min(1024).default(64 * 1024 * 1024),
+  /** Most bytes of undelivered log lines a remote agent keeps in its spool; past it the oldest are dropped. */
+  LOG_SPOOL_MAX_BYTES: z.coerce.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+  /** Open `:followLogs` streams an account may hold at once. */
+  MAX_LOG_STREAMS_PER_ACCOUNT: count.default(16),
+  /** A `:followLogs` stream of a job that has not started ends after this long without a line. */
+  LOG_STREAM_IDLE_MS: ms.default(10 * 60 * 1000),
+  /** Most bytes of log text in one `:getLogs` response (the page token continues after it). */
+  LOG_PAGE_MAX_BYTES: z.coerce.number().int().min(1024).default(4 * 1024 * 1024),
 });
 
 export type Env = z.infer<typeof envSchema>;

@@ -14,8 +14,9 @@ import { type Logger } from 'pino';
 import { type AgentActivities, type HostOutcome, type HostRunInput } from '../../activities/contracts';
 import { checkJobsSignal, joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
 import { rankFailureMessage, rankUsageLine } from '../domain/isolation';
+import { hostShareOfBudget } from '../domain/log-limits';
 import { parseResourceName } from '../domain/names';
-import { type LogSink, LogWriter } from '../store/log-store';
+import { type AgentLogs, type LogSink, LogWriter, sinkOfHost } from '../store/log-store';
 import { type AgentIsolation, type RankIsolation } from './isolation';
 import { hostCapabilities } from './capabilities';
 import { PidFiles } from './pid-files';
@@ -32,7 +33,9 @@ export interface AgentOptions {
   slots: number;
   dataDir: string;
   workspaceDir: string;
-  logs: LogSink;
+  logs: AgentLogs;
+  /** LOG_BUDGET_BYTES_PER_JOB: this host stores its ranks' share of it (ranks here ÷ the job's ranks). */
+  logBudgetBytes: number;
   logger: Logger;
   /** Largest stop grace a job may ask for; bounds how long shutdown waits. */
   maxStopGraceMs: number;
@@ -65,8 +68,10 @@ export class HostAgent {
   private readonly pidFiles: PidFiles;
   private readonly log: Logger;
   private readonly iso: AgentIsolation;
+  private readonly logSink: LogSink;
 
   constructor(private readonly o: AgentOptions) {
+    this.logSink = sinkOfHost(o.logs, o.host);
     // Unique per service instance (its DATA_DIR), so agents of another instance on this machine —
     // a second deployment, a test suite — never mistake this one's ranks for their leftovers.
     this.agentKey = `${o.poolName}/${o.host}@${createHash('sha256').update(resolve(o.dataDir)).digest('hex').slice(0, 12)}`;
@@ -155,7 +160,18 @@ export class HostAgent {
     }
     const job: ActiveJob = { ranks: [], stopRequested: false };
     this.active.set(input.jobName, job);
-    const logs = new LogWriter(this.o.logs, input.jobName, () => 0);
+    const worldSize = Number(input.ranks[0]?.env.WORLD_SIZE ?? input.ranks.length);
+    let toldLoss = false;
+    const logs = new LogWriter(this.logSink, input.jobName, () => 0, {
+      budgetBytes: hostShareOfBudget(this.o.logBudgetBytes, input.ranks.length, worldSize),
+      // A log store that fails must not end the job: the lines are counted and the job's log says so at
+      // its end. Said once here, not at every failed flush of a full disk.
+      onError: (err, lines) => {
+        if (toldLoss) return;
+        toldLoss = true;
+        log.warn({ err: String(err), lines }, 'could not store log lines; they are lost (counted, and said at the end of the job’s log)');
+      },
+    });
     const heartbeat = setInterval(() => ctx.heartbeat(), 1000);
     try {
       for (const r of input.ranks) {
@@ -198,7 +214,7 @@ export class HostAgent {
       return outcome;
     } finally {
       clearInterval(heartbeat);
-      await logs.flush();
+      await logs.close();
       for (const r of job.ranks) this.pidFiles.forget(input.jobName, r.rank);
       this.iso.releaseJob(input.account, input.jobId);
       this.active.delete(input.jobName);

@@ -58,7 +58,14 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
   const connection = await connectWorker(config);
   const apiUrl = config.BATCHD_API_URL;
   const logs = apiUrl
-    ? new HttpLogSink(apiUrl, config.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger)
+    ? new HttpLogSink({
+        apiUrl,
+        token: config.BATCHD_AGENT_TOKEN ?? '',
+        spoolDir: join(config.dataDir, 'log-spool'),
+        logger,
+        maxBatchBytes: config.MAX_BODY_BYTES,
+        spoolMaxBytes: config.LOG_SPOOL_MAX_BYTES,
+      })
     : new LogStore(join(config.dataDir, 'logs.sqlite'));
   const isolation = await startIsolation(config, logger);
   const agent = new HostAgent({
@@ -72,6 +79,7 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
     dataDir: config.dataDir,
     workspaceDir: config.workspaceDir,
     logs,
+    logBudgetBytes: config.LOG_BUDGET_BYTES_PER_JOB,
     logger,
     maxStopGraceMs: config.RANK_STOP_GRACE_MS,
     heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,

@@ -18,12 +18,20 @@ export interface ApiRouteDeps {
   pools: NodePoolService;
   environments: EnvironmentService;
   pageSecret: Buffer;
+  logLimits: LogReadLimits;
+}
+
+/** Bounds on reading logs: bytes per `:getLogs` page, open `:followLogs` streams per account, idle end of a waiting job's stream. */
+export interface LogReadLimits {
+  pageMaxBytes: number;
+  streamsPerAccount: number;
+  streamIdleMs: number;
 }
 
 export function apiRoutes(d: ApiRouteDeps): Route[] {
   return [
-    ...batchJobRoutes(d.jobs, d.logs, d.pageSecret),
-    ...logFollowRoutes(d.jobs, d.logs),
+    ...batchJobRoutes(d.jobs, d.logs, d.pageSecret, d.logLimits.pageMaxBytes),
+    ...logFollowRoutes(d.jobs, d.logs, d.logLimits),
     ...nodePoolRoutes(d.pools, d.pageSecret),
     ...environmentRoutes(d.environments, d.pageSecret),
   ];
@@ -35,5 +43,12 @@ export function apiRoutes(d: ApiRouteDeps): Route[] {
  */
 export function documentedRoutes(): Route[] {
   const none = {} as never;
-  return apiRoutes({ jobs: none, logs: none, pools: none, environments: none, pageSecret: Buffer.alloc(32) });
+  return apiRoutes({
+    jobs: none,
+    logs: none,
+    pools: none,
+    environments: none,
+    pageSecret: Buffer.alloc(32),
+    logLimits: { pageMaxBytes: 1, streamsPerAccount: 1, streamIdleMs: 1 },
+  });
 }

@@ -7,7 +7,7 @@ import { type Client } from '@temporalio/client';
 import { type Logger } from 'pino';
 import { getNodePoolInternalsQuery, type NodePoolInternals } from '../../workflows/messages';
 import { type NodePool } from '../domain/node-pool';
-import { type LogStore } from '../store/log-store';
+import { logLossTotals, type LogStore } from '../store/log-store';
 import { type ReadModel, type StoredResource } from '../store/read-model';
 
 const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -127,6 +127,11 @@ export class Metrics {
     if (!this.logBytes || now - this.logBytes.at > 15_000) this.logBytes = { value: this.sources.logs.storedBytes(), at: now };
     logBytes.sample({}, this.logBytes.value);
 
-    return `${[requests, errors, latency, jobs, queueLength, oldestWait, inUse, capacity, hosts, logBytes].map((f) => f.render()).join('\n')}\n`;
+    // Lines of agents in this process that never reached the store: over a job's budget, or lost to a failed write.
+    const dropped = new Family('batchd_log_lines_dropped_total', 'counter', 'Rank log lines not stored, by reason (budget: over LOG_BUDGET_BYTES_PER_JOB; write_failed: the store or the shipper failed).');
+    dropped.sample({ reason: 'budget' }, logLossTotals.budgetLines);
+    dropped.sample({ reason: 'write_failed' }, logLossTotals.failedLines);
+
+    return `${[requests, errors, latency, jobs, queueLength, oldestWait, inUse, capacity, hosts, logBytes, dropped].map((f) => f.render()).join('\n')}\n`;
   }
 }

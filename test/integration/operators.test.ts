@@ -49,7 +49,8 @@ describe('operating batchd from the Temporal CLI', () => {
 
   it('reports jobs, queues and capacity in /metrics', async () => {
     const text = await waitFor('metrics with both jobs', async () => {
-      const body = await (await fetch(`${t.url}/metrics`)).text();
+      const token = readFileSync(join(t.dataDir, 'metrics-token'), 'utf8').trim();
+      const body = await (await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
       return body.includes('batchd_batch_jobs{account="default",node_pool="default-gpu",state="RUNNING"} 2') ? body : undefined;
     });
     assert.match(text, /^# TYPE batchd_batch_jobs gauge$/m);

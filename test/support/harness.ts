@@ -66,6 +66,8 @@ export async function testEnv(dataDir: string, extra: Record<string, string> = {
     RANK_STOP_GRACE_MS: '1000',
     FLEET_SYNC_MS: '300',
     WORKSPACE_DIR: join(dataDir, 'workspace'),
+    // Suites poll and probe faster than a client should; the limiter is tested where it is set (hardening.test.ts).
+    API_RATE_LIMIT_PER_SECOND: '0',
     ...extra,
   };
 }
