@@ -8,6 +8,7 @@ import { type ResourceKind, type StoredResource } from '../src/store/read-model'
 import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/store/pool-store';
 import { type JobSettings, type PoolBinding, type PoolSettings } from '../src/domain/control-model';
 import { type BatchJobState } from '../src/domain/batch-job-model';
+import { type RankUsageReport } from '../src/domain/isolation';
 
 /** A grant to send to a job once the pool's step that made it is written. */
 export interface GrantDelivery {
@@ -18,6 +19,7 @@ export interface GrantDelivery {
     gpu: boolean;
     masterPort: number;
     hosts: Array<{ host: string; address: string; taskQueue: string; slots: number[] }>;
+    rankMemoryLimitBytes?: number | null;
   };
 }
 
@@ -114,11 +116,13 @@ export interface HostRunInput {
   executor: Executor;
   ranks: RankLaunch[];
   stopGraceMs: number;
+  /** Each rank's memory limit as the pool sets it: bytes, null for none; absent: the agent's default. */
+  rankMemoryLimitBytes?: number | null;
 }
 
 export type HostOutcome =
-  | { outcome: 'succeeded' }
-  | { outcome: 'failed'; rank: number; exitCode: number | null; signal: string | null; message: string }
+  | { outcome: 'succeeded'; usage?: RankUsageReport[] }
+  | { outcome: 'failed'; rank: number; exitCode: number | null; signal: string | null; message: string; usage?: RankUsageReport[] }
   | { outcome: 'stopped' };
 
 export interface AgentActivities {

@@ -31,6 +31,7 @@ import type { AgentActivities, HostOutcome, HostRunInput, PoolBinding, PoolSigna
 import { type BatchJob, executorOf } from '../src/domain/batch-job-model';
 import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
 import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-patch';
+import { usageSummary } from '../src/domain/isolation';
 import { numberRanks, rankEnvironment } from '../src/domain/ranks';
 import {
   type BatchJobInput,
@@ -391,6 +392,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
           host: host.host,
           executor,
           stopGraceMs: settings.stopGraceMs,
+          ...(g.rankMemoryLimitBytes !== undefined ? { rankMemoryLimitBytes: g.rankMemoryLimitBytes } : {}),
           ranks: hr.ranks.map((rank) => ({
             rank: rank.rank,
             env: rankEnvironment({
@@ -466,7 +468,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
       if (allSucceeded()) {
         await Promise.all(runs);
         await releaseCapacity();
-        transition({ type: 'succeeded', status: `all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0` });
+        const used = usageSummary([...results.values()].flatMap((r) => (r.outcome === 'succeeded' ? (r.usage ?? []) : [])));
+        transition({ type: 'succeeded', status: `all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0${used ? `; ${used}` : ''}` });
         return deleteAfterEnd();
       }
       const problem = firstProblem();

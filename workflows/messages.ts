@@ -64,6 +64,8 @@ export interface CapacityGrant {
   gpu: boolean;
   masterPort: number;
   hosts: GrantedHost[];
+  /** The pool's rank memory limit (its batchd.io/rank-memory-limit annotation): bytes, null for none; absent: each agent's default. */
+  rankMemoryLimitBytes?: number | null;
 }
 
 export interface GrantedHost {

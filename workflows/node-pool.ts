@@ -32,6 +32,7 @@ import { type BatchJobState, isTerminal } from '../src/domain/batch-job-model';
 import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../src/domain/hosts';
 import { applyNodePoolSpec, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
 import { type HostFacts } from '../src/domain/control-model';
+import { poolRankMemoryLimit } from '../src/domain/isolation';
 import { PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
 import { addHost, type Allocation, setHostStatus, standing } from '../src/domain/scheduler';
 import {
@@ -351,14 +352,18 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     const outcome = await control.syncPool({ pool: input.name, ...step, ...(grants.length > 0 ? { grants } : {}) });
     state.applySync(step, outcome);
     if (outcome.rows.length > 0) dirty = true;
-    if (outcome.undeliverable.length > 0) await forgetClosed(outcome.undeliverable);
+    // Results recorded before grants went by activity have no undeliverable list.
+    const undeliverable = outcome.undeliverable ?? [];
+    if (undeliverable.length > 0) await forgetClosed(undeliverable);
   }
 
   function grantOf(allocation: Allocation) {
+    const limit = poolRankMemoryLimit(pool.annotations);
     return {
       pool: input.name,
       gpu,
       masterPort: allocation.masterPort,
+      ...(limit === null || typeof limit === 'number' ? { rankMemoryLimitBytes: limit } : {}),
       hosts: allocation.hosts.map((a) => ({
         host: a.host,
         address: state.hosts[a.host]?.address ?? '127.0.0.1',

@@ -13,12 +13,13 @@ import { type NativeConnection, Worker } from '@temporalio/worker';
 import { type Logger } from 'pino';
 import { type AgentActivities, type HostOutcome, type HostRunInput } from '../../activities/contracts';
 import { checkJobsSignal, joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
-import { rankFailureMessage, rankUsageLine } from '../domain/isolation';
+import { rankFailureMessage, type RankUsageReport, rankUsageLine } from '../domain/isolation';
 import { hostShareOfBudget } from '../domain/log-limits';
 import { parseResourceName } from '../domain/names';
 import { type AgentLogs, type LogSink, LogWriter, sinkOfHost } from '../store/log-store';
 import { type AgentIsolation, type RankIsolation } from './isolation';
 import { hostCapabilities } from './capabilities';
+import { recordRankUsage } from './usage-metrics';
 import { PidFiles } from './pid-files';
 import { killByEnv, sleep } from './processes';
 import { AGENT_MARKER, RANK_MARKER, RankProcess, rankWorkDir } from './rank-process';
@@ -185,7 +186,17 @@ export class HostAgent {
             workDir,
             workspaceDir: this.o.workspaceDir,
             agentKey: this.agentKey,
-            launch: (command) => this.iso.launch({ account: input.account, jobId: input.jobId, rank: r.rank, workDir }, command),
+            launch: (command) =>
+              this.iso.launch(
+                {
+                  account: input.account,
+                  jobId: input.jobId,
+                  rank: r.rank,
+                  workDir,
+                  ...(input.rankMemoryLimitBytes !== undefined ? { memoryLimit: input.rankMemoryLimitBytes } : {}),
+                },
+                command,
+              ),
           },
           (line) => logs.write(r.rank, line.stream, line.line),
         );
@@ -225,6 +236,7 @@ export class HostAgent {
   private watch(job: ActiveJob, input: HostRunInput, ctx: Context): Promise<HostOutcome | 'cancelled'> {
     return new Promise((resolve) => {
       let remaining = job.ranks.length;
+      const usage: RankUsageReport[] = [];
       if (job.stopRequested) return resolve({ outcome: 'stopped' });
       if (remaining === 0) return resolve({ outcome: 'succeeded' });
       job.onStop = () => resolve({ outcome: 'stopped' });
@@ -232,7 +244,11 @@ export class HostAgent {
       for (const { rank, process } of job.ranks) {
         void process.exited.then(async (exit) => {
           await process.reapLeftovers();
-          if (process.usage) this.log.info({ job: input.jobName, rank, ...process.usage }, rankUsageLine(rank, process.usage) ?? 'rank ended');
+          if (process.usage) {
+            this.log.info({ job: input.jobName, rank, ...process.usage }, rankUsageLine(rank, process.usage) ?? 'rank ended');
+            usage.push({ rank, ...(process.usage.cpuSeconds !== undefined ? { cpuSeconds: process.usage.cpuSeconds } : {}), ...(process.usage.peakMemoryBytes !== undefined ? { peakMemoryBytes: process.usage.peakMemoryBytes } : {}) });
+            recordRankUsage(input.account, this.o.poolName.split('/').pop() ?? '', process.usage);
+          }
           if (job.stopRequested) return;
           if (exit.code !== 0) {
             resolve({
@@ -249,11 +265,12 @@ export class HostAgent {
                 memoryLimit: process.usage?.memoryLimit,
                 lastOutput: process.lastOutput,
               }),
+              ...(usage.length > 0 ? { usage } : {}),
             });
             return;
           }
           remaining -= 1;
-          if (remaining === 0) resolve({ outcome: 'succeeded' });
+          if (remaining === 0) resolve({ outcome: 'succeeded', ...(usage.length > 0 ? { usage } : {}) });
         });
       }
     });

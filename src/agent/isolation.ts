@@ -70,6 +70,8 @@ export interface RankPlace {
   jobId: string;
   rank: number;
   workDir: string;
+  /** The job's pool sets the limit: bytes, null for none; absent: this agent's default. */
+  memoryLimit?: number | null;
 }
 
 /** sh run as root inside the rank's new mount namespace: cgroups, then mounts, then drop privileges. */
@@ -421,7 +423,8 @@ export class AgentIsolation {
   /** How to start one rank. Its folder is made here, owned by the rank's uid when isolated. */
   launch(place: RankPlace, command: { file: string; args: string[] }): RankLaunch {
     if (this.parent.mode === 'isolated' && this.cgroups) {
-      const cgroup = this.cgroups.create(rankCgroupName(place.account, place.jobId, place.rank), { memoryBytes: this.memoryLimit, pidsMax: this.o.pidsMax || undefined });
+      const memoryBytes = place.memoryLimit === undefined ? this.memoryLimit : this.cgroups.memory ? (place.memoryLimit ?? undefined) : undefined;
+      const cgroup = this.cgroups.create(rankCgroupName(place.account, place.jobId, place.rank), { memoryBytes, pidsMax: this.o.pidsMax || undefined });
       try {
         return this.parent.launchIsolated(place, command, cgroup, this.shmRoot ? join(this.shmRoot, `${place.account}.${place.jobId}`) : undefined);
       } catch (err) {

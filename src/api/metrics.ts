@@ -6,6 +6,7 @@
 import { type Client } from '@temporalio/client';
 import { type Logger } from 'pino';
 import { getNodePoolInternalsQuery, type NodePoolInternals } from '../../workflows/messages';
+import { PEAK_MEMORY_BUCKETS, rankUsageTotals } from '../agent/usage-metrics';
 import { type NodePool } from '../domain/node-pool';
 import { logLossTotals, type LogStore } from '../store/log-store';
 import { type ReadModel, type StoredResource } from '../store/read-model';
@@ -111,7 +112,7 @@ export class Metrics {
           this.sources.logger.debug({ pool: pool.name, err: String(err) }, 'pool internals unavailable for metrics');
           return;
         }
-        queueLength.sample(labels, internals.queue.length);
+        queueLength.sample(labels, internals.queueSummary?.length ?? internals.queue.length);
         const oldest = internals.queue.reduce<number | undefined>((min, q) => {
           const t = q.enqueuedAt ? Date.parse(q.enqueuedAt) : undefined;
           return t === undefined ? min : min === undefined ? t : Math.min(min, t);
@@ -122,6 +123,20 @@ export class Metrics {
         for (const status of ['ready', 'draining', 'unreachable'] as const) hosts.sample({ ...labels, status }, internals.hosts.filter((h) => h.status === status).length);
       }),
     );
+
+    // What isolated ranks of this process's agents used.
+    const cpu = new Family('batchd_rank_cpu_seconds_total', 'counter', 'CPU seconds used by ended ranks (isolated ranks of agents in this process), by account and pool.');
+    const oom = new Family('batchd_rank_oom_kills_total', 'counter', 'Processes of ranks killed for exceeding their memory limit, by account and pool.');
+    const peak = new Family('batchd_rank_peak_memory_bytes', 'histogram', 'Peak memory of ended ranks, by account and pool.');
+    for (const u of rankUsageTotals()) {
+      const labels = { account: u.account, pool: u.pool };
+      cpu.sample(labels, u.cpuSeconds);
+      oom.sample(labels, u.oomKills);
+      PEAK_MEMORY_BUCKETS.forEach((b, i) => peak.sample({ ...labels, le: String(b) }, u.peakBuckets[i] ?? 0, '_bucket'));
+      peak.sample({ ...labels, le: '+Inf' }, u.peakCount, '_bucket');
+      peak.sample(labels, u.peakSum, '_sum');
+      peak.sample(labels, u.peakCount, '_count');
+    }
 
     const logBytes = new Family('batchd_log_bytes_stored', 'gauge', 'Bytes of rank log text in the log store.');
     if (!this.logBytes || now - this.logBytes.at > 15_000) this.logBytes = { value: this.sources.logs.storedBytes(), at: now };

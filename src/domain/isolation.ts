@@ -160,3 +160,29 @@ export function firewallChainName(instance: string): string {
 function truncate(s: string, n: number): string {
   return s.length <= n ? s : `${s.slice(0, n)}…`;
 }
+
+/** The pool annotation that sets its ranks' memory limit (`8G`, `512M`, or `none`), above each agent's default. */
+export const RANK_MEMORY_LIMIT_ANNOTATION = 'batchd.io/rank-memory-limit';
+
+/** The limit a pool's annotations set: bytes, null for `none`, undefined when not set; an error for a bad value. */
+export function poolRankMemoryLimit(annotations: Readonly<Record<string, string>> | undefined): number | null | undefined | { error: string } {
+  const text = annotations?.[RANK_MEMORY_LIMIT_ANNOTATION];
+  if (text === undefined) return undefined;
+  const parsed = parseByteSize(text);
+  return parsed === undefined ? null : parsed;
+}
+
+export interface RankUsageReport extends RankUsage {
+  rank: number;
+}
+
+/** What a job's ranks used, for its final status: peak memory (and which rank) and CPU seconds in all. */
+export function usageSummary(usage: readonly RankUsageReport[]): string | undefined {
+  const cpu = usage.filter((u) => u.cpuSeconds !== undefined);
+  const mem = usage.filter((u) => u.peakMemoryBytes !== undefined);
+  const parts: string[] = [];
+  const peak = mem.reduce<RankUsageReport | undefined>((a, u) => (a === undefined || (u.peakMemoryBytes ?? 0) > (a.peakMemoryBytes ?? 0) ? u : a), undefined);
+  if (peak?.peakMemoryBytes !== undefined) parts.push(`peak memory ${formatBytes(peak.peakMemoryBytes)}${usage.length > 1 ? ` (rank ${peak.rank})` : ''}`);
+  if (cpu.length > 0) parts.push(`${cpu.reduce((n, u) => n + (u.cpuSeconds ?? 0), 0).toFixed(1)} CPU seconds${usage.length > 1 ? ' in all' : ''}`);
+  return parts.length > 0 ? parts.join(', ') : undefined;
+}
