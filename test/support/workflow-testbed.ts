@@ -25,6 +25,7 @@ import { temporal } from '@temporalio/proto';
 import pino from 'pino';
 import type { AgentActivities, ControlActivities, HostOutcome, HostRunInput, ValidateJobResult } from '../../activities/contracts';
 import { type BatchJob, type BatchJobSpec } from '../../src/domain/batch-job-model';
+import { DISCONNECTED_MESSAGE, type Environment } from '../../src/domain/environment-model';
 import { hostTaskQueue, fakeHostId } from '../../src/domain/hosts';
 import { resourceName } from '../../src/domain/names';
 import { isGpuPool, type NodePool, okStatus, ranksPerNodeOf } from '../../src/domain/node-pool-model';
@@ -32,6 +33,7 @@ import { type PoolSnapshot, type QueueRow } from '../../src/store/pool-store';
 import { ensureTemporalCli } from '../../src/temporal/cli';
 import { installRuntime } from '../../src/temporal/runtime';
 import type { batchJobWorkflow } from '../../workflows/batch-job';
+import type { environmentWorkflow } from '../../workflows/environment';
 import type { nodePoolWorkflow } from '../../workflows/node-pool';
 import {
   type BatchJobView,
@@ -52,7 +54,7 @@ export const POOL_QUEUE = 'wf-test-pools';
 /** Short enough that a lost host shows in about a second; long enough for a loaded 2-core machine. */
 export const FAST_JOB_SETTINGS: JobSettings = { heartbeatTimeoutMs: 1500, hostStartTimeoutMs: 10_000, stopGraceMs: 100 };
 
-/** The job workflows' task timeout in these tests (the API leaves Temporal's default, 10 s). */
+/** The job and environment workflows' task timeout in these tests (the API leaves Temporal's default, 10 s). */
 export const JOB_TASK_TIMEOUT = '3 seconds';
 
 // ---- gates -----------------------------------------------------------------------------------------
@@ -484,6 +486,32 @@ export class WorkflowTestbed {
     if (this.hostQueues.has(taskQueue)) return;
     this.hostQueues.add(taskQueue);
     await this.run(await Worker.create({ connection: this.env.nativeConnection, taskQueue, activities: this.agents.activitiesFor(host), shutdownGraceTime: '1 second' }));
+  }
+
+  /** Starts an environment's workflow as EnvironmentService.create does (image `baseImageRef`). */
+  async startEnvironment(id: string, baseImageRef: string): Promise<string> {
+    const name = resourceName(ACCOUNT, 'environments', id);
+    const time = new Date().toISOString();
+    const environment: Environment = {
+      name,
+      shared: false,
+      annotations: {},
+      baseImageRef,
+      imageRef: baseImageRef,
+      createTime: time,
+      updateTime: time,
+      createdBy: 'ann@example.com',
+      state: 'DISCONNECTED',
+      status: okStatus(DISCONNECTED_MESSAGE),
+    };
+    await this.client.workflow.start<typeof environmentWorkflow>('environmentWorkflow', {
+      workflowId: name,
+      taskQueue: CONTROL_QUEUE,
+      args: [{ account: ACCOUNT, environmentId: id, name, environment }],
+      workflowIdConflictPolicy: 'FAIL',
+      workflowTaskTimeout: JOB_TASK_TIMEOUT,
+    });
+    return name;
   }
 
   /** Starts a job's workflow as the API does (its spec already normalized). */
