@@ -75,10 +75,10 @@ function deferred<T>(): Deferred<T> {
  * resolves once it waits there; `open(key)` lets it go on (and the gate is gone: later calls pass).
  */
 export class Gates {
-  private readonly held = new Map<string, { reached: Deferred<void>; opened: Deferred<void> }>();
+  private readonly held = new Map<string, { reached: Deferred<void>; opened: Deferred<Error | undefined> }>();
 
   hold(key: string): void {
-    if (!this.held.has(key)) this.held.set(key, { reached: deferred(), opened: deferred() });
+    if (!this.held.has(key)) this.held.set(key, { reached: deferred<void>(), opened: deferred<Error | undefined>() });
   }
 
   async reached(key: string): Promise<void> {
@@ -87,11 +87,12 @@ export class Gates {
     await gate.reached.promise;
   }
 
-  open(key: string): void {
+  /** Lets the call at `key` go on; with `failure`, it fails instead (an activity that never got its write done). */
+  open(key: string, failure?: Error): void {
     const gate = this.held.get(key);
     if (!gate) throw new Error(`no gate is held at ${key}`);
     this.held.delete(key);
-    gate.opened.resolve();
+    gate.opened.resolve(failure);
   }
 
   /** Called by a stub: waits while a gate is held at `key`. */
@@ -99,7 +100,8 @@ export class Gates {
     const gate = this.held.get(key);
     if (!gate) return;
     gate.reached.resolve();
-    await gate.opened.promise;
+    const failure = await gate.opened.promise;
+    if (failure) throw failure;
   }
 }
 
