@@ -1,6 +1,7 @@
 /**
- * `npm test`: unit suites (in parallel), then integration and end-to-end suites (each starts its own
- * Temporal dev server, so they run two at a time on a small machine). Ends with the line
+ * `npm test`: unit suites (in parallel), then workflow suites (the real workflows with stub
+ * activities, one at a time), then integration and end-to-end suites (each starts its own Temporal dev
+ * server, so they run two at a time on a small machine). Ends with the line
  * `N passed, N failed`. Arguments filter suites by substring: `npm test -- scheduler`.
  */
 import { spawnSync } from 'node:child_process';
@@ -25,6 +26,8 @@ function testFiles(dir: string): string[] {
 const summaryFile = join(mkdtempSync(join(tmpdir(), 'batchd-tests-')), 'summary.jsonl');
 const phases = [
   { name: 'unit', dir: join(root, 'test', 'unit'), concurrency: Math.max(2, cpus().length) },
+  // Each workflow suite starts its own dev server and drives races through gates, one suite at a time.
+  { name: 'workflows', dir: join(root, 'test', 'workflows'), concurrency: 1 },
   { name: 'integration', dir: join(root, 'test', 'integration'), concurrency: Number(process.env.TEST_CONCURRENCY ?? 2) },
   { name: 'e2e', dir: join(root, 'test', 'e2e'), concurrency: 1 },
 ];

@@ -13,6 +13,7 @@ import {
   allHandlersFinished,
   condition,
   continueAsNew,
+  patched,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -46,6 +47,9 @@ import { control } from './control';
 import { apiFailure } from './failures';
 import { BatchdAccount } from './search-attributes';
 
+
+/** Handlers woken together by a freed lock take it one at a time (test/workflows/environment.test.ts). */
+export const ENVIRONMENT_LOCK_PATCH = 'environment-lock-one-holder';
 
 /** Below this many remembered jobs, ended ones are only pruned when a delete asks about them. */
 const PRUNE_MIN = 64;
@@ -100,6 +104,10 @@ export async function environmentWorkflow(input: EnvironmentInput): Promise<void
   /** Runs `fn` alone among the handlers that take the lock. */
   const exclusive = async <T>(fn: () => Promise<T>): Promise<T> => {
     await condition(() => !locked);
+    // Every handler waiting when the lock is freed is woken in the same activation, and each saw it
+    // free: the first to run took it, the others wait again. Before the patch they ran together (a
+    // delete and an admission could both succeed); histories from then replay as they ran.
+    while (locked && patched(ENVIRONMENT_LOCK_PATCH)) await condition(() => !locked);
     locked = true;
     try {
       return await fn();
