@@ -44,6 +44,11 @@ import {
   type NodePoolInternals,
   type PoolSettings,
   ranksStartedSignal,
+  capacityGrantedSignal,
+  requestCapacitySignal,
+  releaseCapacitySignal,
+  jobStateSignal,
+  hostLostSignal,
 } from '../../workflows/messages';
 import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 
@@ -230,7 +235,30 @@ export class FakeWorld {
         if (step.snapshot && (!before || before.version <= step.snapshot.version)) this.snapshots.set(step.pool, structuredClone(step.snapshot));
         const sorted = this.queue(step.pool);
         const read = step.read ? sorted.filter((r) => r.seq > step.read!.afterSeq).slice(0, step.read.limit) : [];
-        return { inserted, removed, ...totals(sorted), rows: read };
+        // As the real step: written first, then the grants go out; closed jobs come back undeliverable.
+        const undeliverable: string[] = [];
+        for (const g of step.grants ?? []) {
+          try {
+            await client.workflow.getHandle(g.workflowId).signal(capacityGrantedSignal, g.grant);
+          } catch (err) {
+            if (!(err instanceof WorkflowNotFoundError)) throw err;
+            undeliverable.push(g.jobName);
+          }
+        }
+        return { inserted, removed, ...totals(sorted), rows: read, undeliverable };
+      },
+      signalPool: async ({ pool, signal }) => {
+        const handle = client.workflow.getHandle(pool);
+        try {
+          if (signal.name === 'requestCapacity') await handle.signal(requestCapacitySignal, signal.args);
+          else if (signal.name === 'releaseCapacity') await handle.signal(releaseCapacitySignal, signal.args);
+          else if (signal.name === 'jobState') await handle.signal(jobStateSignal, signal.args);
+          else await handle.signal(hostLostSignal, signal.args);
+          return { delivered: true };
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError) return { delivered: false };
+          throw err;
+        }
       },
       loadPool: ({ pool, windowSize }) => {
         const sorted = this.queue(pool);
@@ -605,17 +633,10 @@ export class WorkflowTestbed {
   }
 
   /** How many `signalName` signals from `from` reached `to` (the server confirmed their delivery). */
-  async delivered(from: string, signalName: string, to: string): Promise<number> {
-    const history = await this.client.workflow.getHandle(from).fetchHistory();
-    const initiated = new Map<string, boolean>();
-    let n = 0;
-    for (const e of history.events ?? []) {
-      const i = e.signalExternalWorkflowExecutionInitiatedEventAttributes;
-      if (i) initiated.set(String(e.eventId), i.signalName === signalName && i.workflowExecution?.workflowId === to);
-      const d = e.externalWorkflowExecutionSignaledEventAttributes;
-      if (d && initiated.get(String(d.initiatedEventId))) n++;
-    }
-    return n;
+  async delivered(_from: string, signalName: string, to: string): Promise<number> {
+    // Counted where it lands: grants leave from the pool's syncPool step (an activity), not as commands.
+    const history = await this.client.workflow.getHandle(to).fetchHistory();
+    return (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === signalName).length;
   }
 
   /** How many releaseCapacity signals for `job` reached the pool's workflow (its current run). */
