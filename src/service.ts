@@ -24,6 +24,8 @@ import { mountOpenApi } from './api/openapi';
 import { agentToken, bootstrapKey, DEFAULT_ACCOUNT, DEFAULT_USER, ensureDefaultPools, pageTokenSecret } from './bootstrap';
 import { mountLogIngest } from './api/log-ingest';
 import { Metrics } from './api/metrics';
+import { mountConsole } from './api/console';
+import { UsageSampler } from './api/usage-sampler';
 import { HttpLogSink } from './agent/log-shipper';
 import { type Config } from './config';
 import { LogStore } from './store/log-store';
@@ -231,7 +233,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         health.push({ name: 'agents', check: () => Promise.resolve(f.problem()) });
       }
       const metrics = new Metrics({ store, client, logs, logger });
-      const routes = apiRoutes({ jobs, logs, pools, environments, pageSecret: secret });
+      const usage = new UsageSampler({ client, store, logger, intervalMs: config.USAGE_SAMPLE_MS });
+      usage.start();
+      stops.push(() => usage.stop());
+      const routes = apiRoutes({ jobs, logs, pools, environments, usage, pageSecret: secret });
       const app = createApp({
         keys,
         routes,
@@ -242,8 +247,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         extra: (a) => {
           mountLogIngest(a, agentToken(config.dataDir, config.AGENT_TOKEN), logs, config.MAX_BODY_BYTES);
           mountOpenApi(a, routes);
+          mountConsole(a);
           a.get('/metrics', (_req, res, next) => {
-            metrics.render().then((text) => res.type('text/plain; version=0.0.4').send(text), next);
+            metrics.render().then((text) => res.type(metrics.contentType).send(text), next);
           });
         },
       });

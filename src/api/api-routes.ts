@@ -11,6 +11,7 @@ import { logFollowRoutes } from './log-follow-routes';
 import { nodePoolRoutes } from './node-pool-routes';
 import { type NodePoolService } from './node-pool-service';
 import { type Route } from './routes';
+import { type UsageSampler } from './usage-sampler';
 
 export interface ApiRouteDeps {
   jobs: BatchJobService;
@@ -18,13 +19,15 @@ export interface ApiRouteDeps {
   pools: NodePoolService;
   environments: EnvironmentService;
   pageSecret: Buffer;
+  /** The pool usage sampler of this API process (`:getUsageHistory`). */
+  usage: Pick<UsageSampler, 'samples' | 'intervalMs'>;
 }
 
 export function apiRoutes(d: ApiRouteDeps): Route[] {
   return [
     ...batchJobRoutes(d.jobs, d.logs, d.pageSecret),
     ...logFollowRoutes(d.jobs, d.logs),
-    ...nodePoolRoutes(d.pools, d.pageSecret),
+    ...nodePoolRoutes(d.pools, d.pageSecret, d.usage),
     ...environmentRoutes(d.environments, d.pageSecret),
   ];
 }
@@ -35,5 +38,5 @@ export function apiRoutes(d: ApiRouteDeps): Route[] {
  */
 export function documentedRoutes(): Route[] {
   const none = {} as never;
-  return apiRoutes({ jobs: none, logs: none, pools: none, environments: none, pageSecret: Buffer.alloc(32) });
+  return apiRoutes({ jobs: none, logs: none, pools: none, environments: none, usage: none, pageSecret: Buffer.alloc(32) });
 }
