@@ -28,7 +28,8 @@ export const CONSOLE_CSP = [
 
 export function mountConsole(app: Express, dir = CONSOLE_DIR): void {
   app.get('/', (_req, res) => res.redirect(302, '/console/'));
-  app.get('/console', (_req, res) => res.redirect(301, '/console/'));
+  // Express routes ignore a trailing slash, so this also sees `/console/`; only the bare path moves (the page's relative URLs need the slash).
+  app.get('/console', (req, res, next) => (req.originalUrl.split('?')[0] === '/console' ? res.redirect(301, '/console/') : next()));
   app.use('/console', (_req, res, next) => {
     res.setHeader('Content-Security-Policy', CONSOLE_CSP);
     res.setHeader('X-Content-Type-Options', 'nosniff');
