@@ -182,7 +182,7 @@ function row(job: BatchJob): HTMLElement {
   return h(
     'tr',
     {},
-    h('td', { 'data-label': 'Job' }, h('a', { href: `#/jobs/${encodeURIComponent(id)}` }, id), job.displayName ? h('div', { class: 'muted small' }, job.displayName) : null),
+    h('td', { 'data-label': 'Job' }, h('div', {}, h('a', { href: `#/jobs/${encodeURIComponent(id)}` }, id), job.displayName ? h('div', { class: 'muted small' }, job.displayName) : null)),
     h('td', { 'data-label': 'State' }, stateChip(job.state)),
     h('td', { 'data-label': 'Pool' }, job.nodePoolId),
     h('td', { 'data-label': 'Ranks', class: 'num' }, job.numRanks),

@@ -112,9 +112,8 @@ function chart(poolId: string, history: NodePoolUsageHistory, now: PoolUsage | u
   const summary = last
     ? `Last hour, ${samples.length} samples every ${history.sampleIntervalSeconds} s. Now ${last.ranksInUse} of ${last.rankCapacity} slots in use, ${last.queueLength} queued; at most ${Math.max(...samples.map((s) => s.ranksInUse))} in use and ${Math.max(...samples.map((s) => s.queueLength))} queued.`
     : 'No samples yet: the service samples every pool periodically and keeps the last hour in memory.';
-  const grid = [0, 0.5, 1].map((f) =>
-    svg('g', {}, svg('line', { x1: 0, x2: W, y1: H - f * H, y2: H - f * H, class: 'grid-line' }), svg('text', { x: 4, y: Math.max(12, H - f * H - 4), class: 'axis' }, String(Math.round(f * max)))),
-  );
+  // Gridlines only in the drawing; the numbers are HTML beside it, so the drawing may stretch to any width.
+  const grid = [0, 0.5, 1].map((f) => svg('line', { x1: 0, x2: W, y1: H - f * H, y2: H - f * H, class: 'grid-line' }));
   const figure = h(
     'figure',
     { class: 'chart' },
@@ -122,7 +121,7 @@ function chart(poolId: string, history: NodePoolUsageHistory, now: PoolUsage | u
   );
   const picture = svg(
     'svg',
-    { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': `${poolId}: ${summary}`, class: 'chart-svg' },
+    { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: 'none', role: 'img', 'aria-label': `${poolId}: ${summary}`, class: 'chart-svg' },
     ...grid,
     samples.length
       ? svg('g', {}, ...[
@@ -132,7 +131,9 @@ function chart(poolId: string, history: NodePoolUsageHistory, now: PoolUsage | u
         ])
       : null,
   );
-  figure.appendChild(picture);
+  const yAxis = h('div', { class: 'y-axis', 'aria-hidden': 'true' }, h('span', {}, String(max)), h('span', {}, String(max / 2)), h('span', {}, '0'));
+  const xAxis = h('div', { class: 'x-axis', 'aria-hidden': 'true' }, h('span', {}, '60 min ago'), h('span', {}, '30 min'), h('span', {}, 'now'));
+  figure.appendChild(h('div', { class: 'plot' }, yAxis, h('div', { class: 'plot-area' }, picture, xAxis)));
   figure.appendChild(h('p', { class: 'muted small' }, summary));
   const rows = samples.slice(-12).reverse();
   figure.appendChild(
