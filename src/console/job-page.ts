@@ -72,12 +72,13 @@ export function renderJobPage(ctx: ViewContext, id: string): Stop {
       return;
     }
     if (stopped) return;
-    const changed = job?.state !== fresh.state;
+    const previous = job?.state;
     job = fresh;
     message.hidden = true;
     render(fresh);
-    if (changed) {
-      if (job && changed) announce(`Job ${id} is ${fresh.state}`);
+    if (previous !== fresh.state) {
+      // The first load is not news; a change of state is, to someone who cannot see the chip change.
+      if (previous !== undefined) announce(`Job ${id} is ${fresh.state}`);
       logs.jobChanged(fresh);
     }
     void loadPlacement(fresh);
