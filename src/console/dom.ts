@@ -58,14 +58,14 @@ export function announce(text: string): void {
  * Asks for confirmation in a modal dialog; resolves with what `body` returns (the edited value) when
  * confirmed, undefined when cancelled (Escape, the Cancel button). Focus returns to where it was.
  */
-export function confirmDialog<T>(options: { title: string; confirmLabel: string; danger?: boolean; body: () => { content: Node; value: () => T; focus?: HTMLElement } }): Promise<T | undefined> {
+export function confirmDialog<T>(options: { title: string; confirmLabel: string; dismissLabel?: string; danger?: boolean; body: () => { content: Node; value: () => T; focus?: HTMLElement } }): Promise<T | undefined> {
   const previous = document.activeElement as HTMLElement | null;
   const { content, value, focus } = options.body();
   const titleId = `dialog-title-${Math.random().toString(36).slice(2)}`;
   const dialog = h('dialog', { 'aria-labelledby': titleId, class: 'dialog' });
   const form = h('form', { method: 'dialog' });
   const confirm = h('button', { type: 'submit', value: 'confirm', class: options.danger ? 'danger' : 'primary' }, options.confirmLabel);
-  const cancel = h('button', { type: 'submit', value: 'cancel', formnovalidate: true }, 'Cancel');
+  const cancel = h('button', { type: 'submit', value: 'cancel', formnovalidate: true }, options.dismissLabel ?? 'Go back');
   append(form, h('h2', { id: titleId }, options.title), content, h('div', { class: 'dialog-actions' }, cancel, confirm));
   dialog.appendChild(form);
   document.body.appendChild(dialog);

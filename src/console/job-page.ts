@@ -185,6 +185,7 @@ export function renderJobPage(ctx: ViewContext, id: string): Stop {
     const ok = await confirmDialog({
       title: `Cancel job ${id}?`,
       confirmLabel: 'Cancel job',
+      dismissLabel: 'Keep it running',
       danger: true,
       body: () => ({ content: h('p', {}, 'Every rank is stopped (SIGTERM, then SIGKILL after the grace period). The job ends CANCELLED; its logs stay.'), value: () => true }),
     });
@@ -195,6 +196,7 @@ export function renderJobPage(ctx: ViewContext, id: string): Stop {
     const ok = await confirmDialog({
       title: `Delete job ${id}?`,
       confirmLabel: 'Delete job',
+      dismissLabel: 'Keep it',
       danger: true,
       body: () => ({ content: h('p', {}, 'A live job is stopped first. The job, its logs and its rank folders are removed for good.'), value: () => true }),
     });
@@ -213,6 +215,7 @@ export function renderJobPage(ctx: ViewContext, id: string): Stop {
     const name = await confirmDialog({
       title: 'Edit display name',
       confirmLabel: 'Save',
+      dismissLabel: 'Discard',
       body: () => ({ content: h('div', { class: 'field' }, h('label', { for: 'rename-input' }, 'Display name'), input), value: () => input.value, focus: input }),
     });
     if (name === undefined) return;

@@ -205,7 +205,8 @@ describe('the web console', () => {
     await dialog.waitFor({ state: 'detached' });
     assert.equal((await t?.api.get<{ state: string }>(`/v1/accounts/default/batchJobs/${JOB_ID}`))?.body.state, 'RUNNING', 'Escape cancels nothing');
     await page.getByRole('button', { name: 'Cancel job' }).click();
-    await dialog.getByRole('button', { name: 'Cancel job' }).click();
+    assert.equal(await dialog.getByRole('button', { name: 'Keep it running', exact: true }).count(), 1, 'the way back says what it does');
+    await dialog.getByRole('button', { name: 'Cancel job', exact: true }).click();
     await page.locator('.chip-slot .chip', { hasText: /^CANCELLED$/ }).waitFor({ timeout: 60_000 });
     assert.equal((await waitForState(t?.api ?? assert.fail(), 'default', JOB_ID, 'CANCELLED')).state, 'CANCELLED');
     await page.locator('#log-info', { hasText: /ended CANCELLED/ }).waitFor();
