@@ -267,12 +267,13 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       const address = server.address();
       const port = typeof address === 'object' && address ? address.port : config.PORT;
       url = `http://${config.HOST}:${port}`;
-      logger.info({ url }, 'API listening');
+      logger.info({ url, console: `${url}/console/` }, 'API listening');
     }
 
     if (key.created && options.printNewKey) {
       process.stdout.write(
-        `\nA new API key was created for ${DEFAULT_USER} (account "${DEFAULT_ACCOUNT}"); it is saved in ${join(config.dataDir, 'api-key')}:\n\n    ${key.key}\n\n`,
+        `\nA new API key was created for ${DEFAULT_USER} (account "${DEFAULT_ACCOUNT}"); it is saved in ${join(config.dataDir, 'api-key')}:\n\n    ${key.key}\n\n` +
+          (url ? `Sign in to the web console at ${url}/console/ with it.\n\n` : ''),
       );
     }
 

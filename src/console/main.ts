@@ -148,8 +148,13 @@ function route(): void {
   }
   document.title = `${match.r.title(arg)} · batchd`;
   stopView = match.r.view({ client: clientFor(session), main, params: new URLSearchParams(query), navigate }, arg);
-  main.focus({ preventScroll: true });
+  // After a navigation, focus goes to the new view (a screen reader starts there); on the page's first
+  // load it stays at the top, so the first Tab reaches the skip link.
+  if (navigated) main.focus({ preventScroll: true });
+  navigated = true;
 }
+
+let navigated = false;
 
 window.addEventListener('hashchange', route);
 route();

@@ -117,6 +117,13 @@ describe('the web console', () => {
     await page.getByLabel('API key').fill(t?.key ?? '');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: 'Batch jobs', level: 1 }).waitFor();
+    // On a fresh load the keyboard's first stop is the skip link, and it lands in the main content.
+    await page.reload();
+    await page.getByRole('heading', { name: 'Batch jobs', level: 1 }).waitFor();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate<string>('document.activeElement.textContent'), 'Skip to content');
+    await page.keyboard.press('Enter');
+    assert.equal(await page.evaluate<string>('document.activeElement.id'), 'main');
     // Evaluated in the page (a string: this project's TypeScript has no DOM types).
     const stored = await page.evaluate<{ session: number; local: number; cookies: string }>('({ session: sessionStorage.length, local: localStorage.length, cookies: document.cookie })');
     assert.deepEqual(stored, { session: 1, local: 0, cookies: '' }, 'the key is kept for the tab only');
