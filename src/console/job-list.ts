@@ -144,6 +144,8 @@ export function renderJobList(ctx: ViewContext): Stop {
 
   async function load(userAsked: boolean): Promise<void> {
     window.clearTimeout(timer);
+    // A refresh replaces the rows: not while the keyboard is on one of them, or its focus would be lost.
+    if (!userAsked && table.contains(document.activeElement)) return schedule();
     let page: ListBatchJobsResponse;
     try {
       page = await ctx.client.listBatchJobs({ filter: filter || undefined, orderBy, pageSize, pageToken: pageToken || undefined });

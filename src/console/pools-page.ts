@@ -34,6 +34,13 @@ export function renderPools(ctx: ViewContext): Stop {
     }
     const cards = await Promise.all(pools.map((p) => poolCard(ctx, p)));
     if (stopped) return;
+    // Not while the keyboard is inside the list (its focus would be lost); and open tables stay open.
+    if (list.contains(document.activeElement) && document.activeElement !== list) {
+      timer = window.setTimeout(() => void load(), REFRESH_MS);
+      return;
+    }
+    const open = new Set([...list.querySelectorAll<HTMLDetailsElement>('details[open]')].map((d) => d.dataset.key));
+    for (const card of cards) for (const d of card.querySelectorAll<HTMLDetailsElement>('details')) d.open = open.has(d.dataset.key);
     replaceChildren(list, ...(cards.length ? cards : [h('p', { class: 'muted' }, 'This account has no node pools.')]));
     updated.textContent = `Updated ${new Date().toLocaleTimeString()} · every ${REFRESH_MS / 1000} s`;
     timer = window.setTimeout(() => void load(), REFRESH_MS);
@@ -139,7 +146,7 @@ function chart(poolId: string, history: NodePoolUsageHistory, now: PoolUsage | u
   figure.appendChild(
     h(
       'details',
-      {},
+      { 'data-key': `samples-${poolId}` },
       h('summary', {}, 'Latest samples as a table'),
       h(
         'table',
