@@ -1,7 +1,8 @@
 /**
  * The web console, end to end: the whole service and Debian's Chromium driven by playwright-core, as a
  * person uses it. Sign in with a pasted key; create a job through the form; watch it reach RUNNING
- * with its placement and its logs streaming; cancel it after the confirmation and see CANCELLED; a bad
+ * with its placement and its logs streaming; cancel it after the confirmation and see CANCELLED, then
+ * delete it; a bad
  * form shows the API's errors on their fields; a key of another account sees none of the first
  * account's jobs; the pools page draws hosts, slots and the sampled chart. The pages load with a
  * strict CSP and no console error (a CSP violation would be one). Screenshots, at laptop and phone
@@ -250,6 +251,18 @@ describe('the web console', () => {
     await page.setViewportSize(PHONE);
     await screenshot(page, 'pools-phone');
     await page.setViewportSize(LAPTOP);
+  });
+
+  it('deletes the job after a confirmation, and the list no longer has it', { timeout: 60_000 }, async () => {
+    await page.goto(`${base}/console/#/jobs/${JOB_ID}`);
+    await page.locator('.chip-slot .chip', { hasText: /^CANCELLED$/ }).waitFor();
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: `Delete job ${JOB_ID}?` });
+    await dialog.getByRole('button', { name: 'Delete job', exact: true }).click();
+    await page.waitForURL((u) => u.hash === '#/jobs');
+    await waitFor('the job to be gone', async () => ((await t?.api.get(`/v1/accounts/default/batchJobs/${JOB_ID}`))?.status === 404 ? true : undefined));
+    await page.reload();
+    await page.locator('#jobs-count', { hasText: /of 0 jobs$/ }).waitFor();
   });
 
   it('a key of another account sees none of the first account’s jobs', { timeout: 60_000 }, async () => {
