@@ -2,9 +2,8 @@
  * The web console, end to end: the whole service and Debian's Chromium driven by playwright-core, as a
  * person uses it. Sign in with a pasted key; create a job through the form; watch it reach RUNNING
  * with its placement and its logs streaming; cancel it after the confirmation and see CANCELLED, then
- * delete it; a bad
- * form shows the API's errors on their fields; a key of another account sees none of the first
- * account's jobs; the pools page draws hosts, slots and the sampled chart. The pages load with a
+ * delete it; a bad form shows the API's errors on their fields; a key of another account sees none of
+ * the first account's jobs; the pools page draws hosts, slots and the sampled chart. The pages load with a
  * strict CSP and no console error (a CSP violation would be one). Screenshots, at laptop and phone
  * widths, go to test-artifacts/console-*.png.
  */
