@@ -47,6 +47,16 @@ export default tseslint.config(
     },
   },
   {
+    // The control logic and the stores sit below the layers that use them: they never import the API,
+    // the activities or the workflows (shared types live in src/domain).
+    files: ['src/control/**/*.ts', 'src/store/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{ group: ['**/api/**', '**/activities/**', '**/workflows/**', '**/agent/**'], message: 'src/control and src/store import only src/domain, src/temporal, src/store and packages.' }],
+      }],
+    },
+  },
+  {
     // node:test's describe() and it() return promises that the runner awaits itself.
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-floating-promises': 'off' },

@@ -6,7 +6,31 @@ import { type BatchJobSpec, type Executor } from '../src/domain/batch-job-model'
 import { type FieldViolation, type GrpcCodeName } from '../src/domain/errors';
 import { type ResourceKind, type StoredResource } from '../src/store/read-model';
 import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/store/pool-store';
-import { type JobSettings, type PoolSettings } from '../workflows/messages';
+import { type JobSettings, type PoolBinding, type PoolSettings } from '../src/domain/control-model';
+import { type BatchJobState } from '../src/domain/batch-job-model';
+import { type RankUsageReport } from '../src/domain/isolation';
+
+/** A grant to send to a job once the pool's step that made it is written. */
+export interface GrantDelivery {
+  jobName: string;
+  workflowId: string;
+  grant: {
+    pool: string;
+    gpu: boolean;
+    masterPort: number;
+    hosts: Array<{ host: string; address: string; taskQueue: string; slots: number[] }>;
+    rankMemoryLimitBytes?: number | null;
+  };
+}
+
+/** The signals a job sends its pool (workflows/messages.ts). */
+export type PoolSignal =
+  | { name: 'requestCapacity'; args: { jobName: string; workflowId: string; ranks: number } }
+  | { name: 'releaseCapacity'; args: { jobName: string } }
+  | { name: 'jobState'; args: { jobName: string; state: BatchJobState } }
+  | { name: 'hostLost'; args: { host: string; reason: string } };
+
+export type { PoolBinding };
 
 export interface ValidateJobInput {
   name: string;
@@ -21,12 +45,6 @@ export interface ValidateJobInput {
   mustBeNew?: boolean;
 }
 
-export interface PoolBinding {
-  /** Workflow id of the node pool. */
-  workflowId: string;
-  gpu: boolean;
-  ranksPerNode: number;
-}
 
 export type ValidateJobResult =
   | { ok: true; spec: BatchJobSpec; pool: PoolBinding; settings: JobSettings; imageRef?: string }
@@ -55,8 +73,14 @@ export interface ControlActivities {
   // ---- node pools: their durable queue and capacity (src/store/pool-store.ts) ----
   /** The service's settings for pool workflows. */
   poolSettings(): Promise<PoolSettings>;
-  /** One atomic step of a pool's queue and capacity snapshot; answers the queue's totals and the rows asked for. */
-  syncPool(step: PoolSync): Promise<PoolSyncResult>;
+  /**
+   * One atomic step of a pool's queue and capacity snapshot; answers the queue's totals and the rows
+   * asked for. The step's grants are sent once it is written (a job ignores a grant it already has,
+   * so a retried step is harmless); jobs whose workflows are closed are answered as undeliverable.
+   */
+  syncPool(step: PoolSync & { grants?: GrantDelivery[] }): Promise<PoolSyncResult & { undeliverable: string[] }>;
+  /** Sends a job's signal to its pool; delivered is false when the pool's workflow is not running. */
+  signalPool(input: { pool: string; signal: PoolSignal }): Promise<{ delivered: boolean }>;
   /** What a pool last wrote: its snapshot and the head of its queue (recovery). */
   loadPool(input: { pool: string; windowSize: number }): Promise<LoadedPool>;
   /**
@@ -92,11 +116,13 @@ export interface HostRunInput {
   executor: Executor;
   ranks: RankLaunch[];
   stopGraceMs: number;
+  /** Each rank's memory limit as the pool sets it: bytes, null for none; absent: the agent's default. */
+  rankMemoryLimitBytes?: number | null;
 }
 
 export type HostOutcome =
-  | { outcome: 'succeeded' }
-  | { outcome: 'failed'; rank: number; exitCode: number | null; signal: string | null; message: string }
+  | { outcome: 'succeeded'; usage?: RankUsageReport[] }
+  | { outcome: 'failed'; rank: number; exitCode: number | null; signal: string | null; message: string; usage?: RankUsageReport[] }
   | { outcome: 'stopped' };
 
 export interface AgentActivities {

@@ -2,12 +2,18 @@
  * Control activities, run by the control worker as local activities of the job and pool workflows:
  * validation (the same schema and admission rules as the API), status reporting into the read model,
  * and purging what a deleted job leaves behind.
+ *
+ * Validation is also where a job started by another workflow meets the API's rules: anyone who can
+ * start workflows in batchd's Temporal namespace can name any account, so the job's `createdBy` must
+ * be a user that account's API keys name (or `workflow:<id>`, a parent acting for no user), and the
+ * account's limits apply as they do at the API.
  */
 import { Context } from '@temporalio/activity';
-import { type Client } from '@temporalio/client';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { type Config } from '../src/config';
+import { type AccountLimits } from '../src/control/account-limits';
 import { admitJob } from '../src/control/admission';
-import { temporalEnvironmentRegistrar } from '../src/control/environment-admission';
+import { temporalEnvironmentRegistrar } from './environment-registrar';
 import { liveJobs } from '../src/control/live-jobs';
 import { purgeJob } from '../src/control/purge';
 import { batchJobCreateSchema } from '../src/domain/batch-job';
@@ -17,6 +23,8 @@ import { type LogStore } from '../src/store/log-store';
 import { type ReadModel } from '../src/store/read-model';
 import { type ControlActivities } from './contracts';
 import { closedJobs } from '../src/control/closed-jobs';
+import { admitExecutor } from '../src/control/executor-admission';
+import { capacityGrantedSignal, getHostFactsQuery, hostLostSignal, jobStateSignal, releaseCapacitySignal, requestCapacitySignal } from '../workflows/messages';
 import { poolOrphans } from './pool-recovery';
 
 export interface ControlDeps {
@@ -28,17 +36,35 @@ export interface ControlDeps {
   >;
   /** For updates to environment workflows and job liveness; the worker's own client when absent. */
   client?: Client;
+  /** Whether a user belongs to an account (the API's keys); every user is accepted when absent (tests). */
+  knowsUser?: (account: string, email: string) => boolean;
+  /** The account limits, checked for jobs of parent workflows (the API checks its own). */
+  limits?: AccountLimits;
 }
 
-export function createControlActivities({ store, logs, config, client }: ControlDeps): ControlActivities {
+/** Whom a parent workflow acting for no user names as the job's creator (workflows/child.ts). */
+const WORKFLOW_CREATOR = /^workflow:.+$/;
+
+export function createControlActivities({ store, logs, config, client, knowsUser, limits }: ControlDeps): ControlActivities {
   const clientOf = (): Client => client ?? Context.current().client;
   return {
     async validateJob({ name, account, spec, createdBy, mustBeNew }) {
       try {
         const parsed = parseOrThrow(batchJobCreateSchema, spec);
+        if (knowsUser && !WORKFLOW_CREATOR.test(createdBy) && !knowsUser(account, createdBy)) {
+          throw ApiError.permissionDenied(
+            `createdBy "${createdBy}" is not a user of account "${account}": a job acts for a user whom the account's API keys name ` +
+              `(API_KEYS_FILE or the bootstrap user), or for "workflow:<parent id>"; the job was not started`,
+          );
+        }
         if (mustBeNew && (await store.get('batchJobs', name))) throw new ApiError('ALREADY_EXISTS', `batch job "${name.split('/').pop()}" already exists`);
+        // A job the API created was counted there; a parent workflow's job is counted here.
+        if (mustBeNew) await limits?.checkJob(account);
         const use = { jobName: name, register: temporalEnvironmentRegistrar(clientOf) };
         const admission = await admitJob(store, { account, email: createdBy }, parsed, use);
+        await admitExecutor(parsed, parsed.nodePoolId, () =>
+          clientOf().withDeadline(Date.now() + 2000, () => clientOf().workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
+        );
         return {
           ok: true,
           spec: parsed,
@@ -82,8 +108,45 @@ export function createControlActivities({ store, logs, config, client }: Control
       return Promise.resolve({ taskQueue: config.POOL_TASK_QUEUE, queueWindow: config.POOL_QUEUE_WINDOW, reconcileMs: config.POOL_RECONCILE_MS });
     },
 
-    syncPool(step) {
-      return store.syncPool(step);
+    async syncPool({ grants, ...step }) {
+      const result = await store.syncPool(step);
+      const undeliverable: string[] = [];
+      // Written first, then sent: a grant never reaches a job before the pool's store holds it.
+      await Promise.all(
+        (grants ?? []).map(async (g) => {
+          try {
+            await clientOf().workflow.getHandle(g.workflowId).signal(capacityGrantedSignal, g.grant);
+          } catch (err) {
+            if (!(err instanceof WorkflowNotFoundError)) throw err;
+            undeliverable.push(g.jobName);
+          }
+        }),
+      );
+      return { ...result, undeliverable };
+    },
+
+    async signalPool({ pool, signal }) {
+      const handle = clientOf().workflow.getHandle(pool);
+      try {
+        switch (signal.name) {
+          case 'requestCapacity':
+            await handle.signal(requestCapacitySignal, signal.args);
+            break;
+          case 'releaseCapacity':
+            await handle.signal(releaseCapacitySignal, signal.args);
+            break;
+          case 'jobState':
+            await handle.signal(jobStateSignal, signal.args);
+            break;
+          case 'hostLost':
+            await handle.signal(hostLostSignal, signal.args);
+            break;
+        }
+        return { delivered: true };
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return { delivered: false };
+        throw err;
+      }
     },
 
     loadPool({ pool, windowSize }) {

@@ -32,6 +32,7 @@ const FIGURES: Record<string, () => Promise<Figure>> = {
   scheduler: async () => (await import('./scheduler-figure')).run,
   list: async () => (await import('./list')).run,
   memory: async () => (await import('./memory')).run,
+  queue: async () => (await import('./queue')).run,
 };
 
 async function main(): Promise<void> {

@@ -4,11 +4,12 @@
 #   postgresql                                              read-model tests on PostgreSQL
 #   chromium                                                the console and Temporal UI end-to-end tests
 #   iproute2                                                the second-host test (network namespaces)
+#   iptables                                                rank isolation: packet rules that keep ranks off the control plane
 #   docker-compose                                          the deployment file's check
 # With --check it installs nothing: it prints the missing packages, one a line, and exits 0 (none
 # missing), 1 (some missing) or 2 (not a Debian system: no dpkg to ask). `npm test` runs that first.
 set -euo pipefail
-packages=(jupyter-nbconvert python3-nbclient python3-ipykernel postgresql chromium iproute2 docker-compose)
+packages=(jupyter-nbconvert python3-nbclient python3-ipykernel postgresql chromium iproute2 iptables docker-compose)
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "[system-deps] no dpkg-query: this is not a Debian system; install the equivalents of: ${packages[*]}" >&2
   exit 2

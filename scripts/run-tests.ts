@@ -1,9 +1,10 @@
 /**
  * `npm test`: first what the suites need (Debian packages, the Temporal CLI: installed where this
  * process can, else a stop with the command to run — scripts/test-prerequisites.ts), then unit suites
- * (in parallel), then integration and end-to-end suites (each starts its own Temporal dev server, so
- * they run two at a time on a small machine). Ends with the line `N passed, N failed`. Arguments
- * filter suites by substring: `npm test -- scheduler`.
+ * (in parallel), then workflow suites (the real workflows with stub activities, one at a time), then
+ * integration and end-to-end suites (each starts its own Temporal dev server, so they run two at a
+ * time on a small machine). Ends with the line `N passed, N failed`. Arguments filter suites by
+ * substring: `npm test -- scheduler`.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -35,6 +36,8 @@ if (prerequisites.problem) {
 const summaryFile = join(mkdtempSync(join(tmpdir(), 'batchd-tests-')), 'summary.jsonl');
 const phases = [
   { name: 'unit', dir: join(root, 'test', 'unit'), concurrency: Math.max(2, cpus().length) },
+  // Each workflow suite starts its own dev server and drives races through gates, one suite at a time.
+  { name: 'workflows', dir: join(root, 'test', 'workflows'), concurrency: 1 },
   { name: 'integration', dir: join(root, 'test', 'integration'), concurrency: Number(process.env.TEST_CONCURRENCY ?? 2) },
   { name: 'e2e', dir: join(root, 'test', 'e2e'), concurrency: 1 },
 ];

@@ -36,8 +36,18 @@ export function bootstrapKey(dataDir: string, fromEnv: string | undefined): Boot
 
 /** The agents' shared token: AGENT_TOKEN, else one generated into DATA_DIR/agent-token. */
 export function agentToken(dataDir: string, fromEnv: string | undefined): string {
+  return savedToken(dataDir, 'agent-token', fromEnv);
+}
+
+/** The bearer token of `/metrics`: METRICS_TOKEN, else one generated into DATA_DIR/metrics-token. */
+export function metricsToken(dataDir: string, fromEnv: string | undefined): string {
+  return savedToken(dataDir, 'metrics-token', fromEnv);
+}
+
+/** A secret from the environment, else the one saved in DATA_DIR/<fileName> (generated on first use, mode 600). */
+function savedToken(dataDir: string, fileName: string, fromEnv: string | undefined): string {
   if (fromEnv) return fromEnv;
-  const file = join(dataDir, 'agent-token');
+  const file = join(dataDir, fileName);
   if (existsSync(file)) {
     const token = readFileSync(file, 'utf8').trim();
     if (token) return token;

@@ -27,6 +27,7 @@ async function main(): Promise<void> {
         `  API:          ${service.url}   (key in ${config.dataDir}/api-key)`,
         `  Temporal:     ${service.temporalAddress}${service.temporalUiUrl ? `   UI: ${service.temporalUiUrl}` : ''}`,
         `  Health:       ${service.url}/healthz`,
+        ...(service.isolation ? [`  Ranks:        ${service.isolation.summary}`, ...service.isolation.warnings.map((w) => `                WARNING: ${w}`)] : []),
         '  Stop with Ctrl-C.',
         '',
       ].join('\n'),

@@ -13,6 +13,7 @@ import pino, { type Logger } from 'pino';
 import { createControlActivities } from '../activities/control';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes';
 import { FakeFleet } from './agent/fleet';
+import { type IsolationMode, type RankIsolation, startIsolation } from './agent/isolation';
 import { createApp, type HealthCheck } from './api/app';
 import { keyEntry, KeyRing } from './api/auth';
 import { watchKeysFile } from './api/keys-file';
@@ -21,13 +22,16 @@ import { BatchJobService } from './api/batch-job-service';
 import { NodePoolService } from './api/node-pool-service';
 import { EnvironmentService } from './api/environment-service';
 import { mountOpenApi } from './api/openapi';
-import { agentToken, bootstrapKey, DEFAULT_ACCOUNT, DEFAULT_USER, ensureDefaultPools, pageTokenSecret } from './bootstrap';
+import { agentToken, bootstrapKey, DEFAULT_ACCOUNT, DEFAULT_USER, ensureDefaultPools, metricsToken, pageTokenSecret } from './bootstrap';
 import { mountLogIngest } from './api/log-ingest';
 import { Metrics } from './api/metrics';
 import { mountConsole } from './api/console';
 import { UsageSampler } from './api/usage-sampler';
 import { HttpLogSink } from './agent/log-shipper';
 import { type Config } from './config';
+import { AccountLimits, accountLimitsOf } from './control/account-limits';
+import { listenMetrics, metricsHandler } from './api/metrics-endpoint';
+import { KeyRateLimiter } from './api/rate-limit';
 import { LogStore } from './store/log-store';
 import { type ReadModel } from './store/read-model';
 import { openReadModel } from './store/open-read-model';
@@ -61,6 +65,8 @@ export interface RunningService {
   client: Client;
   store: ReadModel;
   logs: LogStore;
+  /** How isolated this process's ranks are (only when it runs agents). */
+  isolation?: { mode: IsolationMode; summary: string; warnings: string[] };
   stop(): Promise<void>;
 }
 
@@ -89,9 +95,12 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   };
 
   try {
-    // The API's keys. A keys file that does not load stops the start here, before anything runs.
+    // The API's keys (the control worker reads them too: a job must act for a user of its account).
+    // A keys file that does not load stops the start here, before anything runs.
     const keys = new KeyRing();
-    if (roles.has('api') && config.API_KEYS_FILE) {
+    const key = bootstrapKey(config.dataDir, config.BOOTSTRAP_API_KEY);
+    keys.set('the bootstrap key', [keyEntry(key.key, DEFAULT_ACCOUNT, DEFAULT_USER)]);
+    if ((roles.has('api') || roles.has('worker')) && config.API_KEYS_FILE) {
       const watcher = watchKeysFile(keys, { path: config.API_KEYS_FILE, reloadMs: config.API_KEYS_RELOAD_MS, logger });
       stops.push(() => Promise.resolve(watcher.stop()));
     }
@@ -127,6 +136,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     stops.push(() => store.close());
     const logs = new LogStore(join(config.dataDir, 'logs.sqlite'));
     stops.push(() => Promise.resolve(logs.close()));
+    const limits = new AccountLimits(store, accountLimitsOf(config));
 
     let nativeConnection: NativeConnection | undefined;
     if (roles.has('worker') || roles.has('agents')) {
@@ -137,7 +147,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
     const workers: Worker[] = [];
     if (roles.has('worker') && nativeConnection) {
-      const activities = createControlActivities({ store, logs, config, client });
+      const activities = createControlActivities({ store, logs, config, client, limits, knowsUser: (account, email) => keys.knowsUser(account, email) });
       // Jobs and environments on TASK_QUEUE; pools on their own queue, so a flood of job tasks never delays a pool's.
       for (const [taskQueue, maxCachedWorkflows] of [
         [config.TASK_QUEUE, 2000],
@@ -171,9 +181,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       settings: { taskQueue: config.POOL_TASK_QUEUE, queueWindow: config.POOL_QUEUE_WINDOW, reconcileMs: config.POOL_RECONCILE_MS },
       logger,
       continueAsNewEvents: config.POOL_CONTINUE_AS_NEW_EVENTS,
+      limits,
     });
-    const environments = new EnvironmentService({ client, store, taskQueue: config.TASK_QUEUE, logger });
-    const key = bootstrapKey(config.dataDir, config.BOOTSTRAP_API_KEY);
+    const environments = new EnvironmentService({ client, store, taskQueue: config.TASK_QUEUE, logger, limits });
     if (config.DEFAULT_POOLS && roles.has('worker')) {
       const created = await ensureDefaultPools(pools);
       if (created.length > 0) logger.info({ pools: created }, 'created default node pools');
@@ -185,7 +195,11 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     }
 
     let fleet: FakeFleet | undefined;
+    let isolation: RankIsolation | undefined;
     if (roles.has('agents') && nativeConnection) {
+      isolation = await startIsolation(config, logger);
+      const iso = isolation;
+      stops.push(() => Promise.resolve(iso.close()));
       fleet = new FakeFleet({
         store,
         connection: nativeConnection,
@@ -194,11 +208,23 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         dataDir: config.dataDir,
         workspaceDir: config.workspaceDir,
         // Agents beside the API write the log store directly; without it here, they ship logs to it.
-        logs: roles.has('api') || !process.env.BATCHD_API_URL ? logs : new HttpLogSink(process.env.BATCHD_API_URL, process.env.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger),
+        logs:
+          roles.has('api') || !config.BATCHD_API_URL
+            ? logs
+            : new HttpLogSink({
+                apiUrl: config.BATCHD_API_URL,
+                token: config.BATCHD_AGENT_TOKEN ?? '',
+                spoolDir: join(config.dataDir, 'log-spool'),
+                logger,
+                maxBatchBytes: config.MAX_BODY_BYTES,
+                spoolMaxBytes: config.LOG_SPOOL_MAX_BYTES,
+              }),
+        logBudgetBytes: config.LOG_BUDGET_BYTES_PER_JOB,
         logger,
         maxStopGraceMs: config.RANK_STOP_GRACE_MS,
         heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,
         syncMs: config.FLEET_SYNC_MS,
+        isolation,
       });
       const f = fleet;
       await f.start();
@@ -207,9 +233,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
     let url: string | undefined;
     if (roles.has('api')) {
-      const secret = pageTokenSecret(config.dataDir, process.env.PAGE_TOKEN_SECRET);
-      keys.set('the bootstrap key', [keyEntry(key.key, DEFAULT_ACCOUNT, DEFAULT_USER)]);
-      const jobs = new BatchJobService({ client, store, logs, config, logger });
+      const secret = pageTokenSecret(config.dataDir, config.PAGE_TOKEN_SECRET);
+      const jobs = new BatchJobService({ client, store, logs, config, logger, limits });
       const local = workers;
       const health: HealthCheck[] = [
         { name: 'temporal', check: () => temporalProblem(client) },
@@ -236,7 +261,28 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       const usage = new UsageSampler({ client, store, logger, intervalMs: config.USAGE_SAMPLE_MS });
       usage.start();
       stops.push(() => usage.stop());
-      const routes = apiRoutes({ jobs, logs, pools, environments, usage, pageSecret: secret });
+      const routes = apiRoutes({
+        jobs,
+        logs,
+        pools,
+        environments,
+        usage,
+        pageSecret: secret,
+        logLimits: { pageMaxBytes: config.LOG_PAGE_MAX_BYTES, streamsPerAccount: config.MAX_LOG_STREAMS_PER_ACCOUNT, streamIdleMs: config.LOG_STREAM_IDLE_MS },
+      });
+      // /metrics: on a listener of its own when METRICS_PORT is set (token only if METRICS_TOKEN is),
+      // else on the API's port behind METRICS_TOKEN (generated into DATA_DIR when unset).
+      if (config.METRICS_PORT !== undefined) {
+        const metricsServer = await listenMetrics(metricsHandler(metrics, config.METRICS_TOKEN), config.METRICS_HOST, config.METRICS_PORT);
+        stops.push(
+          () =>
+            new Promise<void>((resolve) => {
+              metricsServer.close(() => resolve());
+              metricsServer.closeAllConnections();
+            }),
+        );
+        logger.info({ url: `http://${config.METRICS_HOST}:${config.METRICS_PORT}/metrics` }, 'metrics listening');
+      }
       const app = createApp({
         keys,
         routes,
@@ -244,13 +290,14 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         logger,
         maxBodyBytes: config.MAX_BODY_BYTES,
         observe: (route, method, status, seconds) => metrics.observe(route, method, status, seconds),
+        ...(config.API_RATE_LIMIT_PER_SECOND > 0
+          ? { rateLimiter: new KeyRateLimiter({ perSecond: config.API_RATE_LIMIT_PER_SECOND, burst: config.API_RATE_LIMIT_BURST }) }
+          : {}),
         extra: (a) => {
-          mountLogIngest(a, agentToken(config.dataDir, config.AGENT_TOKEN), logs, config.MAX_BODY_BYTES);
+          mountLogIngest(a, { token: agentToken(config.dataDir, config.AGENT_TOKEN), sink: logs, maxBodyBytes: config.MAX_BODY_BYTES, placement: jobs });
           mountOpenApi(a, routes);
           mountConsole(a);
-          a.get('/metrics', (_req, res, next) => {
-            metrics.render().then((text) => res.type(metrics.contentType).send(text), next);
-          });
+          if (config.METRICS_PORT === undefined) a.get('/metrics', metricsHandler(metrics, metricsToken(config.dataDir, config.METRICS_TOKEN)));
         },
       });
       const server: Server = await new Promise((resolve, reject) => {
@@ -287,6 +334,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       client,
       store,
       logs,
+      isolation: isolation && { mode: isolation.mode, summary: isolation.summary, warnings: isolation.warnings },
       stop,
     };
   } catch (err) {

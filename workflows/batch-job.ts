@@ -27,10 +27,11 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
-import type { AgentActivities, HostOutcome, HostRunInput, PoolBinding } from '../activities/contracts';
+import type { AgentActivities, HostOutcome, HostRunInput, PoolBinding, PoolSignal } from '../activities/contracts';
 import { type BatchJob, executorOf } from '../src/domain/batch-job-model';
 import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
 import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-patch';
+import { usageSummary } from '../src/domain/isolation';
 import { numberRanks, rankEnvironment } from '../src/domain/ranks';
 import {
   type BatchJobInput,
@@ -53,6 +54,7 @@ import {
   updateBatchJobUpdate,
 } from './messages';
 import { control } from './control';
+import { apiFailure } from './failures';
 import { BatchdAccount, BatchJobDisplayName, BatchJobState, jobMemo, jobSearchAttributes } from './search-attributes';
 
 
@@ -64,6 +66,14 @@ type HostResult = HostOutcome | { outcome: 'lost'; message: string } | { outcome
  * watchdog to restart it, instead of failing; before this patch it failed as if the pool were gone.
  */
 export const JOB_WAITS_FOR_POOL_PATCH = 'job-waits-for-pool-recovery';
+
+/**
+ * Jobs send their pool signals (request, release, state, host lost) through a local activity instead
+ * of a workflow command: a command's delivery comes back as an event that costs the job another
+ * workflow task (a round trip through a busy task queue) before it can even say QUEUED. Receivers are
+ * idempotent, so the activity's at-least-once delivery is enough.
+ */
+export const JOB_SIGNALS_BY_ACTIVITY_PATCH = 'job-signals-by-activity';
 
 function agentOn(host: GrantedHost, settings: JobSettings) {
   return proxyActivities<AgentActivities>({
@@ -185,10 +195,10 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     {
       validator: (patch: BatchJobPatch) => {
         if (job.state === 'DELETING' || deleteBy !== undefined) {
-          throw ApplicationFailure.create({ type: 'ApiError:FAILED_PRECONDITION', message: 'the job is being deleted', nonRetryable: true });
+          throw apiFailure('FAILED_PRECONDITION', 'the job is being deleted');
         }
         const problem = patchProblem(patch);
-        if (problem) throw ApplicationFailure.create({ type: 'ApiError:INVALID_ARGUMENT', message: problem, nonRetryable: true });
+        if (problem) throw apiFailure('INVALID_ARGUMENT', problem);
       },
       description: 'Change displayName, annotations or shared; returns the job once the change is visible to list.',
     },
@@ -250,6 +260,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
   };
 
   return CancellationScope.nonCancellable(async (): Promise<BatchJobResult> => {
+    const lean = patched(JOB_SIGNALS_BY_ACTIVITY_PATCH);
     // ---- CREATING: validate, find the pool ---------------------------------------------------
     const validation = await control.validateJob({ name: input.name, account: input.account, spec: input.spec, createdBy: input.createdBy });
     if (!validation.ok) {
@@ -269,23 +280,40 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
         ? `; the local runtime runs ranks directly on the host (image ${validation.imageRef} is exposed as BATCH_JOB_IMAGE_REF, not pulled)`
         : '';
 
+    /** Sends a signal to the pool; false when its workflow is not running. */
+    const toPool = async (signal: PoolSignal): Promise<boolean> => {
+      if (lean) return (await control.signalPool({ pool: poolBinding.workflowId, signal })).delivered;
+      try {
+        switch (signal.name) {
+          case 'requestCapacity':
+            await pool.signal(requestCapacitySignal, signal.args);
+            break;
+          case 'releaseCapacity':
+            await pool.signal(releaseCapacitySignal, signal.args);
+            break;
+          case 'jobState':
+            await pool.signal(jobStateSignal, signal.args);
+            break;
+          case 'hostLost':
+            await pool.signal(hostLostSignal, signal.args);
+            break;
+        }
+        return true;
+      } catch {
+        return false;
+      }
+    };
+
     let released = false;
     const releaseCapacity = async (): Promise<void> => {
       if (released) return;
       released = true;
-      try {
-        await pool.signal(releaseCapacitySignal, { jobName: input.name });
-      } catch (err) {
-        log.warn('node pool gone while releasing capacity; nothing left to release', { error: String(err) });
+      if (!(await toPool({ name: 'releaseCapacity', args: { jobName: input.name } }))) {
+        log.warn('node pool not running while releasing capacity; it finds the job ended when it checks its holders');
       }
     };
-    const tellPool = async (state: BatchJob['state']): Promise<void> => {
-      try {
-        await pool.signal(jobStateSignal, { jobName: input.name, state });
-      } catch {
-        // Stats only; a pool that is gone has no stats to keep.
-      }
-    };
+    // Stats only; a pool that is not running has no stats to keep.
+    const tellPool = async (state: BatchJob['state']): Promise<void> => void (await toPool({ name: 'jobState', args: { jobName: input.name, state } }));
 
     // Ends a job that holds no ranks (yet): withdraw from the queue and settle the stop request.
     const stopBeforeRunning = async (): Promise<BatchJobResult> => {
@@ -304,11 +332,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
 
     // ---- QUEUED: wait for the pool's grant --------------------------------------------------
     const request = { jobName: input.name, workflowId: workflowInfo().workflowId, ranks: job.numRanks };
-    let delivered = true;
-    try {
-      await pool.signal(requestCapacitySignal, request);
-    } catch {
-      delivered = false;
+    const delivered = await toPool({ name: 'requestCapacity', args: request });
+    if (!delivered) {
       // A pool that still exists only has its workflow closed: the watchdog restarts it, and the
       // recovered pool queues this job from its QUEUED record (pool-recovery.ts).
       if (!patched(JOB_WAITS_FOR_POOL_PATCH) || !(await control.poolExists({ pool: poolBinding.workflowId }))) {
@@ -327,12 +352,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     if (delivered) await condition(answered);
     else {
       while (!(await condition(answered, '30 seconds'))) {
-        try {
-          await pool.signal(requestCapacitySignal, request);
-          break;
-        } catch {
-          log.warn('node pool still not running; waiting for it to be restarted');
-        }
+        if (await toPool({ name: 'requestCapacity', args: request })) break;
+        log.warn('node pool still not running; waiting for it to be restarted');
       }
       await condition(answered);
     }
@@ -371,6 +392,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
           host: host.host,
           executor,
           stopGraceMs: settings.stopGraceMs,
+          ...(g.rankMemoryLimitBytes !== undefined ? { rankMemoryLimitBytes: g.rankMemoryLimitBytes } : {}),
           ranks: hr.ranks.map((rank) => ({
             rank: rank.rank,
             env: rankEnvironment({
@@ -427,13 +449,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     };
     const reportLostHosts = async (): Promise<void> => {
       for (const [host, r] of results) {
-        if (r.outcome === 'lost') {
-          try {
-            await pool.signal(hostLostSignal, { host, reason: r.message });
-          } catch {
-            // the pool is gone; nothing to tell
-          }
-        }
+        // A pool that is not running has no host to mark.
+        if (r.outcome === 'lost') await toPool({ name: 'hostLost', args: { host, reason: r.message } });
       }
     };
 
@@ -451,7 +468,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
       if (allSucceeded()) {
         await Promise.all(runs);
         await releaseCapacity();
-        transition({ type: 'succeeded', status: `all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0` });
+        const used = usageSummary([...results.values()].flatMap((r) => (r.outcome === 'succeeded' ? (r.usage ?? []) : [])));
+        transition({ type: 'succeeded', status: `all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0${used ? `; ${used}` : ''}` });
         return deleteAfterEnd();
       }
       const problem = firstProblem();

@@ -18,7 +18,6 @@
  * released, CANCELLED). Pass `parentClosePolicy: 'ABANDON'` for jobs that must outlive their parent.
  */
 import {
-  ApplicationFailure,
   ChildWorkflowCancellationType,
   type ChildWorkflowHandle,
   ParentClosePolicy,
@@ -31,6 +30,7 @@ import type { ControlActivities } from '../activities/contracts';
 import { ID_RULE, isValidId, resourceName } from '../src/domain/names';
 import type { batchJobWorkflow } from './batch-job';
 import { type BatchJobInput, type BatchJobResult } from './messages';
+import { apiFailure } from './failures';
 import { jobMemo, jobSearchAttributes } from './search-attributes';
 
 /** The control worker's task queue (TASK_QUEUE), unless the deployment changed it. */
@@ -48,9 +48,7 @@ export interface BatchJobChildOptions {
   taskQueue?: string;
 }
 
-function invalid(type: string, message: string, details?: unknown): ApplicationFailure {
-  return ApplicationFailure.create({ type: `ApiError:${type}`, message, nonRetryable: true, ...(details !== undefined ? { details: [details] } : {}) });
-}
+const invalid = apiFailure;
 
 /** Validates and starts a batch job as a child workflow; throws a non-retryable ApplicationFailure for a bad job. */
 export async function startBatchJob(body: unknown, options: BatchJobChildOptions): Promise<ChildWorkflowHandle<typeof batchJobWorkflow>> {

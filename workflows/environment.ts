@@ -10,10 +10,10 @@
  * to DELETING. There is no container runtime either: a snapshot records the image the environment uses.
  */
 import {
-  ApplicationFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
+  patched,
   setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
@@ -28,7 +28,6 @@ import {
   mayUseEnvironment,
   withEnvironmentSpec,
 } from '../src/domain/environment-model';
-import { type GrpcCodeName } from '../src/domain/errors';
 import { isValidId, resourceName } from '../src/domain/names';
 import { okStatus } from '../src/domain/node-pool-model';
 import { type Snapshot } from '../src/domain/snapshot-model';
@@ -45,8 +44,12 @@ import {
   useEnvironmentUpdate,
 } from './messages';
 import { control } from './control';
+import { apiFailure } from './failures';
 import { BatchdAccount } from './search-attributes';
 
+
+/** Handlers woken together by a freed lock take it one at a time (test/workflows/environment.test.ts). */
+export const ENVIRONMENT_LOCK_PATCH = 'environment-lock-one-holder';
 
 /** Below this many remembered jobs, ended ones are only pruned when a delete asks about them. */
 const PRUNE_MIN = 64;
@@ -55,9 +58,6 @@ function now(): string {
   return new Date().toISOString();
 }
 
-function apiFailure(code: GrpcCodeName, message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: `ApiError:${code}`, message, nonRetryable: true });
-}
 
 function listNames(names: string[]): string {
   const shown = names.slice(0, 5).map((n) => `"${n.split('/').pop() ?? n}"`);
@@ -104,6 +104,10 @@ export async function environmentWorkflow(input: EnvironmentInput): Promise<void
   /** Runs `fn` alone among the handlers that take the lock. */
   const exclusive = async <T>(fn: () => Promise<T>): Promise<T> => {
     await condition(() => !locked);
+    // Every handler waiting when the lock is freed is woken in the same activation, and each saw it
+    // free: the first to run took it, the others wait again. Before the patch they ran together (a
+    // delete and an admission could both succeed); histories from then replay as they ran.
+    while (locked && patched(ENVIRONMENT_LOCK_PATCH)) await condition(() => !locked);
     locked = true;
     try {
       return await fn();

@@ -9,19 +9,14 @@ import { type BatchJobPatch } from '../src/domain/batch-job-patch';
 import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
 import { type PoolCarriedState } from '../src/domain/pool-queue';
+import { type EnvironmentUseGrant, type EnvironmentUseRequest, type HostFacts, type JobSettings, type PoolSettings } from '../src/domain/control-model';
+
+export type { EnvironmentUseGrant, EnvironmentUseRequest, JobSettings, PoolSettings };
 import { type Environment, type EnvironmentSpec } from '../src/domain/environment-model';
 import { type Snapshot } from '../src/domain/snapshot-model';
 
 // ---- batch job workflow -------------------------------------------------------------------------
 
-export interface JobSettings {
-  /** A host that sends no heartbeat for this long is lost. */
-  heartbeatTimeoutMs: number;
-  /** How long a host's ranks may wait on its task queue before the host counts as unavailable. */
-  hostStartTimeoutMs: number;
-  /** SIGTERM → SIGKILL grace period when ranks are stopped. */
-  stopGraceMs: number;
-}
 
 export interface BatchJobInput {
   name: string;
@@ -69,6 +64,8 @@ export interface CapacityGrant {
   gpu: boolean;
   masterPort: number;
   hosts: GrantedHost[];
+  /** The pool's rank memory limit (its batchd.io/rank-memory-limit annotation): bytes, null for none; absent: each agent's default. */
+  rankMemoryLimitBytes?: number | null;
 }
 
 export interface GrantedHost {
@@ -96,17 +93,23 @@ export const requestCapacitySignal = defineSignal<[CapacityRequest]>('requestCap
 export const releaseCapacitySignal = defineSignal<[{ jobName: string }]>('releaseCapacity');
 /** Job states of allocations, for nodePoolStats. */
 export const jobStateSignal = defineSignal<[{ jobName: string; state: BatchJobState }]>('jobState');
+/**
+ * An agent found that a job it ran has no workflow any more (an operator terminated it): the pool
+ * checks whether the job's workflow closed and, if so, records its end and frees its capacity. The
+ * agent only points; the pool decides.
+ */
+export const checkJobsSignal = defineSignal<[{ jobNames: string[] }]>('checkJobs');
 /** A job lost contact with a host's agent: stop placing work there until the agent joins again. */
 export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
 
-export interface HostRegistration {
+export interface HostRegistration extends HostFacts {
   host: string;
   /** Rank slots the host offers (GPUs counted by nvidia-smi, or 1 on a CPU host). */
   slots: number;
   address: string;
 }
 
-export interface HostView {
+export interface HostView extends HostFacts {
   host: string;
   address: string;
   taskQueue: string;
@@ -143,6 +146,8 @@ export interface NodePoolInternals {
 
 export const queueStandingQuery = defineQuery<Record<string, QueueStanding>, [string[]]>('queueStanding');
 export const getNodePoolInternalsQuery = defineQuery<NodePoolInternals>('getNodePoolInternals');
+/** Each host's status and what it reported at join (executors, isolation): small, for admission. */
+export const getHostFactsQuery = defineQuery<Array<{ host: string; status: HostView['status'] } & HostFacts>>('getHostFacts');
 /** A host's agent (re)joins its pool; the answer says under which task queue it must poll. */
 export const joinHostUpdate = defineUpdate<{ taskQueue: string }, [HostRegistration]>('joinHost');
 
@@ -163,14 +168,6 @@ export interface NodePoolInput {
   recover?: { reason: string; /** The version of the pool's record in the read model. */ version: number };
 }
 
-export interface PoolSettings {
-  /** The task queue pool workflows run on (continue-as-new moves a pool there). */
-  taskQueue: string;
-  /** How many queued jobs the workflow keeps in memory and schedules from. */
-  queueWindow: number;
-  /** While jobs wait and capacity is held, how often the pool checks that the holders still live. */
-  reconcileMs: number;
-}
 
 /** The carried state of the first pool workflows (format 1, unversioned): the whole queue in the payload. */
 export interface NodePoolCarriedState {
@@ -218,18 +215,6 @@ export interface EnvironmentView {
   version: number;
 }
 
-/** A job asks to use the environment (and one of its snapshots); sent by job admission. */
-export interface EnvironmentUseRequest {
-  jobName: string;
-  /** The job's creator: the environment must be theirs or shared. */
-  createdBy: string;
-  snapshotId?: string;
-}
-
-export interface EnvironmentUseGrant {
-  /** The image the job runs with: the snapshot's, else the environment's; absent when it has none. */
-  imageRef?: string;
-}
 
 export const getEnvironmentQuery = defineQuery<EnvironmentView>('getEnvironment');
 export const updateEnvironmentUpdate = defineUpdate<Environment, [{ spec: EnvironmentSpec; requestedBy?: string }]>('updateEnvironment');

@@ -15,7 +15,6 @@
  * version (node-pool-v1.ts), which migrates itself at its next live turn.
  */
 import {
-  ApplicationFailure,
   CancellationScope,
   allHandlersFinished,
   condition,
@@ -32,12 +31,16 @@ import {
 import { type BatchJobState, isTerminal } from '../src/domain/batch-job-model';
 import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../src/domain/hosts';
 import { applyNodePoolSpec, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
+import { type HostFacts } from '../src/domain/control-model';
+import { poolRankMemoryLimit } from '../src/domain/isolation';
 import { PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
 import { addHost, type Allocation, setHostStatus, standing } from '../src/domain/scheduler';
 import {
   capacityGrantedSignal,
   capacityRefusedSignal,
+  checkJobsSignal,
   deleteNodePoolUpdate,
+  getHostFactsQuery,
   getNodePoolInternalsQuery,
   getNodePoolQuery,
   type HostRegistration,
@@ -52,23 +55,28 @@ import {
   updateNodePoolUpdate,
 } from './messages';
 import { control } from './control';
+import { apiFailure } from './failures';
 import { nodePoolWorkflowV1 } from './node-pool-v1';
 import { BatchdAccount, NodePoolState } from './search-attributes';
 
 /** New runs of pool workflows use the queue in the pool store; histories from before it replay node-pool-v1. */
 export const POOL_QUEUE_IN_STORE_PATCH = 'pool-queue-in-store';
+/**
+ * Grants go out from the step that writes them (the syncPool local activity), not as workflow commands
+ * whose delivery events would cost the pool a workflow task per grant.
+ */
+export const POOL_GRANTS_BY_ACTIVITY_PATCH = 'pool-grants-by-activity';
 
 function now(): string {
   return new Date().toISOString();
 }
 
-function failedPrecondition(message: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: 'ApiError:FAILED_PRECONDITION', message, nonRetryable: true });
-}
+const failedPrecondition = (message: string) => apiFailure('FAILED_PRECONDITION', message);
 
 export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   if (!patched(POOL_QUEUE_IN_STORE_PATCH)) return nodePoolWorkflowV1(input);
 
+  const grantsByActivity = patched(POOL_GRANTS_BY_ACTIVITY_PATCH);
   const settings: PoolSettings = input.settings ?? (await control.poolSettings());
   let pool: NodePool = input.pool;
   const state = await initialState(input, settings);
@@ -77,6 +85,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   let dirty = true;
   let deleting = pool.state === 'DELETING';
   let reconcileDue = false;
+  /** Holders an agent says may have ended behind the pool's back. */
+  const toCheck = new Set<string>();
   const slotsPerHost = ranksPerNodeOf(pool);
   const gpu = isGpuPool(pool);
 
@@ -124,6 +134,12 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
 
   const view = (): NodePool => ({ ...pool, nodePoolStats: stats() });
 
+  const factsOf = (host: string): HostFacts => {
+    const h = state.hosts[host];
+    if (!h) return {};
+    return { ...(h.executors ? { executors: h.executors } : {}), ...(h.python ? { python: h.python } : {}), ...(h.isolation ? { isolation: h.isolation } : {}) };
+  };
+
   const changed = () => {
     state.version++;
     pool = { ...pool, updateTime: now() };
@@ -137,6 +153,18 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     ].join('\n');
 
   const liveJobs = () => state.length + Object.keys(sched.allocations).length;
+
+  /** The pool's status says when some of its hosts run ranks without isolation (their agents are not root). */
+  const sayIsolation = () => {
+    if (pool.state !== 'READY') return;
+    const open = sched.hosts.filter((h) => h.status !== 'draining' && state.hosts[h.id]?.isolation !== undefined && state.hosts[h.id]?.isolation !== 'isolated');
+    const message = open.length
+      ? `ranks on ${open.map((h) => h.id).join(', ')} are not isolated: their agents do not run as root, so ranks run as the agent's user (docs/security.md)`
+      : '';
+    if (pool.status.message === message) return;
+    pool = { ...pool, status: okStatus(message) };
+    changed();
+  };
 
   if (!input.carried && !input.recover) {
     reconcileFakeHosts();
@@ -165,6 +193,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         slots: h.slots,
         status: h.status,
         used: [...h.used],
+        ...factsOf(h.id),
       })),
       queue: sched.queue.map((r, i) => {
         const enqueuedAt = state.jobs[r.id]?.enqueuedAt;
@@ -178,6 +207,9 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     }),
     { description: 'Hosts with their slot owners, the head of the queue in order (queueSummary counts all), the head reservation, and allocations.' },
   );
+  setHandler(getHostFactsQuery, () => sched.hosts.map((h) => ({ host: h.id, status: h.status, ...factsOf(h.id) })), {
+    description: 'Each host, its status, and what its agent reported when it joined (executors, python, isolation).',
+  });
   setHandler(
     queueStandingQuery,
     (names: string[]) => {
@@ -212,6 +244,9 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     const j = state.jobs[jobName];
     if (j && !isTerminal(jobState)) j.state = jobState;
   });
+  setHandler(checkJobsSignal, ({ jobNames }) => {
+    for (const name of jobNames) if (sched.allocations[name]) toCheck.add(name);
+  });
   setHandler(hostLostSignal, ({ host, reason }) => {
     log.warn('host lost', { host, reason });
     setHostStatus(sched, host, 'unreachable');
@@ -222,9 +257,15 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     joinHostUpdate,
     (reg: HostRegistration) => {
       if (!state.hosts[reg.host]) registerHost(reg.host, reg.address);
-      else state.hosts[reg.host] = { ...state.hosts[reg.host]!, address: reg.address };
+      const facts: HostFacts = {
+        ...(reg.executors ? { executors: reg.executors } : {}),
+        ...(reg.python ? { python: reg.python } : {}),
+        ...(reg.isolation ? { isolation: reg.isolation } : {}),
+      };
+      state.hosts[reg.host] = { address: reg.address, taskQueue: hostTaskQueue(input.name, reg.host), ...facts };
       addHost(sched, reg.host, reg.slots);
       state.touchCapacity();
+      sayIsolation();
       dirty = true;
       return { taskQueue: hostTaskQueue(input.name, reg.host) };
     },
@@ -301,32 +342,49 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     }
   }
 
-  /** Writes what changed (and reads more of the queue when the window runs low) before anything is acted on. */
-  async function sync(): Promise<void> {
+  /**
+   * Writes what changed (and reads more of the queue when the window runs low) before anything is
+   * acted on. On lean runs it also carries `allocations`' grants, sent by the step once written.
+   */
+  async function sync(allocations: Allocation[] = []): Promise<void> {
     const step = state.takeSync();
-    const outcome = await control.syncPool({ pool: input.name, ...step });
+    const grants = allocations.map((a) => ({ jobName: a.id, workflowId: state.jobs[a.id]?.workflowId ?? a.id, grant: grantOf(a) }));
+    const outcome = await control.syncPool({ pool: input.name, ...step, ...(grants.length > 0 ? { grants } : {}) });
     state.applySync(step, outcome);
     if (outcome.rows.length > 0) dirty = true;
+    // Results recorded before grants went by activity have no undeliverable list.
+    const undeliverable = outcome.undeliverable ?? [];
+    if (undeliverable.length > 0) await forgetClosed(undeliverable);
   }
 
-  /** Sends one pass's grants together; a job that ended while it waited gives its capacity straight back. */
+  function grantOf(allocation: Allocation) {
+    const limit = poolRankMemoryLimit(pool.annotations);
+    return {
+      pool: input.name,
+      gpu,
+      masterPort: allocation.masterPort,
+      ...(limit === null || typeof limit === 'number' ? { rankMemoryLimitBytes: limit } : {}),
+      hosts: allocation.hosts.map((a) => ({
+        host: a.host,
+        address: state.hosts[a.host]?.address ?? '127.0.0.1',
+        taskQueue: state.hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
+        slots: a.slots,
+      })),
+    };
+  }
+
+  /** Sends one pass's grants together (as commands, on runs from before grants-by-activity). */
   async function grant(allocations: Allocation[]): Promise<void> {
+    if (grantsByActivity) {
+      if (allocations.length > 0) await sync(allocations);
+      return;
+    }
     const undeliverable: string[] = [];
     await Promise.all(
       allocations.map(async (allocation) => {
         const job = state.jobs[allocation.id];
         try {
-          await getExternalWorkflowHandle(job?.workflowId ?? allocation.id).signal(capacityGrantedSignal, {
-            pool: input.name,
-            gpu,
-            masterPort: allocation.masterPort,
-            hosts: allocation.hosts.map((a) => ({
-              host: a.host,
-              address: state.hosts[a.host]?.address ?? '127.0.0.1',
-              taskQueue: state.hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
-              slots: a.slots,
-            })),
-          });
+          await getExternalWorkflowHandle(job?.workflowId ?? allocation.id).signal(capacityGrantedSignal, grantOf(allocation));
         } catch (err) {
           log.info('grant undeliverable; releasing', { job: allocation.id, error: String(err) });
           undeliverable.push(allocation.id);
@@ -390,22 +448,29 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         () =>
           dirty ||
           reconcileDue ||
+          toCheck.size > 0 ||
           state.needsSync() ||
           (deleting && reported >= state.version) ||
           workflowInfo().historyLength > continueAsNewAt ||
           workflowInfo().continueAsNewSuggested,
       );
-      if (reconcileDue) {
-        await forgetClosed(Object.keys(sched.allocations));
+      if (reconcileDue || toCheck.size > 0) {
+        const names = reconcileDue ? Object.keys(sched.allocations) : [...toCheck];
         reconcileDue = false;
+        toCheck.clear();
+        await forgetClosed(names);
         continue;
       }
       if (dirty || state.needsSync()) {
         dirty = false;
         const grants = state.pass();
         // The snapshot with these allocations is written before any grant goes out.
-        if (state.needsSync()) await sync();
-        await grant(grants);
+        if (grantsByActivity) {
+          if (grants.length > 0 || state.needsSync()) await sync(grants);
+        } else {
+          if (state.needsSync()) await sync();
+          await grant(grants);
+        }
         continue;
       }
       if (deleting) {

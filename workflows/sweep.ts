@@ -5,6 +5,7 @@
 import { ApplicationFailure, CancellationScope, isCancellation } from '@temporalio/workflow';
 import { type BatchJob } from '../src/domain/batch-job-model';
 import { startBatchJob } from './child';
+import { apiFailure } from './failures';
 
 export interface SweepInput {
   account: string;
@@ -18,7 +19,7 @@ export interface SweepResult {
 }
 
 export async function sweepWorkflow(input: SweepInput): Promise<SweepResult> {
-  if (input.jobs.length === 0) throw ApplicationFailure.nonRetryable('a sweep needs at least one job', 'ApiError:INVALID_ARGUMENT');
+  if (input.jobs.length === 0) throw apiFailure('INVALID_ARGUMENT', 'a sweep needs at least one job');
   const scope = new CancellationScope();
   const handles = [];
   // Every job is checked and started before any is awaited, so a bad one fails the sweep before work begins.

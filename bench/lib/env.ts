@@ -107,6 +107,8 @@ export async function startBenchEnv(o: BenchEnvOptions = {}): Promise<BenchEnv> 
       LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'error',
       DEFAULT_POOLS: String(o.defaultPools ?? false),
       WORKSPACE_DIR: dataDir,
+      // The bench measures the service, not the per-key rate limit.
+      API_RATE_LIMIT_PER_SECOND: '0',
       ...(o.env ?? {}),
     };
     const service = await startService({ config: loadConfig(env), roles: o.roles ?? ['worker', 'agents', 'api'], logger: logger() });

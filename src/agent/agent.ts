@@ -1,7 +1,8 @@
 /**
  * A node agent: the Temporal worker of one host, on that host's own task queue. It runs the ranks the
  * job workflows send it (one heartbeating activity per host per job), stops them on request, and on
- * start kills whatever its previous life left running before it joins its pool and takes work.
+ * start kills whatever its previous life left running before it joins its pool and takes work. How
+ * isolated its ranks are is the process's RankIsolation's business (src/agent/isolation.ts).
  */
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
@@ -11,8 +12,14 @@ import { ConfigError } from '../config';
 import { type NativeConnection, Worker } from '@temporalio/worker';
 import { type Logger } from 'pino';
 import { type AgentActivities, type HostOutcome, type HostRunInput } from '../../activities/contracts';
-import { joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
-import { type LogSink, LogWriter } from '../store/log-store';
+import { checkJobsSignal, joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
+import { rankFailureMessage, type RankUsageReport, rankUsageLine } from '../domain/isolation';
+import { hostShareOfBudget } from '../domain/log-limits';
+import { parseResourceName } from '../domain/names';
+import { type AgentLogs, type LogSink, LogWriter, sinkOfHost } from '../store/log-store';
+import { type AgentIsolation, type RankIsolation } from './isolation';
+import { hostCapabilities } from './capabilities';
+import { recordRankUsage } from './usage-metrics';
 import { PidFiles } from './pid-files';
 import { killByEnv, sleep } from './processes';
 import { AGENT_MARKER, RANK_MARKER, RankProcess, rankWorkDir } from './rank-process';
@@ -27,12 +34,16 @@ export interface AgentOptions {
   slots: number;
   dataDir: string;
   workspaceDir: string;
-  logs: LogSink;
+  logs: AgentLogs;
+  /** LOG_BUDGET_BYTES_PER_JOB: this host stores its ranks' share of it (ranks here ÷ the job's ranks). */
+  logBudgetBytes: number;
   logger: Logger;
   /** Largest stop grace a job may ask for; bounds how long shutdown waits. */
   maxStopGraceMs: number;
   /** HOST_HEARTBEAT_TIMEOUT_MS: the job workflows' heartbeat timeout for this host's activities. */
   heartbeatTimeoutMs: number;
+  /** The process's rank isolation, shared by its agents. */
+  isolation: RankIsolation;
 }
 
 interface ActiveRank {
@@ -57,19 +68,24 @@ export class HostAgent {
   private readonly stopped = new Map<string, number>();
   private readonly pidFiles: PidFiles;
   private readonly log: Logger;
+  private readonly iso: AgentIsolation;
+  private readonly logSink: LogSink;
 
   constructor(private readonly o: AgentOptions) {
+    this.logSink = sinkOfHost(o.logs, o.host);
     // Unique per service instance (its DATA_DIR), so agents of another instance on this machine —
     // a second deployment, a test suite — never mistake this one's ranks for their leftovers.
     this.agentKey = `${o.poolName}/${o.host}@${createHash('sha256').update(resolve(o.dataDir)).digest('hex').slice(0, 12)}`;
     this.pidFiles = new PidFiles(o.dataDir, this.agentKey);
     this.log = o.logger.child({ pool: o.poolName, host: o.host });
+    this.iso = o.isolation.forAgent(this.agentKey, o.slots);
   }
 
   /** Cleans up the previous life, joins the pool, and starts polling. Resolves once polling has begun. */
   async start(): Promise<void> {
     const leftovers = this.pidFiles.killLeftovers();
-    const swept = killByEnv({ [AGENT_MARKER]: (v) => v === this.agentKey });
+    // Isolated ranks are found by their cgroups, which no process can leave; others by their marker.
+    const swept = this.iso.cgroups ? (await this.iso.killCgroups()).length : killByEnv({ [AGENT_MARKER]: (v) => v === this.agentKey });
     if (leftovers.length > 0 || swept > 0) {
       this.log.warn({ ranks: leftovers.map((r) => `${r.job}#${r.rank}`), processes: swept }, 'killed ranks left running by a previous agent');
     }
@@ -89,7 +105,7 @@ export class HostAgent {
       shutdownForceTime: this.o.maxStopGraceMs + 5000,
     });
     this.running = this.worker.run();
-    this.log.info({ taskQueue, slots: this.o.slots, address: this.o.address }, 'host agent polling');
+    this.log.info({ taskQueue, slots: this.o.slots, address: this.o.address, isolation: this.iso.mode, rankMemoryLimit: this.iso.memoryLimit }, 'host agent polling');
   }
 
   /** Joins the pool; a refusal (wrong slots, pool full, pool being deleted) says why in one line. */
@@ -97,7 +113,9 @@ export class HostAgent {
     try {
       const answer = await this.o.client.workflow
         .getHandle(this.o.poolName)
-        .executeUpdate(joinHostUpdate, { args: [{ host: this.o.host, slots: this.o.slots, address: this.o.address }] });
+        .executeUpdate(joinHostUpdate, {
+          args: [{ host: this.o.host, slots: this.o.slots, address: this.o.address, ...hostCapabilities(), isolation: this.o.isolation.mode }],
+        });
       return answer.taskQueue;
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) throw new ConfigError(`host ${this.o.host} cannot join ${this.o.poolName}: no such node pool`);
@@ -113,6 +131,7 @@ export class HostAgent {
     if (this.worker.getState() === 'RUNNING') this.worker.shutdown();
     await this.running?.catch((err: unknown) => this.log.error({ err }, 'agent worker ended with an error'));
     this.worker = undefined;
+    await this.iso.cgroups?.close();
   }
 
   /** Jobs with ranks on this host right now. */
@@ -142,19 +161,42 @@ export class HostAgent {
     }
     const job: ActiveJob = { ranks: [], stopRequested: false };
     this.active.set(input.jobName, job);
-    const logs = new LogWriter(this.o.logs, input.jobName, () => 0);
+    const worldSize = Number(input.ranks[0]?.env.WORLD_SIZE ?? input.ranks.length);
+    let toldLoss = false;
+    const logs = new LogWriter(this.logSink, input.jobName, () => 0, {
+      budgetBytes: hostShareOfBudget(this.o.logBudgetBytes, input.ranks.length, worldSize),
+      // A log store that fails must not end the job: the lines are counted and the job's log says so at
+      // its end. Said once here, not at every failed flush of a full disk.
+      onError: (err, lines) => {
+        if (toldLoss) return;
+        toldLoss = true;
+        log.warn({ err: String(err), lines }, 'could not store log lines; they are lost (counted, and said at the end of the job’s log)');
+      },
+    });
     const heartbeat = setInterval(() => ctx.heartbeat(), 1000);
     try {
       for (const r of input.ranks) {
         if (job.stopRequested) break;
+        const workDir = rankWorkDir(this.o.dataDir, input.account, input.jobId, r.rank);
         const process = new RankProcess(
           {
             rank: r.rank,
             env: r.env,
             executor: input.executor,
-            workDir: rankWorkDir(this.o.dataDir, input.account, input.jobId, r.rank),
+            workDir,
             workspaceDir: this.o.workspaceDir,
             agentKey: this.agentKey,
+            launch: (command) =>
+              this.iso.launch(
+                {
+                  account: input.account,
+                  jobId: input.jobId,
+                  rank: r.rank,
+                  workDir,
+                  ...(input.rankMemoryLimitBytes !== undefined ? { memoryLimit: input.rankMemoryLimitBytes } : {}),
+                },
+                command,
+              ),
           },
           (line) => logs.write(r.rank, line.stream, line.line),
         );
@@ -174,7 +216,8 @@ export class HostAgent {
             ? 'the job’s workflow is gone (terminated)'
             : 'the job asked its ranks to stop';
         log.info({ why }, 'ranks stopped by cancellation');
-        // A terminated job cannot release its capacity: its pool notices that by itself (one owner of capacity).
+        // A terminated job cannot release its capacity. The pool alone frees capacity: point it at the job.
+        if (details?.notFound) await this.pointPoolAt(input.jobName, log);
         throw new CancelledFailure(why);
       }
       if (outcome.outcome === 'failed') await this.stopAll(job, input.stopGraceMs);
@@ -182,8 +225,9 @@ export class HostAgent {
       return outcome;
     } finally {
       clearInterval(heartbeat);
-      await logs.flush();
+      await logs.close();
       for (const r of job.ranks) this.pidFiles.forget(input.jobName, r.rank);
+      this.iso.releaseJob(input.account, input.jobId);
       this.active.delete(input.jobName);
     }
   }
@@ -192,6 +236,7 @@ export class HostAgent {
   private watch(job: ActiveJob, input: HostRunInput, ctx: Context): Promise<HostOutcome | 'cancelled'> {
     return new Promise((resolve) => {
       let remaining = job.ranks.length;
+      const usage: RankUsageReport[] = [];
       if (job.stopRequested) return resolve({ outcome: 'stopped' });
       if (remaining === 0) return resolve({ outcome: 'succeeded' });
       job.onStop = () => resolve({ outcome: 'stopped' });
@@ -199,21 +244,33 @@ export class HostAgent {
       for (const { rank, process } of job.ranks) {
         void process.exited.then(async (exit) => {
           await process.reapLeftovers();
+          if (process.usage) {
+            this.log.info({ job: input.jobName, rank, ...process.usage }, rankUsageLine(rank, process.usage) ?? 'rank ended');
+            usage.push({ rank, ...(process.usage.cpuSeconds !== undefined ? { cpuSeconds: process.usage.cpuSeconds } : {}), ...(process.usage.peakMemoryBytes !== undefined ? { peakMemoryBytes: process.usage.peakMemoryBytes } : {}) });
+            recordRankUsage(input.account, this.o.poolName.split('/').pop() ?? '', process.usage);
+          }
           if (job.stopRequested) return;
           if (exit.code !== 0) {
-            const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-            const last = process.lastOutput ? ` (last output: ${truncate(process.lastOutput, 200)})` : '';
             resolve({
               outcome: 'failed',
               rank,
               exitCode: exit.code,
               signal: exit.signal,
-              message: `rank ${rank} on host ${this.o.host} ${how}${last}`,
+              message: rankFailureMessage({
+                rank,
+                host: this.o.host,
+                code: exit.code,
+                signal: exit.signal,
+                oomKills: process.usage?.oomKills ?? 0,
+                memoryLimit: process.usage?.memoryLimit,
+                lastOutput: process.lastOutput,
+              }),
+              ...(usage.length > 0 ? { usage } : {}),
             });
             return;
           }
           remaining -= 1;
-          if (remaining === 0) resolve({ outcome: 'succeeded' });
+          if (remaining === 0) resolve({ outcome: 'succeeded', ...(usage.length > 0 ? { usage } : {}) });
         });
       }
     });
@@ -234,9 +291,20 @@ export class HostAgent {
       job.onStop?.();
     }
     // Anything of this job that escaped on this host (a rank started while the stop was in flight).
-    stopped += killByEnv({ [RANK_MARKER]: (v) => v.startsWith(`${jobName}#`), [AGENT_MARKER]: (v) => v === this.agentKey });
+    const parsed = parseResourceName(jobName);
+    if (this.iso.cgroups && parsed) stopped += (await this.iso.killJob(parsed.account, parsed.id)).length;
+    else stopped += killByEnv({ [RANK_MARKER]: (v) => v.startsWith(`${jobName}#`), [AGENT_MARKER]: (v) => v === this.agentKey });
     this.log.info({ job: jobName, stopped }, 'ranks stopped on request');
     return { stopped };
+  }
+
+  private async pointPoolAt(jobName: string, log: Logger): Promise<void> {
+    try {
+      await this.o.client.workflow.getHandle(this.o.poolName).signal(checkJobsSignal, { jobNames: [jobName] });
+      log.warn('the job’s workflow is gone (terminated); asked its pool to check it and free its capacity');
+    } catch (err) {
+      log.error({ err: String(err) }, 'could not tell the pool about a terminated job; it finds it when it next checks its holders');
+    }
   }
 
   /** Tells the job workflow this host's ranks run; retried because the job waits on it to enter RUNNING. */
@@ -251,8 +319,4 @@ export class HostAgent {
       }
     }
   }
-}
-
-function truncate(s: string, n: number): string {
-  return s.length <= n ? s : `${s.slice(0, n)}…`;
 }

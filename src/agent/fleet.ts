@@ -8,9 +8,10 @@ import { type NativeConnection } from '@temporalio/worker';
 import { type Logger } from 'pino';
 import { fakeHostAddress, fakeHostId } from '../domain/hosts';
 import { type NodePool, ranksPerNodeOf } from '../domain/node-pool';
-import { type LogSink } from '../store/log-store';
+import { type AgentLogs } from '../store/log-store';
 import { type ReadModel, type StoredResource } from '../store/read-model';
 import { HostAgent } from './agent';
+import { type RankIsolation } from './isolation';
 
 export interface FleetOptions {
   store: ReadModel;
@@ -19,11 +20,14 @@ export interface FleetOptions {
   namespace: string;
   dataDir: string;
   workspaceDir: string;
-  logs: LogSink;
+  logs: AgentLogs;
+  /** LOG_BUDGET_BYTES_PER_JOB, for every agent. */
+  logBudgetBytes: number;
   logger: Logger;
   maxStopGraceMs: number;
   heartbeatTimeoutMs: number;
   syncMs: number;
+  isolation: RankIsolation;
 }
 
 interface DesiredHost {
@@ -108,9 +112,11 @@ export class FakeFleet {
       dataDir: this.o.dataDir,
       workspaceDir: this.o.workspaceDir,
       logs: this.o.logs,
+      logBudgetBytes: this.o.logBudgetBytes,
       logger: this.o.logger,
       maxStopGraceMs: this.o.maxStopGraceMs,
       heartbeatTimeoutMs: this.o.heartbeatTimeoutMs,
+      isolation: this.o.isolation,
     };
   }
 

@@ -1,13 +1,18 @@
 /**
  * One rank: a process in its own session and process group, started with the rank's environment on
  * top of a minimal base (the agent's own secrets never reach user code), its stdout and stderr split
- * into lines for the log store, and a stop that signals the whole group, waits the grace period,
- * kills what is left, and sweeps the process table for anything that escaped the group.
+ * into lines for the log store, and a stop: SIGTERM, the grace period, then SIGKILL to what is left.
+ * An isolated rank (src/agent/isolation.ts) lives in a cgroup of its own: the stop reaches every
+ * process in it, whatever left the group, and its end reads what the rank used (CPU, peak memory,
+ * out-of-memory kills). Without a cgroup, the stop signals the process group and then sweeps the
+ * process table for the rank's marker variable — which a child can drop, so only the cgroup is sure.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { type Executor } from '../domain/batch-job';
+import { type RankCgroupStats } from './cgroups';
+import { type RankLaunch } from './isolation';
 import { groupAlive, killByEnv, signalGroup, sleep } from './processes';
 
 /** Variables passed through from the agent's environment; everything else comes from the job. */
@@ -24,6 +29,13 @@ export interface RankSpec {
   workspaceDir: string;
   /** Identifies the agent that owns this rank, so a restarted agent can find its leftovers. */
   agentKey: string;
+  /** Wraps the rank's command in its isolation (uid, cgroup, mounts); none: run it as it is. */
+  launch?: (command: { file: string; args: string[] }) => RankLaunch;
+}
+
+/** What an isolated rank used, read from its cgroup when it ended. */
+export interface RankUsage extends RankCgroupStats {
+  memoryLimit?: number;
 }
 
 export interface RankExit {
@@ -68,22 +80,32 @@ export class RankProcess {
   readonly exited: Promise<RankExit>;
   private exit: RankExit | undefined;
   private lastLine = '';
+  private readonly launch: RankLaunch;
+  private finished: Promise<void> | undefined;
+  /** Set once an isolated rank has ended and its cgroup was read. */
+  usage: RankUsage | undefined;
 
   constructor(
     readonly spec: RankSpec,
     onLine: (line: OutputLine) => void,
   ) {
-    mkdirSync(spec.workDir, { recursive: true });
+    const command = commandFor(spec.executor, spec.workspaceDir);
+    if (spec.launch) {
+      this.launch = spec.launch(command);
+    } else {
+      mkdirSync(spec.workDir, { recursive: true });
+      this.launch = { ...command, env: {} };
+    }
     const env: Record<string, string> = {};
     for (const k of BASE_ENV) {
       const v = process.env[k];
       if (v !== undefined) env[k] = v;
     }
-    Object.assign(env, spec.env, { [AGENT_MARKER]: spec.agentKey });
+    Object.assign(env, this.launch.env, spec.env, { [AGENT_MARKER]: spec.agentKey });
     // Python modules and files of the workspace import each other as they would from its root.
     env.PYTHONPATH = env.PYTHONPATH ? `${spec.workspaceDir}:${env.PYTHONPATH}` : spec.workspaceDir;
-    const { file, args } = commandFor(spec.executor, spec.workspaceDir);
-    this.child = spawn(file, args, { cwd: spec.workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const { file } = command;
+    this.child = spawn(this.launch.file, this.launch.args, { cwd: spec.workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const stream of ['stdout', 'stderr'] as const) {
       let partial = '';
       const source = this.child[stream];
@@ -137,10 +159,25 @@ export class RankProcess {
   /**
    * SIGTERM to the group, up to `graceMs` for it to go, SIGKILL to what is left, then anything that
    * carries this rank's marker elsewhere in the process table. Resolves when the rank is reaped.
+   * An isolated rank: the same, to every process of its cgroup, and the kill is the cgroup's.
    */
   async stop(graceMs: number): Promise<void> {
     const pgid = this.child.pid;
     if (pgid === undefined) return;
+    const cgroup = this.launch.cgroup;
+    if (cgroup) {
+      if (this.finished) return this.finished;
+      if (!this.done || cgroup.pids().length > 0) {
+        cgroup.signalAll('SIGTERM');
+        signalGroup(pgid, 'SIGTERM'); // a launcher that has not joined its cgroup yet
+        const deadline = Date.now() + graceMs;
+        while ((!this.done || cgroup.pids().length > 0) && Date.now() < deadline) await sleep(50);
+        await cgroup.killAll();
+        signalGroup(pgid, 'SIGKILL');
+      }
+      await this.exited;
+      return this.finish();
+    }
     if (!this.done || groupAlive(pgid)) {
       signalGroup(pgid, 'SIGTERM');
       const deadline = Date.now() + graceMs;
@@ -151,8 +188,18 @@ export class RankProcess {
     this.sweep();
   }
 
-  /** Kills leftovers of a rank that ended by itself (background children in its group or session). */
+  /** Kills leftovers of a rank that ended by itself (background children in its group, session or cgroup). */
   async reapLeftovers(): Promise<void> {
+    const cgroup = this.launch.cgroup;
+    if (cgroup) {
+      if (this.finished) return this.finished;
+      if (cgroup.pids().length > 0) {
+        cgroup.signalAll('SIGTERM');
+        await sleep(200);
+        await cgroup.killAll();
+      }
+      return this.finish();
+    }
     const pgid = this.child.pid;
     if (pgid !== undefined && groupAlive(pgid)) {
       signalGroup(pgid, 'SIGTERM');
@@ -160,6 +207,17 @@ export class RankProcess {
       signalGroup(pgid, 'SIGKILL');
     }
     this.sweep();
+  }
+
+  /** Once, after the last process of an isolated rank is gone: read what it used, then remove the cgroup. */
+  private finish(): Promise<void> {
+    const cgroup = this.launch.cgroup;
+    if (!cgroup) return Promise.resolve();
+    this.finished ??= (async () => {
+      this.usage = { ...cgroup.stats(), memoryLimit: cgroup.memoryLimit };
+      await cgroup.remove();
+    })();
+    return this.finished;
   }
 
   private sweep(): void {

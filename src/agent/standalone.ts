@@ -15,6 +15,7 @@ import { LogStore } from '../store/log-store';
 import { connectClient, connectWorker } from '../temporal/connection';
 import { installRuntime } from '../temporal/runtime';
 import { HostAgent } from './agent';
+import { startIsolation } from './isolation';
 import { HttpLogSink } from './log-shipper';
 
 function flag(args: string[], name: string): string | undefined {
@@ -55,10 +56,18 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
 
   const client = await connectClient(config);
   const connection = await connectWorker(config);
-  const apiUrl = process.env.BATCHD_API_URL;
+  const apiUrl = config.BATCHD_API_URL;
   const logs = apiUrl
-    ? new HttpLogSink(apiUrl, process.env.BATCHD_AGENT_TOKEN ?? '', join(config.dataDir, 'log-spool'), logger)
+    ? new HttpLogSink({
+        apiUrl,
+        token: config.BATCHD_AGENT_TOKEN ?? '',
+        spoolDir: join(config.dataDir, 'log-spool'),
+        logger,
+        maxBatchBytes: config.MAX_BODY_BYTES,
+        spoolMaxBytes: config.LOG_SPOOL_MAX_BYTES,
+      })
     : new LogStore(join(config.dataDir, 'logs.sqlite'));
+  const isolation = await startIsolation(config, logger);
   const agent = new HostAgent({
     connection,
     client,
@@ -70,13 +79,16 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
     dataDir: config.dataDir,
     workspaceDir: config.workspaceDir,
     logs,
+    logBudgetBytes: config.LOG_BUDGET_BYTES_PER_JOB,
     logger,
     maxStopGraceMs: config.RANK_STOP_GRACE_MS,
     heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,
+    isolation,
   });
   await agent.start();
   const shutdown = () => {
     void agent.stop().finally(async () => {
+      isolation.close();
       await connection.close();
       await client.connection.close();
       process.exit(0);

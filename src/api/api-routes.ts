@@ -19,14 +19,22 @@ export interface ApiRouteDeps {
   pools: NodePoolService;
   environments: EnvironmentService;
   pageSecret: Buffer;
+  logLimits: LogReadLimits;
   /** The pool usage sampler of this API process (`:getUsageHistory`). */
   usage: Pick<UsageSampler, 'samples' | 'intervalMs'>;
 }
 
+/** Bounds on reading logs: bytes per `:getLogs` page, open `:followLogs` streams per account, idle end of a waiting job's stream. */
+export interface LogReadLimits {
+  pageMaxBytes: number;
+  streamsPerAccount: number;
+  streamIdleMs: number;
+}
+
 export function apiRoutes(d: ApiRouteDeps): Route[] {
   return [
-    ...batchJobRoutes(d.jobs, d.logs, d.pageSecret),
-    ...logFollowRoutes(d.jobs, d.logs),
+    ...batchJobRoutes(d.jobs, d.logs, d.pageSecret, d.logLimits.pageMaxBytes),
+    ...logFollowRoutes(d.jobs, d.logs, d.logLimits),
     ...nodePoolRoutes(d.pools, d.pageSecret, d.usage),
     ...environmentRoutes(d.environments, d.pageSecret),
   ];
@@ -38,5 +46,13 @@ export function apiRoutes(d: ApiRouteDeps): Route[] {
  */
 export function documentedRoutes(): Route[] {
   const none = {} as never;
-  return apiRoutes({ jobs: none, logs: none, pools: none, environments: none, usage: none, pageSecret: Buffer.alloc(32) });
+  return apiRoutes({
+    jobs: none,
+    logs: none,
+    pools: none,
+    environments: none,
+    usage: none,
+    pageSecret: Buffer.alloc(32),
+    logLimits: { pageMaxBytes: 1, streamsPerAccount: 1, streamIdleMs: 1 },
+  });
 }

@@ -1,7 +1,8 @@
 /**
  * The Express facade: JSON in and out, bearer auth, account scoping, the route table, and errors in
- * the contract's shape on every path (malformed JSON, wrong content type, oversized bodies and unknown
- * routes included). Nothing here holds state; everything durable is in Temporal or the stores.
+ * the contract's shape on every path (malformed JSON, wrong content type, oversized bodies, malformed
+ * percent-escapes and unknown routes included), and the per-key request rate (429 with Retry-After).
+ * Nothing here holds durable state; everything durable is in Temporal or the stores.
  */
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -9,6 +10,7 @@ import { type Logger } from 'pino';
 import { ApiError } from '../domain/errors';
 import { bearerKey, type KeyRing } from './auth';
 import { fromTemporal } from './errors';
+import { type KeyRateLimiter } from './rate-limit';
 import { type CompiledRoute, compileRoute, matchRoute, type Route } from './routes';
 
 export interface HealthCheck {
@@ -26,6 +28,8 @@ export interface AppDeps {
   observe?: (route: string, method: string, status: number, seconds: number) => void;
   /** Extra plain routes (metrics, OpenAPI, streams) mounted before the API. */
   extra?: (app: express.Express) => void;
+  /** The per-key request rate; no limit when absent. */
+  rateLimiter?: KeyRateLimiter;
 }
 
 function sendError(res: Response, err: ApiError): void {
@@ -58,7 +62,11 @@ export function createApp(deps: AppDeps): express.Express {
     const checks: Record<string, string> = {};
     await Promise.all(
       deps.health.map(async (h) => {
-        const problem = await h.check().catch((err: unknown) => (err instanceof Error ? err.message : String(err)));
+        // A check that throws is reported in words; what it threw (an upstream's raw error) goes to the log only.
+        const problem = await h.check().catch((err: unknown) => {
+          deps.logger.warn({ check: h.name, err: String(err) }, 'readiness check failed');
+          return 'could not be checked (the service log says why)';
+        });
         checks[h.name] = problem ?? 'ok';
         if (problem) failures.push(`${h.name}: ${problem}`);
       }),
@@ -83,8 +91,9 @@ export function createApp(deps: AppDeps): express.Express {
   app.use('/v1', async (req: Request, res: Response, next: NextFunction) => {
     try {
       const path = req.baseUrl + req.path;
-      const { matches } = matchRoute(routes, path);
+      const { matches, malformed } = matchRoute(routes, path);
       if (matches.length === 0) throw new ApiError('NOT_FOUND', `no such API path: ${req.method} ${path}`);
+      if (malformed) throw malformed;
       const match = matches.find((m) => m.route.method === req.method);
       if (!match) {
         res.setHeader('Allow', [...new Set(matches.map((m) => m.route.method))].join(', '));
@@ -96,6 +105,7 @@ export function createApp(deps: AppDeps): express.Express {
       if (!principal) {
         throw new ApiError('UNAUTHENTICATED', key ? 'the API key is not valid' : 'missing API key: send "Authorization: Bearer <key>"');
       }
+      deps.rateLimiter?.check(`${principal.account}/${principal.email}/${principal.keyId}`);
       const account = match.params.account;
       if (account !== undefined && account !== principal.account) {
         throw ApiError.permissionDenied(`this API key belongs to account "${principal.account}" and cannot access account "${account}"`);
@@ -114,6 +124,8 @@ export function createApp(deps: AppDeps): express.Express {
     if (res.headersSent) return;
     const known = err instanceof ApiError ? err : (bodyParserError(err) ?? fromTemporal(err));
     if (known) {
+      const retryAfter = (err as { retryAfterSeconds?: number }).retryAfterSeconds;
+      if (retryAfter !== undefined) res.setHeader('Retry-After', String(retryAfter));
       const override = (err as { httpStatusOverride?: number }).httpStatusOverride;
       if (override) res.status(override).json(known.toBody());
       else sendError(res, known);

@@ -69,6 +69,11 @@ export class KeyRing {
     return this.entries.length;
   }
 
+  /** Whether some key of the ring belongs to this user of this account (who may own a job). */
+  knowsUser(account: string, email: string): boolean {
+    return this.entries.some((e) => e.account === account && e.email === email);
+  }
+
   /** The principal of a presented key, or undefined. Looks at every entry, whatever matches. */
   authenticate(key: string): Principal | undefined {
     const digest = sha256(key);

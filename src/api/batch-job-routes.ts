@@ -46,7 +46,8 @@ function parseRanks(raw: unknown): number[] | undefined {
   });
 }
 
-export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSecret: Buffer): Route[] {
+/** `logPageMaxBytes`: most bytes of log text in one `:getLogs` page (LOG_PAGE_MAX_BYTES). */
+export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSecret: Buffer, logPageMaxBytes: number): Route[] {
   const base = '/v1/accounts/{account}/batchJobs';
   return [
     {
@@ -139,7 +140,7 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       method: 'GET',
       path: `${base}/{batchJob}:getLogs`,
       operationId: 'Gateway_GetBatchJobLogs',
-      summary: 'Read the logs of a batch job: newest first unless startFromHead',
+      summary: 'Read the logs of a batch job: newest first unless startFromHead; a page ends at pageSize entries or LOG_PAGE_MAX_BYTES of text, and nextPageToken continues it',
       tag: 'BatchJobs',
       auth: true,
       response: getBatchJobLogsResponseSchema,
@@ -170,6 +171,7 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
           job: job.name,
           fromHead,
           pageSize,
+          maxBytes: logPageMaxBytes,
           ...(ranks ? { ranks } : {}),
           ...(startTime ? { startTime } : {}),
           ...(filter ? { filter } : {}),

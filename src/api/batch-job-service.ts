@@ -7,7 +7,7 @@
  * Sharing: every user of the account reads its jobs; update, cancel and delete of a job whose `shared`
  * is false are for its creator only (`canChange`).
  */
-import { type Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
+import { type Client, WorkflowClient, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
 import { type Logger } from 'pino';
 import {
   type BatchJobInput,
@@ -15,14 +15,17 @@ import {
   cancelSignal,
   deleteSignal,
   getBatchJobQuery,
+  getHostFactsQuery,
   queueStandingQuery,
   updateBatchJobUpdate,
 } from '../../workflows/messages';
 import type { batchJobWorkflow } from '../../workflows/batch-job';
 import { jobMemo, jobSearchAttributes } from '../../workflows/search-attributes';
 import { type Config } from '../config';
+import { type AccountLimits } from '../control/account-limits';
 import { admitJob } from '../control/admission';
 import { closedJobs } from '../control/closed-jobs';
+import { admitExecutor } from '../control/executor-admission';
 import { purgeJob } from '../control/purge';
 import { type BatchJob, batchJobCreateSchema, type BatchJobPlacement, isTerminal } from '../domain/batch-job';
 import { isCancellable } from '../domain/batch-job-lifecycle';
@@ -48,11 +51,15 @@ export interface BatchJobServiceDeps {
   random?: () => number;
   /** How long get waits for a workflow query before answering from the read model. */
   queryTimeoutMs?: number;
+  /** The account's limits on live and waiting jobs; none when absent (unit tests). */
+  limits?: AccountLimits;
 }
 
 type StoredPool = NodePool & { name: string; createTime: string; updateTime: string };
 
 export class BatchJobService {
+  private anyStateQueries: WorkflowClient | undefined;
+
   constructor(private readonly d: BatchJobServiceDeps) {}
 
   private name(account: string, id: string): string {
@@ -65,9 +72,13 @@ export class BatchJobService {
       throw ApiError.invalidField('batchJobId', `"${batchJobId}" is not a valid id: ${ID_RULE}`);
     }
     const admission = await admitJob(this.d.store, caller, spec);
+    await admitExecutor(spec, spec.nodePoolId, () =>
+      this.d.client.withDeadline(Date.now() + 2000, () => this.d.client.workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
+    );
     const id = batchJobId ?? generateId(this.d.random ?? Math.random);
     const name = this.name(caller.account, id);
     if (await this.d.store.get('batchJobs', name)) throw new ApiError('ALREADY_EXISTS', `batch job "${id}" already exists`);
+    await this.d.limits?.checkJob(caller.account);
 
     const createTime = new Date().toISOString();
     const input: BatchJobInput = {
@@ -124,6 +135,25 @@ export class BatchJobService {
       if (ended) return ended;
       this.d.logger.warn({ job: name, err: String(err) }, 'job query failed; answering from the read model');
       return row.resource;
+    }
+  }
+
+  /**
+   * Which host runs each rank of a job (log ingest's check), or undefined for a job that does not
+   * exist, was deleted, or is not placed yet.
+   */
+  async rankHosts(name: string): Promise<ReadonlyMap<number, string> | undefined> {
+    if (!(await this.d.store.get('batchJobs', name))) return undefined;
+    try {
+      // A job's last lines may arrive after its workflow closed, so this query is answered for closed
+      // workflows too (the service's client refuses those, to spare get a replay); placements are cached by the caller.
+      this.anyStateQueries ??= new WorkflowClient({ connection: this.d.client.connection, namespace: this.d.client.options.namespace, queryRejectCondition: 'NONE' });
+      const handle = this.anyStateQueries.getHandle(name);
+      const view = await this.d.client.withDeadline(Date.now() + 8000, () => handle.query(getBatchJobQuery));
+      return view.placement ? new Map(view.placement.ranks.map((r) => [r.rank, r.host])) : undefined;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return undefined;
+      throw err;
     }
   }
 

@@ -19,6 +19,7 @@ import {
   updateEnvironmentUpdate,
 } from '../../workflows/messages';
 import { BatchdAccount } from '../../workflows/search-attributes';
+import { type AccountLimits } from '../control/account-limits';
 import { liveJobs } from '../control/live-jobs';
 import { DISCONNECTED_MESSAGE, type Environment, environmentCreateBodySchema, environmentSpecOf, mayUseEnvironment, planEnvironmentUpdate } from '../domain/environment';
 import { ApiError, resourceInfo } from '../domain/errors';
@@ -39,6 +40,8 @@ export interface EnvironmentServiceDeps {
   continueAsNewEvents?: number;
   queryTimeoutMs?: number;
   random?: () => number;
+  /** The account's limits on environments and snapshots; none when absent (tests). */
+  limits?: AccountLimits;
 }
 
 type StoredEnvironment = Environment & StoredResource;
@@ -87,6 +90,7 @@ export class EnvironmentService {
     const { environment: spec, environmentId: id } = parseOrThrow(environmentCreateBodySchema, body);
     const name = this.name(caller.account, id);
     if (await this.d.store.get('environments', name)) throw new ApiError('ALREADY_EXISTS', `environment "${id}" already exists`);
+    await this.d.limits?.checkEnvironment(caller.account);
     const now = new Date().toISOString();
     const env: Environment = {
       ...spec,
@@ -199,6 +203,7 @@ export class EnvironmentService {
     const env = row.resource;
     if (env.state === 'DELETING') throw ApiError.failedPrecondition(`environment "${environmentId}" is being deleted`);
     this.mayChange(caller, env, environmentId);
+    await this.d.limits?.checkSnapshot(caller.account);
     let snapshotId = generateId(this.d.random ?? Math.random);
     // Snapshot names are flat in the account; a clash of 11 random base-36 characters is unlikely, but cheap to rule out.
     while (await this.d.store.get('snapshots', resourceName(caller.account, 'snapshots', snapshotId))) snapshotId = generateId(this.d.random ?? Math.random);

@@ -10,10 +10,11 @@
  */
 import { type Client } from '@temporalio/client';
 import { type Logger } from 'pino';
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, type Metric, Registry } from 'prom-client';
+import { PEAK_MEMORY_BUCKETS, rankUsageTotals } from '../agent/usage-metrics';
 import { type NodePool } from '../domain/node-pool';
 import { type PoolUsage } from '../domain/pool-usage';
-import { type LogStore } from '../store/log-store';
+import { logLossTotals, type LogStore } from '../store/log-store';
 import { type ReadModel, type StoredResource } from '../store/read-model';
 import { readPoolUsage } from './usage-sampler';
 
@@ -59,6 +60,7 @@ export class Metrics {
     this.capacity = new Gauge({ name: 'batchd_rank_capacity', help: 'Rank slots on the pool’s hosts that take work.', labelNames: ['pool'], registers });
     this.hosts = new Gauge({ name: 'batchd_hosts', help: 'Hosts of a node pool by status (ready, draining, unreachable).', labelNames: ['pool', 'status'], registers });
     this.logBytes = new Gauge({ name: 'batchd_log_bytes_stored', help: 'Bytes of rank log text in the log store.', registers });
+    registerProcessTotals(this.registry);
     collectDefaultMetrics({ register: this.registry });
   }
 
@@ -112,4 +114,66 @@ export class Metrics {
     if (!this.logBytesRead || now - this.logBytesRead.at > LOG_BYTES_TTL_MS) this.logBytesRead = { value: this.sources.logs.storedBytes(), at: now };
     this.logBytes.set(this.logBytesRead.value);
   }
+}
+
+/**
+ * Totals this process keeps outside prom-client (agents record what their ranks used, log writers what
+ * they dropped), read at scrape time. The counters are set from the totals on each collect; the peak
+ * memory histogram is already bucketed by its recorder, so it is registered as prom-client's metric
+ * interface (a `get()` returning its values) rather than a Histogram that would bucket it again.
+ */
+function registerProcessTotals(registry: Registry): void {
+  new Counter({
+    name: 'batchd_log_lines_dropped_total',
+    help: 'Rank log lines not stored, by reason (budget: over LOG_BUDGET_BYTES_PER_JOB; write_failed: the store or the shipper failed).',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ reason: 'budget' }, logLossTotals.budgetLines);
+      this.inc({ reason: 'write_failed' }, logLossTotals.failedLines);
+    },
+  });
+  new Counter({
+    name: 'batchd_rank_cpu_seconds_total',
+    help: 'CPU seconds used by ended ranks (isolated ranks of agents in this process), by account and pool.',
+    labelNames: ['account', 'pool'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const u of rankUsageTotals()) this.inc({ account: u.account, pool: u.pool }, u.cpuSeconds);
+    },
+  });
+  new Counter({
+    name: 'batchd_rank_oom_kills_total',
+    help: 'Processes of ranks killed for exceeding their memory limit, by account and pool.',
+    labelNames: ['account', 'pool'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const u of rankUsageTotals()) this.inc({ account: u.account, pool: u.pool }, u.oomKills);
+    },
+  });
+  const name = 'batchd_rank_peak_memory_bytes';
+  const help = 'Peak memory of ended ranks, by account and pool.';
+  type Value = { metricName: string; labels: Record<string, string | number>; value: number };
+  const peak = {
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: Value[] }> {
+      const values: Value[] = [];
+      for (const u of rankUsageTotals()) {
+        const labels = { account: u.account, pool: u.pool };
+        PEAK_MEMORY_BUCKETS.forEach((b, i) => values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: b }, value: u.peakBuckets[i] ?? 0 }));
+        values.push({ metricName: `${name}_bucket`, labels: { ...labels, le: '+Inf' }, value: u.peakCount });
+        values.push({ metricName: `${name}_sum`, labels, value: u.peakSum });
+        values.push({ metricName: `${name}_count`, labels, value: u.peakCount });
+      }
+      return Promise.resolve({ name, help, type: 'histogram', aggregator: 'sum', values });
+    },
+  };
+  // prom-client's typings give `type` as an enum, but its registry writes the string it is given (as its own metrics do).
+  registry.registerMetric(peak as unknown as Metric);
 }

@@ -16,6 +16,7 @@ import {
   updateNodePoolUpdate,
 } from '../../workflows/messages';
 import { BatchdAccount, NodePoolState } from '../../workflows/search-attributes';
+import { type AccountLimits } from '../control/account-limits';
 import { ApiError } from '../domain/errors';
 import { type NodePool, type NodePoolSpec, nodePoolCreateBodySchema, okStatus, planNodePoolUpdate, ranksPerNodeOf } from '../domain/node-pool';
 import { resourceName } from '../domain/names';
@@ -33,6 +34,8 @@ export interface NodePoolServiceDeps {
   logger: Logger;
   continueAsNewEvents: number;
   queryTimeoutMs?: number;
+  /** The account's limits on pools and fake hosts (API creates and updates only: default pools are the service's own). */
+  limits?: AccountLimits;
 }
 
 type StoredPool = NodePool & StoredResource;
@@ -67,6 +70,7 @@ export class NodePoolService {
 
   async create(caller: Principal, body: unknown): Promise<NodePool> {
     const { nodePool: spec, nodePoolId } = parseOrThrow(nodePoolCreateBodySchema, body);
+    await this.d.limits?.checkNodePool(caller.account, spec.fakeNodePool?.numNodes ?? 0);
     return this.createPool(caller.account, nodePoolId, spec);
   }
 
@@ -185,6 +189,8 @@ export class NodePoolService {
     const current = await this.get(caller, id);
     if (current.state === 'DELETING') throw ApiError.failedPrecondition(`node pool "${id}" is being deleted`);
     const spec = planNodePoolUpdate(specOf(current), body, updateMask);
+    const grownTo = spec.fakeNodePool?.numNodes ?? 0;
+    if (grownTo > (current.fakeNodePool?.numNodes ?? 0)) await this.d.limits?.checkFakePoolSize(caller.account, current.name, grownTo);
     try {
       return await this.handle(current.name).executeUpdate(updateNodePoolUpdate, { args: [{ spec }] });
     } catch (err) {

@@ -72,7 +72,7 @@ export const ERROR_RESPONSES: Readonly<Record<string, { name: string; descriptio
   '403': { name: 'PermissionDenied', description: "PERMISSION_DENIED: another account, or another user's resource that is not shared" },
   '404': { name: 'NotFound', description: 'NOT_FOUND' },
   '409': { name: 'Conflict', description: 'ALREADY_EXISTS or ABORTED' },
-  '429': { name: 'ResourceExhausted', description: 'RESOURCE_EXHAUSTED: retry with backoff' },
+  '429': { name: 'ResourceExhausted', description: 'RESOURCE_EXHAUSTED: a per-account limit (the message names it; nothing was created) or the per-key request rate (retry after Retry-After seconds)' },
   '500': { name: 'Internal', description: 'INTERNAL: the message carries a request id; nothing else is revealed' },
   '501': { name: 'Unimplemented', description: 'UNIMPLEMENTED' },
   '503': { name: 'Unavailable', description: 'UNAVAILABLE: retry with backoff' },

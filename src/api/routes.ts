@@ -5,6 +5,7 @@
  */
 import { type Request, type Response } from 'express';
 import { type z } from 'zod';
+import { ApiError } from '../domain/errors';
 import { type Principal } from './auth';
 
 export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
@@ -61,16 +62,32 @@ export function compileRoute(route: Route): CompiledRoute {
   return { ...route, regex: new RegExp(`^${pattern}$`), names };
 }
 
-export function matchRoute(routes: readonly CompiledRoute[], path: string): { matches: Array<{ route: CompiledRoute; params: Record<string, string> }> } {
+/**
+ * The routes a path matches, with their parameters URL-decoded. A parameter that is not valid
+ * percent-encoding (`%E0%A4%A`) is kept as sent and reported in `malformed`: the client's 400,
+ * naming the parameter, for the caller to throw.
+ */
+export function matchRoute(
+  routes: readonly CompiledRoute[],
+  path: string,
+): { matches: Array<{ route: CompiledRoute; params: Record<string, string> }>; malformed?: ApiError } {
   const matches: Array<{ route: CompiledRoute; params: Record<string, string> }> = [];
+  let malformed: ApiError | undefined;
   for (const route of routes) {
     const m = route.regex.exec(path);
     if (!m) continue;
     const params: Record<string, string> = {};
     route.names.forEach((name, i) => {
-      params[name] = decodeURIComponent(m[i + 1] ?? '');
+      const raw = m[i + 1] ?? '';
+      try {
+        params[name] = decodeURIComponent(raw);
+      } catch {
+        params[name] = raw;
+        malformed ??= ApiError.invalidField(name, `the path segment "${raw}" is not valid percent-encoding (each % must start an escape of UTF-8, e.g. %2F)`);
+      }
     });
     matches.push({ route, params });
   }
-  return { matches };
+  return malformed ? { matches, malformed } : { matches };
 }
+

@@ -3,7 +3,7 @@
  * ever hold it; its environment and snapshot exist and are usable). The API runs them before it starts
  * a workflow, and the validation activity runs them again for jobs started by parent workflows.
  */
-import { type PoolBinding } from '../../activities/contracts';
+import { type PoolBinding } from '../domain/control-model';
 import { type BatchJobSpec } from '../domain/batch-job';
 import { ApiError, resourceInfo } from '../domain/errors';
 import { type NodePool, isGpuPool, poolCapacityLimit, ranksPerNodeOf } from '../domain/node-pool';

@@ -12,10 +12,8 @@
  *   atomically with deletes: once registered, the environment (and the snapshot) cannot be deleted
  *   while the job lives.
  */
-import { type Client, WorkflowNotFoundError } from '@temporalio/client';
-import { type EnvironmentUseGrant, type EnvironmentUseRequest, useEnvironmentUpdate } from '../../workflows/messages';
-import { fromTemporal } from '../api/errors';
 import { type BatchJobSpec } from '../domain/batch-job';
+import { type EnvironmentUseGrant, type EnvironmentUseRequest } from '../domain/control-model';
 import { type Environment, mayUseEnvironment } from '../domain/environment';
 import { ApiError, resourceInfo } from '../domain/errors';
 import { resourceName } from '../domain/names';
@@ -92,23 +90,4 @@ async function findSnapshot(store: ReadModel, account: string, environmentId: st
     );
   }
   return row.resource;
-}
-
-/** The registrar of the validation activity: the `useEnvironment` update on the environment's workflow. */
-export function temporalEnvironmentRegistrar(client: () => Client): EnvironmentRegistrar {
-  return async (environmentName, request) => {
-    try {
-      return await client().workflow.getHandle(environmentName).executeUpdate(useEnvironmentUpdate, { args: [request] });
-    } catch (err) {
-      // The workflow has ended: the environment was deleted after the read model was consulted.
-      if (err instanceof WorkflowNotFoundError) {
-        const [, account = '', , id = ''] = environmentName.split('/');
-        throw environmentNotFound(account, id);
-      }
-      // A rule the update refused is the job's answer; a transient server error is retried by the caller.
-      const known = fromTemporal(err);
-      if (known && known.code !== 'UNAVAILABLE' && known.code !== 'RESOURCE_EXHAUSTED') throw known;
-      throw err;
-    }
-  };
 }

@@ -15,6 +15,7 @@ import {
   RANK_ENV_VARS,
   type ShellExecutor,
 } from './batch-job-model';
+import { programArgumentProblem, workspacePathProblem } from './field-rules';
 import { annotationsSchema, displayNameSchema, idSchema, int32, outputOnly, stringMapSchema } from './fields';
 
 export * from './batch-job-model';
@@ -38,13 +39,29 @@ const envVarsSchema = stringMapSchema().superRefine((env, ctx) => {
 
 const nonEmpty = (what: string) => z.string({ error: `${what} is required` }).min(1, `${what} must not be empty`);
 
-export const pythonExecutorSchema = z.strictObject({
-  targetType: z.enum(['MODULE', 'FILENAME'], { error: 'must be MODULE or FILENAME' }),
-  target: nonEmpty('target').max(4096),
-  args: z.array(z.string().max(65536)).max(1024).optional(),
-});
-export const notebookExecutorSchema = z.strictObject({ notebookFilename: nonEmpty('notebookFilename').max(4096) });
-export const shellExecutorSchema = z.strictObject({ command: nonEmpty('command').max(256 * 1024) });
+/** A string that must pass one of field-rules' checks (which say what is wrong, or nothing). */
+const checked = <T extends z.ZodType<string>>(schema: T, problem: (value: string) => string | undefined) =>
+  schema.superRefine((value, ctx) => {
+    const message = problem(value);
+    if (message !== undefined) ctx.addIssue({ code: 'custom', message });
+  });
+
+/** A file a rank opens: relative to WORKSPACE_DIR and never outside it. */
+const workspaceFile = (what: string) => checked(nonEmpty(what).max(4096), workspacePathProblem);
+
+export const pythonExecutorSchema = z
+  .strictObject({
+    targetType: z.enum(['MODULE', 'FILENAME'], { error: 'must be MODULE or FILENAME' }),
+    target: nonEmpty('target').max(4096),
+    args: z.array(checked(z.string().max(65536), programArgumentProblem)).max(1024).optional(),
+  })
+  .superRefine((python, ctx) => {
+    // A MODULE is found on PYTHONPATH by name (one argument of python3 -m); a FILENAME is a path into the workspace.
+    const problem = python.targetType === 'FILENAME' ? workspacePathProblem(python.target) : programArgumentProblem(python.target);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', path: ['target'], message: problem });
+  });
+export const notebookExecutorSchema = z.strictObject({ notebookFilename: workspaceFile('notebookFilename') });
+export const shellExecutorSchema = z.strictObject({ command: checked(nonEmpty('command'), programArgumentProblem) });
 
 // The schema-free interfaces in batch-job-model.ts must be exactly what these schemas produce.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;

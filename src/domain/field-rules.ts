@@ -5,6 +5,7 @@
  * module a workflow imports is evaluated again per cached workflow, docs/performance.md §7), checks
  * with them directly. Both paths therefore word a violation the same way.
  */
+import { utf8Length } from './annotations';
 
 /** Record-valued fields: their keys are user data, so paths into them use the bracket form. */
 const MAP_FIELDS = new Set(['annotations', 'envVars']);
@@ -91,4 +92,40 @@ export const PROTO_KEY_RULE = '"__proto__" cannot be used as a key';
 
 export function hasProtoKey(value: unknown): boolean {
   return typeof value === 'object' && value !== null && Object.prototype.hasOwnProperty.call(value, PROTO_KEY);
+}
+
+/**
+ * The longest single argument the Linux kernel passes to a program (MAX_ARG_STRLEN, 32 pages of
+ * 4 KiB), counted in bytes with the terminating NUL. A shell command is one argument of `bash -c`:
+ * a longer one would fail at exec (E2BIG) on the host, long after the job was accepted.
+ */
+export const MAX_ARG_BYTES = 128 * 1024;
+
+/** Why a string cannot be one argument of a program, or undefined when it can. */
+export function programArgumentProblem(value: string): string | undefined {
+  if (value.includes('\0')) return 'must not contain NUL characters';
+  const bytes = utf8Length(value) + 1;
+  if (bytes > MAX_ARG_BYTES) {
+    return `is ${bytes - 1} bytes of UTF-8; the kernel passes at most ${MAX_ARG_BYTES - 1} bytes (128 KiB with its terminating NUL) as one argument`;
+  }
+  return undefined;
+}
+
+/**
+ * Why a file path a job names cannot be resolved inside WORKSPACE_DIR, or undefined when it can:
+ * it must be relative, and `..` may never climb above the workspace's root (`a/../b` is fine,
+ * `a/../../b` is not). Checked on the text alone, so the same answer holds on every host; what the
+ * path names on a host's disk (a symlink out of the workspace) is the host's to refuse.
+ */
+export function workspacePathProblem(path: string): string | undefined {
+  if (path.includes('\0')) return 'must not contain NUL characters';
+  if (path.startsWith('/')) return 'must be a path relative to WORKSPACE_DIR, not an absolute path';
+  let depth = 0;
+  for (const segment of path.split('/')) {
+    if (segment === '..') depth -= 1;
+    else if (segment !== '' && segment !== '.') depth += 1;
+    if (depth < 0) return 'must stay inside WORKSPACE_DIR: ".." may not lead out of it';
+  }
+  if (depth === 0) return 'must name a file inside WORKSPACE_DIR, not the directory itself';
+  return undefined;
 }

@@ -14,6 +14,7 @@ import { absentProto3Defaults, roleArnSchema } from './batch-job';
 import { parseUpdateMask, type UpdateMaskRules } from './batch-job-update';
 import { ApiError, type FieldViolation } from './errors';
 import { annotationsSchema, displayNameSchema, idSchema, outputOnly } from './fields';
+import { poolRankMemoryLimit, RANK_MEMORY_LIMIT_ANNOTATION } from './isolation';
 import { knownMachineTypes, machineType } from './machine-types';
 import { FAKE_POOL_MAX_NODES, type NodePoolSpec } from './node-pool-model';
 import { sameProto3Value, showValue } from './proto3-values';
@@ -104,6 +105,10 @@ export const nodePoolSchema = z.preprocess(
       ...nodePoolOutputOnlyShape,
     })
     .superRefine((pool, ctx) => {
+      const limit = poolRankMemoryLimit(pool.annotations);
+      if (limit !== null && typeof limit === 'object') {
+        ctx.addIssue({ code: 'custom', path: ['annotations', RANK_MEMORY_LIMIT_ANNOTATION], message: `${limit.error}: the memory limit of each rank` });
+      }
       if (pool.fakeNodePool === undefined && pool.eksNodePool === undefined) {
         ctx.addIssue({
           code: 'custom',

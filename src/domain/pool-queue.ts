@@ -17,6 +17,7 @@
  * send grants); unit tests drive it directly.
  */
 import { type BatchJobState } from './batch-job-model';
+import { type HostFacts } from './control-model';
 import { type Allocation, emptyScheduler, type QueuedRequest, release as releaseSlots, schedule, type SchedulerState } from './scheduler';
 
 export const POOL_STATE_FORMAT = 2;
@@ -32,7 +33,7 @@ export interface QueueEntry {
   enqueuedAt: string;
 }
 
-export interface HostEndpoint {
+export interface HostEndpoint extends HostFacts {
   address: string;
   taskQueue: string;
 }

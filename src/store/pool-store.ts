@@ -79,3 +79,5 @@ export interface PoolStore {
 
 export const POOL_QUEUE_TABLE = 'pool_queue';
 export const POOL_STATE_TABLE = 'pool_state';
+/** Each pool's queue length and ranks, kept by every step (so no step counts the queue). */
+export const POOL_TOTALS_TABLE = 'pool_queue_totals';

@@ -21,7 +21,7 @@ import { type FilterExpr } from '../domain/filter';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { type ColumnSpec, columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileListPage, listPageOf } from './sql-list';
-import { type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, type PoolSync, type PoolSyncResult, type QueuePositions, type QueueRow } from './pool-store';
+import { type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, type QueuePositions, type QueueRow } from './pool-store';
 
 /** Bumped when the tables change; a database written by a newer build is refused. */
 export const POSTGRES_SCHEMA_VERSION = 2; // 2: the pools' queue and snapshot tables
@@ -132,17 +132,33 @@ export class PostgresReadModel implements ReadModel {
   syncPool(step: PoolSync): Promise<PoolSyncResult> {
     return this.transaction('READ COMMITTED', async (client) => {
       let inserted = 0;
+      let insertedRanks = 0;
       let removed = 0;
+      let removedRanks = 0;
       for (const r of step.inserts) {
         const result = await client.query(
           `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
           bind([step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt]),
         );
-        inserted += result.rowCount ?? 0;
+        if ((result.rowCount ?? 0) > 0) {
+          inserted++;
+          insertedRanks += r.ranks;
+        }
       }
       if (step.removes.length > 0) {
-        const result = await client.query(`DELETE FROM ${POOL_QUEUE_TABLE} WHERE pool = $1 AND job_name = ANY($2::text[])`, [bind([step.pool])[0], bind(step.removes)]);
-        removed = result.rowCount ?? 0;
+        const result = await client.query<{ ranks: number }>(`DELETE FROM ${POOL_QUEUE_TABLE} WHERE pool = $1 AND job_name = ANY($2::text[]) RETURNING ranks`, [
+          bind([step.pool])[0],
+          bind(step.removes),
+        ]);
+        removed = result.rows.length;
+        removedRanks = result.rows.reduce((n, r) => n + r.ranks, 0);
+      }
+      // The totals are kept, not counted: a step costs the same with 10 or 100,000 jobs queued.
+      if (inserted > 0 || removed > 0) {
+        await client.query(
+          `INSERT INTO ${POOL_TOTALS_TABLE} (pool, length, ranks) VALUES ($1, $2, $3) ON CONFLICT (pool) DO UPDATE SET length = ${POOL_TOTALS_TABLE}.length + excluded.length, ranks = ${POOL_TOTALS_TABLE}.ranks + excluded.ranks`,
+          bind([step.pool, inserted - removed, insertedRanks - removedRanks]),
+        );
       }
       if (step.snapshot) {
         await client.query(
@@ -193,6 +209,7 @@ export class PostgresReadModel implements ReadModel {
   async dropPool(pool: string): Promise<void> {
     await this.transaction('READ COMMITTED', async (client) => {
       await client.query(`DELETE FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`, bind([pool]));
+      await client.query(`DELETE FROM ${POOL_TOTALS_TABLE} WHERE pool = $1`, bind([pool]));
       await client.query(`DELETE FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([pool]));
     });
   }
@@ -231,15 +248,14 @@ export class PostgresReadModel implements ReadModel {
 }
 
 function queueLength(client: PoolClient, pool: string): Promise<number> {
-  return client.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`, bind([pool])).then((r) => r.rows[0]!.n);
+  return client.query<{ n: number }>(`SELECT COALESCE((SELECT length FROM ${POOL_TOTALS_TABLE} WHERE pool = $1), 0)::bigint AS n`, bind([pool])).then((r) => r.rows[0]!.n);
 }
 
 async function queueTotals(client: PoolClient, pool: string): Promise<{ length: number; ranks: number; maxRanks: number }> {
-  const result = await client.query<{ length: number; ranks: number; maxRanks: number }>(
-    `SELECT COUNT(*) AS length, COALESCE(SUM(ranks), 0)::bigint AS ranks, COALESCE(MAX(ranks), 0)::bigint AS "maxRanks" FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`,
-    bind([pool]),
-  );
-  return result.rows[0]!;
+  const totals = (await client.query<{ length: number; ranks: number }>(`SELECT length, ranks FROM ${POOL_TOTALS_TABLE} WHERE pool = $1`, bind([pool]))).rows[0];
+  // MAX over the (pool, ranks) index: one index probe, whatever the queue's length.
+  const max = (await client.query<{ m: number }>(`SELECT COALESCE(MAX(ranks), 0)::bigint AS m FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0]!;
+  return { length: totals?.length ?? 0, ranks: totals?.ranks ?? 0, maxRanks: max.m };
 }
 
 async function queueRows(client: PoolClient, pool: string, afterSeq: number, limit: number): Promise<QueueRow[]> {
@@ -303,6 +319,8 @@ async function createSchema(client: PoolClient): Promise<void> {
     `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool text COLLATE "C" NOT NULL, seq bigint NOT NULL, job_name text COLLATE "C" NOT NULL, workflow_id text NOT NULL, ranks bigint NOT NULL, enqueued_at text NOT NULL, PRIMARY KEY (pool, job_name))`,
   );
   await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_seq ON ${POOL_QUEUE_TABLE} (pool, seq)`);
+  await client.query(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_ranks ON ${POOL_QUEUE_TABLE} (pool, ranks)`);
+  await client.query(`CREATE TABLE IF NOT EXISTS ${POOL_TOTALS_TABLE} (pool text COLLATE "C" PRIMARY KEY, length bigint NOT NULL, ranks bigint NOT NULL)`);
   await client.query(`CREATE TABLE IF NOT EXISTS ${POOL_STATE_TABLE} (pool text COLLATE "C" PRIMARY KEY, version bigint NOT NULL, state json NOT NULL)`);
   await client.query(
     `INSERT INTO ${SCHEMA_TABLE} (version) VALUES ($1) ON CONFLICT (singleton) DO UPDATE SET version = excluded.version`,

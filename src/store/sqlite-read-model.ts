@@ -9,7 +9,7 @@ import { type FilterExpr } from '../domain/filter';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileListPage, listPageOf } from './sql-list';
-import { type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, type PoolSync, type PoolSyncResult, type QueuePositions, type QueueRow } from './pool-store';
+import { type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, type QueuePositions, type QueueRow } from './pool-store';
 
 // The tables and the resource → row mapping are shared with the other backends; re-exported for existing callers.
 export { filterColumns, orderColumns, TABLES } from './read-model-tables';
@@ -107,13 +107,32 @@ export class SqliteReadModel implements ReadModel {
     return settle(() =>
       this.db.transaction(() => {
         let inserted = 0;
+        let insertedRanks = 0;
         let removed = 0;
+        let removedRanks = 0;
         const insert = this.statement(
           `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
         );
-        for (const r of step.inserts) inserted += insert.run(step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt).changes;
-        const remove = this.statement(`DELETE FROM ${POOL_QUEUE_TABLE} WHERE pool = ? AND job_name = ?`);
-        for (const name of step.removes) removed += remove.run(step.pool, name).changes;
+        for (const r of step.inserts) {
+          if (insert.run(step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt).changes > 0) {
+            inserted++;
+            insertedRanks += r.ranks;
+          }
+        }
+        const remove = this.statement(`DELETE FROM ${POOL_QUEUE_TABLE} WHERE pool = ? AND job_name = ? RETURNING ranks`);
+        for (const name of step.removes) {
+          const gone = remove.get(step.pool, name) as { ranks: number } | undefined;
+          if (gone) {
+            removed++;
+            removedRanks += gone.ranks;
+          }
+        }
+        // The totals are kept, not counted: a step costs the same with 10 or 100,000 jobs queued.
+        if (inserted > 0 || removed > 0) {
+          this.statement(
+            `INSERT INTO ${POOL_TOTALS_TABLE} (pool, length, ranks) VALUES (?, ?, ?) ON CONFLICT (pool) DO UPDATE SET length = length + excluded.length, ranks = ranks + excluded.ranks`,
+          ).run(step.pool, inserted - removed, insertedRanks - removedRanks);
+        }
         if (step.snapshot) {
           this.statement(
             `INSERT INTO ${POOL_STATE_TABLE} (pool, version, state) VALUES (?, ?, ?) ON CONFLICT (pool) DO UPDATE SET version = excluded.version, state = excluded.state WHERE excluded.version >= ${POOL_STATE_TABLE}.version`,
@@ -163,19 +182,21 @@ export class SqliteReadModel implements ReadModel {
     return settle(() =>
       this.db.transaction(() => {
         this.statement(`DELETE FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`).run(pool);
+        this.statement(`DELETE FROM ${POOL_TOTALS_TABLE} WHERE pool = ?`).run(pool);
         this.statement(`DELETE FROM ${POOL_STATE_TABLE} WHERE pool = ?`).run(pool);
       })(),
     );
   }
 
   private queueLength(pool: string): number {
-    return (this.statement(`SELECT COUNT(*) AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`).get(pool) as { n: number }).n;
+    return (this.statement(`SELECT COALESCE((SELECT length FROM ${POOL_TOTALS_TABLE} WHERE pool = ?), 0) AS n`).get(pool) as { n: number }).n;
   }
 
   private queueTotals(pool: string): { length: number; ranks: number; maxRanks: number } {
-    return this.statement(
-      `SELECT COUNT(*) AS length, COALESCE(SUM(ranks), 0) AS ranks, COALESCE(MAX(ranks), 0) AS maxRanks FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`,
-    ).get(pool) as { length: number; ranks: number; maxRanks: number };
+    const totals = this.statement(`SELECT length, ranks FROM ${POOL_TOTALS_TABLE} WHERE pool = ?`).get(pool) as { length: number; ranks: number } | undefined;
+    // MAX over the (pool, ranks) index: one index probe, whatever the queue's length.
+    const max = this.statement(`SELECT COALESCE(MAX(ranks), 0) AS m FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`).get(pool) as { m: number };
+    return { length: totals?.length ?? 0, ranks: totals?.ranks ?? 0, maxRanks: max.m };
   }
 
   private queueRows(pool: string, afterSeq: number, limit: number): QueueRow[] {
@@ -232,6 +253,8 @@ export class SqliteReadModel implements ReadModel {
         `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool TEXT NOT NULL, seq INTEGER NOT NULL, job_name TEXT NOT NULL, workflow_id TEXT NOT NULL, ranks INTEGER NOT NULL, enqueued_at TEXT NOT NULL, PRIMARY KEY (pool, job_name)) STRICT`,
       );
       this.db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_seq ON ${POOL_QUEUE_TABLE} (pool, seq)`);
+      this.db.exec(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_ranks ON ${POOL_QUEUE_TABLE} (pool, ranks)`);
+      this.db.exec(`CREATE TABLE IF NOT EXISTS ${POOL_TOTALS_TABLE} (pool TEXT PRIMARY KEY, length INTEGER NOT NULL, ranks INTEGER NOT NULL) STRICT`);
       this.db.exec(`CREATE TABLE IF NOT EXISTS ${POOL_STATE_TABLE} (pool TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL) STRICT`);
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();

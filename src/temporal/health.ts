@@ -12,8 +12,9 @@ export async function temporalProblem(client: Client): Promise<string | undefine
   try {
     await client.withDeadline(Date.now() + 2000, () => client.workflowService.getSystemInfo({}));
     return undefined;
-  } catch (err) {
-    return `the Temporal server does not answer: ${err instanceof Error ? err.message : String(err)}`;
+  } catch {
+    // Words only: the raw gRPC error (addresses, internals) is not for an unauthenticated caller.
+    return 'the Temporal server does not answer within 2 s';
   }
 }
 

@@ -184,8 +184,8 @@ describe('accounts, API keys and sharing', () => {
   it('answers 403 to account B on every /v1 route of account A, whatever the id, and shows nothing of A', async () => {
     // The route table itself, so a route added later is probed too.
     const routes: Route[] = [
-      ...batchJobRoutes({} as BatchJobService, {} as LogStore, Buffer.alloc(32)),
-      ...logFollowRoutes({} as BatchJobService, {} as LogStore),
+      ...batchJobRoutes({} as BatchJobService, {} as LogStore, Buffer.alloc(32), 1),
+      ...logFollowRoutes({} as BatchJobService, {} as LogStore, { pageMaxBytes: 1, streamsPerAccount: 1, streamIdleMs: 1 }),
       ...nodePoolRoutes({} as NodePoolService, Buffer.alloc(32), { samples: () => [], intervalMs: 30_000 }),
     ].filter((r) => r.path.startsWith('/v1/') && r.path.includes('{account}'));
     const covered = new Set(routes.map((r) => r.operationId));

@@ -5,6 +5,9 @@
  * its jobs cleanly.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -16,7 +19,16 @@ const A = '/v1/accounts/default';
 describe('batch jobs as child workflows', () => {
   let t: TestService;
   before(async () => {
-    t = await startTestService();
+    // ann is a user of account default (a job must act for a user its account knows); mallory is of another account.
+    const keys = join(mkdtempSync(join(tmpdir(), 'batchd-keys-')), 'keys.json');
+    writeFileSync(
+      keys,
+      JSON.stringify([
+        { key: 'ann-key-0123456789abcdef', account: 'default', email: 'ann@example.com' },
+        { key: 'mallory-key-0123456789ab', account: 'other', email: 'mallory@example.com' },
+      ]),
+    );
+    t = await startTestService({ env: { API_KEYS_FILE: keys } });
   });
   after(async () => {
     await t?.stop();
@@ -79,6 +91,17 @@ describe('batch jobs as child workflows', () => {
     assert.equal((await t.api.get(`${A}/batchJobs/broken`)).status, 404);
     const afterCount = (await t.api.get<{ totalSize: number }>(`${A}/batchJobs`)).body.totalSize;
     assert.ok(afterCount <= before + 1, 'at most the one valid job before the bad one exists');
+  });
+
+  it('refuses a job whose createdBy is not a user of its account, before it is created', async () => {
+    for (const createdBy of ['nobody@example.com', 'mallory@example.com']) {
+      const id = `as-${createdBy.split('@')[0] ?? ''}`;
+      const h = await sweep(`sweep-${id}`, { account: 'default', createdBy, jobs: [{ batchJobId: id, body: { nodePoolId: 'default-cpu', shellExecutor: { command: 'true' } } }] });
+      const failure = await failureOf(h.result());
+      assert.equal(failure.type, 'ApiError:PERMISSION_DENIED');
+      assert.match(failure.message, new RegExp(`createdBy "${createdBy}" is not a user of account "default"`));
+      assert.equal((await t.api.get(`${A}/batchJobs/${id}`)).status, 404, 'nothing was created');
+    }
   });
 
   it('fails the sweep when one job fails, and cancels its siblings', async () => {

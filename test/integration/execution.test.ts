@@ -22,12 +22,12 @@ describe('executors, exit codes, logs', () => {
     t = await startTestService();
     // The workspace (WORKSPACE_DIR) is where relative python and notebook targets resolve.
     writeFileSync(
-      join(t.dataDir, 'show_args.py'),
+      join(t.workspaceDir, 'show_args.py'),
       ['import os, sys', 'print("argv", sys.argv[1:])', 'print("env", os.environ["RANK"], os.environ["WORLD_SIZE"], os.environ.get("COLOUR"))', ''].join('\n'),
     );
-    writeFileSync(join(t.dataDir, 'failing.py'), 'import sys\nprint("about to fail", flush=True)\nsys.exit(7)\n');
+    writeFileSync(join(t.workspaceDir, 'failing.py'), 'import sys\nprint("about to fail", flush=True)\nsys.exit(7)\n');
     writeFileSync(
-      join(t.dataDir, 'writes_file.ipynb'),
+      join(t.workspaceDir, 'writes_file.ipynb'),
       JSON.stringify({
         cells: [
           {

@@ -4,16 +4,13 @@
  * live job would no longer fit), delete guarded by live jobs, batchDelete all-or-nothing.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { startTestService, type TestService, waitFor, waitForState } from '../support/harness';
+import { gatesIn, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
-const gates = mkdtempSync(join(tmpdir(), 'batchd-pool-gates-'));
-const heldUntil = (gate: string) => `until [ -e ${join(gates, gate)} ]; do sleep 0.1; done`;
-const open = (gate: string) => writeFileSync(join(gates, gate), '');
+/** Rank commands that run until the test opens their gate (set up with the suite's service). */
+let heldUntil: (gate: string) => string;
+let open: (gate: string) => void;
 
 interface PoolBody {
   name: string;
@@ -28,6 +25,7 @@ describe('node pools', () => {
   let t: TestService;
   before(async () => {
     t = await startTestService({ defaultPools: false });
+    ({ heldUntil, open } = gatesIn(t.workspaceDir));
   });
   after(async () => {
     await t?.stop();

@@ -50,7 +50,8 @@ describe('operating batchd from the Temporal CLI', () => {
   it('reports jobs, queues and capacity in /metrics', async () => {
     assert.equal((await fetch(`${t.url}/no-such-path`)).status, 404);
     const text = await waitFor('metrics with both jobs', async () => {
-      const body = await (await fetch(`${t.url}/metrics`)).text();
+      const token = readFileSync(join(t.dataDir, 'metrics-token'), 'utf8').trim();
+      const body = await (await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
       return body.includes('batchd_batch_jobs{account="default",node_pool="default-gpu",state="RUNNING"} 2') ? body : undefined;
     });
     assert.match(text, /^# TYPE batchd_batch_jobs gauge$/m);
@@ -137,6 +138,6 @@ describe('operating batchd from the Temporal CLI', () => {
     }, 20_000);
     const job = await t.api.get<{ state: string; status: string }>(`${A}/batchJobs/terminated`);
     assert.equal(job.body.state, 'FAILED');
-    assert.match(job.body.status, /workflow ended without finishing the job \(TERMINATED\)/);
+    assert.match(job.body.status, /workflow ended without finishing the job \(its workflow terminated\)/);
   });
 });

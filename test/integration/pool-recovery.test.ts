@@ -11,18 +11,14 @@
  *   queue moves on) and is recorded FAILED, saying why; a GET before that writes nothing.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { getNodePoolInternalsQuery, type NodePoolInternals } from '../../workflows/messages';
-import { type BatchJobBody, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
+import { type BatchJobBody, gatesIn, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
 const POOL = 'accounts/default/nodePools/one';
-const gates = mkdtempSync(join(tmpdir(), 'batchd-gates-'));
-const heldUntil = (gate: string) => `until [ -e ${join(gates, gate)} ]; do sleep 0.1; done`;
-const open = (gate: string) => writeFileSync(join(gates, gate), '');
+let heldUntil: (gate: string) => string;
+let open: (gate: string) => void;
 
 describe('a pool that cannot die', () => {
   let t: TestService;
@@ -39,6 +35,7 @@ describe('a pool that cannot die', () => {
       defaultPools: false,
       env: { POOL_QUEUE_WINDOW: '4', POOL_CONTINUE_AS_NEW_EVENTS: '100', POOL_WATCHDOG_MS: '500', POOL_RECONCILE_MS: '1000' },
     });
+    ({ heldUntil, open } = gatesIn(t.workspaceDir));
     const r = await t.api.post(`${A}/nodePools`, { nodePoolId: 'one', nodePool: { fakeNodePool: { machineType: 'g5.xlarge', numNodes: 1 } } });
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
@@ -50,7 +47,7 @@ describe('a pool that cannot die', () => {
     await create('holder', heldUntil('holder'));
     await waitForState(t.api, 'default', 'holder', 'RUNNING');
     const queued = Array.from({ length: 12 }, (_, i) => `q${String(i).padStart(2, '0')}`);
-    for (const id of queued) await create(id, `echo ran $BATCH_JOB_ID >> ${join(gates, 'order')}`);
+    for (const id of queued) await create(id, 'echo ran $BATCH_JOB_ID');
     await waitFor('12 queued', async () => ((await internals()).queueSummary?.length === 12 ? true : undefined));
     const view = await internals();
     assert.equal(view.queue.length, 4, 'only the window is in the workflow');
@@ -60,11 +57,12 @@ describe('a pool that cannot die', () => {
     assert.equal(list.body.batchJobs.length, 12);
     assert.ok(list.body.batchJobs.every((j) => /(position \d+|first) of 12 in the queue/.test(j.status)), 'every queued job on a list page says where it stands');
 
-    // An operator terminates the pool's workflow.
+    // An operator terminates the pool's workflow. What it wrote is its queue's order from here on.
     const before = await runId();
     await poolHandle().terminate('test: a pool workflow dies');
+    const stored = (await t.service.store.queuedJobs(POOL, 100)).map((n) => n.split('/').pop() ?? '');
     // A job created while it is down waits, and runs once the pool is back.
-    await create('late', `echo ran $BATCH_JOB_ID >> ${join(gates, 'order')}`);
+    await create('late', 'echo ran $BATCH_JOB_ID');
     await waitFor('the watchdog restarts the pool', async () => {
       const d = await poolHandle().describe();
       return d.status.name === 'RUNNING' && d.runId !== before ? true : undefined;
@@ -73,17 +71,24 @@ describe('a pool that cannot die', () => {
       const v = await internals();
       return v.queueSummary?.length === 13 && v.allocations['accounts/default/batchJobs/holder'] ? v : undefined;
     });
-    assert.deepEqual(back.queue.slice(0, 4).map((e) => e.jobName.split('/').pop()), queued.slice(0, 4), 'order kept across the restart');
+    // Requests the closed run received but never wrote follow what it wrote, oldest first.
+    const unwritten = queued.filter((id) => !stored.includes(id));
+    const expected = [...stored, ...unwritten, 'late'];
+    assert.deepEqual(back.queue.map((e) => e.jobName.split('/').pop()), expected.slice(0, 4), 'order kept across the restart');
     const pool = await t.api.get<{ state: string; nodePoolStats: { batchJobCount: Record<string, number> } }>(`${A}/nodePools/one`);
     assert.equal(pool.body.state, 'READY');
     assert.deepEqual(pool.body.nodePoolStats.batchJobCount, { QUEUED: 13, RUNNING: 1 });
 
     open('holder');
     await waitForState(t.api, 'default', 'holder', 'COMPLETED');
-    for (const id of [...queued, 'late']) await waitForState(t.api, 'default', id, 'COMPLETED', 60_000);
-    const order = readFileSync(join(gates, 'order'), 'utf8').trim().split('\n');
-
-    assert.deepEqual(order, [...queued, 'late'].map((id) => `ran ${id}`), 'each ran once, in arrival order');
+    const ended: Array<BatchJobBody & { startTime?: string }> = [];
+    for (const id of expected) ended.push(await waitForState(t.api, 'default', id, 'COMPLETED', 60_000));
+    const starts = ended.map((j) => j.startTime ?? '');
+    assert.deepEqual(starts, [...starts].sort(), 'they started in the queue\'s order');
+    for (const id of [...queued, 'late']) {
+      const logs = await t.api.get<{ entries: Array<{ message: string }> }>(`${A}/batchJobs/${id}:getLogs`);
+      assert.deepEqual(logs.body.entries.map((e) => e.message), [`ran ${id}`], `${id} ran exactly once`);
+    }
     const history = await poolHandle().fetchHistory();
     assert.ok((history.events?.length ?? 0) <= 100 + 40, 'the pool continued as new along the way');
     const after = await internals();

@@ -48,7 +48,7 @@ describe('PostgresReadModel: the database', () => {
     const tables = await sql<{ table_name: string }>(url, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name");
     assert.deepEqual(
       tables.map((t) => t.table_name),
-      ['batch_jobs', 'environments', 'node_pools', 'pool_queue', 'pool_state', 'read_model_schema', 'snapshots'],
+      ['batch_jobs', 'environments', 'node_pools', 'pool_queue', 'pool_queue_totals', 'pool_state', 'read_model_schema', 'snapshots'],
     );
     for (const spec of Object.values(TABLES)) {
       const cols = await sql<{ column_name: string; data_type: string; collation_name: string | null; is_nullable: string }>(

@@ -6,12 +6,9 @@
  * wait loses none and keeps the order.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { getNodePoolInternalsQuery, type NodePoolInternals } from '../../workflows/messages';
-import { type BatchJobBody, killAndWait, spawnRole, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
+import { type BatchJobBody, gatesIn, killAndWait, spawnRole, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
 
@@ -22,10 +19,9 @@ interface Stats {
   batchJobRanks: Record<string, number>;
 }
 
-const gates = mkdtempSync(join(tmpdir(), 'batchd-gates-'));
-/** A rank command that runs until the test opens its gate. */
-const heldUntil = (gate: string, echo = '') => `${echo}until [ -e ${join(gates, gate)} ]; do sleep 0.1; done`;
-const open = (gate: string) => writeFileSync(join(gates, gate), '');
+/** Rank commands that run until the test opens their gate (set up with each suite's service). */
+let heldUntil: (gate: string, echo?: string) => string;
+let open: (gate: string) => void;
 
 describe('gang scheduling on 2 × 8 GPUs', () => {
   let t: TestService;
@@ -34,6 +30,7 @@ describe('gang scheduling on 2 × 8 GPUs', () => {
 
   before(async () => {
     t = await startTestService({ defaultPools: false });
+    ({ heldUntil, open } = gatesIn(t.workspaceDir));
     const r = await t.api.post(`${A}/nodePools`, { nodePoolId: 'gpus', nodePool: { fakeNodePool: { machineType: 'p4d.24xlarge', numNodes: 2 } } });
     assert.equal(r.status, 200, JSON.stringify(r.body));
   });
@@ -109,6 +106,7 @@ describe('the control worker dies while jobs wait', () => {
 
   it('loses none of the queued jobs and runs them in arrival order', async () => {
     t = await startTestService({ roles: ['temporal', 'agents', 'api'], defaultPools: false });
+    ({ heldUntil, open } = gatesIn(t.workspaceDir));
     const env = { ...t.env, TEMPORAL_ADDRESS: t.service.temporalAddress, DEFAULT_POOLS: 'false' };
     worker = spawnRole('worker', env);
     const pool = await t.api.post(`${A}/nodePools`, { nodePoolId: 'solo', nodePool: { fakeNodePool: { machineType: 'g5.12xlarge', numNodes: 1 } } });

@@ -31,7 +31,7 @@ describe('SqliteReadModel: the file', () => {
     const other = new Database(path, { readonly: true });
     assert.equal(other.pragma('journal_mode', { simple: true }), 'wal');
     const tables = (other.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]).map((t) => t.name);
-    assert.deepEqual(tables, ['batch_jobs', 'environments', 'node_pools', 'pool_queue', 'pool_state', 'snapshots']);
+    assert.deepEqual(tables, ['batch_jobs', 'environments', 'node_pools', 'pool_queue', 'pool_queue_totals', 'pool_state', 'snapshots']);
     other.close();
     await store.close();
     assert.ok(existsSync(path));

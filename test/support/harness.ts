@@ -4,7 +4,7 @@
  * by configuration. Roles can also run as child processes, for tests that kill them.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,13 +40,19 @@ export interface TestService {
   url: string;
   key: string;
   dataDir: string;
+  /** WORKSPACE_DIR: where tests put the python files and notebooks their jobs run. */
+  workspaceDir: string;
   env: Record<string, string>;
   api: Api;
   stop(): Promise<void>;
 }
 
-/** Environment for a test service: short timeouts so failures show in seconds, not minutes. */
+/**
+ * Environment for a test service: short timeouts so failures show in seconds, not minutes. The
+ * workspace is a folder of its own inside the data folder (DATA_DIR itself is closed to isolated ranks).
+ */
 export async function testEnv(dataDir: string, extra: Record<string, string> = {}): Promise<Record<string, string>> {
+  mkdirSync(join(dataDir, 'workspace'), { recursive: true });
   return {
     DATA_DIR: dataDir,
     PORT: String(await freePort()),
@@ -59,7 +65,9 @@ export async function testEnv(dataDir: string, extra: Record<string, string> = {
     HOST_START_TIMEOUT_MS: '15000',
     RANK_STOP_GRACE_MS: '1000',
     FLEET_SYNC_MS: '300',
-    WORKSPACE_DIR: dataDir,
+    WORKSPACE_DIR: join(dataDir, 'workspace'),
+    // Suites poll and probe faster than a client should; the limiter is tested where it is set (hardening.test.ts).
+    API_RATE_LIMIT_PER_SECOND: '0',
     ...extra,
   };
 }
@@ -75,6 +83,7 @@ export async function startTestService(options: TestEnvOptions = {}): Promise<Te
     url,
     key: TEST_KEY,
     dataDir,
+    workspaceDir: config.workspaceDir,
     env,
     api: new Api(url, TEST_KEY),
     async stop() {
@@ -210,4 +219,17 @@ export function processesMatching(marker: string): number[] {
     }
   }
   return out;
+}
+
+/**
+ * Gates for rank commands that run until the test opens them: files in the workspace, which ranks can
+ * read (not in /tmp: an isolated rank has a /tmp of its own).
+ */
+export function gatesIn(workspaceDir: string): { heldUntil: (gate: string, echo?: string) => string; open: (gate: string) => void } {
+  const dir = join(workspaceDir, 'gates');
+  mkdirSync(dir, { recursive: true });
+  return {
+    heldUntil: (gate, echo = '') => `${echo}until [ -e ${join(dir, gate)} ]; do sleep 0.1; done`,
+    open: (gate) => writeFileSync(join(dir, gate), ''),
+  };
 }

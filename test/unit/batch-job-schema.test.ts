@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { batchJobCreateSchema, type BatchJobSpec, MAX_RANKS } from '../../src/domain/batch-job';
 import { ApiError, type FieldViolation } from '../../src/domain/errors';
+import { MAX_ARG_BYTES, programArgumentProblem, workspacePathProblem } from '../../src/domain/field-rules';
 import { parseOrThrow } from '../../src/domain/validation';
 
 const shell = { command: 'echo hi' };
@@ -298,5 +299,78 @@ describe('batch job create schema: proto3-JSON default values', () => {
       violations({ nodePoolId: 'p', shellExecutor: { command: '' } }).map((v) => v.field),
       ['shellExecutor.command'],
     );
+  });
+});
+
+describe('paths and arguments a rank is started with', () => {
+  const python = (target: string, targetType = 'FILENAME') => ({ nodePoolId: 'p', pythonExecutor: { targetType, target } });
+  const notebook = (notebookFilename: string) => ({ nodePoolId: 'p', notebookExecutor: { notebookFilename } });
+
+  it('accepts FILENAME targets and notebooks inside WORKSPACE_DIR, however they are spelled', () => {
+    for (const target of ['train.py', 'jobs/train.py', './train.py', 'a/../train.py', 'a/./b/../../c.py', 'dir//x.py']) {
+      assert.equal(parse(python(target)).pythonExecutor?.target, target);
+      assert.equal(parse(notebook(target)).notebookExecutor?.notebookFilename, target);
+    }
+  });
+
+  it('refuses an absolute path or a ".." that leaves WORKSPACE_DIR, naming the field', () => {
+    for (const target of ['/etc/passwd', '../secret.py', 'a/../../x.py', './..', 'a/b/../../../data/api-key', '..']) {
+      const [v, ...rest] = violations(python(target));
+      assert.equal(rest.length, 0);
+      assert.equal(v?.field, 'pythonExecutor.target');
+      assert.match(v?.description ?? '', /WORKSPACE_DIR/);
+      const [n] = violations(notebook(target));
+      assert.equal(n?.field, 'notebookExecutor.notebookFilename');
+      assert.match(n?.description ?? '', /WORKSPACE_DIR/);
+    }
+    assert.match(violations(python('/abs.py'))[0]?.description ?? '', /not an absolute path/);
+    assert.match(violations(python('../x.py'))[0]?.description ?? '', /may not lead out of it/);
+  });
+
+  it('refuses a path that names the workspace itself', () => {
+    for (const target of ['.', 'a/..', './']) assert.equal(violations(python(target))[0]?.field, 'pythonExecutor.target');
+  });
+
+  it('leaves MODULE targets to python (a module name is not a path) but refuses NUL in them', () => {
+    assert.equal(parse(python('pkg.train', 'MODULE')).pythonExecutor?.target, 'pkg.train');
+    assert.equal(parse(python('..', 'MODULE')).pythonExecutor?.target, '..', 'python3 -m .. fails on the host; it cannot leave the workspace');
+    assert.equal(violations(python('a\0b', 'MODULE'))[0]?.field, 'pythonExecutor.target');
+  });
+
+  it('accepts a shell command of exactly 128 KiB with its NUL, and refuses one byte more, naming the field', () => {
+    assert.equal(parse({ nodePoolId: 'p', shellExecutor: { command: 'x'.repeat(MAX_ARG_BYTES - 1) } }).shellExecutor?.command.length, MAX_ARG_BYTES - 1);
+    const [v, ...rest] = violations({ nodePoolId: 'p', shellExecutor: { command: 'x'.repeat(MAX_ARG_BYTES) } });
+    assert.equal(rest.length, 0);
+    assert.equal(v?.field, 'shellExecutor.command');
+    assert.match(v?.description ?? '', /131072 bytes of UTF-8.*128 KiB/);
+  });
+
+  it('counts the command in bytes of UTF-8, not characters', () => {
+    const euro = '€'.repeat(Math.ceil(MAX_ARG_BYTES / 3)); // 3 bytes each: fewer characters than the limit, more bytes
+    assert.ok(euro.length < MAX_ARG_BYTES);
+    assert.equal(violations({ nodePoolId: 'p', shellExecutor: { command: euro } })[0]?.field, 'shellExecutor.command');
+  });
+
+  it('refuses NUL in a command or an argument (exec cannot pass it)', () => {
+    assert.equal(violations({ nodePoolId: 'p', shellExecutor: { command: 'echo a\0b' } })[0]?.field, 'shellExecutor.command');
+    assert.equal(
+      violations({ nodePoolId: 'p', pythonExecutor: { targetType: 'MODULE', target: 'm', args: ['ok', 'x\0'] } })[0]?.field,
+      'pythonExecutor.args[1]',
+    );
+  });
+});
+
+describe('field rules', () => {
+  it('workspacePathProblem walks ".." segment by segment', () => {
+    assert.equal(workspacePathProblem('a/b/../c'), undefined);
+    assert.equal(workspacePathProblem('a/../../b'), 'must stay inside WORKSPACE_DIR: ".." may not lead out of it');
+    // Climbing out and back in still leaves the workspace on the way (and would through a symlink).
+    assert.notEqual(workspacePathProblem('../ws/x.py'), undefined);
+  });
+
+  it('programArgumentProblem counts the terminating NUL', () => {
+    assert.equal(programArgumentProblem('y'.repeat(MAX_ARG_BYTES - 1)), undefined);
+    assert.notEqual(programArgumentProblem('y'.repeat(MAX_ARG_BYTES)), undefined);
+    assert.equal(MAX_ARG_BYTES, 131072);
   });
 });

@@ -15,6 +15,35 @@ describe('configuration', () => {
     assert.equal(c.TEMPORAL_TLS, false);
   });
 
+  it('has documented limits by default, and refuses limits that would make a feature unusable', () => {
+    const c = loadConfig({});
+    assert.equal(c.MAX_LIVE_JOBS_PER_ACCOUNT, 5000);
+    assert.equal(c.MAX_QUEUED_JOBS_PER_ACCOUNT, 2000);
+    assert.equal(c.MAX_NODE_POOLS_PER_ACCOUNT, 20);
+    assert.equal(c.MAX_FAKE_HOSTS_PER_ACCOUNT, 128);
+    assert.equal(c.MAX_ENVIRONMENTS_PER_ACCOUNT, 100);
+    assert.equal(c.MAX_SNAPSHOTS_PER_ACCOUNT, 1000);
+    assert.equal(c.API_RATE_LIMIT_PER_SECOND, 100);
+    assert.equal(c.API_RATE_LIMIT_BURST, 200);
+    assert.equal(c.LOG_BUDGET_BYTES_PER_JOB, 64 * 1024 * 1024);
+    assert.equal(c.LOG_PAGE_MAX_BYTES, 4 * 1024 * 1024);
+    assert.equal(c.MAX_LOG_STREAMS_PER_ACCOUNT, 16);
+    assert.equal(c.METRICS_PORT, undefined);
+    assert.equal(loadConfig({ API_RATE_LIMIT_PER_SECOND: '0' }).API_RATE_LIMIT_PER_SECOND, 0, '0 turns the rate limit off');
+    assert.equal(loadConfig({ API_RATE_LIMIT_PER_SECOND: '0.5' }).API_RATE_LIMIT_PER_SECOND, 0.5);
+    for (const [name, value] of [
+      ['MAX_LIVE_JOBS_PER_ACCOUNT', '0'],
+      ['MAX_NODE_POOLS_PER_ACCOUNT', '-1'],
+      ['API_RATE_LIMIT_PER_SECOND', '-1'],
+      ['API_RATE_LIMIT_BURST', '0'],
+      ['LOG_BUDGET_BYTES_PER_JOB', '100'],
+      ['METRICS_PORT', '70000'],
+      ['METRICS_TOKEN', 'short'],
+    ] as const) {
+      assert.throws(() => loadConfig({ [name]: value }), (e: unknown) => e instanceof ConfigError && e.message.includes(name), `${name}=${value}`);
+    }
+  });
+
   it('uses a remote Temporal when TEMPORAL_ADDRESS is set', () => {
     const c = loadConfig({ TEMPORAL_ADDRESS: 'temporal.internal:7233', TEMPORAL_TLS: 'true' });
     assert.equal(c.embeddedTemporal, false);

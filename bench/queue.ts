@@ -1,0 +1,181 @@
+/**
+ * Figure 8, queue: one pool with a deep queue, all of it created through the API.
+ *
+ * A 1-GPU fake pool is held by one running job; then N 1-rank jobs are created behind it by 24
+ * clients, unpaced (the issue's repro: 12,000 of them used to get the pool workflow terminated). N is
+ * 100,000 in a full run (BENCH_QUEUE_JOBS overrides; --quick: 1,000). Measured:
+ *
+ * - create throughput over the last tenth of the creates against the first tenth (the baseline):
+ *   the queue's depth must not slow admission;
+ * - created → QUEUED lag (read model: the QUEUED record's updateTime − createTime), p50/p99;
+ * - one scheduling step at that depth: a pass over the pool's window plus its store step (the same
+ *   PoolQueue and store code the workflow runs), p50/p99 over 200 steps;
+ * - service and Temporal memory per queued job;
+ * - the time for the head to start once the holder ends, and the pool's grant rate after it.
+ */
+import { performance } from 'node:perf_hooks';
+import { PoolQueue } from '../src/domain/pool-queue';
+import { addHost } from '../src/domain/scheduler';
+import { type BatchJobRecord } from '../src/store/read-model';
+import { getNodePoolInternalsQuery, type NodePoolInternals } from '../workflows/messages';
+import { createFakePool, createJob, gc, rssMiB, startBenchEnv, type BenchEnv } from './lib/env';
+import { type FigureOptions, type FigureResult } from './lib/figure';
+import { closedLoop } from './lib/load';
+import { fmt, sleep, summarize } from './lib/stats';
+
+const POOL = 'accounts/default/nodePools/deep';
+
+const internals = (e: BenchEnv) => e.client.workflow.getHandle(POOL).query<NodePoolInternals>(getNodePoolInternalsQuery);
+
+async function serviceRss(): Promise<number> {
+  gc();
+  await sleep(1000);
+  gc();
+  return process.memoryUsage().rss / 2 ** 20;
+}
+
+async function stateOf(e: BenchEnv, id: string): Promise<string | undefined> {
+  return (await e.service.store.get<BatchJobRecord>('batchJobs', `accounts/default/batchJobs/${id}`))?.resource.state;
+}
+
+async function waitState(e: BenchEnv, id: string, states: string | string[], timeoutMs: number): Promise<void> {
+  const want = Array.isArray(states) ? states : [states];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await stateOf(e, id);
+    if (now !== undefined && want.includes(now)) return;
+    if (Date.now() > deadline) {
+      const pool = await internals(e).catch(() => undefined);
+      const hosts = pool?.hosts.map((h) => `${h.host} ${h.status}`).join(', ');
+      const row = await e.service.store.get<BatchJobRecord>('batchJobs', `accounts/default/batchJobs/${id}`);
+      throw new Error(`${id} not ${want.join(' or ')} within ${timeoutMs} ms: it is ${now ?? 'absent'} (${row?.resource.status ?? ''}); pool hosts: ${hosts ?? 'no answer'}`);
+    }
+    await sleep(100);
+  }
+}
+
+/** Created → QUEUED lag of every QUEUED job, from the read model (ms). */
+async function queuedLags(e: BenchEnv): Promise<number[]> {
+  const lags: number[] = [];
+  let after: unknown[] | undefined;
+  for (let page = 0; page < 1000; page++) {
+    const result = await e.service.store.list<BatchJobRecord>('batchJobs', {
+      account: 'default',
+      filter: { kind: 'cmp', field: 'state', op: '=', value: 'QUEUED' },
+      orderBy: [
+        { field: 'createTime', desc: false },
+        { field: 'name', desc: false },
+      ],
+      pageSize: 1000,
+      ...(after ? { after } : {}),
+    });
+    for (const j of result.items) lags.push(Date.parse(j.updateTime) - Date.parse(j.createTime));
+    if (!result.nextAfter) break;
+    after = result.nextAfter;
+  }
+  return lags;
+}
+
+/** One scheduling step at the queue's real depth: a pass over a full window, then the store step. */
+async function stepCost(e: BenchEnv, window: number, steps: number): Promise<number[]> {
+  const pool = 'accounts/default/nodePools/step-probe';
+  const q = PoolQueue.fresh(window);
+  addHost(q.scheduler, 'h0', 8);
+  const durations: number[] = [];
+  // The probe pool's own queue is shallow; the store's tables hold the deep pool's rows beside it.
+  for (let i = 0; i < window + steps; i++) q.request({ jobName: `probe-${i}`, workflowId: `probe-${i}`, ranks: 1 }, new Date().toISOString());
+  const settle = async () => {
+    while (q.needsSync()) {
+      const step = q.takeSync();
+      q.applySync(step, await e.service.store.syncPool({ pool, ...step }));
+    }
+  };
+  await settle();
+  for (let i = 0; i < steps; i++) {
+    for (const id of Object.keys(q.scheduler.allocations)) q.release(id);
+    q.request({ jobName: `probe-late-${i}`, workflowId: `probe-late-${i}`, ranks: 1 }, new Date().toISOString());
+    const t0 = performance.now();
+    q.pass();
+    await settle();
+    durations.push(performance.now() - t0);
+  }
+  await e.service.store.dropPool(pool);
+  return durations;
+}
+
+export async function run(o: FigureOptions): Promise<FigureResult> {
+  const n = Number(process.env.BENCH_QUEUE_JOBS ?? (o.quick ? 1000 : 100_000));
+  const concurrency = 24;
+  const window = 1000;
+  const e = await startBenchEnv({ env: { POOL_QUEUE_WINDOW: String(window) } });
+  try {
+    await createFakePool(e, 'deep', 'g5.xlarge', 1);
+    await createJob(e.api, { nodePoolId: 'deep', shellExecutor: { command: 'sleep 86400' } }, 'holder');
+    await waitState(e, 'holder', 'RUNNING', 60_000);
+    const rss0 = await serviceRss();
+    const temporal0 = rssMiB(e.devServer.process.pid);
+
+    const doneAt: number[] = [];
+    const t0 = performance.now();
+    const load = await closedLoop({
+      concurrency,
+      count: n,
+      maxMs: 4 * 3600_000,
+      op: async (i) => {
+        await createJob(e.api, { nodePoolId: 'deep', shellExecutor: { command: 'true' } }, `q-${i}`);
+        doneAt.push(performance.now() - t0);
+        if (doneAt.length % 5000 === 0) o.log(`    ${doneAt.length} created in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+      },
+    });
+    const tenth = Math.max(1, Math.floor(doneAt.length / 10));
+    const rateOf = (from: number, to: number) => (to - from) / (((doneAt[to - 1] ?? 0) - (doneAt[from] ?? 0)) / 1000);
+    const startRate = rateOf(0, tenth);
+    const endRate = rateOf(doneAt.length - tenth, doneAt.length);
+    o.log(`    ${load.completed} created (${load.errors} errors ${load.firstErrors[0] ?? ''}) in ${(load.elapsedMs / 1000).toFixed(0)} s: ${fmt(startRate)}/s first tenth, ${fmt(endRate)}/s last tenth`);
+
+    // Every request reaches the pool (its queue counts them all), and every job reports QUEUED.
+    const deadline = Date.now() + 30 * 60_000;
+    let inPool = 0;
+    while (Date.now() < deadline) {
+      inPool = await internals(e).then((v) => v.queueSummary?.length ?? 0, () => inPool);
+      if (inPool >= load.completed) break;
+      await sleep(2000);
+    }
+    const lags = await queuedLags(e);
+    const lag = summarize(lags);
+    o.log(`    ${inPool} in the pool's queue, ${lags.length} QUEUED in the read model; created → QUEUED p50 ${fmt(lag.p50, 0)} ms, p99 ${fmt(lag.p99, 0)} ms`);
+    const rss1 = await serviceRss();
+    const temporal1 = rssMiB(e.devServer.process.pid);
+    const steps = summarize(await stepCost(e, window, 200));
+    o.log(`    one scheduling step (pass over a ${window}-job window + store step) at this depth: p50 ${fmt(steps.p50, 2)} ms, p99 ${fmt(steps.p99, 2)} ms`);
+
+    // The holder ends (cancelled): how long until the head runs, and how fast the pool hands out its slot after.
+    const h0 = performance.now();
+    const cancelled = await e.api.post(`/v1/accounts/default/batchJobs/holder:cancel`, {});
+    if (cancelled.status !== 200) throw new Error(`cancelling the holder: ${cancelled.status} ${JSON.stringify(cancelled.body)}`);
+    await waitState(e, 'q-0', ['RUNNING', 'COMPLETED'], 120_000);
+    const headMs = performance.now() - h0;
+    const drainCount = Math.min(50, load.completed);
+    await waitState(e, `q-${drainCount - 1}`, 'COMPLETED', 300_000);
+    const drainPerSecond = drainCount / ((performance.now() - h0) / 1000);
+    o.log(`    head RUNNING ${fmt(headMs, 0)} ms after the holder ended; first ${drainCount} completed at ${fmt(drainPerSecond, 2)} jobs/s (one GPU)`);
+
+    const perJobService = ((rss1 - rss0) * 1024) / Math.max(1, lags.length);
+    const perJobTemporal = ((temporal1 - temporal0) * 1024) / Math.max(1, lags.length);
+    return {
+      name: 'queue',
+      value: endRate,
+      unit: `creates/s over the last tenth of ${load.completed} queued in one pool`,
+      baseline: startRate,
+      baselineUnit: 'creates/s over the first tenth',
+      baselineLabel: 'the same run while the queue was shallow',
+      ratio: endRate / startRate,
+      extra:
+        `created → QUEUED p50 ${fmt(lag.p50, 0)} / p99 ${fmt(lag.p99, 0)} ms; scheduling step p99 ${fmt(steps.p99, 2)} ms; ` +
+        `${fmt(perJobService, 1)} KiB service + ${fmt(perJobTemporal, 1)} KiB Temporal per queued job; head ran ${fmt(headMs / 1000, 1)} s after the holder ended`,
+      details: { n, concurrency, window, load, startRate, endRate, inPool, queued: lags.length, lag, steps, rss0, rss1, temporal0, temporal1, perJobService, perJobTemporal, headMs, drainCount, drainPerSecond },
+    };
+  } finally {
+    await e.stop();
+  }
+}

@@ -1,0 +1,489 @@
+/**
+ * Rank isolation: what keeps a job's code away from the control plane and from other accounts
+ * (docs/security.md). One RankIsolation per process, shared by its agents, in one of three modes:
+ *
+ *   isolated  the agent is root. Each account's ranks run as a uid of their own (RANK_UID_BASE…,
+ *             mapped on demand in DATA_DIR/rank-uids.json), with no supplementary groups, no
+ *             capabilities and no_new_privs; each rank in a cgroup of its own (memory and pids
+ *             limits, a kill nothing escapes); in a mount namespace where WORKSPACE_DIR is read-only,
+ *             /tmp, /var/tmp and /run/lock are its own private folder (or read-only where DATA_DIR or
+ *             the workspace lives below them) and /dev/shm is its job's; DATA_DIR is closed to other
+ *             uids; packet rules reset its connections to Temporal, the Temporal UI and the API.
+ *   userns    the agent is not root but the kernel allows unprivileged user namespaces: ranks run as
+ *             the agent's own user, but in a mount namespace where DATA_DIR is an empty folder (their
+ *             own rank folder mounted back) and the workspace read-only. Not isolated otherwise.
+ *   none      neither: ranks run as the agent's user with nothing hidden. Said at start, loudly.
+ *
+ * A rank is launched through a few lines of sh that join its cgroups and mount what it sees before
+ * dropping privileges and exec'ing the rank's command: no code of the rank ever runs outside them.
+ */
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { totalmem } from 'node:os';
+import { dirname, join, relative, sep } from 'node:path';
+import { type Logger } from 'pino';
+import { type Config, ConfigError } from '../config';
+import {
+  allocateRankUid,
+  type ControlPlaneEndpoint,
+  defaultRankMemoryLimit,
+  firewallChainName,
+  formatBytes,
+  jobCgroupPrefix,
+  rankCgroupName,
+  type RankUidMap,
+  rankUidMapProblem,
+  type UidRange,
+} from '../domain/isolation';
+import { type CgroupTree, detectCgroups, openCgroupTree, type RankCgroup } from './cgroups';
+import { RankFirewall } from './firewall';
+
+export type IsolationMode = 'isolated' | 'userns' | 'none';
+
+export interface IsolationOptions {
+  dataDir: string;
+  workspaceDir: string;
+  setting: 'auto' | 'required' | 'off';
+  uidRange: UidRange;
+  /** Bytes; undefined: host memory ÷ slots; null: no limit. */
+  memoryLimit: number | null | undefined;
+  pidsMax: number;
+  endpoints: ControlPlaneEndpoint[];
+  /** API_KEYS_FILE, closed to other users when isolating. */
+  keysFile?: string;
+  logger: Logger;
+}
+
+/** How a rank is started: the command to spawn, what to add to its environment, and its cgroup. */
+export interface RankLaunch {
+  file: string;
+  args: string[];
+  env: Record<string, string>;
+  cgroup?: RankCgroup;
+}
+
+export interface RankPlace {
+  account: string;
+  jobId: string;
+  rank: number;
+  workDir: string;
+  /** The job's pool sets the limit: bytes, null for none; absent: this agent's default. */
+  memoryLimit?: number | null;
+}
+
+/** sh run as root inside the rank's new mount namespace: cgroups, then mounts, then drop privileges. */
+const ROOT_LAUNCHER = `set -e
+u=$1 g=$2
+shift 2
+while [ "$1" != -- ]; do
+  case $1 in
+    cg) echo $$ >"$2"; shift 2 ;;
+    ro) mount -o bind,ro "$2" "$2"; shift 2 ;;
+    bind) mount --bind "$2" "$3"; shift 3 ;;
+    rw) mount --bind "$2" "$2"; mount -o remount,bind,rw "$2"; shift 2 ;;
+    *) echo "batchd: bad launcher argument $1" >&2; exit 126 ;;
+  esac
+done
+shift
+exec setpriv --reuid="$u" --regid="$g" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"`;
+
+/**
+ * sh run as the namespace's root in an unprivileged user namespace: the workspace read-only, DATA_DIR
+ * replaced by an empty tmpfs with only the rank's own folder mounted back (through the working
+ * directory, which still holds the real one), then a nested user namespace in which those mounts are
+ * locked and the rank is no longer root, so it cannot unmount them.
+ */
+const USERNS_LAUNCHER = `set -e
+d=$1 r=$2 w=$3 u=$4 g=$5
+shift 6
+cd "$r"
+if [ -n "$w" ]; then mount --bind "$w" "$w"; mount -o remount,bind,ro "$w"; fi
+mount -t tmpfs -o mode=0755,size=64k batchd-hidden "$d"
+mkdir -p "$r"
+mount --no-canonicalize --bind . "$r"
+cd "$r"
+exec unshare --user --mount --map-user="$u" --map-group="$g" -- "$@"`;
+
+/** Folders every user may write to on a Debian host; a rank gets its own in their place. */
+const SHARED_WRITABLE = ['/tmp', '/var/tmp', '/run/lock'];
+
+function works(file: string, args: string[]): boolean {
+  try {
+    execFileSync(file, args, { stdio: 'ignore', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether `inner` is `outer` or lies below it. */
+function within(inner: string, outer: string): boolean {
+  const rel = relative(outer, inner);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !rel.startsWith(sep));
+}
+
+/** Whether a user who is neither owner nor group member can enter `dir` and every folder above it. */
+function othersCanReach(dir: string): boolean {
+  try {
+    for (let d = dir; ; d = dirname(d)) {
+      if ((statSync(d).mode & 0o001) === 0) return false;
+      if (d === dirname(d)) return true;
+    }
+  } catch {
+    return false;
+  }
+}
+
+export function digest(s: string): string {
+  return createHash('sha256').update(s).digest('hex').slice(0, 16);
+}
+
+/** The control plane's TCP endpoints ranks must not reach: the embedded servers' ports, else the configured addresses. */
+export async function controlPlaneEndpoints(o: {
+  embeddedTemporal: boolean;
+  temporalAddress: string;
+  temporalPort: number;
+  temporalUiPort: number;
+  apiPort: number;
+  apiUrl?: string;
+}): Promise<ControlPlaneEndpoint[]> {
+  const out: ControlPlaneEndpoint[] = [{ port: o.apiPort }];
+  if (o.embeddedTemporal) out.push({ port: o.temporalPort }, { port: o.temporalUiPort });
+  const remote = async (host: string, port: number) => {
+    if (!host || !Number.isInteger(port) || port <= 0) return;
+    // A name is resolved once, at start; the local machine's own addresses are covered by port.
+    const addresses = isIP(host) ? [host] : await lookup(host, { all: true }).then((a) => a.map((x) => x.address), () => []);
+    for (const address of addresses) out.push(address.startsWith('127.') || address === '::1' ? { port } : { address, port });
+  };
+  const [th, tp] = splitHostPort(o.temporalAddress);
+  if (!o.embeddedTemporal) await remote(th, tp);
+  if (o.apiUrl) {
+    try {
+      const u = new URL(o.apiUrl);
+      await remote(u.hostname.replace(/^\[|\]$/g, ''), Number(u.port || (u.protocol === 'https:' ? 443 : 80)));
+    } catch {
+      // not a URL: the shipper reports it
+    }
+  }
+  return out;
+}
+
+function splitHostPort(address: string): [string, number] {
+  const i = address.lastIndexOf(':');
+  return i < 0 ? [address, 7233] : [address.slice(0, i).replace(/^\[|\]$/g, ''), Number(address.slice(i + 1))];
+}
+
+export class RankIsolation {
+  private uids: RankUidMap = {};
+  private firewall: RankFirewall | undefined;
+  private readonly uidFile: string;
+  private readonly cgroupKind: { kind: 'v1' | 'v2'; root: string } | undefined;
+  /** Where a rank's shared memory lives (bound over /dev/shm): one folder per job, per agent. */
+  private readonly shmRoot: string | undefined;
+  /** The agent's PATH without the folders another uid cannot reach (root's pyenv, say). */
+  private readonly rankPath: string;
+
+  private constructor(
+    private readonly o: IsolationOptions,
+    readonly mode: IsolationMode,
+    /** One line for the start banner and the logs: what ranks are isolated from, or that they are not. */
+    readonly summary: string,
+    /** What is weaker than it should be, each in one line. */
+    readonly warnings: string[],
+    cgroups: { kind: 'v1' | 'v2'; root: string } | undefined,
+  ) {
+    this.uidFile = join(o.dataDir, 'rank-uids.json');
+    this.cgroupKind = cgroups;
+    this.shmRoot = mode === 'isolated' && existsSync('/dev/shm') ? join('/dev/shm', `batchd-${digest(o.dataDir)}`) : undefined;
+    this.rankPath = (process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin')
+      .split(':')
+      .filter((d) => d !== '' && othersCanReach(d))
+      .join(':');
+  }
+
+  /** Decides the mode, prepares DATA_DIR and the packet rules. Throws ConfigError when `required` cannot be met. */
+  static create(o: IsolationOptions): RankIsolation {
+    const warnings: string[] = [];
+    if (o.setting === 'off') {
+      return new RankIsolation(o, 'none', 'ranks are NOT isolated (RANK_ISOLATION=off): they run as this user and can read DATA_DIR', warnings, undefined);
+    }
+    const root = process.getuid?.() === 0;
+    const problems: string[] = [];
+    let cgroups: { kind: 'v1' | 'v2'; root: string } | undefined;
+    if (root) {
+      for (const [tool, args] of [
+        ['setpriv', ['--version']],
+        ['unshare', ['--version']],
+        ['mount', ['--version']],
+      ] as const) {
+        if (!works(tool, [...args])) problems.push(`${tool} is missing (util-linux)`);
+      }
+      const found = detectCgroups();
+      if ('problem' in found) problems.push(found.problem);
+      else cgroups = found;
+      if (problems.length === 0) {
+        const iso = new RankIsolation(o, 'isolated', '', warnings, cgroups);
+        iso.prepareRoot();
+        return iso;
+      }
+    }
+    const why = root ? `this root agent cannot isolate them: ${problems.join('; ')}` : 'the agent does not run as root';
+    if (o.setting === 'required') throw new ConfigError(`RANK_ISOLATION=required, but ${why}`);
+    if (!root && !within(o.workspaceDir, o.dataDir) && works('unshare', ['--user', '--map-root-user', '--mount', 'true'])) {
+      return new RankIsolation(
+        o,
+        'userns',
+        `ranks are NOT isolated (${why}): they run as this user, can reach the control plane and outlive a cancel by leaving their session; a user namespace hides DATA_DIR from them and keeps the workspace read-only`,
+        warnings,
+        undefined,
+      );
+    }
+    const hidden = !root && within(o.workspaceDir, o.dataDir) ? 'WORKSPACE_DIR lies inside DATA_DIR, so DATA_DIR cannot be hidden' : 'no user namespaces to hide DATA_DIR';
+    return new RankIsolation(o, 'none', `ranks are NOT isolated (${why}; ${hidden}): they run as this user and can read DATA_DIR`, warnings, undefined);
+  }
+
+  /** DATA_DIR closed to other uids, the uid map loaded, the packet rules installed. */
+  private prepareRoot(): void {
+    const o = this.o;
+    this.lockDataDir();
+    this.uids = this.loadUids();
+    const first = o.uidRange.base;
+    const last = o.uidRange.base + o.uidRange.count - 1;
+    this.removeStaleShm();
+    this.firewall = new RankFirewall({ chain: firewallChainName(digest(o.dataDir)), dataDir: o.dataDir, uidFirst: first, uidLast: last, endpoints: o.endpoints });
+    const fw = this.firewall.install();
+    if (fw) {
+      this.warnings.push(`ranks can reach the control plane: ${fw}`);
+      this.firewall = undefined;
+    }
+    if (o.workspaceDir === o.dataDir) this.warnings.push('WORKSPACE_DIR is DATA_DIR, which ranks may not list: python -m targets there will not be found; use a folder of its own');
+    const memory = o.memoryLimit === null ? 'no memory limit' : o.memoryLimit === undefined ? 'memory limited to host memory ÷ slots' : `memory limited to ${formatBytes(o.memoryLimit)}`;
+    (this as { summary: string }).summary =
+      `ranks are isolated: uids ${first}-${last} (one per account), cgroup ${this.cgroupKind?.kind} per rank, ${memory}, ` +
+      `${this.firewall ? 'no route to Temporal or the API' : 'BUT they can reach Temporal and the API'}, DATA_DIR closed, workspace read-only`;
+  }
+
+  /** Shared-memory folders of instances killed without cleaning up, whose DATA_DIR is gone. */
+  private removeStaleShm(): void {
+    if (!this.shmRoot) return;
+    for (const name of readdirSync('/dev/shm')) {
+      if (!/^batchd-[0-9a-f]{16}$/.test(name)) continue;
+      let owner: string;
+      try {
+        owner = readFileSync(join('/dev/shm', name, 'data-dir'), 'utf8');
+      } catch {
+        continue; // being created, or not ours to judge
+      }
+      if (!existsSync(owner)) rmSync(join('/dev/shm', name), { recursive: true, force: true });
+    }
+    // Only root enters: a rank sees its job's folder through the bind mount over its /dev/shm.
+    mkdirSync(this.shmRoot, { recursive: true });
+    chmodSync(this.shmRoot, 0o700);
+    writeFileSync(join(this.shmRoot, 'data-dir'), this.o.dataDir, { mode: 0o600 });
+  }
+
+  /**
+   * DATA_DIR 0711: other uids may pass through to their own rank folder but list nothing. Every entry
+   * in it but `work` (and a workspace kept inside it) loses its group and other permissions: keys,
+   * tokens, secrets, SQLite files and their journals, spools, pid files. `work` and its account and
+   * job folders are 0711 too; a rank folder belongs to its rank's uid and is 0700.
+   */
+  private lockDataDir(): void {
+    const { dataDir, workspaceDir } = this.o;
+    mkdirSync(join(dataDir, 'work'), { recursive: true });
+    chmodSync(dataDir, 0o711);
+    for (const name of readdirSync(dataDir)) {
+      const path = join(dataDir, name);
+      if (name === 'work') chmodSync(path, 0o711);
+      else if (within(workspaceDir, path)) continue;
+      else chmodSync(path, statSync(path).mode & 0o700);
+    }
+    // Folders between DATA_DIR and a workspace inside it must stay passable.
+    for (let d = dirname(workspaceDir); within(d, dataDir) && d !== dataDir; d = dirname(d)) chmodSync(d, statSync(d).mode | 0o111);
+    const keys = this.o.keysFile;
+    if (keys && existsSync(keys) && (statSync(keys).mode & 0o007) !== 0) {
+      chmodSync(keys, statSync(keys).mode & 0o770);
+      this.o.logger.warn({ file: keys }, 'API_KEYS_FILE was readable by every user; removed the permissions of other users so ranks cannot read it');
+    }
+  }
+
+  private loadUids(): RankUidMap {
+    if (!existsSync(this.uidFile)) return {};
+    let value: unknown;
+    try {
+      value = JSON.parse(readFileSync(this.uidFile, 'utf8'));
+    } catch {
+      throw new ConfigError(`${this.uidFile} is not JSON; it maps accounts to the uids their files belong to, so it is not replaced: fix or remove it`);
+    }
+    const problem = rankUidMapProblem(value);
+    if (problem) throw new ConfigError(`${this.uidFile}: ${problem}`);
+    return value as RankUidMap;
+  }
+
+  /** The uid of an account's ranks, allocated and saved (0600, written then renamed) on first use. */
+  uidOf(account: string): number {
+    const { uid, map, added } = allocateRankUid(this.uids, account, this.o.uidRange);
+    if (added) {
+      const tmp = `${this.uidFile}.tmp`;
+      writeFileSync(tmp, `${JSON.stringify(map, null, 1)}\n`, { mode: 0o600 });
+      renameSync(tmp, this.uidFile);
+      this.uids = map;
+    }
+    return uid;
+  }
+
+  /** The part of isolation one agent (one host, with its slots) uses. */
+  forAgent(agentKey: string, slots: number): AgentIsolation {
+    const memoryLimit = this.o.memoryLimit === undefined ? defaultRankMemoryLimit(totalmem(), slots) : (this.o.memoryLimit ?? undefined);
+    const cgroups = this.mode === 'isolated' && this.cgroupKind ? openCgroupTree(this.cgroupKind.kind, this.cgroupKind.root, digest(agentKey)) : undefined;
+    const shm = this.shmRoot ? join(this.shmRoot, digest(agentKey)) : undefined;
+    return new AgentIsolation(this, this.o, cgroups, cgroups?.memory ? memoryLimit : undefined, shm);
+  }
+
+  /** Takes out the packet rules (the uid map and DATA_DIR's permissions stay). */
+  close(): void {
+    this.firewall?.remove();
+    if (this.shmRoot) rmSync(this.shmRoot, { recursive: true, force: true });
+  }
+
+  launchIsolated(place: RankPlace, command: { file: string; args: string[] }, cgroup: RankCgroup, shmDir: string | undefined): RankLaunch {
+    const { dataDir, workspaceDir } = this.o;
+    const uid = this.uidOf(place.account);
+    const jobDir = dirname(place.workDir);
+    // work/<account>/<job> are root's and passable; the rank folder and its tmp are the rank's alone.
+    for (let d = jobDir; within(d, dataDir) && d !== dataDir; d = dirname(d)) {
+      mkdirSync(d, { recursive: true });
+      chmodSync(d, 0o711);
+    }
+    const tmp = join(place.workDir, 'tmp');
+    mkdirSync(tmp, { recursive: true });
+    for (const d of [place.workDir, tmp]) {
+      chownSync(d, uid, uid);
+      chmodSync(d, 0o700);
+    }
+    const ops: string[] = [];
+    for (const f of cgroup.procsFiles) ops.push('cg', f);
+    const readOnly: string[] = [];
+    for (const shared of SHARED_WRITABLE) {
+      if (!existsSync(shared)) continue;
+      // A private folder over /tmp would hide DATA_DIR or the workspace where they live below it.
+      if (within(dataDir, shared) || within(workspaceDir, shared)) readOnly.push(shared);
+      else ops.push('bind', tmp, shared);
+    }
+    if (existsSync(workspaceDir)) readOnly.push(workspaceDir);
+    for (const d of readOnly) ops.push('ro', d);
+    if (shmDir) {
+      mkdirSync(shmDir, { recursive: true });
+      chownSync(shmDir, uid, uid);
+      chmodSync(shmDir, 0o700);
+      ops.push('bind', shmDir, '/dev/shm');
+    }
+    // The rank folder stays writable where a read-only mount above covers it (a bind of a read-only
+    // mount is read-only too until remounted).
+    if (readOnly.some((d) => within(place.workDir, d))) ops.push('rw', place.workDir);
+    return {
+      file: 'unshare',
+      env: { HOME: place.workDir, TMPDIR: tmp, USER: `batchd-${place.account}`, LOGNAME: `batchd-${place.account}`, PATH: this.rankPath },
+      args: ['--mount', '--propagation', 'private', '/bin/sh', '-c', ROOT_LAUNCHER, 'batchd-rank', String(uid), String(uid), ...ops, '--', command.file, ...command.args],
+      cgroup,
+    };
+  }
+
+  launchUserns(place: RankPlace, command: { file: string; args: string[] }): RankLaunch {
+    mkdirSync(join(place.workDir, 'tmp'), { recursive: true });
+    const ws = existsSync(this.o.workspaceDir) ? this.o.workspaceDir : '';
+    const uid = String(process.getuid?.() ?? 0);
+    const gid = String(process.getgid?.() ?? 0);
+    return {
+      file: 'unshare',
+      args: ['--user', '--map-root-user', '--mount', '--propagation', 'private', '/bin/sh', '-c', USERNS_LAUNCHER, 'batchd-rank', this.o.dataDir, place.workDir, ws, uid, gid, '--', command.file, ...command.args],
+      env: { HOME: place.workDir, TMPDIR: join(place.workDir, 'tmp') },
+    };
+  }
+}
+
+/** One agent's share: its cgroup folder, its ranks' memory limit, its jobs' shared-memory folders. */
+export class AgentIsolation {
+  constructor(
+    private readonly parent: RankIsolation,
+    private readonly o: IsolationOptions,
+    readonly cgroups: CgroupTree | undefined,
+    /** The memory limit each rank gets, where the memory controller is available. */
+    readonly memoryLimit: number | undefined,
+    private readonly shmRoot: string | undefined,
+  ) {}
+
+  get mode(): IsolationMode {
+    return this.parent.mode;
+  }
+
+  /** How to start one rank. Its folder is made here, owned by the rank's uid when isolated. */
+  launch(place: RankPlace, command: { file: string; args: string[] }): RankLaunch {
+    if (this.parent.mode === 'isolated' && this.cgroups) {
+      const memoryBytes = place.memoryLimit === undefined ? this.memoryLimit : this.cgroups.memory ? (place.memoryLimit ?? undefined) : undefined;
+      const cgroup = this.cgroups.create(rankCgroupName(place.account, place.jobId, place.rank), { memoryBytes, pidsMax: this.o.pidsMax || undefined });
+      try {
+        return this.parent.launchIsolated(place, command, cgroup, this.shmRoot ? join(this.shmRoot, `${place.account}.${place.jobId}`) : undefined);
+      } catch (err) {
+        void cgroup.remove();
+        throw err;
+      }
+    }
+    mkdirSync(place.workDir, { recursive: true });
+    if (this.parent.mode === 'userns') return this.parent.launchUserns(place, command);
+    return { ...command, env: {} };
+  }
+
+  /** Kills every process of every rank cgroup matching `prefix` (all when empty) and removes the cgroups. */
+  async killCgroups(prefix = ''): Promise<string[]> {
+    if (!this.cgroups) return [];
+    const names = this.cgroups.list().filter((n) => n.startsWith(prefix));
+    const killed: string[] = [];
+    for (const name of names) {
+      const cg = this.cgroups.open(name);
+      if (cg.pids().length > 0) killed.push(name);
+      await cg.killAll();
+      await cg.remove();
+    }
+    return killed;
+  }
+
+  /** Kills whatever of a job is still in a cgroup on this agent (ranks started while a stop was in flight). */
+  killJob(account: string, jobId: string): Promise<string[]> {
+    return this.killCgroups(jobCgroupPrefix(account, jobId));
+  }
+
+  /** The job's shared-memory folder goes when its last rank on this host has. */
+  releaseJob(account: string, jobId: string): void {
+    if (this.shmRoot) rmSync(join(this.shmRoot, `${account}.${jobId}`), { recursive: true, force: true });
+  }
+}
+
+/** The rank isolation of this process's agents, said in the log: isolated, or plainly not. */
+export async function startIsolation(config: Config, logger: Logger): Promise<RankIsolation> {
+  const isolation = RankIsolation.create({
+    dataDir: config.dataDir,
+    workspaceDir: config.workspaceDir,
+    setting: config.RANK_ISOLATION,
+    uidRange: { base: config.RANK_UID_BASE, count: config.RANK_UID_COUNT },
+    memoryLimit: config.rankMemoryLimit,
+    pidsMax: config.RANK_PIDS_MAX,
+    keysFile: config.API_KEYS_FILE,
+    endpoints: await controlPlaneEndpoints({
+      embeddedTemporal: config.embeddedTemporal,
+      temporalAddress: config.temporalAddress,
+      temporalPort: config.TEMPORAL_PORT,
+      temporalUiPort: config.TEMPORAL_UI_PORT,
+      apiPort: config.PORT,
+      apiUrl: process.env.BATCHD_API_URL,
+    }),
+    logger,
+  });
+  if (isolation.mode === 'isolated') logger.info({ isolation: isolation.mode }, isolation.summary);
+  else logger.warn({ isolation: isolation.mode }, isolation.summary);
+  for (const w of isolation.warnings) logger.warn({ isolation: isolation.mode }, w);
+  return isolation;
+}

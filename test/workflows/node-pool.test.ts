@@ -1,0 +1,123 @@
+/**
+ * The node pool workflow's races, in seconds: the real pool and job workflows (the built bundle) on a
+ * Temporal dev server, the pool store and the agents stubbed in memory (test/support/workflow-testbed.ts).
+ * No time skipping: the SDK's time-skipping server is a download that is unavailable here; the pool
+ * continues as new every 100 events (its minimum) instead of waiting for a long history.
+ *
+ * - Continue-as-new while grants and releases are in flight: nothing is lost, every job runs once,
+ *   and jobs start in the order the pool admitted them.
+ * - A pool whose workflow is terminated and started again with `recover` (as the watchdog does,
+ *   NodePoolService.recoverPool) resumes from its store: allocations, queue order, a request it had
+ *   received but never written, and a grant it sends again that its holder ignores.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type NodePool } from '../../src/domain/node-pool-model';
+import { cancelSignal } from '../../workflows/messages';
+import { until, WorkflowTestbed } from '../support/workflow-testbed';
+
+describe('node pool workflow races', () => {
+  let bed: WorkflowTestbed;
+
+  before(async () => {
+    bed = await WorkflowTestbed.start();
+  });
+  after(async () => {
+    await bed?.stop();
+  });
+
+  /** How many runs the pool's workflow id has had (continue-as-new starts a new one). */
+  async function runsOf(pool: string): Promise<number> {
+    let n = 0;
+    for await (const _ of bed.client.workflow.list({ query: `WorkflowId = "${pool}"` })) n++;
+    return n;
+  }
+
+  it('continue-as-new with grants and releases in flight: nothing lost, each job runs once, in admission order', async () => {
+    const poolId = 'can';
+    const pool = await bed.startPool(poolId, { numNodes: 1, queueWindow: 4, continueAsNewEvents: 100 });
+    const ids = Array.from({ length: 30 }, (_, i) => `can-${String(i).padStart(2, '0')}`);
+    const names = ids.map((id) => bed.jobName(id));
+    const cancelled = new Set(names.filter((_, i) => i % 7 === 3));
+    for (const n of names) bed.agents.behaviour.set(n, { succeed: true });
+    for (const id of ids) await bed.startJob(id, { pool: poolId });
+    // Some cancels race the queue: each lands while its job waits, or as it is granted.
+    for (const n of cancelled) await bed.client.workflow.getHandle(n).signal(cancelSignal, {});
+
+    const results = new Map<string, string>();
+    for (const n of names) results.set(n, (await bed.result(n)).job.state);
+    for (const n of names) {
+      const state = results.get(n);
+      if (cancelled.has(n)) assert.ok(state === 'CANCELLED' || state === 'COMPLETED', `${n}: ${state}`);
+      else assert.equal(state, 'COMPLETED', n);
+      assert.equal(bed.agents.runsOf(n).length, state === 'COMPLETED' ? 1 : 0, `${n} ran ${state === 'COMPLETED' ? 'once' : 'never'}`);
+    }
+    const admitted = (bed.world.inserted.get(pool) ?? []).map((r) => r.jobName);
+    assert.equal(new Set(admitted).size, names.length, 'every request was admitted once');
+    const started = bed.agents.runs.filter((r) => names.includes(r.jobName)).map((r) => r.jobName);
+    assert.deepEqual(
+      started,
+      admitted.filter((n) => started.includes(n)),
+      'one slot: jobs started in the order the pool admitted them',
+    );
+    assert.ok((await runsOf(pool)) >= 3, 'the pool continued as new more than once');
+    await bed.assertIdle(pool);
+    assert.deepEqual(bed.world.queue(pool), [], 'the stored queue is empty');
+  });
+
+  it('recovers a terminated pool from its store: allocations, queue order, an unwritten request, a re-sent grant ignored', async () => {
+    const poolId = 'rec';
+    const options = { numNodes: 1, queueWindow: 2 };
+    const pool = await bed.startPool(poolId, options);
+    const holder = await bed.startJob('rec-holder', { pool: poolId });
+    await bed.reported(holder, 'RUNNING');
+    const placement = (await bed.jobView(holder)).placement;
+    const queued: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const name = await bed.startJob(`rec-q${i}`, { pool: poolId });
+      bed.agents.behaviour.set(name, { succeed: true });
+      await bed.reported(name, 'QUEUED');
+      queued.push(name);
+    }
+    await until('five rows stored', () => bed.world.queue(pool).length === 5);
+    // The last request reaches the pool, whose write of it never completes: the pool is terminated meanwhile.
+    bed.world.gates.hold(`sync:${pool}`);
+    const unwritten = await bed.startJob('rec-q5', { pool: poolId });
+    bed.agents.behaviour.set(unwritten, { succeed: true });
+    await bed.world.gates.reached(`sync:${pool}`);
+    await bed.reported(unwritten, 'QUEUED');
+    await bed.client.workflow.getHandle(pool).terminate('test: the pool workflow dies');
+    bed.world.gates.open(`sync:${pool}`, new Error('the write was lost with the worker'));
+    assert.equal(bed.world.queue(pool).length, 5, 'the sixth request is in no store');
+
+    const record = bed.world.records.get(pool);
+    assert.ok(record);
+    await bed.startPoolWorkflow(bed.poolInput(poolId, record.resource as unknown as NodePool, options, { reason: 'its workflow was terminated', version: record.version }));
+
+    const internals = await until('the recovered pool has its queue', async () => {
+      const i = await bed.internals(pool);
+      return i.queueSummary?.length === 6 ? i : undefined;
+    });
+    assert.deepEqual(Object.keys(internals.allocations), [holder], 'the holder keeps its slot');
+    assert.deepEqual(
+      internals.queue.map((q) => q.jobName),
+      queued.slice(0, 2),
+      'the window is the head of the stored queue',
+    );
+    await until('the grant sent again reached the holder', async () => (await bed.signalsAt(holder, 'capacityGranted')).length === 2);
+    const view = await bed.jobView(holder);
+    assert.equal(view.job.state, 'RUNNING', 'the holder ignored the second grant');
+    assert.deepEqual(view.placement, placement);
+    assert.equal(bed.agents.runsOf(holder).length, 1, 'its ranks were not started again');
+
+    for (const r of bed.agents.runsOf(holder)) r.end({ outcome: 'succeeded' });
+    for (const n of [holder, ...queued, unwritten]) assert.equal((await bed.result(n)).job.state, 'COMPLETED', n);
+    assert.deepEqual(
+      bed.agents.runs.filter((r) => r.jobName.includes('/rec-')).map((r) => r.jobName),
+      [holder, ...queued, unwritten],
+      'every job ran once, in arrival order, the unwritten request last',
+    );
+    await bed.assertIdle(pool);
+    assert.deepEqual(bed.world.queue(pool), []);
+  });
+});
