@@ -150,6 +150,9 @@ describe('the web console', () => {
       assert.match(text, message, `${label}: ${text}`);
     }
     await screenshot(page, 'create-errors');
+    await page.setViewportSize(PHONE);
+    await screenshot(page, 'create-errors-phone');
+    await page.setViewportSize(LAPTOP);
     // The summary links each problem to its field.
     await summary.getByRole('link').first().click();
     assert.equal(await page.evaluate<string | null>("document.activeElement?.getAttribute('aria-invalid') ?? null"), 'true');
@@ -187,6 +190,9 @@ describe('the web console', () => {
     assert.match(await page.locator('#job-status').innerText(), /running 2 ranks on 2 hosts/);
     assert.match(await page.locator('section', { has: page.getByRole('heading', { name: 'Annotations' }) }).innerText(), /team\s+console/);
     await screenshot(page, 'job-running');
+    await page.setViewportSize(PHONE);
+    await screenshot(page, 'job-running-phone');
+    await page.setViewportSize(LAPTOP);
 
     // Rank filter and search restart the stream with only those lines.
     await page.getByLabel('Ranks', { exact: true }).fill('1');
