@@ -161,6 +161,14 @@ describe('the web console', () => {
     await page.getByLabel('Command').fill('true');
     await page.getByRole('button', { name: 'Create job' }).click();
     await page.locator('#f-batchJobId[aria-invalid="true"]').waitFor();
+    // Another executor's nested fields: an empty python target is refused on the Target field.
+    await page.getByLabel('Job id (optional)').fill('');
+    await page.getByLabel('Python').check();
+    assert.equal(await page.getByLabel('Command').isVisible(), false, 'only the chosen executor’s fields show');
+    await page.getByRole('button', { name: 'Create job' }).click();
+    await page.locator('#f-pythonExecutor-target[aria-invalid="true"]').waitFor();
+    assert.equal(await page.locator('#f-batchJobId').getAttribute('aria-invalid'), null, 'a field that is now right is no longer marked');
+    assert.match(await page.locator('#f-pythonExecutor-target-error').innerText(), /./);
     const list = await t?.api.get<{ totalSize: number }>('/v1/accounts/default/batchJobs');
     assert.equal(list?.body.totalSize, 0, 'nothing was created');
   });
@@ -170,6 +178,7 @@ describe('the web console', () => {
     await page.getByLabel('Node pool').selectOption(pool);
     await page.getByLabel('Job id (optional)').fill(JOB_ID);
     await page.getByLabel('Display name').fill('Console test job');
+    await page.getByLabel('Shell').check();
     await page.getByLabel('Ranks', { exact: true }).fill('2');
     await page.getByLabel('Command').fill('for i in $(seq 1 600); do echo "tick $i from rank $RANK"; sleep 0.3; done');
     await page.getByText('More: environment variables, annotations, image').click();
