@@ -95,6 +95,9 @@ describe('the web console', () => {
     const root = await fetch(`${base}/`, { redirect: 'manual' });
     assert.equal(root.status, 302);
     assert.equal(root.headers.get('location'), '/console/');
+    const bare = await fetch(`${base}/console`, { redirect: 'manual' });
+    assert.equal(bare.status, 301, 'the page’s relative URLs need the slash');
+    assert.equal(bare.headers.get('location'), '/console/');
     const html = await fetch(`${base}/console/`);
     assert.equal(html.status, 200);
     assert.match(html.headers.get('content-type') ?? '', /^text\/html/);
