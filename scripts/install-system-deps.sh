@@ -2,15 +2,29 @@
 # Installs the Debian packages the service and its tests use, when missing:
 #   jupyter-nbconvert, python3-nbclient, python3-ipykernel  notebook executor
 #   postgresql                                              read-model tests on PostgreSQL
-#   chromium                                                Temporal UI end-to-end test
+#   chromium                                                the console and Temporal UI end-to-end tests
 #   iproute2                                                the second-host test (network namespaces)
 #   iptables                                                rank isolation: packet rules that keep ranks off the control plane
+#   docker-compose                                          the deployment file's check
+# With --check it installs nothing: it prints the missing packages, one a line, and exits 0 (none
+# missing), 1 (some missing) or 2 (not a Debian system: no dpkg to ask). `npm test` runs that first.
 set -euo pipefail
 packages=(jupyter-nbconvert python3-nbclient python3-ipykernel postgresql chromium iproute2 iptables docker-compose)
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "[system-deps] no dpkg-query: this is not a Debian system; install the equivalents of: ${packages[*]}" >&2
+  exit 2
+fi
 missing=()
+# One dpkg-query for all of them (a few ms), not one dpkg per package.
+installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${packages[@]}" 2>/dev/null | awk '$2 == "installed" { print $1 }' || true)
 for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  grep -qx "$p" <<<"$installed" || missing+=("$p")
 done
+if [[ "${1:-}" == "--check" ]]; then
+  [[ ${#missing[@]} -eq 0 ]] && exit 0
+  printf '%s\n' "${missing[@]}"
+  exit 1
+fi
 if [[ ${#missing[@]} -eq 0 ]]; then exit 0; fi
 echo "[system-deps] installing: ${missing[*]}" >&2
 SUDO=""

@@ -1,13 +1,16 @@
 /**
- * `npm test`: unit suites (in parallel), then workflow suites (the real workflows with stub
- * activities, one at a time), then integration and end-to-end suites (each starts its own Temporal dev
- * server, so they run two at a time on a small machine). Ends with the line
- * `N passed, N failed`. Arguments filter suites by substring: `npm test -- scheduler`.
+ * `npm test`: first what the suites need (Debian packages, the Temporal CLI: installed where this
+ * process can, else a stop with the command to run — scripts/test-prerequisites.ts), then unit suites
+ * (in parallel), then workflow suites (the real workflows with stub activities, one at a time), then
+ * integration and end-to-end suites (each starts its own Temporal dev server, so they run two at a
+ * time on a small machine). Ends with the line `N passed, N failed`. Arguments filter suites by
+ * substring: `npm test -- scheduler`.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { ensureTestPrerequisites } from './test-prerequisites';
 
 const root = join(__dirname, '..');
 const filters = process.argv.slice(2);
@@ -21,6 +24,13 @@ function testFiles(dir: string): string[] {
     else if (entry.endsWith('.test.js')) out.push(path);
   }
   return out.sort();
+}
+
+// The shell scripts live in the repository's scripts/, beside this file's source (root is dist/).
+const prerequisites = ensureTestPrerequisites(join(root, '..'));
+if (prerequisites.problem) {
+  process.stderr.write(`\n${prerequisites.problem}\n`);
+  process.exit(2);
 }
 
 const summaryFile = join(mkdtempSync(join(tmpdir(), 'batchd-tests-')), 'summary.jsonl');

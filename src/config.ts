@@ -72,6 +72,8 @@ const envSchema = z.object({
   WORKSPACE_DIR: z.string().min(1).optional(),
   /** Largest request body the API accepts. */
   MAX_BODY_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+  /** How often the API samples each node pool's usage for the last-hour chart (kept in memory). */
+  USAGE_SAMPLE_MS: z.coerce.number().int().min(1000).default(30_000),
   /**
    * Rank isolation (docs/security.md): `auto` isolates when the agent runs as root and says plainly
    * when it cannot; `required` refuses to start an agent that cannot isolate; `off` never isolates.

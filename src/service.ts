@@ -25,6 +25,8 @@ import { mountOpenApi } from './api/openapi';
 import { agentToken, bootstrapKey, DEFAULT_ACCOUNT, DEFAULT_USER, ensureDefaultPools, metricsToken, pageTokenSecret } from './bootstrap';
 import { mountLogIngest } from './api/log-ingest';
 import { Metrics } from './api/metrics';
+import { mountConsole } from './api/console';
+import { UsageSampler } from './api/usage-sampler';
 import { HttpLogSink } from './agent/log-shipper';
 import { type Config } from './config';
 import { AccountLimits, accountLimitsOf } from './control/account-limits';
@@ -256,11 +258,15 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         health.push({ name: 'agents', check: () => Promise.resolve(f.problem()) });
       }
       const metrics = new Metrics({ store, client, logs, logger });
+      const usage = new UsageSampler({ client, store, logger, intervalMs: config.USAGE_SAMPLE_MS });
+      usage.start();
+      stops.push(() => usage.stop());
       const routes = apiRoutes({
         jobs,
         logs,
         pools,
         environments,
+        usage,
         pageSecret: secret,
         logLimits: { pageMaxBytes: config.LOG_PAGE_MAX_BYTES, streamsPerAccount: config.MAX_LOG_STREAMS_PER_ACCOUNT, streamIdleMs: config.LOG_STREAM_IDLE_MS },
       });
@@ -290,6 +296,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         extra: (a) => {
           mountLogIngest(a, { token: agentToken(config.dataDir, config.AGENT_TOKEN), sink: logs, maxBodyBytes: config.MAX_BODY_BYTES, placement: jobs });
           mountOpenApi(a, routes);
+          mountConsole(a);
           if (config.METRICS_PORT === undefined) a.get('/metrics', metricsHandler(metrics, metricsToken(config.dataDir, config.METRICS_TOKEN)));
         },
       });
@@ -307,12 +314,13 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       const address = server.address();
       const port = typeof address === 'object' && address ? address.port : config.PORT;
       url = `http://${config.HOST}:${port}`;
-      logger.info({ url }, 'API listening');
+      logger.info({ url, console: `${url}/console/` }, 'API listening');
     }
 
     if (key.created && options.printNewKey) {
       process.stdout.write(
-        `\nA new API key was created for ${DEFAULT_USER} (account "${DEFAULT_ACCOUNT}"); it is saved in ${join(config.dataDir, 'api-key')}:\n\n    ${key.key}\n\n`,
+        `\nA new API key was created for ${DEFAULT_USER} (account "${DEFAULT_ACCOUNT}"); it is saved in ${join(config.dataDir, 'api-key')}:\n\n    ${key.key}\n\n` +
+          (url ? `Sign in to the web console at ${url}/console/ with it.\n\n` : ''),
       );
     }
 

@@ -11,6 +11,7 @@ import { logFollowRoutes } from './log-follow-routes';
 import { nodePoolRoutes } from './node-pool-routes';
 import { type NodePoolService } from './node-pool-service';
 import { type Route } from './routes';
+import { type UsageSampler } from './usage-sampler';
 
 export interface ApiRouteDeps {
   jobs: BatchJobService;
@@ -19,6 +20,8 @@ export interface ApiRouteDeps {
   environments: EnvironmentService;
   pageSecret: Buffer;
   logLimits: LogReadLimits;
+  /** The pool usage sampler of this API process (`:getUsageHistory`). */
+  usage: Pick<UsageSampler, 'samples' | 'intervalMs'>;
 }
 
 /** Bounds on reading logs: bytes per `:getLogs` page, open `:followLogs` streams per account, idle end of a waiting job's stream. */
@@ -32,7 +35,7 @@ export function apiRoutes(d: ApiRouteDeps): Route[] {
   return [
     ...batchJobRoutes(d.jobs, d.logs, d.pageSecret, d.logLimits.pageMaxBytes),
     ...logFollowRoutes(d.jobs, d.logs, d.logLimits),
-    ...nodePoolRoutes(d.pools, d.pageSecret),
+    ...nodePoolRoutes(d.pools, d.pageSecret, d.usage),
     ...environmentRoutes(d.environments, d.pageSecret),
   ];
 }
@@ -48,6 +51,7 @@ export function documentedRoutes(): Route[] {
     logs: none,
     pools: none,
     environments: none,
+    usage: none,
     pageSecret: Buffer.alloc(32),
     logLimits: { pageMaxBytes: 1, streamsPerAccount: 1, streamIdleMs: 1 },
   });

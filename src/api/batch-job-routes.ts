@@ -10,6 +10,7 @@ import { decodePageToken, encodePageToken, queryFingerprint } from './page-token
 import { type Route } from './routes';
 import {
   batchDeleteRequestSchema,
+  batchJobPlacementSchema,
   batchJobWireSchema,
   createBatchJobRequestSchema,
   emptySchema,
@@ -181,6 +182,16 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
           nextPageToken: page.next ? encodePageToken(pageSecret, { q: fingerprint, after: page.next }) : '',
         };
       },
+    },
+    {
+      method: 'GET',
+      path: `${base}/{batchJob}:getPlacement`,
+      operationId: 'Batchd_GetBatchJobPlacement',
+      summary: 'Where a live batch job’s ranks run: each rank’s host and slot (batchd extension; empty before capacity is granted and after the job ends)',
+      tag: 'BatchJobs',
+      auth: true,
+      response: batchJobPlacementSchema,
+      handler: ({ principal, params }) => service.placement(principal, params.batchJob ?? ''),
     },
     {
       method: 'POST',

@@ -27,7 +27,7 @@ import { admitJob } from '../control/admission';
 import { closedJobs } from '../control/closed-jobs';
 import { admitExecutor } from '../control/executor-admission';
 import { purgeJob } from '../control/purge';
-import { type BatchJob, batchJobCreateSchema, isTerminal } from '../domain/batch-job';
+import { type BatchJob, batchJobCreateSchema, type BatchJobPlacement, isTerminal } from '../domain/batch-job';
 import { isCancellable } from '../domain/batch-job-lifecycle';
 import { applyBatchJobPatch, deepEqual, planBatchJobUpdate } from '../domain/batch-job-update';
 import { ApiError } from '../domain/errors';
@@ -351,6 +351,24 @@ export class BatchJobService {
 
   private purge(account: string, name: string, id: string): Promise<void> {
     return purgeJob({ store: this.d.store, logs: this.d.logs, dataDir: this.d.config.dataDir }, account, name, id);
+  }
+
+  /**
+   * Where a live job's ranks run, from its workflow (which holds the grant). The public job body has no
+   * placement (it is the upstream resource), so this is a read of its own; an ended job has none.
+   */
+  async placement(caller: Principal, id: string): Promise<BatchJobPlacement> {
+    const job = await this.exists(caller, id);
+    if (isTerminal(job.state)) return { ranks: [] };
+    let view: BatchJobView;
+    try {
+      view = await this.query(job.name);
+    } catch {
+      throw new ApiError('UNAVAILABLE', `batch job "${id}" did not answer; try again`);
+    }
+    const p = view.placement;
+    if (!p || isTerminal(view.job.state)) return { ranks: [] };
+    return { ranks: p.ranks.map((r) => ({ rank: r.rank, host: r.host, slot: r.slot })), masterAddr: p.masterAddr, masterPort: p.masterPort };
   }
 
   async exists(caller: Principal, id: string): Promise<BatchJob> {

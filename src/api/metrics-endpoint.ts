@@ -24,7 +24,7 @@ export function metricsHandler(metrics: Metrics, token: string | undefined): Req
         return;
       }
     }
-    metrics.render().then((text) => res.type('text/plain; version=0.0.4').send(text), next);
+    metrics.render().then((text) => res.type(metrics.contentType).send(text), next);
   };
 }
 

@@ -12,10 +12,13 @@ import {
   listParams,
   nodePoolStatsSchema,
   nodePoolWireSchema,
+  poolUsageSchema,
   readMaskParam,
   updateMaskParam,
   updateNodePoolRequestSchema,
+  usageHistorySchema,
 } from './schemas';
+import { type UsageSampler } from './usage-sampler';
 
 const POOL_FIELDS = [
   'name', 'displayName', 'createTime', 'minNodeCount', 'maxNodeCount', 'overprovisionNodeCount', 'eksNodePool', 'fakeNodePool',
@@ -23,7 +26,7 @@ const POOL_FIELDS = [
 ] as const;
 const STATS_FIELDS = ['nodeCount', 'ranksPerNode', 'environmentCount', 'environmentRanks', 'batchJobCount', 'batchJobRanks'] as const;
 
-export function nodePoolRoutes(service: NodePoolService, pageSecret: Buffer): Route[] {
+export function nodePoolRoutes(service: NodePoolService, pageSecret: Buffer, usage: Pick<UsageSampler, 'samples' | 'intervalMs'>): Route[] {
   const base = '/v1/accounts/{account}/nodePools';
   return [
     {
@@ -103,6 +106,29 @@ export function nodePoolRoutes(service: NodePoolService, pageSecret: Buffer): Ro
       queryParams: [readMaskParam],
       handler: async ({ principal, params, query }) =>
         applyReadMask((await service.get(principal, params.nodePool ?? '')).nodePoolStats, singleParam(query, 'readMask'), STATS_FIELDS),
+    },
+    {
+      method: 'GET',
+      path: `${base}/{nodePool}:getUsage`,
+      operationId: 'Batchd_GetNodePoolUsage',
+      summary: 'The pool’s hosts with the slots each has in use and by which job, and its queue (batchd extension; read live from the pool)',
+      tag: 'NodePools',
+      auth: true,
+      response: poolUsageSchema,
+      handler: ({ principal, params }) => service.usage(principal, params.nodePool ?? ''),
+    },
+    {
+      method: 'GET',
+      path: `${base}/{nodePool}:getUsageHistory`,
+      operationId: 'Batchd_GetNodePoolUsageHistory',
+      summary: 'The last hour of slots in use, capacity and queue length, sampled by the API process every USAGE_SAMPLE_MS and kept in its memory (batchd extension)',
+      tag: 'NodePools',
+      auth: true,
+      response: usageHistorySchema,
+      handler: async ({ principal, params }) => {
+        const name = await service.existing(principal, params.nodePool ?? '');
+        return { samples: usage.samples(name), sampleIntervalSeconds: usage.intervalMs / 1000 };
+      },
     },
     {
       method: 'POST',

@@ -20,6 +20,7 @@ import { type AccountLimits } from '../control/account-limits';
 import { ApiError } from '../domain/errors';
 import { type NodePool, type NodePoolSpec, nodePoolCreateBodySchema, okStatus, planNodePoolUpdate, ranksPerNodeOf } from '../domain/node-pool';
 import { resourceName } from '../domain/names';
+import { type PoolUsage, summarizePoolUsage } from '../domain/pool-usage';
 import { parseOrThrow } from '../domain/validation';
 import { type ListQuery, type ReadModel, type StoredResource } from '../store/read-model';
 import { type Principal } from './auth';
@@ -158,9 +159,24 @@ export class NodePoolService {
   }
 
   async internals(caller: Principal, id: string): Promise<NodePoolInternals> {
+    const name = await this.existing(caller, id);
+    return this.deadline(() => this.handle(name).query(getNodePoolInternalsQuery));
+  }
+
+  /** The pool's hosts with their slots in use, and its queue, as its workflow holds them now. */
+  async usage(caller: Principal, id: string): Promise<PoolUsage> {
+    const internals = await this.internals(caller, id).catch((err: unknown) => {
+      if (err instanceof ApiError) throw err;
+      throw new ApiError('UNAVAILABLE', `node pool "${id}" did not answer; try again`);
+    });
+    return summarizePoolUsage(internals, new Date());
+  }
+
+  /** The pool's full name; NOT_FOUND when the caller's account has no such pool. */
+  async existing(caller: Principal, id: string): Promise<string> {
     const name = this.name(caller.account, id);
     if (!(await this.d.store.get('nodePools', name))) throw ApiError.notFound(`node pool "${id}"`);
-    return this.deadline(() => this.handle(name).query(getNodePoolInternalsQuery));
+    return name;
   }
 
   async list(caller: Principal, query: Omit<ListQuery, 'account'>): Promise<{ pools: NodePool[]; totalSize: number; nextAfter?: unknown[] }> {

@@ -12,6 +12,7 @@ import {
   BATCH_JOB_STATES,
   type BatchJob,
   batchJobCreateSchema,
+  type BatchJobPlacement,
   imageRefSchema,
   MAX_RANKS,
   notebookExecutorSchema,
@@ -25,6 +26,7 @@ import { displayNameSchema, idSchema } from '../domain/fields';
 import { DEFAULT_ORDER, FILTER_FIELDS, type ListKind, ORDER_FIELDS } from '../domain/list-fields';
 import { knownMachineTypes } from '../domain/machine-types';
 import { FAKE_POOL_MAX_NODES, NODE_POOL_STATES, type NodePool, nodePoolCreateBodySchema, type NodePoolStats } from '../domain/node-pool';
+import { type PoolUsage, type UsageSample } from '../domain/pool-usage';
 import { type Snapshot, snapshotCreateBodySchema, SNAPSHOT_STATES } from '../domain/snapshot';
 import { type Route } from './routes';
 
@@ -257,6 +259,61 @@ export const logEventStreamSchema = named(
   }),
 );
 
+/** A node pool's usage now (`:getUsage`): each host's slots and who holds them, and the pool's queue. */
+export const hostUsageSchema = named(
+  'HostUsage',
+  z.strictObject({
+    host: z.string(),
+    status: z.enum(['ready', 'draining', 'unreachable']),
+    slots: count(),
+    slotsInUse: count(),
+    slotJobs: z.array(z.string().nullable()).meta({ description: 'Slot index → the id of the batch job holding it, or null when free' }),
+  }),
+);
+
+export const poolUsageSchema = named(
+  'NodePoolUsage',
+  z
+    .strictObject({
+      sampleTime: timestamp(),
+      hosts: z.array(hostUsageSchema),
+      ranksInUse: count().meta({ description: 'Slots (GPUs, or hosts on a CPU pool) held by jobs' }),
+      rankCapacity: count().meta({ description: 'Slots on hosts that take work (ready)' }),
+      queueLength: count(),
+      oldestWaitSeconds: z.number().min(0).meta({ description: 'How long the oldest queued job has waited; 0 with an empty queue' }),
+    })
+    .meta({ readOnly: true }),
+);
+
+export const usageSampleSchema = named(
+  'NodePoolUsageSample',
+  z.strictObject({ sampleTime: timestamp(), ranksInUse: count(), rankCapacity: count(), queueLength: count() }),
+);
+
+export const usageHistorySchema = named(
+  'NodePoolUsageHistory',
+  z
+    .strictObject({
+      samples: z.array(usageSampleSchema).meta({ description: 'The last hour, oldest first; kept in the API process’s memory, so empty after a restart' }),
+      sampleIntervalSeconds: z.number().positive(),
+    })
+    .meta({ readOnly: true }),
+);
+
+/** Where a live job's ranks run (`:getPlacement`). */
+export const batchJobPlacementSchema = named(
+  'BatchJobPlacement',
+  z
+    .strictObject({
+      ranks: z
+        .array(z.strictObject({ rank: count(), host: z.string(), slot: count().meta({ description: 'The GPU index on a GPU host; 0 on a CPU host' }) }))
+        .meta({ description: 'Empty until capacity is granted, and once the job has ended' }),
+      masterAddr: z.string().optional(),
+      masterPort: z.int().min(1).max(65535).optional(),
+    })
+    .meta({ readOnly: true }),
+);
+
 export const emptySchema = named('Empty', z.strictObject({}).meta({ description: 'The empty object' }));
 
 export const fieldViolationSchema = named(
@@ -381,6 +438,9 @@ type Check<T extends true> = T;
 export type SchemaTypeChecks = [
   Check<Same<z.output<typeof batchJobWireSchema>, BatchJob>>,
   Check<Same<z.output<typeof nodePoolStatsSchema>, NodePoolStats>>,
+  Check<Same<z.output<typeof poolUsageSchema>, PoolUsage>>,
+  Check<Same<z.output<typeof usageSampleSchema>, UsageSample>>,
+  Check<Same<z.output<typeof batchJobPlacementSchema>, BatchJobPlacement>>,
   Check<Same<Omit<z.output<typeof nodePoolWireSchema>, 'fakeNodePool' | 'eksNodePool'>, Omit<NodePool, 'fakeNodePool' | 'eksNodePool'>>>,
   // machineType / instanceType are names from the catalogue on the wire, strings in the code.
   Check<Same<Omit<z.output<typeof fakeNodePoolWireSchema>, 'machineType'>, Omit<NonNullable<NodePool['fakeNodePool']>, 'machineType'>>>,

@@ -7,10 +7,11 @@
  * Every failure is one of two errors: `BatchdApiError` (the API answered with its error shape
  * `{code, message, details}`) or `BatchdConnectionError` (no answer at all).
  */
-import { type BatchJob, isBatchJobState, isTerminal, type NotebookExecutor, type PythonExecutor, type ShellExecutor } from '../domain/batch-job-model';
+import { type BatchJob, type BatchJobPlacement, isBatchJobState, isTerminal, type NotebookExecutor, type PythonExecutor, type ShellExecutor } from '../domain/batch-job-model';
 import { type Environment } from '../domain/environment-model';
 import { type ErrorDetail, type FieldViolation, GrpcCode, type GrpcCodeName } from '../domain/errors';
 import { type NodePool, type NodePoolStats } from '../domain/node-pool-model';
+import { type PoolUsage, type UsageSample } from '../domain/pool-usage';
 import { ServerSentEventParser } from './server-sent-events';
 
 export interface BatchdClientOptions {
@@ -67,6 +68,11 @@ export interface ListNodePoolsResponse {
   nodePools: NodePool[];
   nextPageToken: string;
   totalSize: number;
+}
+export interface NodePoolUsageHistory {
+  /** Oldest first. */
+  samples: UsageSample[];
+  sampleIntervalSeconds: number;
 }
 export interface ListEnvironmentsResponse {
   environments: Environment[];
@@ -237,6 +243,11 @@ export class BatchdClient {
     }
   }
 
+  /** Where a live job's ranks run (host and slot of each rank); empty before its grant and after it ends. */
+  getBatchJobPlacement(id: string): Promise<BatchJobPlacement> {
+    return this.call('GET', `${this.resource('batchJobs', id)}:getPlacement`);
+  }
+
   /** Polls the job until it has ended (COMPLETED, FAILED or CANCELLED) and returns it as it ended. */
   async waitForBatchJob(id: string, options: WaitOptions = {}): Promise<BatchJob> {
     const deadline = options.timeoutMs === undefined ? undefined : Date.now() + options.timeoutMs;
@@ -266,6 +277,16 @@ export class BatchdClient {
 
   getNodePoolStats(id: string): Promise<NodePoolStats> {
     return this.call('GET', `${this.resource('nodePools', id)}:getStats`);
+  }
+
+  /** The pool's hosts with their slots in use (and by which job), and its queue, now. */
+  getNodePoolUsage(id: string): Promise<PoolUsage> {
+    return this.call('GET', `${this.resource('nodePools', id)}:getUsage`);
+  }
+
+  /** The last hour of slots in use, capacity and queue length, as the API process sampled them. */
+  getNodePoolUsageHistory(id: string): Promise<NodePoolUsageHistory> {
+    return this.call('GET', `${this.resource('nodePools', id)}:getUsageHistory`);
   }
 
   listEnvironments(options: ListOptions = {}): Promise<ListEnvironmentsResponse> {

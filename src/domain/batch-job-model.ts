@@ -96,6 +96,13 @@ export interface BatchJob extends BatchJobSpec {
   updateTime: string;
 }
 
+/** Where a live job's ranks run (`:getPlacement`): each rank's host and slot (its GPU index, 0 on a CPU host). */
+export interface BatchJobPlacement {
+  ranks: Array<{ rank: number; host: string; slot: number }>;
+  masterAddr?: string;
+  masterPort?: number;
+}
+
 export type Executor =
   | { kind: 'python'; python: PythonExecutor }
   | { kind: 'notebook'; notebook: NotebookExecutor }

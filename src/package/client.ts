@@ -12,6 +12,7 @@ export { type ServerSentEvent, ServerSentEventParser } from '../client/server-se
 export {
   BATCH_JOB_STATES,
   type BatchJob,
+  type BatchJobPlacement,
   type BatchJobSpec,
   type BatchJobState,
   isTerminal,
@@ -23,4 +24,5 @@ export {
 export { type Environment, type EnvironmentState } from '../domain/environment-model';
 export { type ErrorDetail, type FieldViolation, type GrpcCodeName } from '../domain/errors';
 export { type GatewayStatus, type NodePool, type NodePoolState, type NodePoolStats } from '../domain/node-pool-model';
+export { type HostUsage, type PoolUsage, type UsageSample } from '../domain/pool-usage';
 export { type Snapshot, type SnapshotState } from '../domain/snapshot-model';

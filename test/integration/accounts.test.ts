@@ -186,7 +186,7 @@ describe('accounts, API keys and sharing', () => {
     const routes: Route[] = [
       ...batchJobRoutes({} as BatchJobService, {} as LogStore, Buffer.alloc(32), 1),
       ...logFollowRoutes({} as BatchJobService, {} as LogStore, { pageMaxBytes: 1, streamsPerAccount: 1, streamIdleMs: 1 }),
-      ...nodePoolRoutes({} as NodePoolService, Buffer.alloc(32)),
+      ...nodePoolRoutes({} as NodePoolService, Buffer.alloc(32), { samples: () => [], intervalMs: 30_000 }),
     ].filter((r) => r.path.startsWith('/v1/') && r.path.includes('{account}'));
     const covered = new Set(routes.map((r) => r.operationId));
     for (const op of [
@@ -194,6 +194,7 @@ describe('accounts, API keys and sharing', () => {
       'Gateway_CancelBatchJob', 'Gateway_GetBatchJobLogs', 'Gateway_BatchDeleteBatchJobs',
       'Gateway_CreateNodePool', 'Gateway_GetNodePool', 'Gateway_ListNodePools', 'Gateway_UpdateNodePool', 'Gateway_DeleteNodePool',
       'Gateway_GetNodePoolStats', 'Gateway_BatchDeleteNodePools',
+      'Batchd_GetBatchJobPlacement', 'Batchd_GetNodePoolUsage', 'Batchd_GetNodePoolUsageHistory',
     ]) {
       assert.ok(covered.has(op), `route ${op} is in the table`);
     }

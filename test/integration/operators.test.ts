@@ -35,7 +35,7 @@ describe('operating batchd from the Temporal CLI', () => {
   const marker = `306.${process.pid % 100000}`;
 
   before(async () => {
-    t = await startTestService();
+    t = await startTestService({ env: { USAGE_SAMPLE_MS: '1000' } });
     env = { ...process.env, PATH: `${dirname(ensureTemporalCli())}:${process.env.PATH ?? ''}`, TEMPORAL_ADDRESS: t.service.temporalAddress };
     for (const [id, ranks] of [['hello', 12], ['scratch', 1]] as const) {
       const r = await t.api.post(`${A}/batchJobs?batchJobId=${id}`, { nodePoolId: 'default-gpu', numRanks: ranks, shellExecutor: { command: `sleep ${marker}` } });
@@ -48,6 +48,7 @@ describe('operating batchd from the Temporal CLI', () => {
   });
 
   it('reports jobs, queues and capacity in /metrics', async () => {
+    assert.equal((await fetch(`${t.url}/no-such-path`)).status, 404);
     const text = await waitFor('metrics with both jobs', async () => {
       const token = readFileSync(join(t.dataDir, 'metrics-token'), 'utf8').trim();
       const body = await (await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
@@ -61,6 +62,41 @@ describe('operating batchd from the Temporal CLI', () => {
     assert.match(text, /^batchd_api_requests_total\{route="POST \/v1\/accounts\/\{account\}\/batchJobs",method="POST",status="200"\} 2$/m);
     assert.match(text, /^batchd_api_request_duration_seconds_count\{route="GET \/v1\/accounts\/\{account\}\/batchJobs\/\{batchJob\}",method="GET"\} \d+$/m);
     assert.match(text, /^batchd_log_bytes_stored \d+$/m);
+    assert.match(text, /^batchd_queue_oldest_wait_seconds\{pool="accounts\/default\/nodePools\/default-gpu"\} 0$/m);
+    assert.match(text, /^batchd_api_errors_total\{route="unmatched",method="GET",status="404"\} 1$/m, 'the unknown path probed below, counted as an error');
+    // prom-client's process and event-loop metrics come with the service's own.
+    assert.match(text, /^# TYPE process_cpu_user_seconds_total counter$/m);
+    assert.match(text, /^process_resident_memory_bytes \d+$/m);
+    assert.match(text, /^nodejs_eventloop_lag_seconds [\d.e-]+$/m);
+    assert.match(text, /^nodejs_heap_size_used_bytes \d+$/m);
+    // Every sample line is `name{labels} value`, as Prometheus parses it.
+    for (const line of text.split('\n').filter((l) => l && !l.startsWith('#'))) assert.match(line, /^[a-zA-Z_:][\w:]*(\{.*\})? (-?[\d.e+-]+|NaN|[+-]Inf)$/, line);
+  });
+
+  it('shows where a job runs and what each host holds, and samples the pool into the last hour', async () => {
+    const placement = await t.api.get<{ ranks: Array<{ rank: number; host: string; slot: number }>; masterAddr: string }>(`${A}/batchJobs/hello:getPlacement`);
+    assert.equal(placement.status, 200, JSON.stringify(placement.body));
+    assert.deepEqual(placement.body.ranks.map((r) => r.rank), [...Array(12).keys()]);
+    assert.equal(new Set(placement.body.ranks.map((r) => r.host)).size, 2, '8 + 4 on two hosts');
+    assert.equal(new Set(placement.body.ranks.map((r) => `${r.host}/${r.slot}`)).size, 12, 'one slot each');
+    const usage = await t.api.get<{ hosts: Array<{ host: string; slotsInUse: number; slotJobs: Array<string | null> }>; ranksInUse: number; rankCapacity: number; queueLength: number }>(
+      `${A}/nodePools/default-gpu:getUsage`,
+    );
+    assert.equal(usage.status, 200, JSON.stringify(usage.body));
+    assert.equal(usage.body.ranksInUse, 13);
+    assert.equal(usage.body.rankCapacity, 16);
+    assert.deepEqual(usage.body.hosts.map((h) => h.slotsInUse).sort(), [5, 8]);
+    assert.equal(usage.body.hosts.flatMap((h) => h.slotJobs).filter((j) => j === 'hello').length, 12);
+    const history = await waitFor('a sample with both jobs', async () => {
+      const r = await t.api.get<{ samples: Array<{ ranksInUse: number; rankCapacity: number; queueLength: number }>; sampleIntervalSeconds: number }>(`${A}/nodePools/default-gpu:getUsageHistory`);
+      return r.body.samples.some((s) => s.ranksInUse === 13) ? r.body : undefined;
+    });
+    assert.equal(history.sampleIntervalSeconds, 1);
+    assert.ok(history.samples.every((s) => s.rankCapacity === 16 && s.queueLength === 0));
+    for (const path of [`${A}/nodePools/nope:getUsage`, `${A}/nodePools/nope:getUsageHistory`, `${A}/batchJobs/nope:getPlacement`]) {
+      assert.equal((await t.api.get(path)).status, 404, path);
+    }
+    assert.equal((await t.api.get(`/v1/accounts/other/nodePools/default-gpu:getUsageHistory`)).status, 403);
   });
 
   it('runs every command of docs/operators.md as written; the CLI’s cancel and delete act like the API’s', async () => {

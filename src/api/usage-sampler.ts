@@ -1,0 +1,93 @@
+/**
+ * The pool usage sampler: every `USAGE_SAMPLE_MS` (30 s by default) the API process asks each node
+ * pool's workflow for its hosts and queue and keeps the totals — slots in use, capacity, queue
+ * length — in an in-memory ring buffer of one hour per pool (src/domain/pool-usage.ts). That is what
+ * `:getUsageHistory` and the console's chart show. The samples are deliberately not durable: they are
+ * a view of the last hour for people, lost on restart, and each API replica keeps its own; Prometheus
+ * (`/metrics`) is the place for long-term history.
+ */
+import { type Client } from '@temporalio/client';
+import { type Logger } from 'pino';
+import { getNodePoolInternalsQuery } from '../../workflows/messages';
+import { type NodePool } from '../domain/node-pool';
+import { type PoolUsage, samplesForWindow, summarizePoolUsage, UsageHistory, type UsageSample, usageSampleOf } from '../domain/pool-usage';
+import { type ReadModel, type StoredResource } from '../store/read-model';
+
+export const USAGE_WINDOW_MS = 60 * 60 * 1000;
+
+/** A pool's usage now, from its workflow (which holds hosts, slots and the head of the queue). */
+export async function readPoolUsage(client: Client, poolName: string, timeoutMs = 2000): Promise<PoolUsage> {
+  const internals = await client.withDeadline(Date.now() + timeoutMs, () => client.workflow.getHandle(poolName).query(getNodePoolInternalsQuery));
+  return summarizePoolUsage(internals, new Date());
+}
+
+export interface UsageSamplerDeps {
+  client: Client;
+  store: ReadModel;
+  logger: Logger;
+  intervalMs: number;
+}
+
+export class UsageSampler {
+  private readonly histories = new Map<string, UsageHistory>();
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly d: UsageSamplerDeps) {}
+
+  start(): void {
+    const tick = () => {
+      this.running = this.sampleOnce()
+        .catch((err: unknown) => this.d.logger.warn({ err: String(err) }, 'pool usage sampling failed'))
+        .finally(() => {
+          this.running = undefined;
+          if (this.timer) this.timer = setTimeout(tick, this.d.intervalMs).unref();
+        });
+    };
+    // The first sample at once, so a chart has a point as soon as the service is up.
+    this.timer = setTimeout(tick, 0).unref();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** One round: every pool in the read model; a pool that does not answer is skipped this round. */
+  async sampleOnce(): Promise<void> {
+    const pools = await this.d.store.listAll<NodePool & StoredResource>('nodePools');
+    const live = new Set(pools.map((p) => p.name));
+    for (const name of this.histories.keys()) if (!live.has(name)) this.histories.delete(name);
+    await Promise.all(
+      pools.map(async (pool) => {
+        let usage: PoolUsage;
+        try {
+          usage = await readPoolUsage(this.d.client, pool.name);
+        } catch (err) {
+          this.d.logger.debug({ pool: pool.name, err: String(err) }, 'pool did not answer the usage sampler');
+          return;
+        }
+        this.historyOf(pool.name).add(usageSampleOf(usage));
+      }),
+    );
+  }
+
+  /** The pool's samples of the last hour, oldest first (empty for a pool not sampled yet). */
+  samples(poolName: string, now = new Date()): UsageSample[] {
+    return this.histories.get(poolName)?.samples(now) ?? [];
+  }
+
+  get intervalMs(): number {
+    return this.d.intervalMs;
+  }
+
+  private historyOf(poolName: string): UsageHistory {
+    let h = this.histories.get(poolName);
+    if (!h) {
+      h = new UsageHistory(USAGE_WINDOW_MS, samplesForWindow(USAGE_WINDOW_MS, this.d.intervalMs));
+      this.histories.set(poolName, h);
+    }
+    return h;
+  }
+}
