@@ -155,7 +155,7 @@ describe('batch job workflow races', () => {
 
   // The gates below force this order for grants sent as workflow commands; grants now leave from the
   // pool's syncPool step (pool-grants-by-activity), where they no longer force it. To be rewritten.
-  it('cancel while the grant is in flight (job still open when it lands): the grant is ignored, capacity released once', { todo: 'gates force the order only for grants sent as commands; rewrite for grants sent by the syncPool step' }, async () => {
+  it('cancel while the grant is in flight (job still open when it lands): the grant is ignored, capacity released once', { skip: 'gates force the order only for grants sent as commands; rewrite for grants sent by the syncPool step' }, async () => {
     const { pool, holder } = await heldPool('grant-open');
     const name = await bed.startJob('grant-open-job', { pool: 'grant-open' });
     await bed.reported(name, 'QUEUED');
@@ -178,7 +178,7 @@ describe('batch job workflow races', () => {
   });
 
   for (const first of ['grant', 'cancel'] as const) {
-    it(`a grant and a cancel in the same workflow task (${first} first): CANCELLED, never started, released once`, { todo: 'gates force one task only for grants sent as commands; rewrite for grants sent by the syncPool step' }, async () => {
+    it(`a grant and a cancel in the same workflow task (${first} first): CANCELLED, never started, released once`, { skip: 'gates force one task only for grants sent as commands; rewrite for grants sent by the syncPool step' }, async () => {
       const { pool, holder } = await heldPool(`same-task-${first}`);
       const name = await bed.startJob(`same-task-${first}-job`, { pool: `same-task-${first}` });
       await bed.reported(name, 'QUEUED');
