@@ -6,8 +6,7 @@ import { type BatchJobSpec, type Executor } from '../src/domain/batch-job-model'
 import { type FieldViolation, type GrpcCodeName } from '../src/domain/errors';
 import { type ResourceKind, type StoredResource } from '../src/store/read-model';
 import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/store/pool-store';
-import { type JobSettings, type PoolBinding, type PoolSettings } from '../src/domain/control-model';
-import { type BatchJobState } from '../src/domain/batch-job-model';
+import { type JobSettings, type PoolBinding, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
 import { type RankUsageReport } from '../src/domain/isolation';
 
 /** A grant to send to a job once the pool's step that made it is written. */
@@ -23,12 +22,7 @@ export interface GrantDelivery {
   };
 }
 
-/** The signals a job sends its pool (workflows/messages.ts). */
-export type PoolSignal =
-  | { name: 'requestCapacity'; args: { jobName: string; workflowId: string; ranks: number } }
-  | { name: 'releaseCapacity'; args: { jobName: string } }
-  | { name: 'jobState'; args: { jobName: string; state: BatchJobState } }
-  | { name: 'hostLost'; args: { host: string; reason: string } };
+export type { PoolSignal };
 
 export type { PoolBinding };
 

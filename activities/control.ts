@@ -24,7 +24,7 @@ import { type ReadModel } from '../src/store/read-model';
 import { type ControlActivities } from './contracts';
 import { closedJobs } from '../src/control/closed-jobs';
 import { admitExecutor } from '../src/control/executor-admission';
-import { capacityGrantedSignal, getHostFactsQuery, hostLostSignal, jobStateSignal, releaseCapacitySignal, requestCapacitySignal } from '../workflows/messages';
+import { capacityGrantedSignal, getHostFactsQuery, sendPoolSignal } from '../workflows/messages';
 import { poolOrphans } from './pool-recovery';
 
 export interface ControlDeps {
@@ -126,22 +126,8 @@ export function createControlActivities({ store, logs, config, client, knowsUser
     },
 
     async signalPool({ pool, signal }) {
-      const handle = clientOf().workflow.getHandle(pool);
       try {
-        switch (signal.name) {
-          case 'requestCapacity':
-            await handle.signal(requestCapacitySignal, signal.args);
-            break;
-          case 'releaseCapacity':
-            await handle.signal(releaseCapacitySignal, signal.args);
-            break;
-          case 'jobState':
-            await handle.signal(jobStateSignal, signal.args);
-            break;
-          case 'hostLost':
-            await handle.signal(hostLostSignal, signal.args);
-            break;
-        }
+        await sendPoolSignal(clientOf().workflow.getHandle(pool), signal);
         return { delivered: true };
       } catch (err) {
         if (err instanceof WorkflowNotFoundError) return { delivered: false };

@@ -44,13 +44,10 @@ import {
   deleteSignal,
   getBatchJobQuery,
   type GrantedHost,
-  hostLostSignal,
   type JobSettings,
-  jobStateSignal,
   ranksStartedSignal,
-  releaseCapacitySignal,
-  requestCapacitySignal,
   type StopRequest,
+  sendPoolSignal,
   updateBatchJobUpdate,
 } from './messages';
 import { control } from './control';
@@ -284,20 +281,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     const toPool = async (signal: PoolSignal): Promise<boolean> => {
       if (lean) return (await control.signalPool({ pool: poolBinding.workflowId, signal })).delivered;
       try {
-        switch (signal.name) {
-          case 'requestCapacity':
-            await pool.signal(requestCapacitySignal, signal.args);
-            break;
-          case 'releaseCapacity':
-            await pool.signal(releaseCapacitySignal, signal.args);
-            break;
-          case 'jobState':
-            await pool.signal(jobStateSignal, signal.args);
-            break;
-          case 'hostLost':
-            await pool.signal(hostLostSignal, signal.args);
-            break;
-        }
+        await sendPoolSignal(pool, signal);
         return true;
       } catch {
         return false;

@@ -3,13 +3,13 @@
  * Names are stable: operators use them from the Temporal CLI (docs/operators.md), so renaming one is a
  * breaking change.
  */
-import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate, type SignalDefinition } from '@temporalio/workflow';
 import { type BatchJob, type BatchJobSpec, type BatchJobState } from '../src/domain/batch-job-model';
 import { type BatchJobPatch } from '../src/domain/batch-job-patch';
 import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
 import { type PoolCarriedState } from '../src/domain/pool-queue';
-import { type EnvironmentUseGrant, type EnvironmentUseRequest, type HostFacts, type JobSettings, type PoolSettings } from '../src/domain/control-model';
+import { type EnvironmentUseGrant, type EnvironmentUseRequest, type HostFacts, type JobSettings, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
 
 export type { EnvironmentUseGrant, EnvironmentUseRequest, JobSettings, PoolSettings };
 import { type Environment, type EnvironmentSpec } from '../src/domain/environment-model';
@@ -101,6 +101,25 @@ export const jobStateSignal = defineSignal<[{ jobName: string; state: BatchJobSt
 export const checkJobsSignal = defineSignal<[{ jobNames: string[] }]>('checkJobs');
 /** A job lost contact with a host's agent: stop placing work there until the agent joins again. */
 export const hostLostSignal = defineSignal<[{ host: string; reason: string }]>('hostLost');
+
+/** Anything that sends signals: a workflow's external handle, or a client's workflow handle. */
+interface SignalSender {
+  signal<Args extends unknown[]>(def: SignalDefinition<Args>, ...args: Args): Promise<void>;
+}
+
+/** Sends one of a job's signals to its pool, through whichever handle the caller has. */
+export function sendPoolSignal(pool: SignalSender, signal: PoolSignal): Promise<void> {
+  switch (signal.name) {
+    case 'requestCapacity':
+      return pool.signal(requestCapacitySignal, signal.args);
+    case 'releaseCapacity':
+      return pool.signal(releaseCapacitySignal, signal.args);
+    case 'jobState':
+      return pool.signal(jobStateSignal, signal.args);
+    case 'hostLost':
+      return pool.signal(hostLostSignal, signal.args);
+  }
+}
 
 export interface HostRegistration extends HostFacts {
   host: string;

@@ -1,3 +1,5 @@
+import { type BatchJobState } from './batch-job-model';
+
 /**
  * What the control plane hands its workflows and activities, as plain types: the settings a job and a
  * pool run with, how a job is bound to its pool, and a job's use of an environment. Schema-free, so
@@ -41,6 +43,13 @@ export interface EnvironmentUseGrant {
   /** The image the job runs with: the snapshot's, else the environment's; absent when it has none. */
   imageRef?: string;
 }
+
+/** The signals a job sends its pool (their definitions are in workflows/messages.ts). */
+export type PoolSignal =
+  | { name: 'requestCapacity'; args: { jobName: string; workflowId: string; ranks: number } }
+  | { name: 'releaseCapacity'; args: { jobName: string } }
+  | { name: 'jobState'; args: { jobName: string; state: BatchJobState } }
+  | { name: 'hostLost'; args: { host: string; reason: string } };
 
 /** The executors of a job, as hosts report which they can run. */
 export type ExecutorKind = 'shell' | 'python' | 'notebook';

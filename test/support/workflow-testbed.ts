@@ -44,11 +44,8 @@ import {
   type NodePoolInternals,
   type PoolSettings,
   ranksStartedSignal,
+  sendPoolSignal,
   capacityGrantedSignal,
-  requestCapacitySignal,
-  releaseCapacitySignal,
-  jobStateSignal,
-  hostLostSignal,
 } from '../../workflows/messages';
 import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 
@@ -248,12 +245,8 @@ export class FakeWorld {
         return { inserted, removed, ...totals(sorted), rows: read, undeliverable };
       },
       signalPool: async ({ pool, signal }) => {
-        const handle = client.workflow.getHandle(pool);
         try {
-          if (signal.name === 'requestCapacity') await handle.signal(requestCapacitySignal, signal.args);
-          else if (signal.name === 'releaseCapacity') await handle.signal(releaseCapacitySignal, signal.args);
-          else if (signal.name === 'jobState') await handle.signal(jobStateSignal, signal.args);
-          else await handle.signal(hostLostSignal, signal.args);
+          await sendPoolSignal(client.workflow.getHandle(pool), signal);
           return { delivered: true };
         } catch (err) {
           if (err instanceof WorkflowNotFoundError) return { delivered: false };
