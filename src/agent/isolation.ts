@@ -297,9 +297,14 @@ export class RankIsolation {
     chmodSync(dataDir, 0o711);
     for (const name of readdirSync(dataDir)) {
       const path = join(dataDir, name);
-      if (name === 'work') chmodSync(path, 0o711);
-      else if (within(workspaceDir, path)) continue;
-      else chmodSync(path, statSync(path).mode & 0o700);
+      try {
+        if (name === 'work') chmodSync(path, 0o711);
+        else if (within(workspaceDir, path)) continue;
+        else chmodSync(path, statSync(path).mode & 0o700);
+      } catch (err) {
+        // A file that came and went meanwhile (the dev server's SQLite journal) has nothing to lock.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
     }
     // Folders between DATA_DIR and a workspace inside it must stay passable.
     for (let d = dirname(workspaceDir); within(d, dataDir) && d !== dataDir; d = dirname(d)) chmodSync(d, statSync(d).mode | 0o111);
