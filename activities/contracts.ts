@@ -112,6 +112,8 @@ export interface HostRunInput {
   stopGraceMs: number;
   /** Each rank's memory limit as the pool sets it: bytes, null for none; absent: the agent's default. */
   rankMemoryLimitBytes?: number | null;
+  /** The job's attempt (1-based; absent: 1). A stop of one attempt never refuses the next. Log entries carry it. */
+  attempt?: number;
 }
 
 export type HostOutcome =
@@ -123,5 +125,5 @@ export interface AgentActivities {
   /** Runs the host's ranks to their end, heartbeating; stops them all when one fails. */
   runRanks(input: HostRunInput): Promise<HostOutcome>;
   /** Stops the job's ranks on this host (SIGTERM, grace, SIGKILL, reap) and refuses to start them later. */
-  stopRanks(input: { jobName: string; graceMs: number }): Promise<{ stopped: number }>;
+  stopRanks(input: { jobName: string; graceMs: number; attempt?: number }): Promise<{ stopped: number }>;
 }

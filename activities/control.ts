@@ -12,7 +12,7 @@ import { Context } from '@temporalio/activity';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { type Config } from '../src/config';
 import { type AccountLimits } from '../src/control/account-limits';
-import { admitJob } from '../src/control/admission';
+import { admitDependencies, admitJob } from '../src/control/admission';
 import { temporalEnvironmentRegistrar } from './environment-registrar';
 import { liveJobs } from '../src/control/live-jobs';
 import { purgeJob } from '../src/control/purge';
@@ -50,7 +50,8 @@ export function createControlActivities({ store, logs, config, client, knowsUser
   return {
     async validateJob({ name, account, spec, createdBy, mustBeNew }) {
       try {
-        const parsed = parseOrThrow(batchJobCreateSchema, spec);
+        // A job the API created had its dependencies checked there (one may be deleted by now); a parent workflow's job has them checked here.
+        const parsed = await admitDependencies(store, account, name, parseOrThrow(batchJobCreateSchema, spec), mustBeNew === true);
         if (knowsUser && !WORKFLOW_CREATOR.test(createdBy) && !knowsUser(account, createdBy)) {
           throw ApiError.permissionDenied(
             `createdBy "${createdBy}" is not a user of account "${account}": a job acts for a user whom the account's API keys name ` +

@@ -9,7 +9,7 @@ import { type BatchJobPatch } from '../src/domain/batch-job-patch';
 import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
 import { type PoolCarriedState } from '../src/domain/pool-queue';
-import { type EnvironmentUseGrant, type EnvironmentUseRequest, type HostFacts, type JobSettings, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
+import { type CapacityRequestArgs, type EnvironmentUseGrant, type EnvironmentUseRequest, type HostFacts, type JobSettings, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
 
 export type { EnvironmentUseGrant, EnvironmentUseRequest, JobSettings, PoolSettings };
 import { type Environment, type EnvironmentSpec } from '../src/domain/environment-model';
@@ -83,11 +83,7 @@ export const ranksStartedSignal = defineSignal<[{ host: string }]>('ranksStarted
 
 // ---- node pool workflow -------------------------------------------------------------------------
 
-export interface CapacityRequest {
-  jobName: string;
-  workflowId: string;
-  ranks: number;
-}
+export type CapacityRequest = CapacityRequestArgs;
 
 export const requestCapacitySignal = defineSignal<[CapacityRequest]>('requestCapacity');
 export const releaseCapacitySignal = defineSignal<[{ jobName: string }]>('releaseCapacity');

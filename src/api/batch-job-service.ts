@@ -23,7 +23,7 @@ import type { batchJobWorkflow } from '../../workflows/batch-job';
 import { jobMemo, jobSearchAttributes } from '../../workflows/search-attributes';
 import { type Config } from '../config';
 import { type AccountLimits } from '../control/account-limits';
-import { admitJob } from '../control/admission';
+import { admitDependencies, admitJob } from '../control/admission';
 import { closedJobs } from '../control/closed-jobs';
 import { admitExecutor } from '../control/executor-admission';
 import { purgeJob } from '../control/purge';
@@ -67,16 +67,17 @@ export class BatchJobService {
   }
 
   async create(caller: Principal, body: unknown, batchJobId: string | undefined): Promise<BatchJob> {
-    const spec = parseOrThrow(batchJobCreateSchema, body);
+    const parsed = parseOrThrow(batchJobCreateSchema, body);
     if (batchJobId !== undefined && !isValidId(batchJobId)) {
       throw ApiError.invalidField('batchJobId', `"${batchJobId}" is not a valid id: ${ID_RULE}`);
     }
+    const id = batchJobId ?? generateId(this.d.random ?? Math.random);
+    const name = this.name(caller.account, id);
+    const spec = await admitDependencies(this.d.store, caller.account, name, parsed, true);
     const admission = await admitJob(this.d.store, caller, spec);
     await admitExecutor(spec, spec.nodePoolId, () =>
       this.d.client.withDeadline(Date.now() + 2000, () => this.d.client.workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
     );
-    const id = batchJobId ?? generateId(this.d.random ?? Math.random);
-    const name = this.name(caller.account, id);
     if (await this.d.store.get('batchJobs', name)) throw new ApiError('ALREADY_EXISTS', `batch job "${id}" already exists`);
     await this.d.limits?.checkJob(caller.account);
 

@@ -13,6 +13,9 @@ import {
   type BatchJob,
   batchJobCreateSchema,
   type BatchJobPlacement,
+  dependsOnSchema,
+  durationSchema,
+  retryPolicySchema,
   imageRefSchema,
   MAX_RANKS,
   notebookExecutorSchema,
@@ -75,6 +78,19 @@ export const shellExecutorWireSchema = named('ShellExecutor', shellExecutorSchem
 // ---------------------------------------------------------------------------------------------
 // Resources, as the API returns them. Absent optional fields are omitted; a readMask omits more.
 
+export const retryPolicyWireSchema = named(
+  'RetryPolicy',
+  retryPolicySchema.meta({
+    description:
+      'batchd extension: retry a failed attempt (the whole gang is queued again) when an exit code or condition matches, up to maxAttempts in all, waiting initialBackoff (default 10s) doubling up to maxBackoff (default 300s)',
+  }),
+  'input',
+);
+export const dependsOnWireSchema = named(
+  'BatchJobDependencies',
+  dependsOnSchema.meta({ description: 'batchd extension: jobs of the same account this job waits for; COMPLETED, FAILED, or ENDED (any end)' }),
+);
+
 export const batchJobStateSchema = named('BatchJobState', z.enum(BATCH_JOB_STATES));
 
 export const batchJobWireSchema = named(
@@ -102,6 +118,11 @@ export const batchJobWireSchema = named(
       status: readOnly(z.string(), 'Why the job is in its state, in words'),
       shared: z.boolean(),
       updateTime: readOnly(timestamp()),
+      retryPolicy: retryPolicyWireSchema.optional(),
+      maxRunDuration: durationSchema.meta({ description: 'batchd extension: each attempt is stopped (SIGTERM, grace, SIGKILL) and fails past this long RUNNING, e.g. "3600s"' }).optional(),
+      maxQueueDuration: durationSchema.meta({ description: 'batchd extension: the job ends FAILED if it still waits (QUEUED) past this long, e.g. "600s"' }).optional(),
+      dependsOn: dependsOnWireSchema.optional(),
+      attempt: readOnly(z.int().min(1).max(10), 'batchd extension: the attempt the job is on, 1-based (jobs with a retryPolicy)').optional(),
     })
     .meta({ description: 'A batch job: numRanks processes of one executor on a node pool' }),
 );

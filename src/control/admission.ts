@@ -45,3 +45,30 @@ export async function admitJob(store: ReadModel, caller: Caller, spec: BatchJobS
   if (environment?.imageRef !== undefined) admission.imageRef = environment.imageRef;
   return admission;
 }
+
+/**
+ * A job's dependencies with each named in full (accounts/{account}/batchJobs/{id}), checked: every one
+ * is a job of the same account, not the job itself, named once. With `mustExist`, each must exist now:
+ * a job can only depend on jobs created before it, which is why dependencies can never form a cycle
+ * (the only cycle possible, a job on itself, is refused here).
+ */
+export async function admitDependencies(store: ReadModel, account: string, jobName: string, spec: BatchJobSpec, mustExist: boolean): Promise<BatchJobSpec> {
+  if (!spec.dependsOn) return spec;
+  const seen = new Set<string>();
+  const dependsOn = [];
+  for (const [i, dep] of spec.dependsOn.entries()) {
+    const field = `dependsOn[${i}].batchJob`;
+    const full = dep.batchJob.includes('/') ? dep.batchJob : resourceName(account, 'batchJobs', dep.batchJob);
+    if (!full.startsWith(`accounts/${account}/batchJobs/`)) {
+      throw ApiError.invalidField(field, `"${dep.batchJob}" is not a batch job of account "${account}": a job can only depend on jobs of its own account`);
+    }
+    if (full === jobName) throw ApiError.invalidField(field, `a job cannot depend on itself: that is a cycle it could never leave`);
+    if (seen.has(full)) throw ApiError.invalidField(field, `"${dep.batchJob}" is named twice; name each dependency once`);
+    seen.add(full);
+    if (mustExist && !(await store.get('batchJobs', full))) {
+      throw ApiError.invalidField(field, `batch job "${full.split('/').pop()}" not found in account "${account}": a job can only depend on jobs that exist`);
+    }
+    dependsOn.push({ batchJob: full, condition: dep.condition });
+  }
+  return { ...spec, dependsOn };
+}

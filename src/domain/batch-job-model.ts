@@ -82,6 +82,36 @@ export interface BatchJobSpec {
   imageRef?: string;
   annotations: Record<string, string>;
   shared: boolean;
+  /** batchd extensions (docs/api.md "Retries, time limits, dependencies"); absent: run once, no limits, no dependencies. */
+  retryPolicy?: RetryPolicy;
+  maxRunDuration?: string;
+  maxQueueDuration?: string;
+  dependsOn?: JobDependency[];
+}
+
+/** Conditions other than exit codes under which an attempt is retried. */
+export const RETRY_CONDITIONS = ['HOST_LOST', 'PREEMPTED', 'OUT_OF_MEMORY'] as const;
+export type RetryCondition = (typeof RETRY_CONDITIONS)[number];
+
+/** How a job retries a failed attempt (the whole gang is queued again). */
+export interface RetryPolicy {
+  /** Attempts in all, the first included: 1 to 10. */
+  maxAttempts: number;
+  /** Exit codes that retry, each "N" or a range "N-M" (0-255). */
+  exitCodes?: string[];
+  conditions?: RetryCondition[];
+  /** Wait before attempt 2 (protobuf Duration JSON, default "10s"), doubling each attempt up to maxBackoff (default "300s"). */
+  initialBackoff?: string;
+  maxBackoff?: string;
+}
+
+export const DEPENDENCY_CONDITIONS = ['COMPLETED', 'FAILED', 'ENDED'] as const;
+export type DependencyCondition = (typeof DEPENDENCY_CONDITIONS)[number];
+
+/** The job waits until `batchJob` (accounts/{account}/batchJobs/{id}, same account) ends as `condition` says. */
+export interface JobDependency {
+  batchJob: string;
+  condition: DependencyCondition;
 }
 
 /** The batch job as the API returns it. Absent optional fields are omitted on the wire. */
@@ -94,6 +124,8 @@ export interface BatchJob extends BatchJobSpec {
   state: BatchJobState;
   status: string;
   updateTime: string;
+  /** The attempt the job is on (1-based); set on jobs with a retryPolicy. */
+  attempt?: number;
 }
 
 /** Where a live job's ranks run (`:getPlacement`): each rank's host and slot (its GPU index, 0 on a CPU host). */

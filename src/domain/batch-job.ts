@@ -8,14 +8,19 @@ import { z } from 'zod';
 import { utf8Length } from './annotations';
 import {
   type BatchJobSpec,
+  DEPENDENCY_CONDITIONS,
   EXECUTOR_FIELDS,
   MAX_RANKS,
   type NotebookExecutor,
   type PythonExecutor,
   RANK_ENV_VARS,
+  RETRY_CONDITIONS,
+  type RetryPolicy,
+  type JobDependency,
   type ShellExecutor,
 } from './batch-job-model';
 import { programArgumentProblem, workspacePathProblem } from './field-rules';
+import { durationProblem, exitCodeRange, MAX_ATTEMPTS } from './job-policy';
 import { annotationsSchema, displayNameSchema, idSchema, int32, outputOnly, stringMapSchema } from './fields';
 
 export * from './batch-job-model';
@@ -63,6 +68,47 @@ export const pythonExecutorSchema = z
 export const notebookExecutorSchema = z.strictObject({ notebookFilename: workspaceFile('notebookFilename') });
 export const shellExecutorSchema = z.strictObject({ command: checked(nonEmpty('command'), programArgumentProblem) });
 
+/** A protobuf Duration in JSON ("3600s"), 1 ms to 365 days. */
+export const durationSchema = checked(z.string({ error: 'must be a duration string such as "3600s"' }).max(32), durationProblem);
+
+export const retryPolicySchema = z
+  .strictObject({
+    maxAttempts: int32('maxAttempts').min(1, 'maxAttempts must be at least 1').max(MAX_ATTEMPTS, `maxAttempts must be at most ${MAX_ATTEMPTS}`),
+    exitCodes: z
+      .array(
+        z.union([z.int(), z.string()]).transform((v, ctx) => {
+          const item = String(v);
+          const range = exitCodeRange(item);
+          if (typeof range === 'string') ctx.addIssue({ code: 'custom', message: range });
+          return item;
+        }),
+      )
+      .max(64, 'at most 64 exit codes or ranges')
+      .optional(),
+    conditions: z.array(z.enum(RETRY_CONDITIONS, { error: `must be one of ${RETRY_CONDITIONS.join(', ')}` })).max(RETRY_CONDITIONS.length).optional(),
+    initialBackoff: durationSchema.optional(),
+    maxBackoff: durationSchema.optional(),
+  })
+  .transform((p): RetryPolicy => {
+    const policy: RetryPolicy = { maxAttempts: p.maxAttempts };
+    if (p.exitCodes !== undefined && p.exitCodes.length > 0) policy.exitCodes = p.exitCodes;
+    if (p.conditions !== undefined && p.conditions.length > 0) policy.conditions = [...new Set(p.conditions)];
+    if (p.initialBackoff !== undefined) policy.initialBackoff = p.initialBackoff;
+    if (p.maxBackoff !== undefined) policy.maxBackoff = p.maxBackoff;
+    return policy;
+  });
+
+/** A batch job of the same account: its id, or its full name accounts/{account}/batchJobs/{id}. */
+const DEPENDENCY_REF = /^(?:accounts\/[^/]+\/batchJobs\/)?[^/]+$/;
+export const dependsOnSchema = z
+  .array(
+    z.strictObject({
+      batchJob: z.string({ error: 'batchJob is required' }).regex(DEPENDENCY_REF, 'must be a batch job id or its name accounts/{account}/batchJobs/{id}'),
+      condition: z.enum(DEPENDENCY_CONDITIONS, { error: `must be one of ${DEPENDENCY_CONDITIONS.join(', ')}` }),
+    }),
+  )
+  .max(32, 'at most 32 dependencies');
+
 // The schema-free interfaces in batch-job-model.ts must be exactly what these schemas produce.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 type Holds<T extends true> = T;
@@ -70,6 +116,8 @@ export type ExecutorsMatchTheirSchemas = [
   Holds<Same<z.output<typeof pythonExecutorSchema>, PythonExecutor>>,
   Holds<Same<z.output<typeof notebookExecutorSchema>, NotebookExecutor>>,
   Holds<Same<z.output<typeof shellExecutorSchema>, ShellExecutor>>,
+  Holds<Same<z.output<typeof retryPolicySchema>, RetryPolicy>>,
+  Holds<Same<z.output<typeof dependsOnSchema>[number], JobDependency>>,
 ];
 
 /** ARN of an IAM role: arn:aws:iam::<12 digits>:role/<path/name>. */
@@ -104,7 +152,7 @@ export function absentProto3Defaults(emptyStringFields: readonly string[]): (inp
 }
 
 /** Optional string fields of a batch job for which `""` means absent. */
-export const BATCH_JOB_EMPTY_MEANS_ABSENT = ['environmentId', 'snapshotId', 'imageRef', 'role', 'displayName'] as const;
+export const BATCH_JOB_EMPTY_MEANS_ABSENT = ['environmentId', 'snapshotId', 'imageRef', 'role', 'displayName', 'maxRunDuration', 'maxQueueDuration'] as const;
 
 /** The writable fields of a batch job, as a client sends them on create. */
 export const batchJobWritableShape = {
@@ -121,6 +169,10 @@ export const batchJobWritableShape = {
   imageRef: imageRefSchema.optional(),
   annotations: annotationsSchema.optional(),
   shared: z.boolean().optional(),
+  retryPolicy: retryPolicySchema.optional(),
+  maxRunDuration: durationSchema.optional(),
+  maxQueueDuration: durationSchema.optional(),
+  dependsOn: dependsOnSchema.optional(),
 };
 
 export const batchJobOutputOnlyShape = {
@@ -132,6 +184,7 @@ export const batchJobOutputOnlyShape = {
   state: outputOnly,
   status: outputOnly,
   updateTime: outputOnly,
+  attempt: outputOnly,
 };
 
 const batchJobCreateObjectSchema = z
@@ -181,6 +234,10 @@ const batchJobCreateObjectSchema = z
     if (body.pythonExecutor !== undefined) spec.pythonExecutor = body.pythonExecutor;
     if (body.notebookExecutor !== undefined) spec.notebookExecutor = body.notebookExecutor;
     if (body.shellExecutor !== undefined) spec.shellExecutor = body.shellExecutor;
+    if (body.retryPolicy !== undefined) spec.retryPolicy = body.retryPolicy;
+    if (body.maxRunDuration !== undefined) spec.maxRunDuration = body.maxRunDuration;
+    if (body.maxQueueDuration !== undefined) spec.maxQueueDuration = body.maxQueueDuration;
+    if (body.dependsOn !== undefined && body.dependsOn.length > 0) spec.dependsOn = body.dependsOn;
     return spec;
   });
 

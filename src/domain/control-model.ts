@@ -46,7 +46,7 @@ export interface EnvironmentUseGrant {
 
 /** The signals a job sends its pool (their definitions are in workflows/messages.ts). */
 export type PoolSignal =
-  | { name: 'requestCapacity'; args: { jobName: string; workflowId: string; ranks: number } }
+  | { name: 'requestCapacity'; args: CapacityRequestArgs }
   | { name: 'releaseCapacity'; args: { jobName: string } }
   | { name: 'jobState'; args: { jobName: string; state: BatchJobState } }
   | { name: 'hostLost'; args: { host: string; reason: string } };
@@ -76,4 +76,15 @@ export function executorProblem(
   if (ready.length === 0 || ready.some((h) => h.executors === undefined || h.executors.includes(executor))) return undefined;
   const needs: Record<ExecutorKind, string> = { shell: 'bash', python: 'python3', notebook: 'jupyter-nbconvert (Debian: jupyter-nbconvert python3-nbclient python3-ipykernel)' };
   return `no ready host of node pool ${pool} can run ${executor} jobs: ${needs[executor]} is not installed on ${ready.map((h) => h.host).join(', ')}`;
+}
+
+/**
+ * A job's request for capacity. `avoidHosts` (a retry's hosts that failed an earlier attempt) are left
+ * out of its placement when the pool can place it on its other hosts.
+ */
+export interface CapacityRequestArgs {
+  jobName: string;
+  workflowId: string;
+  ranks: number;
+  avoidHosts?: string[];
 }
