@@ -2,7 +2,7 @@
  * What workflows may ask of activities, as types only: workflows import this file with `import type`,
  * so no activity code enters the workflow bundle.
  */
-import { type BatchJobSpec, type Executor } from '../src/domain/batch-job-model';
+import { type BatchJobSpec, type BatchJobState, type Executor } from '../src/domain/batch-job-model';
 import { type FieldViolation, type GrpcCodeName } from '../src/domain/errors';
 import { type ResourceKind, type StoredResource } from '../src/store/read-model';
 import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/store/pool-store';
@@ -56,6 +56,13 @@ export interface ControlActivities {
   report(input: ReportInput): Promise<void>;
   /** Removes a deleted resource's record. Idempotent. */
   removeResource(input: { kind: ResourceKind; name: string }): Promise<void>;
+  /**
+   * Asks each job to tell `watcher` (a job's workflow id) when it ends, then reads each one's state as
+   * recorded: null when the job no longer exists. A job that ended before the ask is read as ended.
+   */
+  watchJobs(input: { watcher: string; jobs: string[] }): Promise<{ states: Record<string, BatchJobState | null> }>;
+  /** Tells the jobs waiting on `job` how it ended (null: deleted). A waiter that is gone is skipped. */
+  notifyJobEnded(input: { job: string; state: BatchJobState | null; watchers: string[] }): Promise<void>;
   /** Removes a deleted job's record and logs. Idempotent. */
   purgeJob(input: { account: string; name: string; jobId: string }): Promise<void>;
   /**
@@ -118,7 +125,16 @@ export interface HostRunInput {
 
 export type HostOutcome =
   | { outcome: 'succeeded'; usage?: RankUsageReport[] }
-  | { outcome: 'failed'; rank: number; exitCode: number | null; signal: string | null; message: string; usage?: RankUsageReport[] }
+  | {
+      outcome: 'failed';
+      rank: number;
+      exitCode: number | null;
+      signal: string | null;
+      message: string;
+      usage?: RankUsageReport[];
+      /** The kernel's OOM killer killed a process of the rank (its cgroup counted it). */
+      outOfMemory?: boolean;
+    }
   | { outcome: 'stopped' };
 
 export interface AgentActivities {

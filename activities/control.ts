@@ -16,7 +16,7 @@ import { admitDependencies, admitJob } from '../src/control/admission';
 import { temporalEnvironmentRegistrar } from './environment-registrar';
 import { liveJobs } from '../src/control/live-jobs';
 import { purgeJob } from '../src/control/purge';
-import { batchJobCreateSchema } from '../src/domain/batch-job';
+import { type BatchJob, type BatchJobState, batchJobCreateSchema } from '../src/domain/batch-job';
 import { ApiError } from '../src/domain/errors';
 import { parseOrThrow } from '../src/domain/validation';
 import { type LogStore } from '../src/store/log-store';
@@ -24,7 +24,7 @@ import { type ReadModel } from '../src/store/read-model';
 import { type ControlActivities } from './contracts';
 import { closedJobs } from '../src/control/closed-jobs';
 import { admitExecutor } from '../src/control/executor-admission';
-import { capacityGrantedSignal, getHostFactsQuery, sendPoolSignal } from '../workflows/messages';
+import { capacityGrantedSignal, dependencyEndedSignal, getHostFactsQuery, sendPoolSignal, watchEndSignal } from '../workflows/messages';
 import { poolOrphans } from './pool-recovery';
 
 export interface ControlDeps {
@@ -95,6 +95,31 @@ export function createControlActivities({ store, logs, config, client, knowsUser
       // A deleted pool's queue and snapshot go with it, before its record: a pool of the same name starts empty.
       if (kind === 'nodePools') await store.dropPool(name);
       await store.remove(kind, name);
+    },
+
+    async watchJobs({ watcher, jobs }) {
+      const states: Record<string, BatchJobState | null> = {};
+      for (const job of jobs) {
+        // Ask first, then read: a job that ends after the read has the ask in its history before its end is written.
+        try {
+          await clientOf().workflow.getHandle(job).signal(watchEndSignal, { watcher });
+        } catch (err) {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        }
+        const row = await store.get<BatchJob>('batchJobs', job);
+        states[job] = row ? row.resource.state : null;
+      }
+      return { states };
+    },
+
+    async notifyJobEnded({ job, state, watchers }) {
+      for (const watcher of watchers) {
+        try {
+          await clientOf().workflow.getHandle(watcher).signal(dependencyEndedSignal, { batchJob: job, state });
+        } catch (err) {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        }
+      }
     },
 
     async purgeJob({ account, name, jobId }) {

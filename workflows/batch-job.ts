@@ -22,16 +22,18 @@ import {
   proxyActivities,
   setCurrentDetails,
   setHandler,
+  sleep,
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
 import type { AgentActivities, HostOutcome, HostRunInput, PoolBinding, PoolSignal } from '../activities/contracts';
-import { type BatchJob, executorOf } from '../src/domain/batch-job-model';
+import { type BatchJob, type BatchJobState as JobState, executorOf, isTerminal, type JobDependency } from '../src/domain/batch-job-model';
 import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
 import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-patch';
 import { usageSummary } from '../src/domain/isolation';
+import { type AttemptEnd, dependencyVerdict, durationMs, formatDuration, retryDecision } from '../src/domain/job-policy';
 import { numberRanks, rankEnvironment } from '../src/domain/ranks';
 import {
   type BatchJobInput,
@@ -42,6 +44,7 @@ import {
   capacityGrantedSignal,
   capacityRefusedSignal,
   deleteSignal,
+  dependencyEndedSignal,
   getBatchJobQuery,
   type GrantedHost,
   type JobSettings,
@@ -49,6 +52,7 @@ import {
   type StopRequest,
   sendPoolSignal,
   updateBatchJobUpdate,
+  watchEndSignal,
 } from './messages';
 import { control } from './control';
 import { apiFailure } from './failures';
@@ -127,6 +131,22 @@ function hostFailure(host: string, err: unknown, settings: JobSettings): HostRes
   return { outcome: 'error', message: `host ${host} could not run its ranks: ${message}` };
 }
 
+/** How an attempt ended, for its retry policy. An agent that stopped ranks by itself went away with its host. */
+function attemptEnd(host: string, r: HostResult): AttemptEnd {
+  switch (r.outcome) {
+    case 'failed':
+      return { kind: 'exit', exitCode: r.exitCode, signal: r.signal, outOfMemory: r.outOfMemory === true, message: r.message };
+    case 'lost':
+      return { kind: 'host-lost', host, message: r.message };
+    case 'stopped':
+      return { kind: 'host-lost', host, message: `the agent of host ${host} stopped its ranks (it shut down)` };
+    case 'error':
+      return { kind: 'error', message: r.message };
+    case 'succeeded':
+      return { kind: 'error', message: `host ${host} succeeded` };
+  }
+}
+
 function summariseHosts(grant: CapacityGrant): string {
   return grant.hosts.map((h) => `${h.host} (${h.slots.length})`).join(', ');
 }
@@ -143,6 +163,11 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
   let refusal: string | undefined;
   const startedHosts = new Set<string>();
   const results = new Map<string, HostResult>();
+  let attempt = 1;
+  /** Jobs waiting on this one (their dependsOn), told when it ends. */
+  const watchers = new Set<string>();
+  /** How the jobs this one depends on ended, as they told it (null: deleted). */
+  const dependencyEnds = new Map<string, JobState | null>();
 
   const requester = (r: StopRequest | undefined) => (typeof r?.requestedBy === 'string' && r.requestedBy ? r.requestedBy : 'an operator');
   const stopWanted = () => cancelBy !== undefined || deleteBy !== undefined;
@@ -177,6 +202,12 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
   });
   setHandler(ranksStartedSignal, ({ host }) => {
     startedHosts.add(host);
+  });
+  setHandler(watchEndSignal, ({ watcher }) => {
+    if (typeof watcher === 'string' && watcher) watchers.add(watcher);
+  });
+  setHandler(dependencyEndedSignal, ({ batchJob, state }) => {
+    if (typeof batchJob === 'string' && !dependencyEnds.has(batchJob)) dependencyEnds.set(batchJob, state ?? null);
   });
   setHandler(
     updateBatchJobUpdate,
@@ -250,6 +281,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
   const finish = async (deleted: boolean): Promise<BatchJobResult> => {
     await condition(() => reported >= version);
     if (deleted) await control.purgeJob({ account: input.account, name: input.name, jobId: input.jobId });
+    // After the final record is written: a job that asks later reads it there (control.watchJobs).
+    if (watchers.size > 0) await control.notifyJobEnded({ job: input.name, state: deleted ? null : job.state, watchers: [...watchers] });
     await condition(allHandlersFinished);
     finished = true;
     await reporter;
@@ -269,13 +302,22 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
       return deleteAfterEnd();
     }
     const settings = input.settings ?? validation.settings;
+    const spec = validation.spec;
+    const imageRef = validation.imageRef;
+    const policy = spec.retryPolicy;
+    const maxAttempts = policy?.maxAttempts ?? 1;
+    const queueLimitMs = spec.maxQueueDuration !== undefined ? durationMs(spec.maxQueueDuration) : undefined;
+    const runLimitMs = spec.maxRunDuration !== undefined ? durationMs(spec.maxRunDuration) : undefined;
     const poolBinding: PoolBinding = validation.pool;
     const pool = getExternalWorkflowHandle(poolBinding.workflowId);
     const unit = poolBinding.gpu ? 'GPU' : 'host';
     const runtimeNote =
-      validation.imageRef !== undefined
-        ? `; the local runtime runs ranks directly on the host (image ${validation.imageRef} is exposed as BATCH_JOB_IMAGE_REF, not pulled)`
+      imageRef !== undefined
+        ? `; the local runtime runs ranks directly on the host (image ${imageRef} is exposed as BATCH_JOB_IMAGE_REF, not pulled)`
         : '';
+    if (policy && job.attempt === undefined) job = { ...job, attempt };
+    /** "attempt 2 of 3: " on a job that may retry; nothing on one that runs once. */
+    const attemptPrefix = () => (maxAttempts > 1 ? `attempt ${attempt} of ${maxAttempts}: ` : '');
 
     /** Sends a signal to the pool; false when its workflow is not running. */
     const toPool = async (signal: PoolSignal): Promise<boolean> => {
@@ -312,176 +354,329 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
       return deleteAfterEnd();
     };
 
+    // maxQueueDuration: a clock per stay in QUEUED (the first, and each retry's); only the current one counts.
+    let queueStay = 0;
+    let queueLimitHit = false;
+    const startQueueClock = (): void => {
+      if (queueLimitMs === undefined) return;
+      const stay = ++queueStay;
+      queueLimitHit = false;
+      void sleep(queueLimitMs).then(() => {
+        if (stay === queueStay && job.state === 'QUEUED') queueLimitHit = true;
+      });
+    };
+    /** Into QUEUED (or a new reason while there): the first time, validation's transition, and the queue clock starts. */
+    const queuedBecause = (status: string): void => {
+      if (job.state === 'CREATING') {
+        transition({ type: 'validated', status });
+        startQueueClock();
+      } else if (status !== job.status) {
+        transition({ type: 'status', status });
+      }
+    };
+    const failQueueLimit = async (waitingFor: string): Promise<BatchJobResult> => {
+      await releaseCapacity();
+      transition({ type: 'failed', status: `${attemptPrefix()}waited longer than its maxQueueDuration (${spec.maxQueueDuration}) ${waitingFor}; it ended without running` });
+      return deleteAfterEnd();
+    };
+
     if (stopWanted()) return stopBeforeRunning();
 
-    // ---- QUEUED: wait for the pool's grant --------------------------------------------------
-    const request = { jobName: input.name, workflowId: workflowInfo().workflowId, ranks: job.numRanks };
-    const delivered = await toPool({ name: 'requestCapacity', args: request });
-    if (!delivered) {
-      // A pool that still exists only has its workflow closed: the watchdog restarts it, and the
-      // recovered pool queues this job from its QUEUED record (pool-recovery.ts).
-      if (!patched(JOB_WAITS_FOR_POOL_PATCH) || !(await control.poolExists({ pool: poolBinding.workflowId }))) {
-        transition({ type: 'invalid', status: `node pool ${job.nodePoolId} no longer exists` });
+    // ---- QUEUED behind its dependencies ------------------------------------------------------
+    if (spec.dependsOn && spec.dependsOn.length > 0) {
+      const verdict = await awaitDependencies(spec.dependsOn, queuedBecause, () => queueLimitHit);
+      if (verdict !== 'met') {
+        released = true; // nothing was asked of the pool yet
+        if (verdict === 'stop') return stopBeforeRunning();
+        if (verdict === 'queue-limit') return failQueueLimit('for its dependencies');
+        transition({ type: 'failed', status: verdict.impossible });
         return deleteAfterEnd();
       }
     }
-    transition({
-      type: 'validated',
-      status: delivered
-        ? `queued in node pool ${job.nodePoolId}: waiting for ${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`
-        : `queued: waiting for node pool ${job.nodePoolId} to be restarted (its workflow is not running), then for ${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`,
-    });
-    // Undelivered, it also asks again now and then, in case the recovered pool's scan came too early.
-    const answered = () => grant !== undefined || refusal !== undefined || stopWanted();
-    if (delivered) await condition(answered);
-    else {
-      while (!(await condition(answered, '30 seconds'))) {
-        if (await toPool({ name: 'requestCapacity', args: request })) break;
-        log.warn('node pool still not running; waiting for it to be restarted');
-      }
-      await condition(answered);
-    }
-    if (!grant && refusal !== undefined) {
-      released = true; // a refused request holds nothing
-      transition({ type: 'failed', status: refusal });
-      return deleteAfterEnd();
-    }
-    if (!grant || stopWanted()) return stopBeforeRunning();
-    const g: CapacityGrant = grant;
 
-    // ---- PENDING: hand each host its ranks --------------------------------------------------
-    const hostRanks = numberRanks(g.hosts.map((h) => ({ host: h.host, slots: h.slots })));
-    const master = g.hosts[0];
-    if (!master) throw ApplicationFailure.nonRetryable('a grant without hosts');
-    placement = {
-      masterAddr: master.address,
-      masterPort: g.masterPort,
-      ranks: hostRanks.flatMap((h) => h.ranks.map((r) => ({ rank: r.rank, host: h.host, slot: r.slot }))),
-    };
-    transition({
-      type: 'granted',
-      status: `starting ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} on ${g.hosts.length} host${g.hosts.length === 1 ? '' : 's'}: ${summariseHosts(g)}`,
-    });
-    const executor = executorOf(validation.spec);
-    const launches: Array<{ host: GrantedHost; input: HostRunInput }> = hostRanks.map((hr, i) => {
-      const host = g.hosts[i];
-      if (!host) throw ApplicationFailure.nonRetryable('placement and grant disagree');
-      return {
-        host,
-        input: {
-          jobName: input.name,
-          jobId: input.jobId,
-          account: input.account,
-          workflowId: workflowInfo().workflowId,
-          host: host.host,
-          executor,
-          stopGraceMs: settings.stopGraceMs,
-          ...(g.rankMemoryLimitBytes !== undefined ? { rankMemoryLimitBytes: g.rankMemoryLimitBytes } : {}),
-          ranks: hr.ranks.map((rank) => ({
-            rank: rank.rank,
-            env: rankEnvironment({
-              jobName: input.name,
-              jobId: input.jobId,
-              worldSize: job.numRanks,
-              nnodes: g.hosts.length,
-              nodeRank: hr.nodeRank,
-              localWorldSize: hr.ranks.length,
-              rank,
-              masterAddr: master.address,
-              masterPort: g.masterPort,
-              gpu: g.gpu,
-              ...(validation.imageRef !== undefined ? { imageRef: validation.imageRef } : {}),
-              userEnv: validation.spec.envVars,
-            }),
-          })),
-        },
-      };
-    });
-
-    const hostScope = new CancellationScope();
-    const runs = launches.map(({ host, input: hostInput }) =>
-      hostScope
-        .run(() => agentOn(host, settings).runRanks(hostInput))
-        .then(
-          (outcome) => {
-            results.set(host.host, outcome);
-          },
-          (err: unknown) => {
-            results.set(host.host, hostFailure(host.host, err, settings));
-          },
-        ),
-    );
-
-    // 'stopped' is only expected once this job asked its hosts to stop; before that, an agent stopped
-    // the ranks by itself (it shut down), which ends the job like any other host problem.
-    let stopping = false;
-    const firstProblem = (): [string, HostResult] | undefined =>
-      [...results.entries()].find(([, r]) => r.outcome !== 'succeeded' && (r.outcome !== 'stopped' || !stopping));
-    const allSucceeded = () => results.size === g.hosts.length && [...results.values()].every((r) => r.outcome === 'succeeded');
-    const allStarted = () => g.hosts.every((h) => startedHosts.has(h.host) || results.get(h.host)?.outcome === 'succeeded');
-
-    const stopHosts = async (): Promise<void> => {
-      stopping = true;
-      const unfinished = g.hosts.filter((h) => !results.has(h.host));
-      const stops = unfinished.map((h) =>
-        stopperOn(h, settings)
-          .stopRanks({ jobName: input.name, graceMs: settings.stopGraceMs })
-          .catch(() => undefined),
-      );
-      hostScope.cancel();
-      await Promise.all([...runs, ...stops]);
-    };
-    const reportLostHosts = async (): Promise<void> => {
-      for (const [host, r] of results) {
-        // A pool that is not running has no host to mark.
-        if (r.outcome === 'lost') await toPool({ name: 'hostLost', args: { host, reason: r.message } });
-      }
-    };
-
-    // ---- RUNNING until every rank ends, one fails, or a stop is asked for ----------------------
+    // ---- one attempt after another: QUEUED → PENDING → RUNNING, then an end or a retry ---------
+    const avoid = new Set<string>();
     for (;;) {
-      await condition(() => (job.state === 'PENDING' && allStarted()) || allSucceeded() || firstProblem() !== undefined || stopWanted());
-      if (job.state === 'PENDING' && allStarted()) {
-        transition({
-          type: 'started',
-          status: `running ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} on ${g.hosts.length} host${g.hosts.length === 1 ? '' : 's'}: ${summariseHosts(g)}${runtimeNote}`,
-        });
-        await tellPool('RUNNING');
-        continue;
-      }
-      if (allSucceeded()) {
-        await Promise.all(runs);
+      const outcome = await runAttempt();
+      if (outcome.kind === 'ended') return outcome.result;
+      for (const host of outcome.avoid) avoid.add(host);
+      const ended = attempt;
+      attempt++;
+      job = { ...job, attempt };
+      grant = undefined;
+      refusal = undefined;
+      transition({
+        type: 'requeued',
+        status: `attempt ${ended} of ${maxAttempts} failed: ${outcome.message}; retrying because ${outcome.why}, as attempt ${attempt} in ${formatDuration(outcome.delayMs)}`,
+      });
+      startQueueClock();
+      await condition(() => stopWanted() || queueLimitHit, outcome.delayMs);
+      if (grant !== undefined) {
+        // A grant that came while nothing was asked (a pool recovering from before the release): give it back.
+        grant = undefined;
+        released = false;
         await releaseCapacity();
-        const used = usageSummary([...results.values()].flatMap((r) => (r.outcome === 'succeeded' ? (r.usage ?? []) : [])));
-        transition({ type: 'succeeded', status: `all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0${used ? `; ${used}` : ''}` });
-        return deleteAfterEnd();
       }
-      const problem = firstProblem();
-      if (problem && !stopWanted()) {
-        // The first failure decides the status; everything else is stopped before capacity is released.
+      startedHosts.clear();
+      results.clear();
+      placement = undefined;
+      released = true; // the failed attempt's capacity went back before the retry was announced
+      if (stopWanted()) return stopBeforeRunning();
+      if (queueLimitHit) return failQueueLimit('before its retry could queue');
+      released = false;
+    }
+
+    type AttemptOutcome = { kind: 'ended'; result: BatchJobResult } | { kind: 'retry'; delayMs: number; why: string; message: string; avoid: string[] };
+
+    async function runAttempt(): Promise<AttemptOutcome> {
+      const ended = (result: BatchJobResult): AttemptOutcome => ({ kind: 'ended', result });
+      // ---- QUEUED: wait for the pool's grant ------------------------------------------------
+      const request = {
+        jobName: input.name,
+        workflowId: workflowInfo().workflowId,
+        ranks: job.numRanks,
+        ...(avoid.size > 0 ? { avoidHosts: [...avoid] } : {}),
+      };
+      const delivered = await toPool({ name: 'requestCapacity', args: request });
+      if (!delivered) {
+        // A pool that still exists only has its workflow closed: the watchdog restarts it, and the
+        // recovered pool queues this job from its QUEUED record (pool-recovery.ts).
+        if (!patched(JOB_WAITS_FOR_POOL_PATCH) || !(await control.poolExists({ pool: poolBinding.workflowId }))) {
+          transition({ type: 'invalid', status: `node pool ${job.nodePoolId} no longer exists` });
+          return ended(await deleteAfterEnd());
+        }
+      }
+      queuedBecause(
+        attemptPrefix() +
+          (delivered
+            ? `queued in node pool ${job.nodePoolId}: waiting for ${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`
+            : `queued: waiting for node pool ${job.nodePoolId} to be restarted (its workflow is not running), then for ${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`),
+      );
+      // Undelivered, it also asks again now and then, in case the recovered pool's scan came too early.
+      const answered = () => grant !== undefined || refusal !== undefined || stopWanted() || queueLimitHit;
+      if (delivered) await condition(answered);
+      else {
+        while (!(await condition(answered, '30 seconds'))) {
+          if (await toPool({ name: 'requestCapacity', args: request })) break;
+          log.warn('node pool still not running; waiting for it to be restarted');
+        }
+        await condition(answered);
+      }
+      if (!grant && refusal !== undefined) {
+        released = true; // a refused request holds nothing
+        transition({ type: 'failed', status: refusal });
+        return ended(await deleteAfterEnd());
+      }
+      if (!grant && queueLimitHit && !stopWanted()) return ended(await failQueueLimit(`in node pool ${job.nodePoolId}'s queue`));
+      if (!grant || stopWanted()) return ended(await stopBeforeRunning());
+      const g: CapacityGrant = grant;
+
+      // ---- PENDING: hand each host its ranks ------------------------------------------------
+      const hostRanks = numberRanks(g.hosts.map((h) => ({ host: h.host, slots: h.slots })));
+      const master = g.hosts[0];
+      if (!master) throw ApplicationFailure.nonRetryable('a grant without hosts');
+      placement = {
+        masterAddr: master.address,
+        masterPort: g.masterPort,
+        ranks: hostRanks.flatMap((h) => h.ranks.map((r) => ({ rank: r.rank, host: h.host, slot: r.slot }))),
+      };
+      transition({
+        type: 'granted',
+        status: `${attemptPrefix()}starting ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} on ${g.hosts.length} host${g.hosts.length === 1 ? '' : 's'}: ${summariseHosts(g)}`,
+      });
+      const executor = executorOf(spec);
+      const launches: Array<{ host: GrantedHost; input: HostRunInput }> = hostRanks.map((hr, i) => {
+        const host = g.hosts[i];
+        if (!host) throw ApplicationFailure.nonRetryable('placement and grant disagree');
+        return {
+          host,
+          input: {
+            jobName: input.name,
+            jobId: input.jobId,
+            account: input.account,
+            workflowId: workflowInfo().workflowId,
+            host: host.host,
+            executor,
+            stopGraceMs: settings.stopGraceMs,
+            ...(g.rankMemoryLimitBytes !== undefined ? { rankMemoryLimitBytes: g.rankMemoryLimitBytes } : {}),
+            ...(policy ? { attempt } : {}),
+            ranks: hr.ranks.map((rank) => ({
+              rank: rank.rank,
+              env: rankEnvironment({
+                jobName: input.name,
+                jobId: input.jobId,
+                worldSize: job.numRanks,
+                nnodes: g.hosts.length,
+                nodeRank: hr.nodeRank,
+                localWorldSize: hr.ranks.length,
+                rank,
+                masterAddr: master.address,
+                masterPort: g.masterPort,
+                gpu: g.gpu,
+                ...(imageRef !== undefined ? { imageRef } : {}),
+                userEnv: spec.envVars,
+                attempt,
+              }),
+            })),
+          },
+        };
+      });
+
+      const hostScope = new CancellationScope();
+      const runs = launches.map(({ host, input: hostInput }) =>
+        hostScope
+          .run(() => agentOn(host, settings).runRanks(hostInput))
+          .then(
+            (outcome) => {
+              results.set(host.host, outcome);
+            },
+            (err: unknown) => {
+              results.set(host.host, hostFailure(host.host, err, settings));
+            },
+          ),
+      );
+
+      // 'stopped' is only expected once this job asked its hosts to stop; before that, an agent stopped
+      // the ranks by itself (it shut down), which ends the job like any other host problem.
+      let stopping = false;
+      let runLimitHit = false;
+      const firstProblem = (): [string, HostResult] | undefined =>
+        [...results.entries()].find(([, r]) => r.outcome !== 'succeeded' && (r.outcome !== 'stopped' || !stopping));
+      const allSucceeded = () => results.size === g.hosts.length && [...results.values()].every((r) => r.outcome === 'succeeded');
+      const allStarted = () => g.hosts.every((h) => startedHosts.has(h.host) || results.get(h.host)?.outcome === 'succeeded');
+
+      const stopHosts = async (): Promise<void> => {
+        stopping = true;
+        const unfinished = g.hosts.filter((h) => !results.has(h.host));
+        const stops = unfinished.map((h) =>
+          stopperOn(h, settings)
+            .stopRanks({ jobName: input.name, graceMs: settings.stopGraceMs, ...(policy ? { attempt } : {}) })
+            .catch(() => undefined),
+        );
+        hostScope.cancel();
+        await Promise.all([...runs, ...stops]);
+      };
+      const reportLostHosts = async (): Promise<void> => {
+        for (const [host, r] of results) {
+          // A pool that is not running has no host to mark.
+          if (r.outcome === 'lost') await toPool({ name: 'hostLost', args: { host, reason: r.message } });
+        }
+      };
+
+      // ---- RUNNING until every rank ends, one fails, the run limit passes, or a stop is asked for
+      for (;;) {
+        await condition(() => (job.state === 'PENDING' && allStarted()) || allSucceeded() || firstProblem() !== undefined || stopWanted() || runLimitHit);
+        if (job.state === 'PENDING' && allStarted()) {
+          transition({
+            type: 'started',
+            status: `${attemptPrefix()}running ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} on ${g.hosts.length} host${g.hosts.length === 1 ? '' : 's'}: ${summariseHosts(g)}${runtimeNote}`,
+          });
+          if (runLimitMs !== undefined) {
+            const running = attempt;
+            void sleep(runLimitMs).then(() => {
+              if (running === attempt && job.state === 'RUNNING') runLimitHit = true;
+            });
+          }
+          await tellPool('RUNNING');
+          continue;
+        }
+        if (allSucceeded()) {
+          await Promise.all(runs);
+          await releaseCapacity();
+          const used = usageSummary([...results.values()].flatMap((r) => (r.outcome === 'succeeded' ? (r.usage ?? []) : [])));
+          transition({
+            type: 'succeeded',
+            status: `${attemptPrefix()}all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0${used ? `; ${used}` : ''}`,
+          });
+          return ended(await deleteAfterEnd());
+        }
+        const problem = firstProblem();
+        if (problem && !stopWanted()) {
+          // The first failure decides the status; everything else is stopped before capacity is released.
+          await stopHosts();
+          await reportLostHosts();
+          await releaseCapacity();
+          const message = describeProblem(problem[0], problem[1]);
+          if (!policy) {
+            transition({ type: 'failed', status: message });
+            return ended(await deleteAfterEnd());
+          }
+          const decision = retryDecision(policy, attempt, attemptEnd(problem[0], problem[1]));
+          if (!decision.retry || stopWanted()) {
+            const why = decision.retry ? `a ${deleteBy !== undefined ? 'delete' : 'cancel'} was asked for` : decision.why;
+            transition({ type: 'failed', status: `${attemptPrefix()}${message}; not retried: ${why}` });
+            return ended(await deleteAfterEnd());
+          }
+          const failedHosts = [...results.entries()].filter(([, r]) => r.outcome !== 'succeeded' && r.outcome !== 'stopped').map(([h]) => h);
+          return { kind: 'retry', delayMs: decision.delayMs, why: decision.why, message, avoid: [...new Set([problem[0], ...failedHosts])] };
+        }
+        if (runLimitHit && !stopWanted()) {
+          await stopHosts();
+          await reportLostHosts();
+          await releaseCapacity();
+          transition({
+            type: 'failed',
+            status: `${attemptPrefix()}ran longer than its maxRunDuration (${spec.maxRunDuration}): its ranks were stopped (SIGTERM, then SIGKILL after ${settings.stopGraceMs / 1000}s)`,
+          });
+          return ended(await deleteAfterEnd());
+        }
+        // A stop was asked for.
+        if (deleteBy !== undefined) {
+          transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}: stopping its ranks` });
+        } else {
+          transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}: stopping its ranks` });
+        }
+        await tellPool(job.state);
         await stopHosts();
         await reportLostHosts();
         await releaseCapacity();
-        transition({ type: 'failed', status: describeProblem(problem[0], problem[1]) });
-        return deleteAfterEnd();
+        if (deleteBy !== undefined) return ended(await finish(true));
+        const lost = [...results.entries()].find(([, r]) => r.outcome === 'lost' || r.outcome === 'error');
+        if (lost) transition({ type: 'failed', status: `cancel could not confirm every rank stopped: ${describeProblem(lost[0], lost[1])}` });
+        else transition({ type: 'cancelled', status: `cancelled by ${cancelBy ?? 'an operator'}` });
+        return ended(await deleteAfterEnd());
       }
-      // A stop was asked for.
-      if (deleteBy !== undefined) {
-        transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}: stopping its ranks` });
-      } else {
-        transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}: stopping its ranks` });
-      }
-      await tellPool(job.state);
-      await stopHosts();
-      await reportLostHosts();
-      await releaseCapacity();
-      if (deleteBy !== undefined) return finish(true);
-      const lost = [...results.entries()].find(([, r]) => r.outcome === 'lost' || r.outcome === 'error');
-      if (lost) transition({ type: 'failed', status: `cancel could not confirm every rank stopped: ${describeProblem(lost[0], lost[1])}` });
-      else transition({ type: 'cancelled', status: `cancelled by ${cancelBy ?? 'an operator'}` });
-      return deleteAfterEnd();
     }
   });
+
+  /**
+   * Waits QUEUED until every dependency is met. It asks each dependency to say when it ends, then reads
+   * how far each has got; the status names what it still waits for. Ends early on a stop, on the
+   * queue limit, or when a dependency can no longer be met.
+   */
+  async function awaitDependencies(
+    deps: JobDependency[],
+    queuedBecause: (status: string) => void,
+    queueLimitHit: () => boolean,
+  ): Promise<'met' | 'stop' | 'queue-limit' | { impossible: string }> {
+    const { states } = await control.watchJobs({ watcher: workflowInfo().workflowId, jobs: deps.map((d) => d.batchJob) });
+    const lastSeen = new Map<string, JobState | null>();
+    for (const [name, state] of Object.entries(states)) {
+      lastSeen.set(name, state);
+      if (!dependencyEnds.has(name) && (state === null || isTerminal(state))) dependencyEnds.set(name, state);
+    }
+    const id = (name: string) => name.split('/').pop() ?? name;
+    for (;;) {
+      const waiting: string[] = [];
+      for (const d of deps) {
+        const end = dependencyEnds.get(d.batchJob);
+        const verdict = end === undefined ? 'waiting' : dependencyVerdict(d.condition, end ?? undefined);
+        if (verdict === 'impossible') {
+          return { impossible: `dependency ${id(d.batchJob)} ${end === null ? 'was deleted' : `ended ${end}`}, and this job needed it to end ${d.condition}; it never ran` };
+        }
+        if (verdict === 'waiting') {
+          const seen = lastSeen.get(d.batchJob);
+          waiting.push(`${id(d.batchJob)} to end${d.condition === 'ENDED' ? '' : ` ${d.condition}`}${seen ? ` (${seen} when last seen)` : ''}`);
+        }
+      }
+      if (waiting.length === 0) return 'met';
+      queuedBecause(`waiting for its dependencies: batch job ${waiting.join(', batch job ')}`);
+      const known = dependencyEnds.size;
+      await condition(() => dependencyEnds.size > known || stopWanted() || queueLimitHit());
+      if (stopWanted()) return 'stop';
+      if (dependencyEnds.size === known && queueLimitHit()) return 'queue-limit';
+    }
+  }
 
   /** A job that ended may still be deleted before the workflow closes (a delete racing the end). */
   async function deleteAfterEnd(): Promise<BatchJobResult> {

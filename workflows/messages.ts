@@ -78,6 +78,10 @@ export interface GrantedHost {
 export const capacityGrantedSignal = defineSignal<[CapacityGrant]>('capacityGranted');
 /** Sent by a node pool that can never run the request (pool deleted, or shrunk below the job). */
 export const capacityRefusedSignal = defineSignal<[{ reason: string }]>('capacityRefused');
+/** A job whose dependsOn names this one asks to be told when it ends. */
+export const watchEndSignal = defineSignal<[{ watcher: string }]>('watchEnd');
+/** A job this one depends on ended: its final state, or null when it was deleted. */
+export const dependencyEndedSignal = defineSignal<[{ batchJob: string; state: BatchJobState | null }]>('dependencyEnded');
 /** Sent by a host's agent once every rank it was given is running. */
 export const ranksStartedSignal = defineSignal<[{ host: string }]>('ranksStarted');
 

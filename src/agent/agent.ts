@@ -256,6 +256,7 @@ export class HostAgent {
               rank,
               exitCode: exit.code,
               signal: exit.signal,
+              ...((process.usage?.oomKills ?? 0) > 0 ? { outOfMemory: true } : {}),
               message: rankFailureMessage({
                 rank,
                 host: this.o.host,

@@ -15,7 +15,7 @@ import {
   type BatchJobPlacement,
   dependsOnSchema,
   durationSchema,
-  retryPolicySchema,
+  RETRY_CONDITIONS,
   imageRefSchema,
   MAX_RANKS,
   notebookExecutorSchema,
@@ -23,6 +23,7 @@ import {
   roleArnSchema,
   shellExecutorSchema,
 } from '../domain/batch-job';
+import { MAX_ATTEMPTS } from '../domain/job-policy';
 import { ENVIRONMENT_STATES, type Environment, environmentCreateBodySchema } from '../domain/environment';
 import { type ErrorBody, type ErrorDetail, GrpcCode } from '../domain/errors';
 import { displayNameSchema, idSchema } from '../domain/fields';
@@ -78,13 +79,21 @@ export const shellExecutorWireSchema = named('ShellExecutor', shellExecutorSchem
 // ---------------------------------------------------------------------------------------------
 // Resources, as the API returns them. Absent optional fields are omitted; a readMask omits more.
 
+/** As the API returns it: the create body's policy, normalized (exit codes as strings, conditions once each). */
 export const retryPolicyWireSchema = named(
   'RetryPolicy',
-  retryPolicySchema.meta({
-    description:
-      'batchd extension: retry a failed attempt (the whole gang is queued again) when an exit code or condition matches, up to maxAttempts in all, waiting initialBackoff (default 10s) doubling up to maxBackoff (default 300s)',
-  }),
-  'input',
+  z
+    .strictObject({
+      maxAttempts: z.int().min(1).max(MAX_ATTEMPTS),
+      exitCodes: z.array(z.string().regex(/^\d{1,3}(?:-\d{1,3})?$/)).optional(),
+      conditions: z.array(z.enum(RETRY_CONDITIONS)).optional(),
+      initialBackoff: durationSchema.optional(),
+      maxBackoff: durationSchema.optional(),
+    })
+    .meta({
+      description:
+        'batchd extension: retry a failed attempt (the whole gang is queued again) when an exit code ("N" or "N-M") or a condition matches, up to maxAttempts in all, waiting initialBackoff (default 10s) doubling up to maxBackoff (default 300s)',
+    }),
 );
 export const dependsOnWireSchema = named(
   'BatchJobDependencies',

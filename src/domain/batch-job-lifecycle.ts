@@ -6,6 +6,10 @@
  *      └─invalid→ FAILED   └──── cancel ─────┴────── cancel ──────→ CANCELLING ─→ CANCELLED
  *   any state ─delete→ DELETING ─→ gone
  *
+ * A job with a retryPolicy whose attempt failed goes back to QUEUED (PENDING or RUNNING ─requeued→
+ * QUEUED): the whole gang waits for capacity again, as Slurm's requeue and AWS Batch's RUNNABLE do.
+ * Its `attempt` and `status` say which attempt it is on and why the last one ended.
+ *
  * `apply` is the only way the workflow changes a job: it checks the transition, sets the timestamps
  * the contract ties to states, and always leaves a `status` that says why the job is where it is.
  */
@@ -21,6 +25,7 @@ export type LifecycleEvent =
   | { type: 'cancel-requested'; status: string }
   | { type: 'cancelled'; status: string }
   | { type: 'delete-requested'; status: string }
+  | { type: 'requeued'; status: string }
   | { type: 'status'; status: string };
 
 const TARGET: Record<Exclude<LifecycleEvent['type'], 'status'>, BatchJobState> = {
@@ -33,13 +38,14 @@ const TARGET: Record<Exclude<LifecycleEvent['type'], 'status'>, BatchJobState> =
   'cancel-requested': 'CANCELLING',
   cancelled: 'CANCELLED',
   'delete-requested': 'DELETING',
+  requeued: 'QUEUED',
 };
 
 const ALLOWED: Record<BatchJobState, readonly BatchJobState[]> = {
   CREATING: ['QUEUED', 'FAILED', 'CANCELLING', 'DELETING'],
   QUEUED: ['PENDING', 'FAILED', 'CANCELLING', 'DELETING'],
-  PENDING: ['RUNNING', 'FAILED', 'CANCELLING', 'DELETING'],
-  RUNNING: ['COMPLETED', 'FAILED', 'CANCELLING', 'DELETING'],
+  PENDING: ['RUNNING', 'FAILED', 'CANCELLING', 'DELETING', 'QUEUED'],
+  RUNNING: ['COMPLETED', 'FAILED', 'CANCELLING', 'DELETING', 'QUEUED'],
   // A host lost while its ranks are being stopped cannot confirm they are gone: FAILED says so.
   CANCELLING: ['CANCELLED', 'FAILED', 'DELETING'],
   COMPLETED: ['DELETING'],
@@ -80,6 +86,8 @@ export function apply(job: BatchJob, event: LifecycleEvent, now: string): BatchJ
   }
   const to = TARGET[event.type];
   if (!canTransition(job.state, to)) throw new IllegalTransition(job.state, event.type);
+  // Back to QUEUED only by a retry, and into QUEUED from CREATING only by validation.
+  if (to === 'QUEUED' && (event.type === 'requeued') === (job.state === 'CREATING')) throw new IllegalTransition(job.state, event.type);
   next.state = to;
   if (to === 'RUNNING') next.startTime = now;
   if (isTerminal(to)) next.endTime = now;

@@ -43,6 +43,7 @@ export const RANK_ENV_VARS = [
   'BATCH_JOB_NAME',
   'BATCH_JOB_ID',
   'BATCH_JOB_IMAGE_REF',
+  'BATCH_JOB_ATTEMPT',
   'BATCHD_RANK_ID',
 ] as const;
 

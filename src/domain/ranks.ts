@@ -54,6 +54,8 @@ export interface RankEnvInput {
   gpu: boolean;
   imageRef?: string;
   userEnv: Record<string, string>;
+  /** The job's attempt, 1-based (BATCH_JOB_ATTEMPT). */
+  attempt?: number;
 }
 
 const RESERVED = new Set<string>(RANK_ENV_VARS);
@@ -76,6 +78,7 @@ export function rankEnvironment(input: RankEnvInput): Record<string, string> {
   env.MASTER_PORT = String(input.masterPort);
   env.BATCH_JOB_NAME = input.jobName;
   env.BATCH_JOB_ID = input.jobId;
+  env.BATCH_JOB_ATTEMPT = String(input.attempt ?? 1);
   env.BATCHD_RANK_ID = `${input.jobName}#${input.rank.rank}`;
   if (input.imageRef !== undefined) env.BATCH_JOB_IMAGE_REF = input.imageRef;
   if (input.gpu) env.CUDA_VISIBLE_DEVICES = String(input.rank.slot);

@@ -46,6 +46,8 @@ import {
   ranksStartedSignal,
   sendPoolSignal,
   capacityGrantedSignal,
+  dependencyEndedSignal,
+  watchEndSignal,
 } from '../../workflows/messages';
 import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 
@@ -293,6 +295,29 @@ export class FakeWorld {
         return Promise.resolve({ orphans, states });
       },
       poolExists: ({ pool }) => Promise.resolve(this.pools.has(pool)),
+      // As activities/control.ts: ask first, then read the record; a gone workflow or record is skipped / null.
+      watchJobs: async ({ watcher, jobs }) => {
+        const states: Record<string, BatchJob['state'] | null> = {};
+        for (const job of jobs) {
+          await this.gates.pass(`watch:${job}`);
+          try {
+            await client.workflow.getHandle(job).signal(watchEndSignal, { watcher });
+          } catch (err) {
+            if (!(err instanceof WorkflowNotFoundError)) throw err;
+          }
+          states[job] = this.job(job)?.state ?? null;
+        }
+        return { states };
+      },
+      notifyJobEnded: async ({ job, state, watchers }) => {
+        for (const watcher of watchers) {
+          try {
+            await client.workflow.getHandle(watcher).signal(dependencyEndedSignal, { batchJob: job, state });
+          } catch (err) {
+            if (!(err instanceof WorkflowNotFoundError)) throw err;
+          }
+        }
+      },
     };
   }
 }

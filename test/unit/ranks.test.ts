@@ -137,6 +137,7 @@ describe('rankEnvironment', () => {
       MASTER_PORT: '29501',
       BATCH_JOB_NAME: 'accounts/acme/batchJobs/train',
       BATCH_JOB_ID: 'train',
+      BATCH_JOB_ATTEMPT: '1',
       BATCHD_RANK_ID: 'accounts/acme/batchJobs/train#3',
       BATCH_JOB_IMAGE_REF: 'ghcr.io/acme/train:1',
       CUDA_VISIBLE_DEVICES: '6',
