@@ -414,6 +414,8 @@ export interface JobOptions {
   numRanks?: number;
   settings?: JobSettings;
   createTime?: string;
+  /** Fields of the job beyond pool and ranks (retryPolicy, limits, dependsOn), already normalized. */
+  spec?: Partial<BatchJobSpec>;
 }
 
 /** A dev server, the control workers on the real bundle with the fake world, and fake agents per host. */
@@ -574,6 +576,7 @@ export class WorkflowTestbed {
       shellExecutor: { command: 'true' },
       annotations: {},
       shared: false,
+      ...options.spec,
     };
     await this.client.workflow.start<typeof batchJobWorkflow>('batchJobWorkflow', {
       workflowId: name,
