@@ -13,6 +13,7 @@ import {
   batchJobPlacementSchema,
   batchJobWireSchema,
   createBatchJobRequestSchema,
+  createBatchJobResponseSchema,
   emptySchema,
   getBatchJobLogsResponseSchema,
   listBatchJobsResponseSchema,
@@ -54,13 +55,29 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       method: 'POST',
       path: base,
       operationId: 'Gateway_CreateBatchJob',
-      summary: 'Create a batch job (optional query parameter batchJobId chooses its id)',
+      summary:
+        'Create a batch job (optional query parameter batchJobId chooses its id). With validateOnly=true (AIP-163), run every check and create nothing: ' +
+        'the answer is the job as it would be created plus dryRun (batchd extension): whether it would start now and where, or its place in the queue, ' +
+        'what it waits for and an estimated start',
       tag: 'BatchJobs',
       auth: true,
       body: createBatchJobRequestSchema,
-      response: batchJobWireSchema,
-      queryParams: [{ name: 'batchJobId', description: 'The id of the new job (1-63 of a-z, 0-9, -; starts with a letter). Server-assigned when absent.', type: 'string' }],
-      handler: ({ principal, query, body }) => service.create(principal, body, singleParam(query, 'batchJobId')),
+      response: createBatchJobResponseSchema,
+      queryParams: [
+        { name: 'batchJobId', description: 'The id of the new job (1-63 of a-z, 0-9, -; starts with a letter). Server-assigned when absent.', type: 'string' },
+        {
+          name: 'validateOnly',
+          description:
+            'true: a dry run (AIP-163). Every check of create runs with the same errors (a job that can never fit is 400, a taken batchJobId 409), nothing is created, ' +
+            'and the answer adds dryRun. 503 when the node pool does not answer. Also accepted as validate_only. Default false.',
+          type: 'boolean',
+        },
+      ],
+      handler: ({ principal, query, body }) => {
+        const batchJobId = singleParam(query, 'batchJobId');
+        const validateOnly = parseBool('validateOnly', singleParam(query, 'validateOnly') ?? singleParam(query, 'validate_only')) ?? false;
+        return validateOnly ? service.dryRunCreate(principal, body, batchJobId) : service.create(principal, body, batchJobId);
+      },
     },
     {
       method: 'GET',

@@ -16,6 +16,8 @@ import {
   deleteSignal,
   getBatchJobQuery,
   getHostFactsQuery,
+  getNodePoolInternalsQuery,
+  type NodePoolInternals,
   queueStandingQuery,
   updateBatchJobUpdate,
 } from '../../workflows/messages';
@@ -23,13 +25,14 @@ import type { batchJobWorkflow } from '../../workflows/batch-job';
 import { jobMemo, jobSearchAttributes } from '../../workflows/search-attributes';
 import { type Config } from '../config';
 import { type AccountLimits } from '../control/account-limits';
-import { admitDependencies, admitJob } from '../control/admission';
+import { type Admission, admitDependencies, admitJob } from '../control/admission';
 import { closedJobs } from '../control/closed-jobs';
 import { admitExecutor } from '../control/executor-admission';
 import { purgeJob } from '../control/purge';
-import { type BatchJob, batchJobCreateSchema, type BatchJobPlacement, isTerminal } from '../domain/batch-job';
+import { type BatchJob, batchJobCreateSchema, type BatchJobPlacement, type BatchJobSpec, isTerminal } from '../domain/batch-job';
 import { isCancellable } from '../domain/batch-job-lifecycle';
 import { applyBatchJobPatch, deepEqual, planBatchJobUpdate } from '../domain/batch-job-update';
+import { type DryRun, dryRun, type JobTiming } from '../domain/dry-run';
 import { ApiError } from '../domain/errors';
 import { generateId, ID_RULE, isValidId, resourceName } from '../domain/names';
 import { type NodePool, isGpuPool } from '../domain/node-pool';
@@ -66,7 +69,11 @@ export class BatchJobService {
     return resourceName(account, 'batchJobs', id);
   }
 
-  async create(caller: Principal, body: unknown, batchJobId: string | undefined): Promise<BatchJob> {
+  /**
+   * Every check a create runs, in the same order and with the same errors; creates nothing. A dry run
+   * (`validateOnly`) and a create share it, so the two cannot answer differently.
+   */
+  private async admitCreate(caller: Principal, body: unknown, batchJobId: string | undefined): Promise<{ id: string; name: string; spec: BatchJobSpec; admission: Admission }> {
     const parsed = parseOrThrow(batchJobCreateSchema, body);
     if (batchJobId !== undefined && !isValidId(batchJobId)) {
       throw ApiError.invalidField('batchJobId', `"${batchJobId}" is not a valid id: ${ID_RULE}`);
@@ -80,6 +87,11 @@ export class BatchJobService {
     );
     if (await this.d.store.get('batchJobs', name)) throw new ApiError('ALREADY_EXISTS', `batch job "${id}" already exists`);
     await this.d.limits?.checkJob(caller.account);
+    return { id, name, spec, admission };
+  }
+
+  async create(caller: Principal, body: unknown, batchJobId: string | undefined): Promise<BatchJob> {
+    const { id, name, spec, admission } = await this.admitCreate(caller, body, batchJobId);
 
     const createTime = new Date().toISOString();
     const input: BatchJobInput = {
@@ -115,6 +127,70 @@ export class BatchJobService {
     // Read-your-writes for list; the workflow's own first report lands here too if this process dies now.
     await this.d.store.putIfAbsent('batchJobs', caller.account, job, 0);
     return job;
+  }
+
+  /**
+   * `validateOnly=true` (AIP-163): every check of create, then what would happen, without creating
+   * anything. The pool's state is read by its workflow's query (a read: nothing is written), and the
+   * answer is computed by the pool's own scheduler code (src/domain/dry-run.ts).
+   */
+  async dryRunCreate(caller: Principal, body: unknown, batchJobId: string | undefined): Promise<BatchJob & { dryRun: DryRun }> {
+    const { id, name, spec, admission } = await this.admitCreate(caller, body, batchJobId);
+    // Create's start would also refuse a job whose workflow runs but has no record yet (a parent workflow's, just started).
+    if (batchJobId !== undefined && (await this.workflowRunning(name))) throw new ApiError('ALREADY_EXISTS', `batch job "${id}" already exists`);
+
+    let internals: NodePoolInternals;
+    try {
+      internals = await this.d.client.withDeadline(Date.now() + (this.d.queryTimeoutMs ?? 3000), () =>
+        this.d.client.workflow.getHandle(admission.pool.workflowId).query(getNodePoolInternalsQuery),
+      );
+    } catch (err) {
+      this.d.logger.warn({ pool: admission.pool.workflowId, err: String(err) }, 'node pool query failed; no dry run');
+      throw new ApiError('UNAVAILABLE', `node pool "${spec.nodePoolId}" did not answer, so what would happen to the job is unknown; nothing was created; try again`);
+    }
+    const read = async (jobName: string) => (await this.d.store.get<BatchJobRecord>('batchJobs', jobName))?.resource;
+    const known = [...new Set([...Object.keys(internals.allocations), ...internals.queue.map((q) => q.jobName)])];
+    const jobs: Record<string, JobTiming | undefined> = {};
+    await Promise.all(
+      known.map(async (jobName) => {
+        const j = await read(jobName);
+        jobs[jobName] = j && { state: j.state, ...(j.startTime ? { startTime: j.startTime } : {}), ...(j.maxRunDuration ? { maxRunDuration: j.maxRunDuration } : {}) };
+      }),
+    );
+    const dependencies = await Promise.all(
+      (spec.dependsOn ?? []).map(async (d) => {
+        const state = (await read(d.batchJob))?.state;
+        return { ...d, ...(state ? { state } : {}) };
+      }),
+    );
+    const now = new Date().toISOString();
+    const dry = dryRun({
+      pool: {
+        id: spec.nodePoolId,
+        gpu: admission.pool.gpu,
+        hosts: internals.hosts,
+        queue: internals.queue,
+        queueLength: internals.queueSummary?.length ?? internals.queue.length,
+        window: internals.queueSummary?.window ?? this.d.config.POOL_QUEUE_WINDOW,
+        reservation: internals.reservation,
+        allocations: internals.allocations,
+      },
+      job: { name, ranks: spec.numRanks, ...(spec.maxQueueDuration ? { maxQueueDuration: spec.maxQueueDuration } : {}) },
+      jobs,
+      ...(dependencies.length > 0 ? { dependencies } : {}),
+      now,
+    });
+    const status = 'validate only: nothing was created; dryRun says what would happen';
+    return { ...spec, name, createTime: now, updateTime: now, createdBy: caller.email, state: 'CREATING', status, dryRun: dry };
+  }
+
+  private async workflowRunning(name: string): Promise<boolean> {
+    try {
+      return (await this.d.client.workflow.getHandle(name).describe()).status.name === 'RUNNING';
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return false;
+      throw fromTemporal(err) ?? err;
+    }
   }
 
   /** The current job: from its workflow while it lives, else its archived record. */

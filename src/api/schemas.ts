@@ -11,6 +11,7 @@ import { z } from 'zod';
 import {
   BATCH_JOB_STATES,
   type BatchJob,
+  DEPENDENCY_CONDITIONS,
   batchJobCreateSchema,
   type BatchJobPlacement,
   dependsOnSchema,
@@ -23,6 +24,7 @@ import {
   roleArnSchema,
   shellExecutorSchema,
 } from '../domain/batch-job';
+import { type DryRun, MAX_WAITS_FOR_JOBS } from '../domain/dry-run';
 import { MAX_ATTEMPTS } from '../domain/job-policy';
 import { ENVIRONMENT_STATES, type Environment, environmentCreateBodySchema } from '../domain/environment';
 import { type ErrorBody, type ErrorDetail, GrpcCode } from '../domain/errors';
@@ -79,13 +81,16 @@ export const shellExecutorWireSchema = named('ShellExecutor', shellExecutorSchem
 // ---------------------------------------------------------------------------------------------
 // Resources, as the API returns them. Absent optional fields are omitted; a readMask omits more.
 
-/** As the API returns it: the create body's policy, normalized (exit codes as strings, conditions once each). */
+/**
+ * The retry policy as the API returns it. Not the create body's schema: that one normalizes with a
+ * transform (exit codes given as numbers become strings), which has no output side to document.
+ */
 export const retryPolicyWireSchema = named(
   'RetryPolicy',
   z
     .strictObject({
       maxAttempts: z.int().min(1).max(MAX_ATTEMPTS),
-      exitCodes: z.array(z.string().regex(/^\d{1,3}(?:-\d{1,3})?$/)).optional(),
+      exitCodes: z.array(z.string().regex(/^\d{1,3}(?:-\d{1,3})?$/)).max(64).meta({ description: 'Exit codes that retry, each "N" or a range "N-M" (0-255)' }).optional(),
       conditions: z.array(z.enum(RETRY_CONDITIONS)).optional(),
       initialBackoff: durationSchema.optional(),
       maxBackoff: durationSchema.optional(),
@@ -344,6 +349,48 @@ export const batchJobPlacementSchema = named(
     .meta({ readOnly: true }),
 );
 
+/** batchd's extension of a validate-only create's answer: what would happen, computed by the pool's own scheduler code. */
+export const batchJobDryRunSchema = named(
+  'BatchJobDryRun',
+  z
+    .strictObject({
+      wouldStartNow: z.boolean().meta({ description: 'Whether the job would be granted its whole gang at once' }),
+      placement: z
+        .array(z.strictObject({ host: z.string(), ranks: z.int().min(1).max(MAX_RANKS) }))
+        .meta({ description: 'When it would start now: the hosts its ranks would run on, in rank order, with how many ranks each' })
+        .optional(),
+      queuePosition: z.int().min(1).meta({ description: "When it would wait in its pool's queue: its place there, 1-based" }).optional(),
+      queueLength: z.int().min(1).meta({ description: 'The queue’s length with the job in it' }).optional(),
+      waitingFor: z.string().meta({ description: 'Why it would not start now, in the words its status would use' }).optional(),
+      waitsForJobs: z
+        .array(resourceName('batchJobs'))
+        .max(MAX_WAITS_FOR_JOBS)
+        .meta({ description: `The jobs whose end it waits for (at most ${MAX_WAITS_FOR_JOBS}): those that free the hosts it is expected to run on, or, when the estimate is unknown, those holding capacity it needs with no maxRunDuration` })
+        .optional(),
+      dependencies: z
+        .array(
+          z.strictObject({
+            batchJob: resourceName('batchJobs'),
+            condition: z.enum(DEPENDENCY_CONDITIONS),
+            state: batchJobStateSchema.optional().meta({ description: 'The dependency’s state now; absent when it no longer exists' }),
+            standing: z.enum(['MET', 'WAITING', 'IMPOSSIBLE']),
+          }),
+        )
+        .optional(),
+      estimatedStartTime: z
+        .union([timestamp(), z.literal('unknown')])
+        .meta({ description: 'When it would start (RFC 3339) if every running and queued job ahead of it ran to its maxRunDuration, or "unknown" (estimate says why)' }),
+      estimate: z.string().meta({ description: 'How the estimate was made, or why there is none' }),
+    })
+    .meta({ readOnly: true, description: 'batchd extension, only on a validateOnly=true create: what would happen to the job; nothing was created' }),
+);
+
+/** A create's answer: the job; with validateOnly=true, the job as it would be created plus `dryRun`. */
+export const createBatchJobResponseSchema = named(
+  'CreateBatchJobResponse',
+  batchJobWireSchema.extend({ dryRun: batchJobDryRunSchema.optional() }).meta({ description: 'The batch job; a validateOnly=true create adds dryRun (a batchd extension) and creates nothing' }),
+);
+
 export const emptySchema = named('Empty', z.strictObject({}).meta({ description: 'The empty object' }));
 
 export const fieldViolationSchema = named(
@@ -471,6 +518,7 @@ export type SchemaTypeChecks = [
   Check<Same<z.output<typeof poolUsageSchema>, PoolUsage>>,
   Check<Same<z.output<typeof usageSampleSchema>, UsageSample>>,
   Check<Same<z.output<typeof batchJobPlacementSchema>, BatchJobPlacement>>,
+  Check<Same<z.output<typeof batchJobDryRunSchema>, DryRun>>,
   Check<Same<Omit<z.output<typeof nodePoolWireSchema>, 'fakeNodePool' | 'eksNodePool'>, Omit<NodePool, 'fakeNodePool' | 'eksNodePool'>>>,
   // machineType / instanceType are names from the catalogue on the wire, strings in the code.
   Check<Same<Omit<z.output<typeof fakeNodePoolWireSchema>, 'machineType'>, Omit<NonNullable<NodePool['fakeNodePool']>, 'machineType'>>>,

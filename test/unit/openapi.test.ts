@@ -146,7 +146,7 @@ describe('the OpenAPI document', () => {
       assert.deepEqual(names(list), ['pageSize', 'pageToken', 'filter', 'orderBy', 'readMask'], list);
     }
     assert.deepEqual(names('Gateway_GetBatchJobLogs'), ['ranks', 'pageSize', 'pageToken', 'startTime', 'filter', 'startFromHead']);
-    assert.deepEqual(names('Gateway_CreateBatchJob'), ['batchJobId']);
+    assert.deepEqual(names('Gateway_CreateBatchJob'), ['batchJobId', 'validateOnly']);
     assert.deepEqual(names('Gateway_UpdateBatchJob'), ['updateMask']);
     const ranks = operations()
       .find(({ op }) => op.operationId === 'Gateway_GetBatchJobLogs')
@@ -213,6 +213,27 @@ describe('the OpenAPI document', () => {
     const create = doc.components.schemas.CreateBatchJobRequest as JsonSchema;
     assert.deepEqual(create.required, ['nodePoolId']);
     assert.equal(((create.properties as Record<string, JsonSchema>).state as JsonSchema).readOnly, true);
+  });
+
+  it('documents the dry run: validateOnly on create, and its answer as BatchJob plus the dryRun extension, leaving BatchJob as upstream has it', () => {
+    const create = doc.paths['/v1/accounts/{account}/batchJobs']?.post as OpenApiOperation;
+    assert.deepEqual(create.parameters.find((p) => p.name === 'validateOnly')?.schema, { type: 'boolean' });
+    const ok = create.responses['200'] as { content: Record<string, { schema: JsonSchema }> };
+    assert.deepEqual(ok.content['application/json']?.schema, { $ref: '#/components/schemas/CreateBatchJobResponse' });
+    const response = doc.components.schemas.CreateBatchJobResponse as JsonSchema;
+    const batchJob = doc.components.schemas.BatchJob as JsonSchema;
+    const { dryRun, ...jobProperties } = response.properties as Record<string, JsonSchema>;
+    assert.deepEqual(dryRun, { $ref: '#/components/schemas/BatchJobDryRun' });
+    assert.deepEqual(jobProperties, batchJob.properties, 'the job part is the BatchJob itself');
+    assert.deepEqual(response.required, batchJob.required);
+    assert.ok(!('dryRun' in (batchJob.properties as object)));
+    const dry = doc.components.schemas.BatchJobDryRun as JsonSchema;
+    assert.deepEqual(dry.required, ['wouldStartNow', 'estimatedStartTime', 'estimate']);
+    const ajv = openApiAjv(doc);
+    const check = compileDocumentSchema(ajv, { $ref: '#/components/schemas/BatchJobDryRun' });
+    assert.ok(check({ wouldStartNow: false, estimatedStartTime: 'unknown', estimate: 'why' }));
+    assert.ok(check({ wouldStartNow: true, placement: [{ host: 'h0', ranks: 8 }], estimatedStartTime: NOW, estimate: 'now' }));
+    assert.ok(!check({ wouldStartNow: false, estimatedStartTime: 'soon', estimate: 'why' }), 'a time or "unknown", nothing else');
   });
 
   it('describes responses as the zod schemas do', () => {
