@@ -187,3 +187,29 @@ describe('the lifecycle of a retry', () => {
     assert.equal(apply(pending, { type: 'started', status: 's' }, '2026-01-01T00:01:00Z').startTime, '2026-01-01T00:01:00Z');
   });
 });
+
+describe('the extensions leave the published batch job alone', () => {
+  // gatewayBatchJob's fields as published (../shared/api/upstream-reference.md §3.2).
+  const UPSTREAM = [
+    'name', 'displayName', 'createTime', 'startTime', 'endTime', 'createdBy', 'nodePoolId', 'environmentId', 'snapshotId', 'numRanks', 'envVars',
+    'role', 'pythonExecutor', 'notebookExecutor', 'shellExecutor', 'imageRef', 'annotations', 'state', 'status', 'shared', 'updateTime',
+  ];
+  const EXTENSIONS = ['retryPolicy', 'maxRunDuration', 'maxQueueDuration', 'dependsOn', 'attempt'];
+
+  it('adds only the documented fields, and a job using all of them still reads as upstream\'s resource', async () => {
+    const { batchJobWireSchema } = await import('../../src/api/schemas');
+    assert.deepEqual(Object.keys(batchJobWireSchema.shape).sort(), [...UPSTREAM, ...EXTENSIONS].sort());
+    const job = {
+      name: 'accounts/a/batchJobs/j', createTime: '2026-01-01T00:00:00Z', updateTime: '2026-01-01T00:00:00Z', createdBy: 'u@a', state: 'QUEUED', status: 's',
+      nodePoolId: 'p', numRanks: 2, envVars: {}, annotations: {}, shared: false, shellExecutor: { command: 'true' },
+      retryPolicy: { maxAttempts: 3, exitCodes: ['1', '3-5'], conditions: ['HOST_LOST'] }, maxRunDuration: '60s', maxQueueDuration: '1.5s',
+      dependsOn: [{ batchJob: 'accounts/a/batchJobs/i', condition: 'ENDED' }], attempt: 2,
+    };
+    assert.equal(batchJobWireSchema.safeParse(job).success, true);
+    // A client that knows only the published fields, and ignores others, reads the same job.
+    const published = batchJobWireSchema.omit({ retryPolicy: true, maxRunDuration: true, maxQueueDuration: true, dependsOn: true, attempt: true }).loose();
+    assert.deepEqual(Object.keys(published.shape).sort(), [...UPSTREAM].sort());
+    const read = published.parse(job) as Record<string, unknown>;
+    for (const k of UPSTREAM) assert.deepEqual(read[k], (job as Record<string, unknown>)[k], k);
+  });
+});
