@@ -152,6 +152,26 @@ export function jobBodyFrom(file: Record<string, unknown>, flags: FlagValues): C
   if (notebook !== undefined) body.notebookExecutor = { notebookFilename: notebook };
   const env = list(flags.env);
   if (env.length) body.envVars = { ...(body.envVars as Record<string, string> | undefined), ...parseKeyValues('env', env) };
+  const maxAttempts = str(flags['max-attempts']);
+  const exitCodes = str(flags['retry-exit-codes']);
+  const retryOn = str(flags['retry-on']);
+  if (maxAttempts !== undefined || exitCodes !== undefined || retryOn !== undefined) {
+    const policy: Record<string, unknown> = { ...(body.retryPolicy as Record<string, unknown> | undefined) };
+    if (maxAttempts !== undefined) policy.maxAttempts = parseCount('max-attempts', maxAttempts);
+    if (exitCodes !== undefined) policy.exitCodes = exitCodes.split(',').map((c) => c.trim()).filter(Boolean);
+    if (retryOn !== undefined) policy.conditions = retryOn.split(',').map((c) => c.trim().toUpperCase()).filter(Boolean);
+    body.retryPolicy = policy;
+  }
+  set('maxRunDuration', str(flags['max-run-duration']));
+  set('maxQueueDuration', str(flags['max-queue-duration']));
+  const after = list(flags.after);
+  if (after.length) {
+    const deps = after.map((a) => {
+      const [batchJob = '', condition = 'COMPLETED'] = a.split(':');
+      return { batchJob, condition: condition.toUpperCase() };
+    });
+    body.dependsOn = [...((body.dependsOn as unknown[] | undefined) ?? []), ...deps];
+  }
   const annotations = list(flags.annotation);
   if (annotations.length) body.annotations = { ...(body.annotations as Record<string, string> | undefined), ...parseKeyValues('annotation', annotations) };
   return body as unknown as CreateBatchJobRequest;

@@ -88,6 +88,20 @@ describe('cli job body', () => {
     assert.deepEqual(jobBodyFrom({}, flags(['--notebook', 'a.ipynb'])).notebookExecutor, { notebookFilename: 'a.ipynb' });
   });
 
+  it('builds retries, limits and dependencies from flags, over the file\'s policy', () => {
+    const body = jobBodyFrom(
+      { retryPolicy: { maxAttempts: 2, initialBackoff: '5s' } },
+      flags(['--max-attempts', '3', '--retry-exit-codes', '1, 3-5', '--retry-on', 'host_lost,OUT_OF_MEMORY', '--max-run-duration', '3600s', '--max-queue-duration', '60s', '--after', 'a', '--after', 'b:failed']),
+    ) as unknown as Record<string, unknown>;
+    assert.deepEqual(body.retryPolicy, { maxAttempts: 3, initialBackoff: '5s', exitCodes: ['1', '3-5'], conditions: ['HOST_LOST', 'OUT_OF_MEMORY'] });
+    assert.equal(body.maxRunDuration, '3600s');
+    assert.equal(body.maxQueueDuration, '60s');
+    assert.deepEqual(body.dependsOn, [
+      { batchJob: 'a', condition: 'COMPLETED' },
+      { batchJob: 'b', condition: 'FAILED' },
+    ]);
+  });
+
   it('lays flags over the file: an executor flag replaces the file’s executor, maps merge', () => {
     const file = { nodePoolId: 'p', numRanks: 2, shellExecutor: { command: 'old' }, envVars: { A: '1' }, annotations: { k: 'v' } };
     assert.deepEqual(jobBodyFrom(file, flags(['--python', 'm', '--env', 'B=2', '--annotation', 'k=w', '--pool', 'q'])), {
