@@ -3,7 +3,8 @@
  * the current workflow bundle without a non-determinism error.
  *
  * - Fresh histories, made here, check this build: a completed, a failed, a cancelled-while-running,
- *   a cancelled-while-queued and a deleted-while-running job; a pool run that granted several jobs in
+ *   a cancelled-while-queued and a deleted-while-running job; one retried, one stopped by its run
+ *   limit, one that waited on another (which then told it of its end); a pool run that granted several jobs in
  *   one pass and continued as new; an environment with snapshots; a sweep of child jobs.
  * - The committed fixtures (test/fixtures/histories/<name>@<commit>.binpb) check that a change to
  *   workflow code still replays the workflows that were running before it. Change such code with
@@ -60,6 +61,17 @@ describe('workflow histories replay against this build', () => {
     await post('replay-cancelled', { nodePoolId: 'default-cpu', shellExecutor: { command: 'sleep 30' } });
     await waitForState(t.api, 'default', 'replay-cancelled', 'RUNNING');
     await t.api.post(`${A}/batchJobs/replay-cancelled:cancel`, {});
+    // Retries, time limits and dependencies: a job retried once (its timers), one stopped by its run
+    // limit, and one that waited for another's end.
+    await post('replay-retried', {
+      nodePoolId: 'default-cpu',
+      retryPolicy: { maxAttempts: 2, exitCodes: ['3'], initialBackoff: '0.2s' },
+      maxRunDuration: '60s',
+      maxQueueDuration: '600s',
+      shellExecutor: { command: '[ $BATCH_JOB_ATTEMPT = 2 ] || exit 3' },
+    });
+    await post('replay-run-limit', { nodePoolId: 'default-cpu', maxRunDuration: '0.5s', shellExecutor: { command: 'sleep 30' } });
+    await post('replay-dependent', { nodePoolId: 'default-cpu', dependsOn: [{ batchJob: 'replay-done', condition: 'COMPLETED' }], shellExecutor: { command: 'true' } });
     // One deleted while it runs.
     await post('replay-deleted', { nodePoolId: 'default-cpu', shellExecutor: { command: 'sleep 30' } });
     await waitForState(t.api, 'default', 'replay-deleted', 'RUNNING');
@@ -81,9 +93,12 @@ describe('workflow histories replay against this build', () => {
 
     for (const id of ['replay-g1', 'replay-g2', 'replay-g3', 'replay-done']) await waitForState(t.api, 'default', id, 'COMPLETED');
     await waitForState(t.api, 'default', 'replay-fails', 'FAILED');
+    await waitForState(t.api, 'default', 'replay-retried', 'COMPLETED');
+    await waitForState(t.api, 'default', 'replay-run-limit', 'FAILED');
+    await waitForState(t.api, 'default', 'replay-dependent', 'COMPLETED');
     await waitForState(t.api, 'default', 'replay-cancelled', 'CANCELLED');
     await waitForState(t.api, 'default', 'replay-cancelled-queued', 'CANCELLED');
-    for (const id of ['replay-done', 'replay-fails', 'replay-cancelled', 'replay-cancelled-queued', 'replay-deleted']) {
+    for (const id of ['replay-done', 'replay-fails', 'replay-cancelled', 'replay-cancelled-queued', 'replay-deleted', 'replay-retried', 'replay-run-limit', 'replay-dependent']) {
       histories.set(`batch-job-${id}`, await job(id).fetchHistory());
     }
     histories.set('environment-with-snapshots', await t.service.client.workflow.getHandle('accounts/default/environments/replay-env').fetchHistory());
