@@ -302,12 +302,12 @@ interface ErrorBody {
   details: Array<{ fieldViolations?: Array<{ field: string; description: string }> }>;
 }
 
-/** An open :followLogs stream: the events so far, and how it ended. */
-function follow(replica: Replica, path: string) {
+/** An open :followLogs stream at `baseUrl` + `path`: the events so far, and how it ended. */
+export function followLogs(baseUrl: string, key: string, path: string) {
   const controller = new AbortController();
   const events: Array<{ event: string; data: Record<string, unknown> }> = [];
   const done = (async () => {
-    const res = await fetch(`${replica.url}${path}`, { headers: { authorization: `Bearer ${KEY}` }, signal: controller.signal });
+    const res = await fetch(`${baseUrl}${path}`, { headers: { authorization: `Bearer ${key}` }, signal: controller.signal });
     if (res.status !== 200) return { status: res.status, body: (await res.json()) as ErrorBody };
     const reader = res.body!.getReader();
     const decoder = new TextDecoder();
@@ -329,6 +329,8 @@ function follow(replica: Replica, path: string) {
   })();
   return { events, done, close: () => controller.abort() };
 }
+
+const follow = (replica: Replica, path: string) => followLogs(replica.url, KEY, path);
 
 async function until(what: string, probe: () => boolean, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
