@@ -32,7 +32,8 @@ import { type Config } from './config';
 import { AccountLimits, accountLimitsOf } from './control/account-limits';
 import { listenMetrics, metricsHandler } from './api/metrics-endpoint';
 import { KeyRateLimiter } from './api/rate-limit';
-import { LogStore } from './store/log-store';
+import { type LogStore } from './store/log-store';
+import { openLogStore } from './store/open-log-store';
 import { type ReadModel } from './store/read-model';
 import { openReadModel } from './store/open-read-model';
 import { ensureTemporalCli } from './temporal/cli';
@@ -134,8 +135,13 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       postgres: { onIdleError: (err) => logger.warn({ err: String(err) }, 'read model connection dropped; the pool reconnects') },
     });
     stops.push(() => store.close());
-    const logs = new LogStore(join(config.dataDir, 'logs.sqlite'));
-    stops.push(() => Promise.resolve(logs.close()));
+    // Logs live where the read model does: PostgreSQL with DATABASE_URL, so any API replica serves them.
+    const logs = await openLogStore({
+      databaseUrl: config.DATABASE_URL,
+      sqliteFile: join(config.dataDir, 'logs.sqlite'),
+      postgres: { onIdleError: (err) => logger.warn({ err: String(err) }, 'log store connection dropped; the pool reconnects') },
+    });
+    stops.push(() => logs.close());
     const limits = new AccountLimits(store, accountLimitsOf(config));
 
     let nativeConnection: NativeConnection | undefined;

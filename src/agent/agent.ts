@@ -3,6 +3,10 @@
  * job workflows send it (one heartbeating activity per host per job), stops them on request, and on
  * start kills whatever its previous life left running before it joins its pool and takes work. How
  * isolated its ranks are is the process's RankIsolation's business (src/agent/isolation.ts).
+ *
+ * A job that is retried runs again as a new attempt, perhaps on the same host: what the agent keeps
+ * per job (its ranks running, the stops it remembers, its pid files) is kept per attempt (runKey), so a
+ * stop of attempt 1 never refuses or stops attempt 2.
  */
 import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
@@ -15,6 +19,7 @@ import { type AgentActivities, type HostOutcome, type HostRunInput } from '../..
 import { checkJobsSignal, joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
 import { rankFailureMessage, type RankUsageReport, rankUsageLine } from '../domain/isolation';
 import { hostShareOfBudget } from '../domain/log-limits';
+import { attemptOf, runKey } from '../domain/log-query';
 import { parseResourceName } from '../domain/names';
 import { type AgentLogs, type LogSink, LogWriter, sinkOfHost } from '../store/log-store';
 import { type AgentIsolation, type RankIsolation } from './isolation';
@@ -57,14 +62,16 @@ interface ActiveJob {
   onStop?: () => void;
 }
 
-/** How long a stopped job is remembered, so a late runRanks for it refuses to start. */
+/** How long a stopped attempt of a job is remembered, so a late runRanks for it refuses to start. */
 const STOPPED_MEMORY_MS = 6 * 60 * 60 * 1000;
 
 export class HostAgent {
   readonly agentKey: string;
   private worker: Worker | undefined;
   private running: Promise<void> | undefined;
+  /** Running attempts, by runKey. */
   private readonly active = new Map<string, ActiveJob>();
+  /** Attempts stopped on request (by runKey), and when. */
   private readonly stopped = new Map<string, number>();
   private readonly pidFiles: PidFiles;
   private readonly log: Logger;
@@ -139,31 +146,35 @@ export class HostAgent {
     return this.active.size;
   }
 
-  private activities(): AgentActivities {
+  /** The activities this agent's worker serves (tests run them in an activity environment). */
+  activities(): AgentActivities {
     return {
       runRanks: (input) => this.runRanks(input),
-      stopRanks: (input) => this.stopRanks(input.jobName, input.graceMs),
+      stopRanks: (input) => this.stopRanks(input.jobName, input.attempt, input.graceMs),
     };
   }
 
-  private wasStopped(job: string): boolean {
+  private wasStopped(key: string): boolean {
     const now = Date.now();
-    for (const [j, at] of this.stopped) if (now - at > STOPPED_MEMORY_MS) this.stopped.delete(j);
-    return this.stopped.has(job);
+    for (const [k, at] of this.stopped) if (now - at > STOPPED_MEMORY_MS) this.stopped.delete(k);
+    return this.stopped.has(key);
   }
 
   private async runRanks(input: HostRunInput): Promise<HostOutcome> {
     const ctx = Context.current();
-    const log = this.log.child({ job: input.jobName });
-    if (this.wasStopped(input.jobName)) return { outcome: 'stopped' };
-    if (this.active.has(input.jobName)) {
-      throw ApplicationFailure.nonRetryable(`the ranks of ${input.jobName} already run on host ${this.o.host}`, 'DuplicateRanks');
+    const attempt = attemptOf(input.attempt);
+    const key = runKey(input.jobName, attempt);
+    const log = this.log.child({ job: input.jobName, attempt });
+    if (this.wasStopped(key)) return { outcome: 'stopped' };
+    if (this.active.has(key)) {
+      throw ApplicationFailure.nonRetryable(`the ranks of attempt ${attempt} of ${input.jobName} already run on host ${this.o.host}`, 'DuplicateRanks');
     }
     const job: ActiveJob = { ranks: [], stopRequested: false };
-    this.active.set(input.jobName, job);
+    this.active.set(key, job);
     const worldSize = Number(input.ranks[0]?.env.WORLD_SIZE ?? input.ranks.length);
     let toldLoss = false;
     const logs = new LogWriter(this.logSink, input.jobName, () => 0, {
+      attempt,
       budgetBytes: hostShareOfBudget(this.o.logBudgetBytes, input.ranks.length, worldSize),
       // A log store that fails must not end the job: the lines are counted and the job's log says so at
       // its end. Said once here, not at every failed flush of a full disk.
@@ -200,7 +211,7 @@ export class HostAgent {
           },
           (line) => logs.write(r.rank, line.stream, line.line),
         );
-        if (process.pid !== undefined) this.pidFiles.record(input.jobName, r.rank, process.pid);
+        if (process.pid !== undefined) this.pidFiles.record(key, r.rank, process.pid);
         job.ranks.push({ rank: r.rank, process });
       }
       log.info({ ranks: job.ranks.map((r) => r.rank) }, 'ranks started');
@@ -226,9 +237,9 @@ export class HostAgent {
     } finally {
       clearInterval(heartbeat);
       await logs.close();
-      for (const r of job.ranks) this.pidFiles.forget(input.jobName, r.rank);
+      for (const r of job.ranks) this.pidFiles.forget(key, r.rank);
       this.iso.releaseJob(input.account, input.jobId);
-      this.active.delete(input.jobName);
+      this.active.delete(key);
     }
   }
 
@@ -281,9 +292,11 @@ export class HostAgent {
     await Promise.all(job.ranks.map((r) => r.process.stop(graceMs)));
   }
 
-  private async stopRanks(jobName: string, graceMs: number): Promise<{ stopped: number }> {
-    this.stopped.set(jobName, Date.now());
-    const job = this.active.get(jobName);
+  private async stopRanks(jobName: string, attemptNumber: number | undefined, graceMs: number): Promise<{ stopped: number }> {
+    const attempt = attemptOf(attemptNumber);
+    const key = runKey(jobName, attempt);
+    this.stopped.set(key, Date.now());
+    const job = this.active.get(key);
     let stopped = 0;
     if (job) {
       job.stopRequested = true;
@@ -291,11 +304,14 @@ export class HostAgent {
       await this.stopAll(job, graceMs);
       job.onStop?.();
     }
-    // Anything of this job that escaped on this host (a rank started while the stop was in flight).
+    // Anything of this job that escaped on this host (a rank started while the stop was in flight). The
+    // sweep finds ranks by job, not attempt: while another attempt of the job runs here, it is skipped.
+    const otherAttempt = [...this.active.keys()].some((k) => k !== key && (k === jobName || k.startsWith(`${jobName}@`)));
     const parsed = parseResourceName(jobName);
-    if (this.iso.cgroups && parsed) stopped += (await this.iso.killJob(parsed.account, parsed.id)).length;
+    if (otherAttempt) this.log.warn({ job: jobName, attempt }, 'another attempt of the job runs on this host: the stop ended only its own attempt’s ranks, without a sweep');
+    else if (this.iso.cgroups && parsed) stopped += (await this.iso.killJob(parsed.account, parsed.id)).length;
     else stopped += killByEnv({ [RANK_MARKER]: (v) => v.startsWith(`${jobName}#`), [AGENT_MARKER]: (v) => v === this.agentKey });
-    this.log.info({ job: jobName, stopped }, 'ranks stopped on request');
+    this.log.info({ job: jobName, attempt, stopped }, 'ranks stopped on request');
     return { stopped };
   }
 

@@ -1,8 +1,9 @@
 /**
  * Log shipping for agents on other machines: every line is appended to a local spool file first (so a
  * crash loses nothing already read from a rank), then sent in batches to the API's ingest endpoint,
- * retried with backoff until accepted. The server stores entries idempotently by (job, rank, seq), so
- * a batch sent twice is stored once.
+ * retried with backoff until accepted. The server stores entries idempotently by (job, attempt, rank,
+ * seq), so a batch sent twice is stored once. Spool lines of an agent from before retries carry no
+ * attempt: the API stores them as attempt 1.
  *
  * Nothing here can wedge the shipper or fill the disk:
  * - a batch is one host's lines of one job, at most `maxBatchBytes` of JSON (MAX_BODY_BYTES, under the
@@ -17,6 +18,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } fr
 import { join } from 'node:path';
 import { type Logger } from 'pino';
 import { headWithinBytes, oldestToDrop, spoolDropMarker, truncateLine } from '../domain/log-limits';
+import { attemptOf } from '../domain/log-query';
 import { type HostLogSinks, type LogEntry, logLossTotals, type LogSink } from '../store/log-store';
 
 /** Most entries the ingest endpoint takes in one batch. */
@@ -146,10 +148,10 @@ export class HttpLogSink implements HostLogSinks {
     const dropped = candidates.slice(0, n);
     const droppedSet = new Set(dropped);
     this.queue = this.queue.filter((p) => !droppedSet.has(p));
-    // The marker of a rank takes the place (and seq) of its newest dropped line, which is never stored.
+    // The marker of a rank (of one attempt) takes the place (and seq) of its newest dropped line, which is never stored.
     const byRank = new Map<string, { newest: Pending; count: number }>();
     for (const p of dropped) {
-      const key = `${p.entry.job}#${p.entry.rank}`;
+      const key = `${p.entry.job}#${attemptOf(p.entry.attempt)}#${p.entry.rank}`;
       byRank.set(key, { newest: p, count: (byRank.get(key)?.count ?? 0) + (p.stands ?? 1) });
     }
     const markers = [...byRank.values()].map(({ newest, count }) => ({

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { type Config, ConfigError } from '../config';
 import { HOST_ID_PATTERN } from '../domain/hosts';
 import { parseResourceName } from '../domain/names';
-import { LogStore } from '../store/log-store';
+import { openLogStore } from '../store/open-log-store';
 import { connectClient, connectWorker } from '../temporal/connection';
 import { installRuntime } from '../temporal/runtime';
 import { HostAgent } from './agent';
@@ -66,7 +66,7 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
         maxBatchBytes: config.MAX_BODY_BYTES,
         spoolMaxBytes: config.LOG_SPOOL_MAX_BYTES,
       })
-    : new LogStore(join(config.dataDir, 'logs.sqlite'));
+    : await openLogStore({ databaseUrl: config.DATABASE_URL, sqliteFile: join(config.dataDir, 'logs.sqlite') });
   const isolation = await startIsolation(config, logger);
   const agent = new HostAgent({
     connection,

@@ -3,6 +3,7 @@ import { type BatchJob } from '../domain/batch-job';
 import { ApiError } from '../domain/errors';
 import { normalizeTimestamp } from '../domain/filter';
 import { parsePageSize } from '../domain/list-params';
+import { logCursorOf, parseLogAttempt, parseLogRanks } from '../domain/log-query';
 import { type LogStore } from '../store/log-store';
 import { type BatchJobService } from './batch-job-service';
 import { applyReadMask, nextPageToken, parseListRequest, singleParam } from './list-request';
@@ -36,15 +37,6 @@ function parseBool(name: string, raw: string | undefined): boolean | undefined {
   if (raw === 'true' || raw === '1') return true;
   if (raw === 'false' || raw === '0') return false;
   throw ApiError.invalidField(name, 'must be true or false');
-}
-
-function parseRanks(raw: unknown): number[] | undefined {
-  if (raw === undefined) return undefined;
-  const values = Array.isArray(raw) ? raw : [raw];
-  return values.map((v) => {
-    if (typeof v !== 'string' || !/^\d+$/.test(v)) throw ApiError.invalidField('ranks', `"${String(v)}" is not a rank number`);
-    return Number(v);
-  });
 }
 
 /** `logPageMaxBytes`: most bytes of log text in one `:getLogs` page (LOG_PAGE_MAX_BYTES). */
@@ -157,7 +149,7 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
       method: 'GET',
       path: `${base}/{batchJob}:getLogs`,
       operationId: 'Gateway_GetBatchJobLogs',
-      summary: 'Read the logs of a batch job: newest first unless startFromHead; a page ends at pageSize entries or LOG_PAGE_MAX_BYTES of text, and nextPageToken continues it',
+      summary: 'Read the logs of a batch job: newest first unless startFromHead; a page ends at pageSize entries or LOG_PAGE_MAX_BYTES of text, and nextPageToken continues it; each entry says its attempt (batchd extension)',
       tag: 'BatchJobs',
       auth: true,
       response: getBatchJobLogsResponseSchema,
@@ -168,34 +160,35 @@ export function batchJobRoutes(service: BatchJobService, logs: LogStore, pageSec
         { name: 'startTime', description: 'No entry before this time (RFC 3339).', type: 'string', format: 'date-time' },
         { name: 'filter', description: 'Only entries whose message contains this text.', type: 'string' },
         { name: 'startFromHead', description: 'Oldest first (default false: newest first).', type: 'boolean' },
+        { name: 'attempt', description: 'Only the lines of this attempt of the job (1 for its first run, 2 for its first retry, …; batchd extension).', type: 'integer' },
       ],
       handler: async ({ principal, params, query }) => {
         const job = await service.exists(principal, params.batchJob ?? '');
-        const ranks = parseRanks(query.ranks);
+        const ranks = parseLogRanks(query.ranks);
+        const attempt = parseLogAttempt(query.attempt);
         const pageSize = parsePageSize(singleParam(query, 'pageSize'), LOG_PAGE);
         const startText = singleParam(query, 'startTime');
         const startTime = startText === undefined ? undefined : normalizeTimestamp(startText);
         if (startText !== undefined && startTime === undefined) throw ApiError.invalidField('startTime', `"${startText}" is not an RFC 3339 timestamp`);
         const filter = singleParam(query, 'filter');
         const fromHead = parseBool('startFromHead', singleParam(query, 'startFromHead')) ?? false;
-        const fingerprint = queryFingerprint({ job: job.name, ranks: ranks?.join(','), startTime, filter, fromHead: String(fromHead) });
+        const fingerprint = queryFingerprint({ job: job.name, ranks: ranks?.join(','), attempt: attempt?.toString(), startTime, filter, fromHead: String(fromHead) });
         const token = singleParam(query, 'pageToken');
-        const after = token ? decodePageToken(pageSecret, token, fingerprint) : undefined;
-        if (after && !(after.length === 3 && typeof after[0] === 'string' && typeof after[1] === 'number' && typeof after[2] === 'number')) {
-          throw ApiError.invalidField('pageToken', 'is not a log page token');
-        }
-        const page = logs.query({
+        const after = token ? logCursorOf(decodePageToken(pageSecret, token, fingerprint)) : undefined;
+        if (token && !after) throw ApiError.invalidField('pageToken', 'is not a log page token');
+        const page = await logs.query({
           job: job.name,
           fromHead,
           pageSize,
           maxBytes: logPageMaxBytes,
           ...(ranks ? { ranks } : {}),
+          ...(attempt !== undefined ? { attempt } : {}),
           ...(startTime ? { startTime } : {}),
           ...(filter ? { filter } : {}),
-          ...(after ? { after: after as [string, number, number] } : {}),
+          ...(after ? { after } : {}),
         });
         return {
-          entries: page.entries.map((e) => ({ logTime: e.time, rank: e.rank, message: e.message })),
+          entries: page.entries.map((e) => ({ logTime: e.time, rank: e.rank, message: e.message, attempt: e.attempt })),
           nextPageToken: page.next ? encodePageToken(pageSecret, { q: fingerprint, after: page.next }) : '',
         };
       },

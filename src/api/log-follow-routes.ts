@@ -2,7 +2,8 @@
  * `GET /v1/accounts/{account}/batchJobs/{batchJob}:followLogs` (beyond the contract): the job's log
  * lines as server-sent events, oldest first — everything so far, then each new line as it is stored —
  * ending with an `end` event once the job has ended and every line has been sent (or when it is
- * deleted). `ranks` (repeated) narrows it to some ranks.
+ * deleted). `ranks` (repeated) narrows it to some ranks, `attempt` to one attempt of the job; each
+ * line says its attempt.
  *
  * A stream cannot hurt the service: it writes no faster than the client reads (it waits for the
  * socket to drain), yields to other requests between pages, a stream of a job that has not started
@@ -15,7 +16,8 @@ import { once } from 'node:events';
 import { type Request, type Response } from 'express';
 import { isBatchJobState, isTerminal } from '../domain/batch-job';
 import { ApiError } from '../domain/errors';
-import { type LogStore } from '../store/log-store';
+import { type LogCursor, parseLogAttempt, parseLogRanks } from '../domain/log-query';
+import { cursorOf, type LogStore } from '../store/log-store';
 import { type LogReadLimits } from './api-routes';
 import { type BatchJobService } from './batch-job-service';
 import { type Route } from './routes';
@@ -26,14 +28,6 @@ const KEEPALIVE_MS = 15_000;
 const PAGE = 1000;
 /** States in which a job has not started yet: its stream may end for idleness. */
 const WAITING = new Set(['CREATING', 'QUEUED', 'PENDING']);
-
-function ranksOf(raw: unknown): number[] | undefined {
-  if (raw === undefined) return undefined;
-  return (Array.isArray(raw) ? raw : [raw]).map((v) => {
-    if (typeof v !== 'string' || !/^\d+$/.test(v)) throw ApiError.invalidField('ranks', `"${String(v)}" is not a rank number`);
-    return Number(v);
-  });
-}
 
 /** Open streams per account, in this process. */
 class StreamCounter {
@@ -88,11 +82,15 @@ export function logFollowRoutes(service: BatchJobService, logs: LogStore, limits
       auth: true,
       response: logEventStreamSchema,
       responseMediaType: 'text/event-stream',
-      queryParams: [{ name: 'ranks', description: 'Only these ranks (repeat the parameter).', type: 'integer', repeated: true }],
+      queryParams: [
+        { name: 'ranks', description: 'Only these ranks (repeat the parameter).', type: 'integer', repeated: true },
+        { name: 'attempt', description: 'Only the lines of this attempt of the job (1 for its first run, 2 for its first retry, …; batchd extension).', type: 'integer' },
+      ],
       handler: async ({ principal, params, query, req, res }) => {
         const id = params.batchJob ?? '';
         await service.exists(principal, id);
-        const ranks = ranksOf(query.ranks);
+        const ranks = parseLogRanks(query.ranks);
+        const attempt = parseLogAttempt(query.attempt);
         const release = streams.acquire(principal.account);
         try {
           await streamLogs(req, res, {
@@ -100,6 +98,7 @@ export function logFollowRoutes(service: BatchJobService, logs: LogStore, limits
             limits,
             job: `accounts/${principal.account}/batchJobs/${id}`,
             ...(ranks ? { ranks } : {}),
+            ...(attempt !== undefined ? { attempt } : {}),
             state: async () => {
               try {
                 const job = await service.exists(principal, id);
@@ -123,6 +122,7 @@ export interface StreamOptions {
   limits: LogReadLimits;
   job: string;
   ranks?: number[];
+  attempt?: number;
   /** The job's state now (DELETED once it is gone). */
   state(): Promise<{ state: string; status: string }>;
 }
@@ -142,7 +142,7 @@ export async function streamLogs(req: Request, res: Response, o: StreamOptions):
   res.on('close', () => {
     open = false;
   });
-  let after: [string, number, number] | undefined;
+  let after: LogCursor | undefined;
   let lastWrite = Date.now();
   let lastLine = Date.now();
   const send = async (event: string, data: unknown) => {
@@ -154,11 +154,19 @@ export async function streamLogs(req: Request, res: Response, o: StreamOptions):
     const now = await o.state();
     const ended = now.state === 'DELETED' || (isBatchJobState(now.state) && isTerminal(now.state));
     for (;;) {
-      const page = o.logs.query({ job: o.job, fromHead: true, pageSize: PAGE, maxBytes: o.limits.pageMaxBytes, ...(o.ranks ? { ranks: o.ranks } : {}), ...(after ? { after } : {}) });
+      const page = await o.logs.query({
+        job: o.job,
+        fromHead: true,
+        pageSize: PAGE,
+        maxBytes: o.limits.pageMaxBytes,
+        ...(o.ranks ? { ranks: o.ranks } : {}),
+        ...(o.attempt !== undefined ? { attempt: o.attempt } : {}),
+        ...(after ? { after } : {}),
+      });
       for (const e of page.entries) {
         if (!open) break;
-        await send('log', { logTime: e.time, rank: e.rank, message: e.message });
-        after = [e.time, e.rank, e.seq];
+        await send('log', { logTime: e.time, rank: e.rank, message: e.message, attempt: e.attempt });
+        after = cursorOf(e);
         lastLine = Date.now();
       }
       if (!page.next || !open) break;

@@ -2,11 +2,13 @@
  * `POST /internal/v1/logs:ingest`: where agents on other machines deliver rank logs, as
  * `{"host": "<host id>", "entries": [...]}`. Guarded by the agents' shared token (not an API key: an
  * agent acts for the service, not for a user), checked before a byte of the body is read. Entries are
- * stored idempotently by (job, rank, seq), so a batch retried after a lost reply is stored once.
+ * stored idempotently by (job, attempt, rank, seq), so a batch retried after a lost reply is stored
+ * once. An entry without `attempt` (an agent or spool from before retries) is attempt 1.
  *
  * A host may only write the lines of ranks placed on it: each entry's (job, rank) must be in the job's
- * placement on the sending host (from the job workflow's getBatchJob query, cached: a placement never
- * changes once made). A batch that breaks this is 403 and stores nothing. A body over the limit is 413,
+ * placement on the sending host (from the job workflow's getBatchJob query, cached). A job's retry may
+ * place its ranks elsewhere, so a batch that the cached placement refuses is checked once more against
+ * the job's placement now. A batch that breaks this is 403 and stores nothing. A body over the limit is 413,
  * which tells the shipper to split the batch; a line over MAX_LOG_LINE_BYTES is 400.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -15,12 +17,14 @@ import { z } from 'zod';
 import { ApiError } from '../domain/errors';
 import { HOST_ID_PATTERN } from '../domain/hosts';
 import { MAX_LOG_LINE_BYTES } from '../domain/log-limits';
+import { MAX_LOG_ATTEMPT } from '../domain/log-query';
 import { parseOrThrow } from '../domain/validation';
 import { type LogSink } from '../store/log-store';
 import { bearerKey, sha256 } from './auth';
 
 const entrySchema = z.strictObject({
   job: z.string().regex(/^accounts\/[^/]+\/batchJobs\/[^/]+$/, 'must be a batch job name'),
+  attempt: z.number().int().min(1).max(MAX_LOG_ATTEMPT).default(1),
   rank: z.number().int().min(0),
   seq: z.number().int().min(0),
   time: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, 'must be an RFC 3339 UTC time with milliseconds'),
@@ -66,9 +70,11 @@ export function mountLogIngest(app: Express, o: LogIngestOptions): void {
     }
     return found;
   };
-  const rankHosts = (job: string): Promise<ReadonlyMap<number, string> | undefined> => {
-    const cached = placements.get(job);
+  /** The job's placement, cached unless `fresh` (a retry may have placed the job again since it was cached). */
+  const rankHosts = (job: string, fresh = false): Promise<ReadonlyMap<number, string> | undefined> => {
+    const cached = fresh ? undefined : placements.get(job);
     if (cached) return Promise.resolve(cached);
+    if (fresh) placements.delete(job);
     let pending = inFlight.get(job);
     if (!pending) {
       pending = lookUp(job).finally(() => inFlight.delete(job));
@@ -100,8 +106,13 @@ export function mountLogIngest(app: Express, o: LogIngestOptions): void {
     try {
       const { host, entries } = parseOrThrow(bodySchema, req.body);
       for (const job of new Set(entries.map((e) => e.job))) {
-        const hosts = await rankHosts(job);
-        const foreign = entries.find((e) => e.job === job && hosts?.get(e.rank) !== host);
+        const foreignTo = (hosts: ReadonlyMap<number, string> | undefined) => entries.find((e) => e.job === job && hosts?.get(e.rank) !== host);
+        let hosts = await rankHosts(job);
+        let foreign = foreignTo(hosts);
+        if (foreign && hosts) {
+          hosts = await rankHosts(job, true);
+          foreign = foreignTo(hosts);
+        }
         if (foreign) {
           throw ApiError.permissionDenied(
             hosts

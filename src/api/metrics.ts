@@ -111,7 +111,7 @@ export class Metrics {
     }
 
     const now = Date.now();
-    if (!this.logBytesRead || now - this.logBytesRead.at > LOG_BYTES_TTL_MS) this.logBytesRead = { value: this.sources.logs.storedBytes(), at: now };
+    if (!this.logBytesRead || now - this.logBytesRead.at > LOG_BYTES_TTL_MS) this.logBytesRead = { value: await this.sources.logs.storedBytes(), at: now };
     this.logBytes.set(this.logBytesRead.value);
   }
 }

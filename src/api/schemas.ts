@@ -279,7 +279,14 @@ export const listSnapshotsResponseSchema = named(
 
 export const logEntrySchema = named(
   'LogEntry',
-  z.strictObject({ logTime: timestamp(), rank: z.int().min(0).max(MAX_RANKS - 1), message: z.string() }).meta({ description: 'One line a rank wrote' }),
+  z
+    .strictObject({
+      logTime: timestamp(),
+      rank: z.int().min(0).max(MAX_RANKS - 1),
+      message: z.string(),
+      attempt: z.int().min(1).meta({ description: 'batchd extension: the attempt of the job that wrote the line (1 for its first run, 2 for its first retry, …)' }),
+    })
+    .meta({ description: 'One line a rank wrote' }),
 );
 export const getBatchJobLogsResponseSchema = named(
   'GetBatchJobLogsResponse',

@@ -85,6 +85,8 @@ export interface LogEntry {
   logTime: string;
   rank: number;
   message: string;
+  /** The attempt of the job that wrote the line (1-based; batchd extension). */
+  attempt: number;
 }
 
 export interface GetLogsOptions {
@@ -97,6 +99,8 @@ export interface GetLogsOptions {
   filter?: string;
   /** Oldest first (the API's default is newest first). */
   startFromHead?: boolean;
+  /** Only the lines of this attempt of the job. */
+  attempt?: number;
 }
 
 export interface GetLogsResponse {
@@ -209,12 +213,12 @@ export class BatchdClient {
    * The job's log lines as they are stored, oldest first, then one `end` event; ends when the job has
    * (or at once for an ended job, after its lines). Breaking out of the loop closes the stream.
    */
-  async *followBatchJobLogs(id: string, options: { ranks?: number[]; signal?: AbortSignal } = {}): AsyncGenerator<LogEvent> {
+  async *followBatchJobLogs(id: string, options: { ranks?: number[]; attempt?: number; signal?: AbortSignal } = {}): AsyncGenerator<LogEvent> {
     const abort = new AbortController();
     const stop = () => abort.abort();
     options.signal?.addEventListener('abort', stop, { once: true });
     try {
-      const res = await this.send('GET', `${this.resource('batchJobs', id)}:followLogs`, { ranks: options.ranks }, undefined, abort.signal, 'text/event-stream');
+      const res = await this.send('GET', `${this.resource('batchJobs', id)}:followLogs`, { ranks: options.ranks, attempt: options.attempt }, undefined, abort.signal, 'text/event-stream');
       if (!res.body) throw new BatchdConnectionError('the log stream had no body');
       const parser = new ServerSentEventParser();
       const decoder = new TextDecoder();

@@ -5,7 +5,7 @@ import { type LogStore } from '../store/log-store';
 import { type ReadModel } from '../store/read-model';
 
 export async function purgeJob(deps: { store: ReadModel; logs: LogStore; dataDir: string }, account: string, name: string, jobId: string): Promise<void> {
-  deps.logs.deleteJob(name);
+  await deps.logs.deleteJob(name);
   await rm(join(deps.dataDir, 'work', account, jobId), { recursive: true, force: true });
   await deps.store.remove('batchJobs', name);
 }

@@ -1,14 +1,22 @@
 /**
- * Durable per-rank logs: every stdout/stderr line with its time, rank and sequence number, in a SQLite
- * file under DATA_DIR. Writers batch lines into one transaction per flush; writes are idempotent on
- * (job, rank, seq), so a batch shipped twice by a remote agent is stored once.
+ * Durable per-rank logs: every stdout/stderr line with its time, attempt, rank and sequence number. The
+ * store is SQLite under DATA_DIR (sqlite-log-store.ts), or PostgreSQL with DATABASE_URL
+ * (postgres-log-store.ts), so that any API replica pages, filters and follows the same logs; both
+ * answer this interface alike (test/support/log-store-contract.ts). Writers batch lines into one
+ * write per flush; writes are idempotent on (job, attempt, rank, seq), so a batch shipped twice by a
+ * remote agent is stored once.
  */
-import Database from 'better-sqlite3';
 import { LogBudget, lostLinesMarker } from '../domain/log-limits';
+import { attemptOf, type LogCursor } from '../domain/log-query';
+
+export type { LogCursor };
 
 export interface LogEntry {
   job: string;
+  /** The job's attempt that wrote the line (1-based). */
+  attempt: number;
   rank: number;
+  /** Per (job, attempt, rank), from 0. */
   seq: number;
   /** RFC 3339 UTC with milliseconds: fixed width, so text order is time order. */
   time: string;
@@ -19,6 +27,8 @@ export interface LogEntry {
 export interface LogQuery {
   job: string;
   ranks?: number[];
+  /** Only the lines of this attempt. */
+  attempt?: number;
   /** Entries before this time are not returned. */
   startTime?: string;
   /** Case-sensitive substring. */
@@ -31,13 +41,13 @@ export interface LogQuery {
    * long lines ends early and its `next` continues after its last entry.
    */
   maxBytes?: number;
-  /** (time, rank, seq) of the last entry of the previous page. */
-  after?: [string, number, number];
+  /** The cursor of the last entry of the previous page. */
+  after?: LogCursor;
 }
 
 export interface LogPage {
   entries: LogEntry[];
-  next?: [string, number, number];
+  next?: LogCursor;
 }
 
 export interface LogSink {
@@ -56,97 +66,87 @@ export function sinkOfHost(logs: AgentLogs, host: string): LogSink {
   return 'forHost' in logs ? logs.forHost(host) : logs;
 }
 
-export class LogStore implements LogSink {
-  private readonly db: Database.Database;
-  private readonly insert: Database.Statement;
-  private readonly insertMany: (entries: readonly LogEntry[]) => void;
+/** The log store, on either backend. */
+export interface LogStore extends LogSink {
+  /** Stores the entries; one already stored (same job, attempt, rank and seq) is left as it is. */
+  append(entries: readonly LogEntry[]): Promise<void>;
+  query(q: LogQuery): Promise<LogPage>;
+  /** Removes every line of the job (a deleted job); how many there were. */
+  deleteJob(job: string): Promise<number>;
+  /** Bytes of log message text stored, UTF-8 (for metrics). */
+  storedBytes(): Promise<number>;
+  close(): Promise<void>;
+}
 
-  constructor(file: string) {
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS log_entries (
-        job TEXT NOT NULL, rank INTEGER NOT NULL, seq INTEGER NOT NULL,
-        time TEXT NOT NULL, stream TEXT NOT NULL, message TEXT NOT NULL,
-        PRIMARY KEY (job, rank, seq)
-      ) WITHOUT ROWID;
-      CREATE INDEX IF NOT EXISTS log_entries_by_time ON log_entries (job, time, rank, seq);
-    `);
-    this.insert = this.db.prepare(
-      'INSERT OR IGNORE INTO log_entries (job, rank, seq, time, stream, message) VALUES (@job, @rank, @seq, @time, @stream, @message)',
-    );
-    this.insertMany = this.db.transaction((entries: readonly LogEntry[]) => {
-      for (const e of entries) this.insert.run(e);
-    });
+/** The columns of a log entry, in the order every backend selects them. */
+export const LOG_COLUMNS = 'job, attempt, rank, seq, time, stream, message';
+
+/**
+ * PostgreSQL text cannot hold U+0000, so both backends store it as U+FFFD (as the decoder already
+ * stores bytes that are not UTF-8), and compare filters the same way: a log reads alike on either.
+ */
+export function storableText(text: string): string {
+  return text.includes('\0') ? text.replaceAll('\0', '\uFFFD') : text;
+}
+
+/**
+ * The WHERE and ORDER BY of a log query, the same on both backends but for the placeholder of each
+ * value (`?` or `$n`) and the substring test. Row-value comparison keeps the cursor condition on the
+ * (job, time, attempt, rank, seq) index.
+ */
+export function compileLogQuery(
+  q: LogQuery,
+  dialect: { placeholder(index: number): string; contains(column: string, needle: string): string },
+  after: LogCursor | undefined = q.after,
+): { where: string; order: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const bind = (value: unknown): string => {
+    params.push(value);
+    return dialect.placeholder(params.length);
+  };
+  const where = [`job = ${bind(q.job)}`];
+  if (q.ranks && q.ranks.length > 0) where.push(`rank IN (${q.ranks.map((r) => bind(r)).join(', ')})`);
+  if (q.attempt !== undefined) where.push(`attempt = ${bind(q.attempt)}`);
+  if (q.startTime !== undefined) where.push(`time >= ${bind(q.startTime)}`);
+  if (q.filter) where.push(dialect.contains('message', bind(storableText(q.filter))));
+  if (after) {
+    const [t, a, r, s] = after;
+    where.push(`(time, attempt, rank, seq) ${q.fromHead ? '>' : '<'} (${bind(t)}, ${bind(a)}, ${bind(r)}, ${bind(s)})`);
   }
+  const dir = q.fromHead ? 'ASC' : 'DESC';
+  return { where: where.join(' AND '), order: `time ${dir}, attempt ${dir}, rank ${dir}, seq ${dir}`, params };
+}
 
-  append(entries: readonly LogEntry[]): void {
-    if (entries.length > 0) this.insertMany(entries);
-  }
+/**
+ * Fills one page from rows read in order: at most `pageSize` entries and `maxBytes` of message text,
+ * at least one entry. `add` says false once a row does not fit: the page is full and there is more.
+ */
+export class LogPageFiller {
+  readonly entries: LogEntry[] = [];
+  private bytes = 0;
+  private more = false;
 
-  /** The next sequence number for a rank, so a restarted writer continues after what is stored. */
-  nextSeq(job: string, rank: number): number {
-    const row = this.db.prepare('SELECT MAX(seq) AS seq FROM log_entries WHERE job = ? AND rank = ?').get(job, rank) as { seq: number | null };
-    return (row.seq ?? -1) + 1;
-  }
+  constructor(private readonly q: Pick<LogQuery, 'pageSize' | 'maxBytes'>) {}
 
-  query(q: LogQuery): LogPage {
-    const where = ['job = ?'];
-    const params: unknown[] = [q.job];
-    if (q.ranks && q.ranks.length > 0) {
-      where.push(`rank IN (${q.ranks.map(() => '?').join(', ')})`);
-      params.push(...q.ranks);
+  add(row: LogEntry): boolean {
+    const size = Buffer.byteLength(row.message, 'utf8');
+    if (this.entries.length >= this.q.pageSize || (this.q.maxBytes !== undefined && this.entries.length > 0 && this.bytes + size > this.q.maxBytes)) {
+      this.more = true;
+      return false;
     }
-    if (q.startTime !== undefined) {
-      where.push('time >= ?');
-      params.push(q.startTime);
-    }
-    if (q.filter) {
-      where.push('instr(message, ?) > 0');
-      params.push(q.filter);
-    }
-    if (q.after) {
-      const [t, r, s] = q.after;
-      const cmp = q.fromHead ? '>' : '<';
-      where.push(`(time ${cmp} ? OR (time = ? AND (rank ${cmp} ? OR (rank = ? AND seq ${cmp} ?))))`);
-      params.push(t, t, r, r, s);
-    }
-    const dir = q.fromHead ? 'ASC' : 'DESC';
-    const rows = this.db
-      .prepare(`SELECT job, rank, seq, time, stream, message FROM log_entries WHERE ${where.join(' AND ')} ORDER BY time ${dir}, rank ${dir}, seq ${dir} LIMIT ?`)
-      .iterate(...params, q.pageSize + 1) as IterableIterator<LogEntry>;
-    // Rows are read one at a time and the read stops at the byte cap, so a page of huge lines never sits in memory whole.
-    const entries: LogEntry[] = [];
-    let bytes = 0;
-    let more = false;
-    for (const row of rows) {
-      const size = Buffer.byteLength(row.message, 'utf8');
-      if (entries.length >= q.pageSize || (q.maxBytes !== undefined && entries.length > 0 && bytes + size > q.maxBytes)) {
-        more = true;
-        break;
-      }
-      entries.push(row);
-      bytes += size;
-    }
-    const last = entries[entries.length - 1];
-    return more && last ? { entries, next: [last.time, last.rank, last.seq] } : { entries };
+    this.entries.push(row);
+    this.bytes += size;
+    return true;
   }
 
-  deleteJob(job: string): number {
-    return this.db.prepare('DELETE FROM log_entries WHERE job = ?').run(job).changes;
+  page(): LogPage {
+    const last = this.entries[this.entries.length - 1];
+    return this.more && last ? { entries: this.entries, next: cursorOf(last) } : { entries: this.entries };
   }
+}
 
-  /** Bytes of log text stored (for metrics). */
-  storedBytes(): number {
-    const row = this.db.prepare('SELECT COALESCE(SUM(length(message)), 0) AS n FROM log_entries').get() as { n: number };
-    return row.n;
-  }
-
-  close(): void {
-    this.db.close();
-  }
+export function cursorOf(e: LogEntry): LogCursor {
+  return [e.time, e.attempt, e.rank, e.seq];
 }
 
 /** What a writer lost, by reason: over the job's log budget, or not stored because the sink failed. */
@@ -160,6 +160,8 @@ export interface LogLoss {
 export const logLossTotals: LogLoss = { budgetLines: 0, budgetBytes: 0, failedLines: 0 };
 
 export interface LogWriterOptions {
+  /** The job's attempt whose lines these are (absent: 1); every entry carries it. */
+  attempt?: number;
   /** Bytes of message text this writer may store; past it lines are dropped (the job keeps running). */
   budgetBytes?: number;
   /** Milliseconds between flushes (default 200). */
@@ -207,7 +209,7 @@ export class LogWriter {
     let seq = this.seqs.get(rank);
     if (seq === undefined) seq = this.firstSeq(rank);
     this.seqs.set(rank, seq + 1);
-    this.buffer.push({ job: this.job, rank, seq, time: new Date().toISOString(), stream, message });
+    this.buffer.push({ job: this.job, attempt: attemptOf(this.options.attempt), rank, seq, time: new Date().toISOString(), stream, message });
     this.timer ??= setTimeout(() => void this.flush(), this.options.intervalMs ?? 200);
   }
 

@@ -1,6 +1,6 @@
 /**
- * Batch jobs end to end on a real Temporal dev server, through real HTTP: create → COMPLETED, rank
- * failure → FAILED naming rank and code, cancel → CANCELLED with no process left, delete → 404,
+ * Batch jobs end to end on a real Temporal dev server, through real HTTP: create → COMPLETED, a retried
+ * job's logs by attempt, rank failure → FAILED naming rank and code, cancel → CANCELLED with no process left, delete → 404,
  * bad bodies → 400 creating nothing, keys → 401/403, duplicate ids → 409.
  */
 import assert from 'node:assert/strict';
@@ -42,6 +42,22 @@ describe('batch jobs end to end', () => {
     const lines = logs.body.entries.map((e) => `${e.rank}:${e.message}`).sort();
     // A CPU pool: one rank per host, so each rank is node 0..1 of 2, local 0 of 1, and sees no GPU.
     assert.deepEqual(lines, ['0:hi rank=0 world=2 node=0 nnodes=2 local=0/1 cuda=none', '1:hi rank=1 world=2 node=1 nnodes=2 local=0/1 cuda=none']);
+  });
+
+  it('retries a failed attempt; every log line says its attempt, and :getLogs?attempt= reads one attempt', async () => {
+    const created = await t.api.post<BatchJobBody>(`${A}/batchJobs?batchJobId=retried-logs`, {
+      nodePoolId: 'default-cpu',
+      numRanks: 1,
+      retryPolicy: { maxAttempts: 2, exitCodes: ['3'], initialBackoff: '0.2s' },
+      shellExecutor: { command: 'echo "attempt $BATCH_JOB_ATTEMPT"; [ "$BATCH_JOB_ATTEMPT" = 2 ] || exit 3' },
+    });
+    assert.equal(created.status, 200, JSON.stringify(created.body));
+    await waitForState(t.api, 'default', 'retried-logs', 'COMPLETED', 60_000);
+    type Entries = { entries: Array<{ attempt: number; message: string }> };
+    const read = async (query: string) => (await t.api.get<Entries>(`${A}/batchJobs/retried-logs:getLogs?startFromHead=true${query}`)).body.entries.map((e) => [e.attempt, e.message]);
+    assert.deepEqual(await read(''), [[1, 'attempt 1'], [2, 'attempt 2']]);
+    assert.deepEqual(await read('&attempt=2'), [[2, 'attempt 2']]);
+    assert.deepEqual(await read('&attempt=1'), [[1, 'attempt 1']]);
   });
 
   it('fails the job when a rank exits 3, naming the rank, the host and the code; the other rank is stopped', async () => {

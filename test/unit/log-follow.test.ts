@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Request, type Response } from 'express';
 import { streamLogs } from '../../src/api/log-follow-routes';
-import { LogStore } from '../../src/store/log-store';
+import { SqliteLogStore } from '../../src/store/sqlite-log-store';
 
 const JOB = 'accounts/a/batchJobs/big';
 const LINES = 5000;
@@ -53,15 +53,15 @@ class SlowResponse extends EventEmitter {
 
 describe(':followLogs backpressure', () => {
   let dir: string;
-  let store: LogStore;
-  before(() => {
+  let store: SqliteLogStore;
+  before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'batchd-follow-'));
-    store = new LogStore(join(dir, 'logs.sqlite'));
+    store = new SqliteLogStore(join(dir, 'logs.sqlite'));
     const time = '2026-01-01T00:00:00.000Z';
-    store.append(Array.from({ length: LINES }, (_, i) => ({ job: JOB, rank: 0, seq: i, time, stream: 'stdout' as const, message: `line ${i} ${'x'.repeat(100)}` })));
+    await store.append(Array.from({ length: LINES }, (_, i) => ({ job: JOB, attempt: 1, rank: 0, seq: i, time, stream: 'stdout' as const, message: `line ${i} ${'x'.repeat(100)}` })));
   });
-  after(() => {
-    store.close();
+  after(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
-import { type LogEntry, LogStore, LogWriter, logLossTotals } from '../../src/store/log-store';
+import { type LogEntry, LogWriter, logLossTotals } from '../../src/store/log-store';
+import { SqliteLogStore } from '../../src/store/sqlite-log-store';
 
 describe('a log writer whose sink fails', () => {
   const rejections: unknown[] = [];
@@ -27,7 +28,7 @@ describe('a log writer whose sink fails', () => {
 
   it('counts a failed timed flush instead of rejecting, keeps writing, and says what was lost at the end', async () => {
     const file = join(dir, 'full.sqlite');
-    const store = new LogStore(file);
+    const store = new SqliteLogStore(file);
     // The disk is "full": the file may not grow past its current pages.
     const raw = new Database(file);
     const pages = (raw.pragma('page_count', { simple: true }) as number) + 1;
@@ -48,13 +49,13 @@ describe('a log writer whose sink fails', () => {
     (store as unknown as { db: Database.Database }).db.pragma('max_page_count = 1073741823');
     writer.write(0, 'stdout', 'after the disk had room again');
     await writer.close();
-    const page = store.query({ job: 'accounts/a/batchJobs/j', fromHead: true, pageSize: 100 });
+    const page = await store.query({ job: 'accounts/a/batchJobs/j', fromHead: true, pageSize: 100 });
     assert.deepEqual(
       page.entries.map((e) => e.message),
       ['after the disk had room again', 'batchd: 2000 lines of this job\'s log could not be stored and were lost (database or disk is full)'],
     );
     assert.deepEqual(rejections, []);
-    store.close();
+    await store.close();
   });
 
   it('survives a sink that throws synchronously or rejects', async () => {
@@ -80,5 +81,18 @@ describe('a log writer whose sink fails', () => {
     assert.match(stored[2]?.message ?? '', /^batchd: this job's log budget of 250 B .* 8 lines \(800 B\) after it were dropped$/);
     assert.equal(stored[2]?.rank, 0, 'the marker is a line of a rank of this writer');
     assert.deepEqual(stored.map((e) => [e.rank, e.seq]), [[0, 0], [1, 0], [0, 1]], 'sequence numbers have no holes');
+  });
+
+  it('puts its attempt on every line, the markers included; absent, attempt 1', async () => {
+    const stored: LogEntry[] = [];
+    const second = new LogWriter({ append: (e) => void stored.push(...e) }, 'accounts/a/batchJobs/r', () => 0, { attempt: 2, budgetBytes: 3 });
+    second.write(0, 'stdout', 'abc');
+    second.write(0, 'stdout', 'over the budget');
+    await second.close();
+    assert.deepEqual(stored.map((e) => [e.attempt, e.seq, e.message.slice(0, 7)]), [[2, 0, 'abc'], [2, 1, 'batchd:']]);
+    const first = new LogWriter({ append: (e) => void stored.push(...e) }, 'accounts/a/batchJobs/r', () => 0);
+    first.write(0, 'stdout', 'x');
+    await first.close();
+    assert.equal(stored.at(-1)?.attempt, 1);
   });
 });

@@ -145,7 +145,8 @@ describe('the OpenAPI document', () => {
     for (const list of ['Gateway_ListBatchJobs', 'Gateway_ListNodePools', 'Gateway_ListEnvironments', 'Gateway_ListSnapshots']) {
       assert.deepEqual(names(list), ['pageSize', 'pageToken', 'filter', 'orderBy', 'readMask'], list);
     }
-    assert.deepEqual(names('Gateway_GetBatchJobLogs'), ['ranks', 'pageSize', 'pageToken', 'startTime', 'filter', 'startFromHead']);
+    assert.deepEqual(names('Gateway_GetBatchJobLogs'), ['ranks', 'pageSize', 'pageToken', 'startTime', 'filter', 'startFromHead', 'attempt']);
+    assert.deepEqual(names('Batchd_FollowBatchJobLogs'), ['ranks', 'attempt']);
     assert.deepEqual(names('Gateway_CreateBatchJob'), ['batchJobId', 'validateOnly']);
     assert.deepEqual(names('Gateway_UpdateBatchJob'), ['updateMask']);
     const ranks = operations()
@@ -153,6 +154,17 @@ describe('the OpenAPI document', () => {
       ?.op.parameters.find((p) => p.name === 'ranks');
     assert.deepEqual(ranks?.schema, { type: 'array', items: { type: 'integer' } });
     assert.equal(ranks?.explode, true);
+    for (const op of ['Gateway_GetBatchJobLogs', 'Batchd_FollowBatchJobLogs']) {
+      const attempt = operations()
+        .find(({ op: o }) => o.operationId === op)
+        ?.op.parameters.find((p) => p.name === 'attempt');
+      assert.deepEqual(attempt?.schema, { type: 'integer' }, op);
+      assert.match(attempt?.description ?? '', /attempt/);
+    }
+    // Each log entry says its attempt (a batchd extension), always.
+    const entry = doc.components.schemas.LogEntry as JsonSchema;
+    assert.ok((entry.required as string[]).includes('attempt'));
+    assert.equal((((entry.properties as Record<string, JsonSchema>).attempt) as JsonSchema).minimum, 1);
   });
 
   it('resolves every $ref', () => {
