@@ -52,6 +52,8 @@ describe('retries, time limits and dependencies', () => {
     assert.match(done.status, /^attempt 2 of 3: all 1 rank exited with code 0/);
     await waitFor('both attempts\' logs', async () => ((await logs('retry-exit')).length === 2 ? true : undefined));
     assert.deepEqual(await logs('retry-exit'), ['attempt 1', 'attempt 2']);
+    const second = (await t.api.get<{ entries: Array<{ message: string; attempt: number }> }>(`${A}/batchJobs/retry-exit:getLogs?attempt=2`)).body.entries;
+    assert.deepEqual(second.map((e) => [e.attempt, e.message]), [[2, 'attempt 2']]);
   });
 
   it('does not retry an exit code its policy does not name, nor past maxAttempts, and says why', async () => {
