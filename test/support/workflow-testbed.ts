@@ -148,6 +148,8 @@ export class FakeWorld {
   readonly inserted = new Map<string, QueueRow[]>();
   readonly removed: string[] = [];
   readonly purged: string[] = [];
+  /** Jobs whose grant the syncPool step has handed to Temporal (accepted: it lands in the job's history when the job's open task completes). */
+  readonly grantsSent: string[] = [];
   readonly closedJobsAsked: string[][] = [];
   /** Jobs liveJobs answers as live (environments ask it before a delete). */
   readonly live = new Set<string>();
@@ -239,6 +241,7 @@ export class FakeWorld {
         for (const g of step.grants ?? []) {
           try {
             await client.workflow.getHandle(g.workflowId).signal(capacityGrantedSignal, g.grant);
+            this.grantsSent.push(g.jobName);
           } catch (err) {
             if (!(err instanceof WorkflowNotFoundError)) throw err;
             undeliverable.push(g.jobName);
