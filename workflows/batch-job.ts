@@ -28,7 +28,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
-import type { AgentActivities, HostOutcome, HostRunInput, PoolBinding, PoolSignal } from '../activities/contracts';
+import type { AgentActivities, HostOutcome, HostRunInput, PoolBinding, PoolSignal, ValidateJobResult } from '../activities/contracts';
 import { type BatchJob, type BatchJobState as JobState, executorOf, isTerminal, type JobDependency } from '../src/domain/batch-job-model';
 import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
 import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-patch';
@@ -292,7 +292,13 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
   return CancellationScope.nonCancellable(async (): Promise<BatchJobResult> => {
     const lean = patched(JOB_SIGNALS_BY_ACTIVITY_PATCH);
     // ---- CREATING: validate, find the pool ---------------------------------------------------
-    const validation = await control.validateJob({ name: input.name, account: input.account, spec: input.spec, createdBy: input.createdBy });
+    // Admitted once: by the API when it started this workflow, else (parent workflows) here.
+    const given = input.settings;
+    const admitted = input.spec.environmentId === undefined ? input.admitted : undefined;
+    const validation: ValidateJobResult =
+      admitted && given
+        ? { ok: true, spec: input.spec, pool: admitted.pool, settings: given, ...(admitted.imageRef !== undefined ? { imageRef: admitted.imageRef } : {}) }
+        : await control.validateJob({ name: input.name, account: input.account, spec: input.spec, createdBy: input.createdBy });
     if (!validation.ok) {
       if (deleteBy !== undefined) {
         transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}` });

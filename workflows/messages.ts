@@ -9,7 +9,7 @@ import { type BatchJobPatch } from '../src/domain/batch-job-patch';
 import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
 import { type PoolCarriedState } from '../src/domain/pool-queue';
-import { type CapacityRequestArgs, type EnvironmentUseGrant, type EnvironmentUseRequest, type HostFacts, type JobSettings, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
+import { type CapacityRequestArgs, type EnvironmentUseGrant, type PoolBinding, type EnvironmentUseRequest, type HostFacts, type JobSettings, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
 
 export type { EnvironmentUseGrant, EnvironmentUseRequest, JobSettings, PoolSettings };
 import { type Environment, type EnvironmentSpec } from '../src/domain/environment-model';
@@ -27,6 +27,13 @@ export interface BatchJobInput {
   createTime: string;
   /** Omitted by parent workflows: the validation activity then supplies the service's settings. */
   settings?: JobSettings;
+  /**
+   * Set by the API, which admitted the job before starting it (schema, pool, executor, dependencies,
+   * limits): the workflow does not admit it again, unless it uses an environment, whose workflow must
+   * register it (validateJob does that). Absent (parent workflows, jobs started before this field):
+   * validateJob admits the job.
+   */
+  admitted?: { pool: PoolBinding; imageRef?: string };
 }
 
 export interface RankPlacement {

@@ -106,6 +106,8 @@ export class BatchJobService {
         hostStartTimeoutMs: this.d.config.HOST_START_TIMEOUT_MS,
         stopGraceMs: this.d.config.RANK_STOP_GRACE_MS,
       },
+      // Admitted here, once: the workflow does not run its validation again (unless an environment must register the job).
+      admitted: { pool: admission.pool, ...(admission.imageRef !== undefined ? { imageRef: admission.imageRef } : {}) },
     };
     try {
       await this.d.client.workflow.start<typeof batchJobWorkflow>('batchJobWorkflow', {
