@@ -197,7 +197,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       })),
       queue: sched.queue.map((r, i) => {
         const enqueuedAt = state.jobs[r.id]?.enqueuedAt;
-        return { jobName: r.id, ranks: r.ranks, position: i + 1, ...(enqueuedAt ? { enqueuedAt } : {}) };
+        return { jobName: r.id, ranks: r.ranks, position: i + 1, ...(enqueuedAt ? { enqueuedAt } : {}), ...(r.avoidHosts ? { avoidHosts: r.avoidHosts } : {}) };
       }),
       queueSummary: { length: state.length, ranks: state.queuedRanks, window: settings.queueWindow },
       reservation: sched.reservation,
