@@ -15,7 +15,7 @@ import {
   type BatchJobPlacement,
   dependsOnSchema,
   durationSchema,
-  retryPolicySchema,
+  RETRY_CONDITIONS,
   imageRefSchema,
   MAX_RANKS,
   notebookExecutorSchema,
@@ -23,6 +23,7 @@ import {
   roleArnSchema,
   shellExecutorSchema,
 } from '../domain/batch-job';
+import { MAX_ATTEMPTS } from '../domain/job-policy';
 import { ENVIRONMENT_STATES, type Environment, environmentCreateBodySchema } from '../domain/environment';
 import { type ErrorBody, type ErrorDetail, GrpcCode } from '../domain/errors';
 import { displayNameSchema, idSchema } from '../domain/fields';
@@ -78,13 +79,24 @@ export const shellExecutorWireSchema = named('ShellExecutor', shellExecutorSchem
 // ---------------------------------------------------------------------------------------------
 // Resources, as the API returns them. Absent optional fields are omitted; a readMask omits more.
 
+/**
+ * The retry policy as the API returns it. Not the create body's schema: that one normalizes with a
+ * transform (exit codes given as numbers become strings), which has no output side to document.
+ */
 export const retryPolicyWireSchema = named(
   'RetryPolicy',
-  retryPolicySchema.meta({
-    description:
-      'batchd extension: retry a failed attempt (the whole gang is queued again) when an exit code or condition matches, up to maxAttempts in all, waiting initialBackoff (default 10s) doubling up to maxBackoff (default 300s)',
-  }),
-  'input',
+  z
+    .strictObject({
+      maxAttempts: z.int().min(1).max(MAX_ATTEMPTS),
+      exitCodes: z.array(z.string()).max(64).meta({ description: 'Exit codes that retry, each "N" or a range "N-M" (0-255)' }).optional(),
+      conditions: z.array(z.enum(RETRY_CONDITIONS)).optional(),
+      initialBackoff: durationSchema.optional(),
+      maxBackoff: durationSchema.optional(),
+    })
+    .meta({
+      description:
+        'batchd extension: retry a failed attempt (the whole gang is queued again) when an exit code or condition matches, up to maxAttempts in all, waiting initialBackoff (default 10s) doubling up to maxBackoff (default 300s)',
+    }),
 );
 export const dependsOnWireSchema = named(
   'BatchJobDependencies',
