@@ -31,7 +31,6 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { TimeoutType } from '@temporalio/common';
 import type { AgentActivities, HostProbeAnswer } from '../activities/contracts';
 import { type BatchJobState, isTerminal } from '../src/domain/batch-job-model';
 import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../src/domain/hosts';
@@ -209,7 +208,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     try {
       return await agent.probeHost({ host });
     } catch (err) {
-      if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === TimeoutType.SCHEDULE_TO_START) return 'no-answer';
+      // Not picked up in time, or picked up by an agent that froze before it answered: ask again.
+      if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure) return 'no-answer';
       log.warn('probe of an unreachable host failed', { host, error: String(err) });
       return 'failed';
     }
