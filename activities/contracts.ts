@@ -137,9 +137,18 @@ export type HostOutcome =
     }
   | { outcome: 'stopped' };
 
+/** A host's agent answers its pool's probe: it polls again, and these jobs still have ranks running here. */
+export interface HostProbeAnswer {
+  host: string;
+  /** Jobs with ranks on this host right now (names). */
+  activeJobs: string[];
+}
+
 export interface AgentActivities {
   /** Runs the host's ranks to their end, heartbeating; stops them all when one fails. */
   runRanks(input: HostRunInput): Promise<HostOutcome>;
   /** Stops the job's ranks on this host (SIGTERM, grace, SIGKILL, reap) and refuses to start them later. */
   stopRanks(input: { jobName: string; graceMs: number; attempt?: number }): Promise<{ stopped: number }>;
+  /** Sent by the pool while it holds the host unreachable; answered at once by an agent that polls again. */
+  probeHost(input: { host: string }): Promise<HostProbeAnswer>;
 }

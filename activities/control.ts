@@ -32,7 +32,7 @@ export interface ControlDeps {
   logs: LogStore;
   config: Pick<
     Config,
-    'dataDir' | 'HOST_HEARTBEAT_TIMEOUT_MS' | 'HOST_START_TIMEOUT_MS' | 'RANK_STOP_GRACE_MS' | 'POOL_TASK_QUEUE' | 'POOL_QUEUE_WINDOW' | 'POOL_RECONCILE_MS'
+    'dataDir' | 'HOST_HEARTBEAT_TIMEOUT_MS' | 'HOST_START_TIMEOUT_MS' | 'RANK_STOP_GRACE_MS' | 'POOL_TASK_QUEUE' | 'POOL_QUEUE_WINDOW' | 'POOL_RECONCILE_MS' | 'HOST_PROBE_MS'
   >;
   /** For updates to environment workflows and job liveness; the worker's own client when absent. */
   client?: Client;
@@ -131,7 +131,7 @@ export function createControlActivities({ store, logs, config, client, knowsUser
     },
 
     poolSettings() {
-      return Promise.resolve({ taskQueue: config.POOL_TASK_QUEUE, queueWindow: config.POOL_QUEUE_WINDOW, reconcileMs: config.POOL_RECONCILE_MS });
+      return Promise.resolve({ taskQueue: config.POOL_TASK_QUEUE, queueWindow: config.POOL_QUEUE_WINDOW, reconcileMs: config.POOL_RECONCILE_MS, hostProbeMs: config.HOST_PROBE_MS });
     },
 
     async syncPool({ grants, ...step }) {

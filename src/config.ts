@@ -45,6 +45,8 @@ const envSchema = z.object({
   POOL_RECONCILE_MS: ms.default(300_000),
   /** How often the control worker checks that every pool's workflow runs, and restarts one that closed. */
   POOL_WATCHDOG_MS: ms.default(30_000),
+  /** How long a pool's probe of an unreachable host waits on the host's task queue before it is sent again. */
+  HOST_PROBE_MS: ms.default(600_000),
 
   BOOTSTRAP_API_KEY: z.string().min(16, 'BOOTSTRAP_API_KEY must be at least 16 characters').optional(),
   /** Shared secret of agents on other machines that ship logs to the API (generated into DATA_DIR when unset). */

@@ -184,7 +184,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     const pools = new NodePoolService({
       client,
       store,
-      settings: { taskQueue: config.POOL_TASK_QUEUE, queueWindow: config.POOL_QUEUE_WINDOW, reconcileMs: config.POOL_RECONCILE_MS },
+      settings: { taskQueue: config.POOL_TASK_QUEUE, queueWindow: config.POOL_QUEUE_WINDOW, reconcileMs: config.POOL_RECONCILE_MS, hostProbeMs: config.HOST_PROBE_MS },
       logger,
       continueAsNewEvents: config.POOL_CONTINUE_AS_NEW_EVENTS,
       limits,

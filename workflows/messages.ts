@@ -159,6 +159,8 @@ export interface NodePoolQueueEntry {
   position: number;
   /** When the request reached the pool. */
   enqueuedAt?: string;
+  /** Hosts the request stays off when the pool can place it elsewhere (a retry's failed hosts). */
+  avoidHosts?: string[];
 }
 
 export interface NodePoolInternals {

@@ -15,6 +15,7 @@
  * version (node-pool-v1.ts), which migrates itself at its next live turn.
  */
 import {
+  ActivityFailure,
   CancellationScope,
   allHandlersFinished,
   condition,
@@ -22,19 +23,22 @@ import {
   log,
   makeContinueAsNewFunc,
   patched,
+  proxyActivities,
   setCurrentDetails,
   setHandler,
   sleep,
+  TimeoutFailure,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { AgentActivities, HostProbeAnswer } from '../activities/contracts';
 import { type BatchJobState, isTerminal } from '../src/domain/batch-job-model';
 import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../src/domain/hosts';
 import { applyNodePoolSpec, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
 import { type HostFacts } from '../src/domain/control-model';
 import { poolRankMemoryLimit } from '../src/domain/isolation';
 import { PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
-import { addHost, type Allocation, setHostStatus, standing } from '../src/domain/scheduler';
+import { addHost, type Allocation, allocationsOnHost, setHostStatus, standing } from '../src/domain/scheduler';
 import {
   capacityGrantedSignal,
   capacityRefusedSignal,
@@ -66,6 +70,18 @@ export const POOL_QUEUE_IN_STORE_PATCH = 'pool-queue-in-store';
  * whose delivery events would cost the pool a workflow task per grant.
  */
 export const POOL_GRANTS_BY_ACTIVITY_PATCH = 'pool-grants-by-activity';
+/**
+ * A host declared lost comes back by itself: while it is unreachable the pool keeps a probe activity
+ * waiting on the host's task queue, and takes the host back once its agent answers with no ranks of a
+ * job the pool no longer places there. The pool's status names its unreachable hosts. Histories from
+ * before neither probe nor say so (their hosts came back only when their agents joined again).
+ */
+export const POOL_LOST_HOSTS_RETURN_PATCH = 'pool-lost-hosts-return';
+
+/** How long a probe waits on an unreachable host's task queue, for settings carried from before hostProbeMs. */
+const DEFAULT_HOST_PROBE_MS = 600_000;
+/** An agent that answers with ranks of jobs that left the host stops them at its next heartbeat: ask again soon. */
+const PROBE_AGAIN_MS = 3_000;
 
 function now(): string {
   return new Date().toISOString();
@@ -122,8 +138,10 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     };
     count('QUEUED', state.length, state.queuedRanks);
     for (const a of Object.values(sched.allocations)) count(state.jobs[a.id]?.state ?? 'PENDING', 1, a.ranks);
+    const unreachable = sched.hosts.filter((h) => h.status === 'unreachable').length;
     return {
       nodeCount: sched.hosts.filter((h) => h.status === 'ready').length,
+      ...(unreachable > 0 ? { unreachableNodeCount: unreachable } : {}),
       ranksPerNode: slotsPerHost,
       environmentCount: 0,
       environmentRanks: 0,
@@ -154,16 +172,87 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
 
   const liveJobs = () => state.length + Object.keys(sched.allocations).length;
 
-  /** The pool's status says when some of its hosts run ranks without isolation (their agents are not root). */
-  const sayIsolation = () => {
+  /**
+   * The pool's status says when some of its hosts run ranks without isolation (their agents are not
+   * root) and, on runs with POOL_LOST_HOSTS_RETURN_PATCH (`withLost`), which of its hosts are unreachable.
+   */
+  const sayStatus = (withLost: boolean) => {
     if (pool.state !== 'READY') return;
     const open = sched.hosts.filter((h) => h.status !== 'draining' && state.hosts[h.id]?.isolation !== undefined && state.hosts[h.id]?.isolation !== 'isolated');
-    const message = open.length
-      ? `ranks on ${open.map((h) => h.id).join(', ')} are not isolated: their agents do not run as root, so ranks run as the agent's user (docs/security.md)`
-      : '';
+    const parts: string[] = [];
+    if (open.length) parts.push(`ranks on ${open.map((h) => h.id).join(', ')} are not isolated: their agents do not run as root, so ranks run as the agent's user (docs/security.md)`);
+    const lost = withLost ? sched.hosts.filter((h) => h.status === 'unreachable').map((h) => h.id) : [];
+    if (lost.length === 1) parts.push(`host ${lost[0]} is unreachable: its agent stopped answering; it is ready again as soon as its agent answers`);
+    if (lost.length > 1) parts.push(`hosts ${lost.join(', ')} are unreachable: their agents stopped answering; each is ready again as soon as its agent answers`);
+    const message = parts.join('; ');
     if (pool.status.message === message) return;
     pool = { ...pool, status: okStatus(message) };
     changed();
+  };
+
+  /** Unreachable hosts being probed (one probe loop each). */
+  const probing = new Set<string>();
+  const hostProbeMs = settings.hostProbeMs ?? DEFAULT_HOST_PROBE_MS;
+  const isUnreachable = (host: string) => sched.hosts.find((h) => h.id === host)?.status === 'unreachable';
+
+  /** Asks an unreachable host's agent whether it is back: its answer, or why there is none. */
+  async function probe(host: string): Promise<HostProbeAnswer | 'no-answer' | 'failed'> {
+    const agent = proxyActivities<AgentActivities>({
+      taskQueue: state.hosts[host]?.taskQueue ?? hostTaskQueue(input.name, host),
+      // It waits on the host's task queue until the agent polls, and is sent again after this long.
+      scheduleToStartTimeout: hostProbeMs,
+      startToCloseTimeout: '30 seconds',
+      retry: { maximumAttempts: 1 },
+      summary: `is host ${host} back?`,
+    });
+    try {
+      return await agent.probeHost({ host });
+    } catch (err) {
+      // Not picked up in time, or picked up by an agent that froze before it answered: ask again.
+      if (err instanceof ActivityFailure && err.cause instanceof TimeoutFailure) return 'no-answer';
+      log.warn('probe of an unreachable host failed', { host, error: String(err) });
+      return 'failed';
+    }
+  }
+
+  /**
+   * Probes an unreachable host until its agent answers with no ranks of jobs the pool no longer places
+   * there, then takes it back (ready, or draining if a shrink left it beyond a fake pool's size). Ends
+   * early when the host is back some other way (its agent joined again) or leaves the pool.
+   */
+  const probeUntilBack = (host: string): void => {
+    if (probing.has(host)) return;
+    probing.add(host);
+    void CancellationScope.nonCancellable(async () => {
+      try {
+        while (!deleting && isUnreachable(host)) {
+          const answer = await probe(host);
+          if (answer === 'no-answer') continue;
+          if (answer === 'failed') {
+            await sleep(hostProbeMs);
+            continue;
+          }
+          if (!isUnreachable(host)) return;
+          const placedHere = new Set(allocationsOnHost(sched, host));
+          const leftover = answer.activeJobs.filter((j) => !placedHere.has(j));
+          if (leftover.length > 0) {
+            log.info('unreachable host answered, but still runs ranks of jobs that left it; asking again', { host, jobs: leftover });
+            await sleep(PROBE_AGAIN_MS);
+            continue;
+          }
+          const index = fakeHostIndex(host);
+          const beyond = pool.fakeNodePool !== undefined && (index === undefined || index >= pool.fakeNodePool.numNodes);
+          setHostStatus(sched, host, beyond ? 'draining' : 'ready');
+          log.info('unreachable host is back: its agent answered', { host });
+          state.touchCapacity();
+          sayStatus(true);
+          dirty = true;
+          return;
+        }
+      } finally {
+        probing.delete(host);
+      }
+    });
   };
 
   if (!input.carried && !input.recover) {
@@ -197,7 +286,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       })),
       queue: sched.queue.map((r, i) => {
         const enqueuedAt = state.jobs[r.id]?.enqueuedAt;
-        return { jobName: r.id, ranks: r.ranks, position: i + 1, ...(enqueuedAt ? { enqueuedAt } : {}) };
+        return { jobName: r.id, ranks: r.ranks, position: i + 1, ...(enqueuedAt ? { enqueuedAt } : {}), ...(r.avoidHosts ? { avoidHosts: r.avoidHosts } : {}) };
       }),
       queueSummary: { length: state.length, ranks: state.queuedRanks, window: settings.queueWindow },
       reservation: sched.reservation,
@@ -252,6 +341,10 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     setHostStatus(sched, host, 'unreachable');
     state.touchCapacity();
     dirty = true;
+    if (patched(POOL_LOST_HOSTS_RETURN_PATCH)) {
+      probeUntilBack(host);
+      sayStatus(true);
+    }
   });
   setHandler(
     joinHostUpdate,
@@ -265,7 +358,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       state.hosts[reg.host] = { address: reg.address, taskQueue: hostTaskQueue(input.name, reg.host), ...facts };
       addHost(sched, reg.host, reg.slots);
       state.touchCapacity();
-      sayIsolation();
+      sayStatus(patched(POOL_LOST_HOSTS_RETURN_PATCH));
       dirty = true;
       return { taskQueue: hostTaskQueue(input.name, reg.host) };
     },
@@ -440,6 +533,12 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       for (const o of found.orphans) if (o.ranks <= limit) state.request({ jobName: o.jobName, workflowId: o.jobName, ranks: o.ranks }, o.createTime);
       if (found.orphans.length > 0) log.warn('queued again the requests the closed run never wrote', { jobs: found.orphans.length });
       dirty = true;
+    }
+    // Hosts this run starts with unreachable (carried, or recovered from the store) are probed too.
+    const unreachable = sched.hosts.filter((h) => h.status === 'unreachable').map((h) => h.id);
+    if (unreachable.length > 0 && patched(POOL_LOST_HOSTS_RETURN_PATCH)) {
+      for (const host of unreachable) probeUntilBack(host);
+      sayStatus(true);
     }
     const continueAsNewAt = input.continueAsNewEvents ?? 4000;
     for (;;) {

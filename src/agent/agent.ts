@@ -15,11 +15,11 @@ import { type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@
 import { ConfigError } from '../config';
 import { type NativeConnection, Worker } from '@temporalio/worker';
 import { type Logger } from 'pino';
-import { type AgentActivities, type HostOutcome, type HostRunInput } from '../../activities/contracts';
+import { type AgentActivities, type HostOutcome, type HostProbeAnswer, type HostRunInput } from '../../activities/contracts';
 import { checkJobsSignal, joinHostUpdate, ranksStartedSignal } from '../../workflows/messages';
 import { rankFailureMessage, type RankUsageReport, rankUsageLine } from '../domain/isolation';
 import { hostShareOfBudget } from '../domain/log-limits';
-import { attemptOf, runKey } from '../domain/log-query';
+import { attemptOf, jobOfRunKey, runKey } from '../domain/log-query';
 import { parseResourceName } from '../domain/names';
 import { type AgentLogs, type LogSink, LogWriter, sinkOfHost } from '../store/log-store';
 import { type AgentIsolation, type RankIsolation } from './isolation';
@@ -151,7 +151,21 @@ export class HostAgent {
     return {
       runRanks: (input) => this.runRanks(input),
       stopRanks: (input) => this.stopRanks(input.jobName, input.attempt, input.graceMs),
+      probeHost: (input) => this.answerProbe(input.host),
     };
+  }
+
+  /**
+   * The pool declared this host lost and asks whether its agent is back. The answer names the jobs
+   * whose ranks still run here; the pool takes the host back once none of them is a job it no longer
+   * places here (their ranks stop when their activity's next heartbeat finds it gone).
+   */
+  private answerProbe(host: string): Promise<HostProbeAnswer> {
+    if (host !== this.o.host) return Promise.reject(ApplicationFailure.nonRetryable(`a probe for host ${host} reached the agent of host ${this.o.host}`, 'WrongHost'));
+    // Job names, not run keys: the pool knows jobs, and a later attempt runs as the same job.
+    const activeJobs = [...new Set([...this.active.keys()].map(jobOfRunKey))];
+    this.log.info({ activeJobs }, 'the pool held this host unreachable and probed it; answered');
+    return Promise.resolve({ host, activeJobs });
   }
 
   private wasStopped(key: string): boolean {

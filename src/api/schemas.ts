@@ -146,6 +146,9 @@ export const nodePoolStatsSchema = named(
   z
     .strictObject({
       nodeCount: count(),
+      unreachableNodeCount: count()
+        .meta({ description: 'batchd extension: hosts declared lost (no heartbeat from their agents) that have not answered since; each is ready again, and counted in nodeCount, as soon as its agent answers. Absent when none.' })
+        .optional(),
       ranksPerNode: z.int().min(1).max(2147483647),
       environmentCount: count(),
       environmentRanks: count(),

@@ -22,6 +22,11 @@ export interface PoolSettings {
   queueWindow: number;
   /** While jobs wait and capacity is held, how often the pool checks that the holders still live. */
   reconcileMs: number;
+  /**
+   * How long the probe of an unreachable host waits on the host's task queue before it is sent again
+   * (a host is back as soon as its agent picks it up). Absent in settings carried from before it.
+   */
+  hostProbeMs?: number;
 }
 
 export interface PoolBinding {

@@ -23,6 +23,12 @@ export function runKey(jobName: string, attempt: number | undefined): string {
   return n === 1 ? jobName : `${jobName}@attempt-${n}`;
 }
 
+/** The job a run key belongs to (job names never hold "@"). */
+export function jobOfRunKey(key: string): string {
+  const at = key.indexOf('@attempt-');
+  return at < 0 ? key : key.slice(0, at);
+}
+
 /** The `ranks` query parameter (repeatable): each a rank number, else 400 naming it. */
 export function parseLogRanks(raw: unknown): number[] | undefined {
   if (raw === undefined) return undefined;

@@ -49,7 +49,10 @@ export interface NodePoolSpec {
 }
 
 export interface NodePoolStats {
+  /** Hosts that take work (ready). */
   nodeCount: number;
+  /** batchd extension: hosts declared lost whose agents have not answered since; absent when none. */
+  unreachableNodeCount?: number;
   ranksPerNode: number;
   environmentCount: number;
   environmentRanks: number;

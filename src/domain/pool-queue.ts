@@ -18,7 +18,7 @@
  */
 import { type BatchJobState } from './batch-job-model';
 import { type HostFacts } from './control-model';
-import { type Allocation, emptyScheduler, type QueuedRequest, release as releaseSlots, schedule, type SchedulerState } from './scheduler';
+import { type Allocation, avoidList, emptyScheduler, type QueuedRequest, release as releaseSlots, schedule, type SchedulerState } from './scheduler';
 
 export const POOL_STATE_FORMAT = 2;
 /** Default number of queued jobs a pool keeps in memory and schedules from. */
@@ -31,6 +31,8 @@ export interface QueueEntry {
   ranks: number;
   seq: number;
   enqueuedAt: string;
+  /** Hosts the request stays off when the pool can place it elsewhere (a retry's failed hosts); absent: none. */
+  avoidHosts?: string[];
 }
 
 export interface HostEndpoint extends HostFacts {
@@ -171,6 +173,7 @@ export class PoolQueue {
       ranks: r.ranks,
       seq: r.seq,
       enqueuedAt: legacy.jobs[r.id]?.enqueuedAt ?? now,
+      ...(r.avoidHosts ? { avoidHosts: r.avoidHosts } : {}),
     }));
     state.capacityChanged = true;
     return state;
@@ -191,7 +194,7 @@ export class PoolQueue {
     const lastSeq = Math.max(snapshot.lastSeq, loaded.maxSeq);
     const jobs: Record<string, PoolJob> = { ...snapshot.jobs };
     for (const r of rows) jobs[r.jobName] = { workflowId: r.workflowId, ranks: r.ranks, state: 'QUEUED', enqueuedAt: r.enqueuedAt };
-    const scheduler: SchedulerState = { ...snapshot.scheduler, queue: rows.map((r) => ({ id: r.jobName, ranks: r.ranks, seq: r.seq })), seq: lastSeq };
+    const scheduler: SchedulerState = { ...snapshot.scheduler, queue: rows.map(queuedRequestOf), seq: lastSeq };
     if (scheduler.reservation && !scheduler.queue.some((r) => r.id === scheduler.reservation?.requestId)) scheduler.reservation = null;
     return new PoolQueue(
       {
@@ -240,16 +243,17 @@ export class PoolQueue {
    * A job asks for capacity. A job already known here is a repeat and changes nothing; one queued only
    * in the store is caught by the store's key at the next sync (and `length` is corrected then).
    */
-  request(req: { jobName: string; workflowId: string; ranks: number }, now: string): 'queued' | 'duplicate' {
+  request(req: { jobName: string; workflowId: string; ranks: number; avoidHosts?: readonly string[] }, now: string): 'queued' | 'duplicate' {
     if (this.has(req.jobName)) return 'duplicate';
     const seq = ++this.counters.lastSeq;
     this.scheduler.seq = seq;
-    const entry: QueueEntry = { jobName: req.jobName, workflowId: req.workflowId, ranks: req.ranks, seq, enqueuedAt: now };
+    const avoidHosts = avoidList(req.avoidHosts);
+    const entry: QueueEntry = { jobName: req.jobName, workflowId: req.workflowId, ranks: req.ranks, seq, enqueuedAt: now, ...(avoidHosts ? { avoidHosts } : {}) };
     this.pendingInserts.push(entry);
     this.pendingRemoves.delete(req.jobName);
     // The window takes it only when it already holds the whole queue before it, which keeps it contiguous.
     if (this.counters.loadedThrough === seq - 1 && this.scheduler.queue.length < this.windowSize) {
-      this.scheduler.queue.push({ id: req.jobName, ranks: req.ranks, seq });
+      this.scheduler.queue.push(queuedRequestOf(entry));
       this.jobs[req.jobName] = { workflowId: req.workflowId, ranks: req.ranks, state: 'QUEUED', enqueuedAt: now };
       this.counters.loadedThrough = seq;
     }
@@ -343,7 +347,7 @@ export class PoolQueue {
     const from = this.counters.loadedThrough;
     for (const row of outcome.rows) {
       if (row.seq <= from || inWindow.has(row.jobName)) continue;
-      this.scheduler.queue.push({ id: row.jobName, ranks: row.ranks, seq: row.seq });
+      this.scheduler.queue.push(queuedRequestOf(row));
       this.jobs[row.jobName] = { workflowId: row.workflowId, ranks: row.ranks, state: 'QUEUED', enqueuedAt: row.enqueuedAt };
     }
     const last = outcome.rows.at(-1);
@@ -379,4 +383,10 @@ export class PoolQueue {
   counts(): Readonly<QueueCounters> & { pendingInserts: number; pendingRemoves: number } {
     return { ...this.counters, pendingInserts: this.pendingInserts.length, pendingRemoves: this.pendingRemoves.size };
   }
+}
+
+/** The scheduler's request for a row of the queue, with the hosts it avoids when it has any. */
+function queuedRequestOf(row: QueueEntry): QueuedRequest {
+  const avoidHosts = avoidList(row.avoidHosts);
+  return avoidHosts ? { id: row.jobName, ranks: row.ranks, seq: row.seq, avoidHosts } : { id: row.jobName, ranks: row.ranks, seq: row.seq };
 }

@@ -8,6 +8,11 @@
  * it reserves, on the hosts it will use, the slots it still needs as they free up. Later jobs may start
  * ahead of it only on capacity outside that reservation, so the head is never overtaken on what it
  * waits for, and every job reaches the head once those before it have started.
+ *
+ * Host avoidance (a retry stays off the hosts that failed its earlier attempt): a request's
+ * `avoidHosts` are left out of its placement, and out of its reservation when it is the head, whenever
+ * the pool's other ready hosts have slots enough in all to hold it; otherwise it is placed as if it
+ * avoided nothing, so avoidance never makes a job wait forever.
  */
 import { FreeHostIndex, type HostAssignment, type HostAvailability } from './packing';
 
@@ -33,6 +38,8 @@ export interface QueuedRequest {
   id: string;
   ranks: number;
   seq: number;
+  /** Hosts to stay off when the other ready hosts can hold the gang (absent: none). */
+  avoidHosts?: string[];
 }
 
 /** The queue head's claim: per host, how many slots it will take there once they are free. */
@@ -81,12 +88,39 @@ function isGangSize(ranks: number): boolean {
 
 export type EnqueueResult = 'queued' | 'already-queued' | 'already-allocated';
 
-export function enqueue(state: SchedulerState, id: string, ranks: number): EnqueueResult {
+export function enqueue(state: SchedulerState, id: string, ranks: number, avoidHosts?: readonly string[]): EnqueueResult {
   if (state.allocations[id]) return 'already-allocated';
   if (state.queue.some((r) => r.id === id)) return 'already-queued';
   state.seq += 1;
-  state.queue.push({ id, ranks, seq: state.seq });
+  const avoid = avoidList(avoidHosts);
+  state.queue.push(avoid ? { id, ranks, seq: state.seq, avoidHosts: avoid } : { id, ranks, seq: state.seq });
   return 'queued';
+}
+
+/** A request's hosts to avoid as kept: distinct non-empty ids in the order given, or undefined for none. */
+export function avoidList(hosts: readonly unknown[] | undefined): string[] | undefined {
+  if (!hosts || hosts.length === 0) return undefined;
+  const out: string[] = [];
+  for (const h of hosts) if (typeof h === 'string' && h !== '' && !out.includes(h)) out.push(h);
+  return out.length > 0 ? out : undefined;
+}
+
+/**
+ * The hosts the request stays off in a placement now: its avoided hosts that are ready, when the other
+ * ready hosts have at least `ranks` slots in all; otherwise (or when it avoids no ready host) none.
+ */
+export function hostsToAvoid(state: SchedulerState, request: Pick<QueuedRequest, 'ranks' | 'avoidHosts'>): Set<string> | undefined {
+  const avoid = request.avoidHosts;
+  if (!avoid || avoid.length === 0) return undefined;
+  const names = new Set(avoid);
+  const avoided = new Set<string>();
+  let otherSlots = 0;
+  for (const h of state.hosts) {
+    if (!schedulable(h)) continue;
+    if (names.has(h.id)) avoided.add(h.id);
+    else otherSlots += h.slots;
+  }
+  return avoided.size > 0 && otherSlots >= request.ranks ? avoided : undefined;
 }
 
 export type ReleaseResult = 'freed' | 'dequeued' | 'unknown';
@@ -131,11 +165,12 @@ export function freeSlotCount(state: SchedulerState): number {
   return state.hosts.filter(schedulable).reduce((n, h) => n + freeCount(h), 0);
 }
 
-function availability(state: SchedulerState, forRequest: string): HostAvailability[] {
-  const reserved = state.reservation && state.reservation.requestId !== forRequest ? state.reservation.counts : {};
+function availability(state: SchedulerState, request: QueuedRequest): HostAvailability[] {
+  const reserved = state.reservation && state.reservation.requestId !== request.id ? state.reservation.counts : {};
+  const avoided = hostsToAvoid(state, request);
   const out: HostAvailability[] = [];
   for (const host of state.hosts) {
-    if (!schedulable(host)) continue;
+    if (!schedulable(host) || avoided?.has(host.id)) continue;
     const free = freeSlots(host);
     const keep = Object.hasOwn(reserved, host.id) ? (reserved[host.id] ?? 0) : 0;
     const usable = Math.max(0, free.length - keep);
@@ -217,6 +252,8 @@ class PassView {
   private reservedReady = 0;
   private byId: Map<string, number> | undefined;
   private ports: MasterPorts | undefined;
+  /** Slots of the ready hosts, counted on first use. */
+  private readySlotTotal: number | undefined;
 
   constructor(
     private readonly state: SchedulerState,
@@ -249,7 +286,7 @@ class PassView {
     this.index = new FreeHostIndex(free);
   }
 
-  /** Only a custom placement policy names hosts by id, so only it pays for the map. */
+  /** Only a custom placement policy and requests that avoid hosts name hosts by id, so only they pay for the map. */
   private hostIndex(id: string): number | undefined {
     if (!this.byId) this.byId = new Map(this.state.hosts.map((h, i) => [h.id, i]));
     return this.byId.get(id);
@@ -288,12 +325,61 @@ class PassView {
 
   /** Grants the whole gang if it fits the usable slots; otherwise changes nothing. */
   tryGrant(request: QueuedRequest): Allocation | undefined {
-    const ranks = request.ranks;
     // A gang never fits in fewer usable slots than it has ranks, whatever the placement.
-    if (!isGangSize(ranks) || ranks > this.index.total) return undefined;
-    const assignments = this.policy ? this.policyPlacement(ranks) : this.bestFit(ranks);
+    if (!isGangSize(request.ranks) || request.ranks > this.index.total) return undefined;
+    const avoided = this.avoidedBy(request);
+    if (!avoided) return this.place(request);
+    // The avoided hosts are hidden from this request's placement only.
+    const kept = avoided.map((i) => this.index.free(i));
+    for (const i of avoided) this.index.setFree(i, 0);
+    try {
+      return this.place(request);
+    } finally {
+      avoided.forEach((i, k) => this.index.setFree(i, kept[k] ?? 0));
+    }
+  }
+
+  private place(request: QueuedRequest): Allocation | undefined {
+    if (request.ranks > this.index.total) return undefined;
+    const assignments = this.policy ? this.policyPlacement(request.ranks) : this.bestFit(request.ranks);
     if (!assignments) return undefined;
     return this.allocate(request, assignments);
+  }
+
+  /**
+   * Pool indices of the ready hosts the request stays off in this pass (hostsToAvoid's rule), or
+   * undefined. Free for a request that avoids nothing; the first one that does pays O(hosts) once per pass.
+   */
+  avoidedBy(request: QueuedRequest): number[] | undefined {
+    const avoid = request.avoidHosts;
+    if (!avoid || avoid.length === 0) return undefined;
+    const at: number[] = [];
+    let avoidedSlots = 0;
+    for (const id of avoid) {
+      const i = this.hostIndex(id);
+      if (i === undefined || !this.isReady(i) || at.includes(i)) continue;
+      at.push(i);
+      avoidedSlots += this.state.hosts[i]?.slots ?? 0;
+    }
+    if (at.length === 0) return undefined;
+    return this.readySlots() - avoidedSlots >= request.ranks ? at : undefined;
+  }
+
+  /** True when the reservation names a host the request must stay off in this pass. */
+  namesAvoidedHost(reservation: Reservation, request: QueuedRequest): boolean {
+    const avoided = this.avoidedBy(request);
+    return avoided !== undefined && avoided.some((i) => Object.hasOwn(reservation.counts, this.state.hosts[i]?.id ?? ''));
+  }
+
+  private readySlots(): number {
+    if (this.readySlotTotal === undefined) {
+      let n = 0;
+      this.state.hosts.forEach((h, i) => {
+        if (this.isReady(i)) n += h.slots;
+      });
+      this.readySlotTotal = n;
+    }
+    return this.readySlotTotal;
   }
 
   private bestFit(ranks: number): Array<{ index: number; slots: number[] }> | undefined {
@@ -350,13 +436,16 @@ class PassView {
 
   /**
    * Where the head will run: ready hosts with the most free slots first, then the fewest jobs to wait
-   * on, then pool order. Visits free-count levels from the top and stops once the head is covered.
+   * on, then pool order, leaving out the hosts it avoids. Visits free-count levels from the top and
+   * stops once the head is covered.
    */
   reserveFor(request: QueuedRequest): Reservation | null {
     if (!isGangSize(request.ranks)) return null;
+    const avoided = this.avoidedBy(request);
+    const skip = avoided ? new Set(avoided) : undefined;
     const levels: number[][] = [];
     this.state.hosts.forEach((_, i) => {
-      if (!this.isReady(i)) return;
+      if (!this.isReady(i) || skip?.has(i)) return;
       const free = this.index.free(i);
       (levels[free] ??= []).push(i);
     });
@@ -391,7 +480,8 @@ function holderCount(host: PoolHost): number {
 
 function reservationStillValid(state: SchedulerState, head: QueuedRequest, view: PassView): boolean {
   const r = state.reservation;
-  return r !== null && r.requestId === head.id && view.coversReadyHostsOnly(r);
+  // A reservation made while the head could not avoid its hosts is made again once it can.
+  return r !== null && r.requestId === head.id && view.coversReadyHostsOnly(r) && !view.namesAvoidedHost(r, head);
 }
 
 /**
@@ -400,7 +490,8 @@ function reservationStillValid(state: SchedulerState, head: QueuedRequest, view:
  * swaps the placement policy (default: best-fit packing); `options.stats` adds up what passes did.
  *
  * Cost: O(hosts × slots) to build the pass's view, O(1) per request too large for the usable slots,
- * and a placement plus an incremental view update per grant.
+ * and a placement plus an incremental view update per grant. Requests that avoid hosts add O(hosts)
+ * once per pass (a host index) and O(hosts they avoid) each.
  */
 export function schedule(state: SchedulerState, options: ScheduleOptions = {}): Allocation[] {
   const queue = state.queue;
@@ -481,7 +572,7 @@ export function standing(state: SchedulerState, id: string): QueueStanding | und
     queueLength: state.queue.length,
     ranks: request.ranks,
     freeSlots: freeSlotCount(state),
-    usableSlots: availability(state, id).reduce((n, h) => n + h.free.length, 0),
+    usableSlots: availability(state, request).reduce((n, h) => n + h.free.length, 0),
     isHead: index === 0,
   };
 }

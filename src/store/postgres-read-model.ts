@@ -24,7 +24,7 @@ import { compileFilter, compileListPage, listPageOf } from './sql-list';
 import { type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, type QueuePositions, type QueueRow } from './pool-store';
 
 /** Bumped when the tables change; a database written by a newer build is refused. */
-export const POSTGRES_SCHEMA_VERSION = 2; // 2: the pools' queue and snapshot tables
+export const POSTGRES_SCHEMA_VERSION = 3; // 2: the pools' queue and snapshot tables; 3: pool_queue.avoid_hosts
 /** Serialises schema creation between processes starting at once (pg_advisory_xact_lock key, "batchd"). */
 const SCHEMA_LOCK_KEY = 0x6261746368;
 const SCHEMA_TABLE = 'read_model_schema';
@@ -137,8 +137,8 @@ export class PostgresReadModel implements ReadModel {
       let removedRanks = 0;
       for (const r of step.inserts) {
         const result = await client.query(
-          `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-          bind([step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt]),
+          `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at, avoid_hosts) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+          bind([step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt, r.avoidHosts && r.avoidHosts.length > 0 ? JSON.stringify(r.avoidHosts) : null]),
         );
         if ((result.rowCount ?? 0) > 0) {
           inserted++;
@@ -259,11 +259,11 @@ async function queueTotals(client: PoolClient, pool: string): Promise<{ length: 
 }
 
 async function queueRows(client: PoolClient, pool: string, afterSeq: number, limit: number): Promise<QueueRow[]> {
-  const result = await client.query<QueueRow>(
-    `SELECT job_name AS "jobName", workflow_id AS "workflowId", ranks, seq, enqueued_at AS "enqueuedAt" FROM ${POOL_QUEUE_TABLE} WHERE pool = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+  const result = await client.query<Omit<QueueRow, 'avoidHosts'> & { avoidHosts: string[] | null }>(
+    `SELECT job_name AS "jobName", workflow_id AS "workflowId", ranks, seq, enqueued_at AS "enqueuedAt", avoid_hosts AS "avoidHosts" FROM ${POOL_QUEUE_TABLE} WHERE pool = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
     bind([pool, afterSeq, Math.max(0, Math.trunc(limit))]),
   );
-  return result.rows;
+  return result.rows.map(({ avoidHosts, ...row }) => (avoidHosts === null ? row : { ...row, avoidHosts }));
 }
 
 /** `INSERT … VALUES ($1, …)` of every column of a kind's table, in rowOf's order. */
@@ -316,8 +316,10 @@ async function createSchema(client: PoolClient): Promise<void> {
     }
   }
   await client.query(
-    `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool text COLLATE "C" NOT NULL, seq bigint NOT NULL, job_name text COLLATE "C" NOT NULL, workflow_id text NOT NULL, ranks bigint NOT NULL, enqueued_at text NOT NULL, PRIMARY KEY (pool, job_name))`,
+    `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool text COLLATE "C" NOT NULL, seq bigint NOT NULL, job_name text COLLATE "C" NOT NULL, workflow_id text NOT NULL, ranks bigint NOT NULL, enqueued_at text NOT NULL, avoid_hosts json, PRIMARY KEY (pool, job_name))`,
   );
+  // Schema 3: a database from before it has the table without the column (NULL: the request avoids nothing).
+  if (stored < 3) await client.query(`ALTER TABLE ${POOL_QUEUE_TABLE} ADD COLUMN IF NOT EXISTS avoid_hosts json`);
   await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_seq ON ${POOL_QUEUE_TABLE} (pool, seq)`);
   await client.query(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_ranks ON ${POOL_QUEUE_TABLE} (pool, ranks)`);
   await client.query(`CREATE TABLE IF NOT EXISTS ${POOL_TOTALS_TABLE} (pool text COLLATE "C" PRIMARY KEY, length bigint NOT NULL, ranks bigint NOT NULL)`);

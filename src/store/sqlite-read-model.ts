@@ -26,8 +26,8 @@ function putSql(spec: TableSpec): string {
   return `${insertSql(spec)} ON CONFLICT (name) DO UPDATE SET ${updates.join(', ')} WHERE excluded.version > ${spec.table}.version`;
 }
 
-/** 2: the pools' queue and snapshot tables. */
-const SCHEMA_VERSION = 2;
+/** 2: the pools' queue and snapshot tables. 3: pool_queue.avoid_hosts. */
+const SCHEMA_VERSION = 3;
 const STATEMENT_CACHE_LIMIT = 500;
 
 export interface SqliteReadModelOptions {
@@ -111,10 +111,10 @@ export class SqliteReadModel implements ReadModel {
         let removed = 0;
         let removedRanks = 0;
         const insert = this.statement(
-          `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+          `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at, avoid_hosts) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
         );
         for (const r of step.inserts) {
-          if (insert.run(step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt).changes > 0) {
+          if (insert.run(step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt, avoidHostsColumn(r)).changes > 0) {
             inserted++;
             insertedRanks += r.ranks;
           }
@@ -200,9 +200,10 @@ export class SqliteReadModel implements ReadModel {
   }
 
   private queueRows(pool: string, afterSeq: number, limit: number): QueueRow[] {
-    return this.statement(
-      `SELECT job_name AS jobName, workflow_id AS workflowId, ranks, seq, enqueued_at AS enqueuedAt FROM ${POOL_QUEUE_TABLE} WHERE pool = ? AND seq > ? ORDER BY seq LIMIT ?`,
-    ).all(pool, afterSeq, Math.max(0, Math.trunc(limit))) as QueueRow[];
+    const rows = this.statement(
+      `SELECT job_name AS jobName, workflow_id AS workflowId, ranks, seq, enqueued_at AS enqueuedAt, avoid_hosts AS avoidHosts FROM ${POOL_QUEUE_TABLE} WHERE pool = ? AND seq > ? ORDER BY seq LIMIT ?`,
+    ).all(pool, afterSeq, Math.max(0, Math.trunc(limit))) as Array<Omit<QueueRow, 'avoidHosts'> & { avoidHosts: string | null }>;
+    return rows.map(({ avoidHosts, ...row }) => (avoidHosts === null ? row : { ...row, avoidHosts: JSON.parse(avoidHosts) as string[] }));
   }
 
   close(): Promise<void> {
@@ -250,8 +251,13 @@ export class SqliteReadModel implements ReadModel {
         }
       }
       this.db.exec(
-        `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool TEXT NOT NULL, seq INTEGER NOT NULL, job_name TEXT NOT NULL, workflow_id TEXT NOT NULL, ranks INTEGER NOT NULL, enqueued_at TEXT NOT NULL, PRIMARY KEY (pool, job_name)) STRICT`,
+        `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool TEXT NOT NULL, seq INTEGER NOT NULL, job_name TEXT NOT NULL, workflow_id TEXT NOT NULL, ranks INTEGER NOT NULL, enqueued_at TEXT NOT NULL, avoid_hosts TEXT, PRIMARY KEY (pool, job_name)) STRICT`,
       );
+      // Schema 3: a file from before it has the table without the column (NULL: the request avoids nothing).
+      if (current < 3) {
+        const columns = this.db.pragma(`table_info(${POOL_QUEUE_TABLE})`) as Array<{ name: string }>;
+        if (!columns.some((c) => c.name === 'avoid_hosts')) this.db.exec(`ALTER TABLE ${POOL_QUEUE_TABLE} ADD COLUMN avoid_hosts TEXT`);
+      }
       this.db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_seq ON ${POOL_QUEUE_TABLE} (pool, seq)`);
       this.db.exec(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_ranks ON ${POOL_QUEUE_TABLE} (pool, ranks)`);
       this.db.exec(`CREATE TABLE IF NOT EXISTS ${POOL_TOTALS_TABLE} (pool TEXT PRIMARY KEY, length INTEGER NOT NULL, ranks INTEGER NOT NULL) STRICT`);
@@ -259,6 +265,11 @@ export class SqliteReadModel implements ReadModel {
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
   }
+}
+
+/** A queue row's avoided hosts as stored: a JSON array, or NULL for none. */
+function avoidHostsColumn(row: QueueRow): string | null {
+  return row.avoidHosts && row.avoidHosts.length > 0 ? JSON.stringify(row.avoidHosts) : null;
 }
 
 /** Runs synchronous SQLite work and reports its outcome as a promise (a throw becomes a rejection). */

@@ -4,8 +4,9 @@
  *
  * - Fresh histories, made here, check this build: a completed, a failed, a cancelled-while-running,
  *   a cancelled-while-queued and a deleted-while-running job; one retried, one stopped by its run
- *   limit, one that waited on another (which then told it of its end); a pool run that granted several jobs in
- *   one pass and continued as new; an environment with snapshots; a sweep of child jobs.
+ *   limit, one that waited on another (which then told it of its end); a pool run that granted several
+ *   jobs in one pass and continued as new; a pool whose lost host its probe brought back; an
+ *   environment with snapshots; a sweep of child jobs.
  * - The committed fixtures (test/fixtures/histories/<name>@<commit>.binpb) check that a change to
  *   workflow code still replays the workflows that were running before it. Change such code with
  *   `patched()`. Fixtures are append-only: `BATCHD_WRITE_HISTORY_FIXTURES=1 npm test -- replay` adds
@@ -20,6 +21,7 @@ import { after, before, describe, it } from 'node:test';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import * as registered from '../../workflows';
+import { getNodePoolInternalsQuery, hostLostSignal } from '../../workflows/messages';
 import { startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
@@ -118,6 +120,24 @@ describe('workflow histories replay against this build', () => {
     }, 120_000, 500);
     histories.set('node-pool-continued-as-new', first);
     histories.set('node-pool-default-cpu', await t.service.client.workflow.getHandle('accounts/default/nodePools/default-cpu').fetchHistory());
+    // A pool told that one of its hosts was lost (as a job tells it), whose agent answers its probe.
+    assert.equal((await t.api.post(`${A}/nodePools`, { nodePoolId: 'replay-lost', nodePool: { fakeNodePool: { machineType: 'm5.xlarge', numNodes: 2 } } })).status, 200);
+    const lossy = t.service.client.workflow.getHandle('accounts/default/nodePools/replay-lost');
+    const statusOf = async (host: string) => (await lossy.query(getNodePoolInternalsQuery)).hosts.find((h) => h.host === host)?.status;
+    await waitFor('both hosts joined', async () => ((await statusOf('h0')) === 'ready' && (await statusOf('h1')) === 'ready' ? true : undefined), 60_000);
+    await lossy.signal(hostLostSignal, { host: 'h1', reason: 'replay: host h1 was lost' });
+    await waitFor('h1 probed back to ready', async () => ((await statusOf('h1')) === 'ready' ? true : undefined), 60_000);
+    // Its history once the pool is done with it (no workflow task in flight, nothing new for a moment).
+    let seen = -1;
+    const returned = await waitFor('the pool at rest', async () => {
+      const h = await lossy.fetchHistory();
+      const last = h.events?.at(-1);
+      const atRest = h.events?.length === seen && !last?.workflowTaskScheduledEventAttributes && !last?.workflowTaskStartedEventAttributes;
+      seen = h.events?.length ?? -1;
+      return atRest ? h : undefined;
+    }, 30_000, 500);
+    assert.ok(returned.events?.some((e) => e.activityTaskCompletedEventAttributes), 'the probe was answered');
+    histories.set('node-pool-host-returns', returned);
   });
   after(async () => {
     await t?.stop();

@@ -40,6 +40,35 @@ describe('SqliteReadModel: the file', () => {
   });
 });
 
+describe('SqliteReadModel: schema migration', () => {
+  it('adds pool_queue.avoid_hosts to a file of schema 2, keeping its queued rows, and refuses a newer file', async () => {
+    const path = join(dir, 'schema-2.db');
+    await new SqliteReadModel(path).close();
+    // Schema 2 was schema 3 without the column.
+    const raw = new Database(path);
+    raw.exec('ALTER TABLE pool_queue DROP COLUMN avoid_hosts');
+    raw.pragma('user_version = 2');
+    raw.prepare("INSERT INTO pool_queue (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES ('p', 1, 'old', 'old', 2, '2026-01-01T00:00:00.000Z')").run();
+    raw.close();
+
+    const store = new SqliteReadModel(path);
+    try {
+      await store.syncPool({ pool: 'p', inserts: [{ jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] }], removes: [] });
+      assert.deepEqual((await store.loadPool('p', 10)).rows, [
+        { jobName: 'old', workflowId: 'old', ranks: 2, seq: 1, enqueuedAt: '2026-01-01T00:00:00.000Z' },
+        { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
+      ]);
+    } finally {
+      await store.close();
+    }
+    const after = new Database(path);
+    assert.equal(after.pragma('user_version', { simple: true }), 3);
+    after.pragma('user_version = 4');
+    after.close();
+    assert.throws(() => new SqliteReadModel(path), /schema version 4, newer than this build's 3/);
+  });
+});
+
 // After the suite above: its cleanup removes the folder.
 readModelContract('SqliteReadModel', open, () => rmSync(dir, { recursive: true, force: true }), {
   storedColumn(table, column) {

@@ -428,6 +428,22 @@ export function readModelContract(name: string, open: () => Promise<ReadModel>, 
         assert.equal((await store.loadPool(P, 0)).length, 3);
       });
 
+      it('keeps the hosts a request avoids with its row, wherever the row is read, and none for a request that avoids nothing', async () => {
+        const avoiding = { ...row(1, 2), avoidHosts: ['h1', 'gpu-7'] };
+        const first = await store.syncPool({ pool: P, inserts: [avoiding, row(2)], removes: [], read: { afterSeq: 0, limit: 10 } });
+        assert.deepEqual(first.rows, [avoiding, row(2)]);
+        assert.equal(Object.hasOwn(first.rows[1]!, 'avoidHosts'), false);
+        // A refill past the window and a recovery read the rows the same way.
+        assert.deepEqual((await store.syncPool({ pool: P, inserts: [], removes: [], read: { afterSeq: 0, limit: 1 } })).rows, [avoiding]);
+        assert.deepEqual((await store.loadPool(P, 10)).rows, [avoiding, row(2)]);
+        // An empty list is stored as none.
+        await store.syncPool({ pool: P, inserts: [{ ...row(3), avoidHosts: [] }], removes: [] });
+        assert.deepEqual((await store.loadPool(P, 10)).rows[2], row(3));
+        const stored = await backend.storedColumn('pool_queue', 'CAST(avoid_hosts AS TEXT)');
+        assert.deepEqual(stored.filter((v) => v !== null), ['["h1","gpu-7"]'], 'a JSON array');
+        assert.equal(stored.filter((v) => v === null).length, 2, 'NULL for the two that avoid nothing');
+      });
+
       it('answers positions, keeps the newest snapshot, loads it with the head of the queue, and forgets a dropped pool', async () => {
         await store.syncPool({ pool: P, inserts: [row(1), row(2), row(3)], removes: [], snapshot: { version: 5, state: { hosts: ['h0'] } } });
         assert.deepEqual(await store.queuePositions(P, ['accounts/a/batchJobs/j3', 'accounts/a/batchJobs/j1', 'accounts/a/batchJobs/gone']), {

@@ -354,6 +354,8 @@ export interface RankRun {
 export class FakeAgents {
   readonly runs: RankRun[] = [];
   readonly stops: Array<{ jobName: string; host: string }> = [];
+  /** Hosts whose pool probed them (it holds them unreachable), in order. */
+  readonly probes: string[] = [];
   /** Per `<job>@<host>` or per job name; jobs without one announce, heartbeat and wait. */
   readonly behaviour = new Map<string, RankBehaviour>();
   defaultBehaviour: RankBehaviour = {};
@@ -396,6 +398,12 @@ export class FakeAgents {
         const live = this.runs.filter((r) => r.jobName === jobName && r.host === host && r.ended === undefined);
         for (const r of live) r.end({ outcome: 'stopped' });
         return { stopped: live.length };
+      },
+      probeHost: async () => {
+        this.probes.push(host);
+        await this.gates.pass(`probe:${host}`);
+        // As a real agent: the jobs whose ranks it still runs, whatever their workflows think.
+        return { host, activeJobs: [...new Set(this.runs.filter((r) => r.host === host && r.ended === undefined).map((r) => r.jobName))] };
       },
     };
   }

@@ -164,6 +164,44 @@ describe('PoolQueue', () => {
     assert.equal(store.sorted().at(-1)?.jobName, 'late');
   });
 
+  it('keeps a request’s avoided hosts in the window, in its row, past the window, across continue-as-new and in recovery', () => {
+    const store = new MemoryQueueStore();
+    const q = pool(2, 1, 2);
+    q.request({ jobName: 'holder', workflowId: 'holder', ranks: 2 }, T);
+    q.pass();
+    q.request({ jobName: 'near', workflowId: 'near', ranks: 1, avoidHosts: ['h0', 'h0', ''] }, T);
+    q.request({ jobName: 'plain', workflowId: 'plain', ranks: 1 }, T);
+    q.request({ jobName: 'far', workflowId: 'far', ranks: 1, avoidHosts: ['h1'] }, T);
+    syncAll(q, store);
+    assert.deepEqual(q.window, [
+      { id: 'near', ranks: 1, seq: 2, avoidHosts: ['h0'] },
+      { id: 'plain', ranks: 1, seq: 3 },
+    ]);
+    assert.deepEqual(store.rows.get('near')?.avoidHosts, ['h0'], 'written with its row');
+    assert.equal(Object.hasOwn(store.rows.get('plain') ?? {}, 'avoidHosts'), false, 'a request that avoids nothing has no list');
+    assert.deepEqual(store.rows.get('far')?.avoidHosts, ['h1'], 'past the window, only the store has it');
+
+    // Across continue-as-new (a JSON payload) and from the store after a restart, the lists come back.
+    const carried = JSON.parse(JSON.stringify(q.carried())) as ReturnType<PoolQueue['carried']>;
+    assert.deepEqual(PoolQueue.resume(carried, 2, T).window[0]?.avoidHosts, ['h0']);
+    const sorted = store.sorted();
+    const snapshot = JSON.parse(JSON.stringify(q.recoverySnapshot())) as ReturnType<PoolQueue['recoverySnapshot']>;
+    const back = PoolQueue.recover(snapshot, { length: sorted.length, ranks: 3, maxRanks: 1, maxSeq: 4, rows: sorted.slice(0, 2) }, q.version, 2);
+    assert.deepEqual(back.window[0], { id: 'near', ranks: 1, seq: 2, avoidHosts: ['h0'] });
+
+    // The holder ends: near avoids h0 and takes h1, plain takes h0; far, refilled from the store, waits for h0.
+    back.release('holder');
+    const grants = back.pass();
+    assert.deepEqual(grants.map((g) => [g.id, g.hosts.map((h) => h.host)]), [
+      ['near', ['h1']],
+      ['plain', ['h0']],
+    ]);
+    syncAll(back, store);
+    assert.deepEqual(back.window, [{ id: 'far', ranks: 1, seq: 4, avoidHosts: ['h1'] }]);
+    back.release('plain');
+    assert.deepEqual(back.pass().map((g) => [g.id, g.hosts.map((h) => h.host)]), [['far', ['h0']]]);
+  });
+
   it('property: one-rank jobs start in arrival order, none is lost or left in the store, and the window is always the head', () => {
     type Op = { kind: 'request'; job: number } | { kind: 'release'; job: number } | { kind: 'pass' } | { kind: 'sync' } | { kind: 'end'; n: number };
     const op: fc.Arbitrary<Op> = fc.oneof(

@@ -9,11 +9,13 @@
  * - A pool whose workflow is terminated and started again with `recover` (as the watchdog does,
  *   NodePoolService.recoverPool) resumes from its store: allocations, queue order, a request it had
  *   received but never written, and a grant it sends again that its holder ignores.
+ * - A host declared lost whose agent still polls comes back by the pool's probe, but only once the
+ *   agent no longer runs ranks of the job that lost it; meanwhile the pool's status names it.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type NodePool } from '../../src/domain/node-pool-model';
-import { cancelSignal } from '../../workflows/messages';
+import { cancelSignal, getNodePoolQuery } from '../../workflows/messages';
 import { until, WorkflowTestbed } from '../support/workflow-testbed';
 
 describe('node pool workflow races', () => {
@@ -63,6 +65,40 @@ describe('node pool workflow races', () => {
     assert.ok((await runsOf(pool)) >= 3, 'the pool continued as new more than once');
     await bed.assertIdle(pool);
     assert.deepEqual(bed.world.queue(pool), [], 'the stored queue is empty');
+  });
+
+  it('a lost host whose agent still polls is probed back to ready, not while it runs ranks of the job that lost it', async () => {
+    const pool = await bed.startPool('probe', { numNodes: 2 });
+    const lostJob = bed.jobName('probe-lost');
+    // h0's agent picks the ranks up and then goes silent (no heartbeat), but keeps polling.
+    bed.agents.behaviour.set(`${lostJob}@h0`, { announce: false, heartbeat: false });
+    await bed.startJob('probe-lost', { pool: 'probe', numRanks: 2 });
+    const failed = await bed.result(lostJob);
+    assert.match(failed.job.status, /host h0 was lost/);
+
+    // The agent answers the probe while the lost job's ranks still run there: h0 stays unreachable.
+    await until('h0 probed twice', () => bed.agents.probes.filter((h) => h === 'h0').length >= 2, 30_000);
+    const during = await bed.internals(pool);
+    assert.equal(during.hosts.find((h) => h.host === 'h0')?.status, 'unreachable');
+    const { pool: view } = await bed.client.workflow.getHandle(pool).query(getNodePoolQuery);
+    assert.match(view.status.message, /host h0 is unreachable/);
+    assert.equal(view.nodePoolStats.unreachableNodeCount, 1);
+    assert.equal(view.nodePoolStats.nodeCount, 1);
+
+    // Those ranks end (a real agent stops them at its next heartbeat): the next answer takes h0 back.
+    for (const r of bed.agents.runsOf(lostJob)) if (r.host === 'h0') r.end({ outcome: 'stopped' });
+    await until('h0 ready again', async () => (await bed.internals(pool)).hosts.find((h) => h.host === 'h0')?.status === 'ready', 30_000);
+    const { pool: after } = await bed.client.workflow.getHandle(pool).query(getNodePoolQuery);
+    assert.equal(after.status.message, '');
+    assert.equal(after.nodePoolStats.unreachableNodeCount, undefined);
+    assert.equal(after.nodePoolStats.nodeCount, 2);
+
+    // Its capacity is usable: a job needing both hosts runs.
+    const next = bed.jobName('probe-next');
+    bed.agents.behaviour.set(next, { succeed: true });
+    await bed.startJob('probe-next', { pool: 'probe', numRanks: 2 });
+    assert.equal((await bed.result(next)).job.state, 'COMPLETED');
+    assert.deepEqual(bed.agents.runsOf(next).map((r) => r.host).sort(), ['h0', 'h1']);
   });
 
   it('recovers a terminated pool from its store: allocations, queue order, an unwritten request, a re-sent grant ignored', async () => {
