@@ -239,6 +239,8 @@ export class FakeWorld {
         // As the real step: written first, then the grants go out; closed jobs come back undeliverable.
         const undeliverable: string[] = [];
         for (const g of step.grants ?? []) {
+          // Written, not yet sent: a test can hold one job's grant here (`grant:<job>`).
+          await this.gates.pass(`grant:${g.jobName}`);
           try {
             await client.workflow.getHandle(g.workflowId).signal(capacityGrantedSignal, g.grant);
             this.grantsSent.push(g.jobName);

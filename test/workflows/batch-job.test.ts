@@ -160,14 +160,15 @@ describe('batch job workflow races', () => {
     const { pool, holder } = await heldPool('grant-open');
     const name = await bed.startJob('grant-open-job', { pool: 'grant-open' });
     await bed.reported(name, 'QUEUED');
-    bed.world.gates.hold(`sync:${pool}`);
+    // The pool allocates to the job and writes the step; the grant itself is held before it is sent.
+    bed.world.gates.hold(`grant:${name}`);
     bed.world.gates.hold(`report:${name}:CANCELLED`);
     for (const r of bed.agents.runsOf(holder)) r.end({ outcome: 'succeeded' });
-    await bed.world.gates.reached(`sync:${pool}`);
+    await bed.world.gates.reached(`grant:${name}`);
     await job(name).signal(cancelSignal, {});
     // The job has released and holds its last report; now the grant goes out and reaches it.
     await bed.world.gates.reached(`report:${name}:CANCELLED`);
-    bed.world.gates.open(`sync:${pool}`);
+    bed.world.gates.open(`grant:${name}`);
     await until('the grant sent to the open job', () => bed.world.grantsSent.includes(name));
     bed.world.gates.open(`report:${name}:CANCELLED`);
     await until('the grant landed', async () => (await bed.delivered(pool, 'capacityGranted', name)) === 1);
@@ -225,6 +226,8 @@ describe('batch job workflow races', () => {
     const pool = await bed.startPool('host-lost', { numNodes: 2 });
     const name = bed.jobName('host-lost-job');
     bed.agents.behaviour.set(`${name}@h0`, { announce: false, heartbeat: false });
+    // The pool probes a lost host; its answer is held so that the host reads unreachable below.
+    bed.world.gates.hold('probe:h0');
     await bed.startJob('host-lost-job', { pool: 'host-lost', numRanks: 2 });
     const result = await bed.result(name);
     assert.equal(result.job.state, 'FAILED');
@@ -235,11 +238,15 @@ describe('batch job workflow races', () => {
     );
     assert.ok(!bed.agents.stops.some((s) => s.jobName === name && s.host === 'h0'), 'the lost host is not waited on');
     assert.deepEqual(await bed.signalsAt(pool, 'hostLost'), [{ host: 'h0', reason: result.job.status }]);
-    assert.equal(await bed.releasesAt(pool, name), 1);
-    const internals = await bed.internals(pool);
+    // At least once: a refused last task runs the job's local activities again; the release is idempotent.
+    assert.ok((await bed.releasesAt(pool, name)) >= 1);
+    const internals = await until('the allocation freed', async () => {
+      const i = await bed.internals(pool);
+      return Object.keys(i.allocations).length === 0 ? i : undefined;
+    });
     assert.equal(internals.hosts.find((h) => h.host === 'h0')?.status, 'unreachable');
     assert.equal(internals.hosts.find((h) => h.host === 'h1')?.status, 'ready');
-    assert.deepEqual(internals.allocations, {});
+    bed.world.gates.open('probe:h0');
   });
 
   it('update during cancel: a PATCH while the ranks are being stopped is answered, kept, and nothing deadlocks', async () => {
