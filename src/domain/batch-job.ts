@@ -81,7 +81,9 @@ export const retryPolicySchema = z
           const range = exitCodeRange(item);
           if (typeof range === 'string') ctx.addIssue({ code: 'custom', message: range });
           return item;
-        }),
+        })
+        // The output side, for the OpenAPI document (a transform alone has none).
+        .pipe(z.string()),
       )
       .max(64, 'at most 64 exit codes or ranges')
       .optional(),
@@ -96,7 +98,17 @@ export const retryPolicySchema = z
     if (p.initialBackoff !== undefined) policy.initialBackoff = p.initialBackoff;
     if (p.maxBackoff !== undefined) policy.maxBackoff = p.maxBackoff;
     return policy;
-  });
+  })
+  // The output side, for the OpenAPI document (a transform alone has none).
+  .pipe(
+    z.strictObject({
+      maxAttempts: z.int(),
+      exitCodes: z.array(z.string()).optional(),
+      conditions: z.array(z.enum(RETRY_CONDITIONS)).optional(),
+      initialBackoff: z.string().optional(),
+      maxBackoff: z.string().optional(),
+    }),
+  );
 
 /** A batch job of the same account: its id, or its full name accounts/{account}/batchJobs/{id}. */
 const DEPENDENCY_REF = /^(?:accounts\/[^/]+\/batchJobs\/)?[^/]+$/;

@@ -206,7 +206,7 @@ describe('the OpenAPI document', () => {
       .filter(([, s]) => s.readOnly === true)
       .map(([name]) => name)
       .sort();
-    assert.deepEqual(readOnly, ['createTime', 'createdBy', 'endTime', 'name', 'startTime', 'state', 'status', 'updateTime']);
+    assert.deepEqual(readOnly, ['attempt', 'createTime', 'createdBy', 'endTime', 'name', 'startTime', 'state', 'status', 'updateTime']);
     assert.deepEqual((properties.state as JsonSchema).$ref, '#/components/schemas/BatchJobState');
     assert.ok(((doc.components.schemas.BatchJobState as JsonSchema).enum as string[]).includes('QUEUED'));
     // The create body takes the writable fields, and echoed output-only fields are marked as such.
