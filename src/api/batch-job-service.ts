@@ -40,6 +40,7 @@ import { type LogStore } from '../store/log-store';
 import { type BatchJobRecord, type ListQuery, type ReadModel } from '../store/read-model';
 import { type Principal } from './auth';
 import { checkNames } from './batch-delete';
+import { describeError } from '../temporal/errors';
 import { fromTemporal } from './errors';
 
 export interface BatchJobServiceDeps {
@@ -139,7 +140,7 @@ export class BatchJobService {
       if (away) throw new ApiError('UNAVAILABLE', away);
       const ended = await this.endedWithoutReport(row.resource);
       if (ended) return ended;
-      this.d.logger.warn({ job: name, err: String(err) }, 'job query failed; answering from the read model');
+      this.d.logger.warn({ job: name, err: describeError(err) }, 'job query failed; answering from the read model');
       return row.resource;
     }
   }
