@@ -12,6 +12,9 @@ import { GrpcCode } from '../domain/errors';
 import { withoutRetries } from './connection';
 import { describeError, grpcStatusOf } from './errors';
 
+/** Probes out of time in a row that count as the server away. */
+const SLOW_PROBES_AWAY = 3;
+
 export interface TemporalMonitorOptions {
   client: Client;
   logger: Logger;
@@ -36,7 +39,7 @@ export class TemporalMonitor {
   constructor(private readonly o: TemporalMonitorOptions) {
     this.intervalMs = o.intervalMs ?? 2000;
     this.downIntervalMs = o.downIntervalMs ?? 1000;
-    this.probeTimeoutMs = o.probeTimeoutMs ?? 1500;
+    this.probeTimeoutMs = o.probeTimeoutMs ?? 3000;
   }
 
   start(): void {
@@ -91,11 +94,11 @@ export class TemporalMonitor {
         this.downSince = undefined;
       }
     } catch (err) {
-      // A refused connection is the server away; a probe out of time may be a busy server, so it
-      // takes two in a row.
+      // A refused connection is the server away; a probe out of time may be a busy server (or a busy
+      // machine: the dev server shares its cores), so it takes SLOW_PROBES_AWAY in a row.
       const refused = grpcStatusOf(err)?.code === GrpcCode.UNAVAILABLE;
       this.slowProbes = refused ? 0 : this.slowProbes + 1;
-      if (this.downSince === undefined && !this.stopped && (refused || this.slowProbes >= 2)) {
+      if (this.downSince === undefined && !this.stopped && (refused || this.slowProbes >= SLOW_PROBES_AWAY)) {
         this.downSince = startedAt;
         logger.warn({ reason: describeError(err) }, 'the Temporal server does not answer; waiting for it (the API answers 503 UNAVAILABLE meanwhile)');
       }
