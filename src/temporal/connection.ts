@@ -42,11 +42,20 @@ export function withCallTimeout<T>(timeoutMs: number, fn: () => Promise<T>): Pro
 }
 
 /**
+ * Calls that wait for a worker to run the workflow by design (an update waits for the workflow to
+ * take and finish it): a busy worker may take seconds, so these get UPDATE_CALL_TIMEOUT_MS at least.
+ */
+const WAITING_CALLS = new Set(['UpdateWorkflowExecution', 'PollWorkflowExecutionUpdate', 'ExecuteMultiOperation']);
+export const UPDATE_CALL_TIMEOUT_MS = 30_000;
+
+/**
  * Gives a call without a deadline one, inside withCallTimeout. It comes before the SDK's retry
  * interceptor, so the deadline bounds every retry of the call together.
  */
 const callTimeoutInterceptor: GrpcInterceptor = (options, nextCall) => {
-  const timeoutMs = callTimeouts.getStore();
+  const scoped = callTimeouts.getStore();
+  const method = options.method_definition.path.split('/').pop() ?? '';
+  const timeoutMs = scoped === undefined ? undefined : WAITING_CALLS.has(method) ? Math.max(scoped, UPDATE_CALL_TIMEOUT_MS) : scoped;
   const next = timeoutMs !== undefined && options.deadline === undefined ? { ...options, deadline: Date.now() + timeoutMs } : options;
   // grpc-js chains what each interceptor returns by its interface alone; the next call is such a call.
   return nextCall(next) as unknown as ReturnType<GrpcInterceptor>;
