@@ -35,6 +35,12 @@ const envSchema = z.object({
   TEMPORAL_TLS_CA: z.string().min(1).optional(),
   TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
   TEMPORAL_API_KEY: z.string().min(1).optional(),
+  /** How many times in a row `npm start` restarts its dev server that died, before it exits (code 3). */
+  TEMPORAL_RESTART_ATTEMPTS: z.coerce.number().int().min(0).max(100).default(5),
+  /** The longest one Temporal call made for an API request may take (an update: at least 30 s); past it the request answers 503. */
+  TEMPORAL_CALL_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+  /** How long a start waits for the namespace's search attributes to be usable (a fresh server's cache). */
+  TEMPORAL_SEARCH_ATTRIBUTES_WAIT_MS: z.coerce.number().int().min(1000).default(60_000),
   /** Task queue of the control worker (job and environment workflows, control activities). */
   TASK_QUEUE: z.string().min(1).default('batchd-control'),
   /** Task queue of node-pool workflows, apart so that job workflow tasks never delay a pool's. */

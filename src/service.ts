@@ -28,7 +28,7 @@ import { Metrics } from './api/metrics';
 import { mountConsole } from './api/console';
 import { UsageSampler } from './api/usage-sampler';
 import { HttpLogSink } from './agent/log-shipper';
-import { type Config } from './config';
+import { type Config, ConfigError } from './config';
 import { AccountLimits, accountLimitsOf } from './control/account-limits';
 import { listenMetrics, metricsHandler } from './api/metrics-endpoint';
 import { KeyRateLimiter } from './api/rate-limit';
@@ -39,9 +39,11 @@ import { openReadModel } from './store/open-read-model';
 import { ensureTemporalCli } from './temporal/cli';
 import { connectClient, connectWorker } from './temporal/connection';
 import { installRuntime } from './temporal/runtime';
-import { type DevServer, startDevServer } from './temporal/dev-server';
+import { type SupervisedDevServer, superviseDevServer } from './temporal/dev-server';
+import { describeError } from './temporal/errors';
 import { controlWorkerProblem, temporalProblem } from './temporal/health';
-import { ensureSearchAttributes } from './temporal/search-attributes';
+import { TemporalMonitor } from './temporal/monitor';
+import { ensureSearchAttributes, waitUntilUsable } from './temporal/search-attributes';
 import { PoolWatchdog } from './pool-watchdog';
 
 export type Role = 'temporal' | 'worker' | 'agents' | 'api';
@@ -53,6 +55,11 @@ export interface ServiceOptions {
   logger?: Logger;
   /** Print the bootstrap key when this start created it (npm start does; tests do not). */
   printNewKey?: boolean;
+  /**
+   * Told when the service cannot go on (its embedded Temporal dev server died and could not be
+   * restarted); `npm start` then stops and exits with code 3. Without it the reason is only logged.
+   */
+  onFatal?: (reason: string) => void;
 }
 
 export interface RunningService {
@@ -64,11 +71,23 @@ export interface RunningService {
   temporalUiUrl?: string;
   apiKey: string;
   client: Client;
+  /** Whether Temporal answers, as this process sees it. */
+  temporal: TemporalMonitor;
   store: ReadModel;
   logs: LogStore;
   /** How isolated this process's ranks are (only when it runs agents). */
   isolation?: { mode: IsolationMode; summary: string; warnings: string[] };
   stop(): Promise<void>;
+}
+
+/** A start-up step that failed says which step, and what Temporal answered (not only `Failed to start Workflow`). */
+async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new Error(`${what}: ${describeError(err)}`, { cause: err });
+  }
 }
 
 function workflowSource(): { workflowBundle: { codePath: string } } | { workflowsPath: string } {
@@ -106,28 +125,43 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       stops.push(() => Promise.resolve(watcher.stop()));
     }
 
-    let devServer: DevServer | undefined;
+    let devServer: SupervisedDevServer | undefined;
     if (roles.has('temporal') && config.embeddedTemporal) {
       const cliPath = config.TEMPORAL_CLI_PATH ?? ensureTemporalCli();
-      devServer = await startDevServer({
-        cliPath,
-        dataDir: config.dataDir,
-        port: config.TEMPORAL_PORT,
-        ip: config.TEMPORAL_BIND_IP,
-        uiPort: config.TEMPORAL_UI_PORT,
-        namespace: config.TEMPORAL_NAMESPACE,
-        searchAttributes: ALL_SEARCH_ATTRIBUTES,
-        onLog: (line) => logger.debug({ temporal: line }, 'temporal dev server'),
-      });
+      devServer = await superviseDevServer(
+        {
+          cliPath,
+          dataDir: config.dataDir,
+          port: config.TEMPORAL_PORT,
+          ip: config.TEMPORAL_BIND_IP,
+          uiPort: config.TEMPORAL_UI_PORT,
+          namespace: config.TEMPORAL_NAMESPACE,
+          searchAttributes: ALL_SEARCH_ATTRIBUTES,
+          onLog: (line) => logger.debug({ temporal: line }, 'temporal dev server'),
+        },
+        {
+          logger,
+          maxRestarts: config.TEMPORAL_RESTART_ATTEMPTS,
+          // The supervisor has logged the reason (fatal); the owner decides whether the process ends.
+          onGiveUp: (reason) => options.onFatal?.(reason),
+        },
+      );
       const server = devServer;
       stops.push(() => server.stop());
       logger.info({ address: devServer.address, ui: devServer.uiUrl }, 'Temporal dev server ready');
     }
 
-    const client = await connectClient(config);
+    const client = await step(`connecting to Temporal at ${config.temporalAddress}`, () => connectClient(config));
     stops.push(() => client.connection.close());
-    const added = await ensureSearchAttributes(client, config.TEMPORAL_NAMESPACE);
-    if (added.length > 0) logger.info({ added }, 'registered search attributes');
+    const temporal = new TemporalMonitor({ client, logger });
+    temporal.start();
+    stops.push(() => temporal.stop());
+    await step(`registering batchd's search attributes in namespace ${config.TEMPORAL_NAMESPACE}`, async () => {
+      const added = await ensureSearchAttributes(client, config.TEMPORAL_NAMESPACE);
+      if (added.length > 0) logger.info({ added }, 'registered search attributes');
+      // Also when none was added here: another process (an admin-tools job) may have added them just now.
+      await waitUntilUsable(client, config.TEMPORAL_NAMESPACE, { timeoutMs: config.TEMPORAL_SEARCH_ATTRIBUTES_WAIT_MS, logger });
+    });
 
     const store: ReadModel = await openReadModel({
       databaseUrl: config.DATABASE_URL,
@@ -146,7 +180,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
     let nativeConnection: NativeConnection | undefined;
     if (roles.has('worker') || roles.has('agents')) {
-      nativeConnection = await connectWorker(config);
+      nativeConnection = await step(`connecting workers to Temporal at ${config.temporalAddress}`, () => connectWorker(config));
       const conn = nativeConnection;
       stops.push(() => conn.close());
     }
@@ -191,7 +225,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     });
     const environments = new EnvironmentService({ client, store, taskQueue: config.TASK_QUEUE, logger, limits });
     if (config.DEFAULT_POOLS && roles.has('worker')) {
-      const created = await ensureDefaultPools(pools);
+      const created = await step('creating the default node pools', () => ensureDefaultPools(pools));
       if (created.length > 0) logger.info({ pools: created }, 'created default node pools');
     }
     if (roles.has('worker')) {
@@ -231,6 +265,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,
         syncMs: config.FLEET_SYNC_MS,
         isolation,
+        temporal,
       });
       const f = fleet;
       await f.start();
@@ -240,10 +275,10 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     let url: string | undefined;
     if (roles.has('api')) {
       const secret = pageTokenSecret(config.dataDir, config.PAGE_TOKEN_SECRET);
-      const jobs = new BatchJobService({ client, store, logs, config, logger, limits });
+      const jobs = new BatchJobService({ client, store, logs, config, logger, limits, temporalProblem: () => temporal.check() });
       const local = workers;
       const health: HealthCheck[] = [
-        { name: 'temporal', check: () => temporalProblem(client) },
+        { name: 'temporal', check: async () => temporal.problem() ?? (await temporalProblem(client)) },
         {
           // In this process, the worker's own state; elsewhere, whether any control worker polls.
           name: 'controlWorker',
@@ -295,6 +330,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         health,
         logger,
         maxBodyBytes: config.MAX_BODY_BYTES,
+        temporal: { problem: () => temporal.problem(), callTimeoutMs: config.TEMPORAL_CALL_TIMEOUT_MS },
         observe: (route, method, status, seconds) => metrics.observe(route, method, status, seconds),
         ...(config.API_RATE_LIMIT_PER_SECOND > 0
           ? { rateLimiter: new KeyRateLimiter({ perSecond: config.API_RATE_LIMIT_PER_SECOND, burst: config.API_RATE_LIMIT_BURST }) }
@@ -338,6 +374,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
       temporalUiUrl: devServer?.uiUrl,
       apiKey: key.key,
       client,
+      temporal,
       store,
       logs,
       isolation: isolation && { mode: isolation.mode, summary: isolation.summary, warnings: isolation.warnings },

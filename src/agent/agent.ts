@@ -49,6 +49,16 @@ export interface AgentOptions {
   heartbeatTimeoutMs: number;
   /** The process's rank isolation, shared by its agents. */
   isolation: RankIsolation;
+  /** Whether the Temporal server answers (src/temporal/monitor.ts): ranks' outcomes wait while it does not. */
+  temporal?: TemporalWatch;
+}
+
+/** What an agent needs of the process's TemporalMonitor. */
+export interface TemporalWatch {
+  /** The problem known now. */
+  problem(): string | undefined;
+  /** The problem as a probe finds it now. */
+  check(): Promise<string | undefined>;
 }
 
 interface ActiveRank {
@@ -247,6 +257,7 @@ export class HostAgent {
       }
       if (outcome.outcome === 'failed') await this.stopAll(job, input.stopGraceMs);
       log.info({ outcome: outcome.outcome }, 'ranks ended');
+      await this.whileTemporalAway(ctx, log);
       return outcome;
     } finally {
       clearInterval(heartbeat);
@@ -255,6 +266,26 @@ export class HostAgent {
       this.iso.releaseJob(input.account, input.jobId);
       this.active.delete(key);
     }
+  }
+
+  /**
+   * The SDK retries an activity's completion for about 10 s; one sent while the server is away longer
+   * is lost, and the job would end FAILED for a lost host although its ranks ended. So the outcome
+   * waits, heartbeating, until the server answers again: at most a heartbeat timeout (past it the
+   * server has given up on this activity anyway), and not past a cancellation.
+   */
+  private async whileTemporalAway(ctx: Context, log: Logger): Promise<void> {
+    const temporal = this.o.temporal;
+    // Probed now: the server may have gone a moment ago, before the monitor's next round.
+    const reason = await temporal?.check();
+    if (!temporal || !reason) return;
+    let cancelled = false;
+    ctx.cancelled.catch(() => {
+      cancelled = true;
+    });
+    log.warn({ reason }, 'the ranks ended while the Temporal server does not answer; their outcome waits for it');
+    const deadline = Date.now() + this.o.heartbeatTimeoutMs;
+    while (temporal.problem() && !cancelled && Date.now() < deadline) await sleep(250);
   }
 
   /** Resolves with the first failure, with success once every rank exited 0, or when a stop or cancel arrives. */

@@ -10,7 +10,7 @@ import { fakeHostAddress, fakeHostId } from '../domain/hosts';
 import { type NodePool, ranksPerNodeOf } from '../domain/node-pool';
 import { type AgentLogs } from '../store/log-store';
 import { type ReadModel, type StoredResource } from '../store/read-model';
-import { HostAgent } from './agent';
+import { HostAgent, type TemporalWatch } from './agent';
 import { type RankIsolation } from './isolation';
 
 export interface FleetOptions {
@@ -28,6 +28,8 @@ export interface FleetOptions {
   heartbeatTimeoutMs: number;
   syncMs: number;
   isolation: RankIsolation;
+  /** Whether the Temporal server answers; the agents' ranks' outcomes wait while it does not. */
+  temporal?: TemporalWatch;
 }
 
 interface DesiredHost {
@@ -117,6 +119,7 @@ export class FakeFleet {
       maxStopGraceMs: this.o.maxStopGraceMs,
       heartbeatTimeoutMs: this.o.heartbeatTimeoutMs,
       isolation: this.o.isolation,
+      ...(this.o.temporal ? { temporal: this.o.temporal } : {}),
     };
   }
 

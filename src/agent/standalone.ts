@@ -13,6 +13,7 @@ import { HOST_ID_PATTERN } from '../domain/hosts';
 import { parseResourceName } from '../domain/names';
 import { openLogStore } from '../store/open-log-store';
 import { connectClient, connectWorker } from '../temporal/connection';
+import { TemporalMonitor } from '../temporal/monitor';
 import { installRuntime } from '../temporal/runtime';
 import { HostAgent } from './agent';
 import { startIsolation } from './isolation';
@@ -56,6 +57,9 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
 
   const client = await connectClient(config);
   const connection = await connectWorker(config);
+  // Says when the server goes away and comes back; the ranks' outcomes wait for it meanwhile.
+  const temporal = new TemporalMonitor({ client, logger });
+  temporal.start();
   const apiUrl = config.BATCHD_API_URL;
   const logs = apiUrl
     ? new HttpLogSink({
@@ -84,10 +88,12 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
     maxStopGraceMs: config.RANK_STOP_GRACE_MS,
     heartbeatTimeoutMs: config.HOST_HEARTBEAT_TIMEOUT_MS,
     isolation,
+    temporal,
   });
   await agent.start();
   const shutdown = () => {
     void agent.stop().finally(async () => {
+      await temporal.stop();
       isolation.close();
       await connection.close();
       await client.connection.close();

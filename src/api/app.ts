@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { type Logger } from 'pino';
 import { ApiError } from '../domain/errors';
+import { withCallTimeout } from '../temporal/connection';
 import { bearerKey, type KeyRing } from './auth';
 import { fromTemporal } from './errors';
 import { type KeyRateLimiter } from './rate-limit';
@@ -30,7 +31,16 @@ export interface AppDeps {
   extra?: (app: express.Express) => void;
   /** The per-key request rate; no limit when absent. */
   rateLimiter?: KeyRateLimiter;
+  /**
+   * Temporal as requests meet it: while `problem()` says it is away, every /v1 request answers 503
+   * UNAVAILABLE at once (with Retry-After) rather than wait out its calls' deadlines; otherwise each
+   * Temporal call a request makes without a deadline of its own gets callTimeoutMs.
+   */
+  temporal?: { problem(): string | undefined; callTimeoutMs: number };
 }
+
+/** Retry-After of a 503 while Temporal is away: about one probe of the monitor. */
+const TEMPORAL_RETRY_AFTER_SECONDS = 2;
 
 function sendError(res: Response, err: ApiError): void {
   res.status(err.httpStatus).json(err.toBody());
@@ -110,7 +120,11 @@ export function createApp(deps: AppDeps): express.Express {
       if (account !== undefined && account !== principal.account) {
         throw ApiError.permissionDenied(`this API key belongs to account "${principal.account}" and cannot access account "${account}"`);
       }
-      const result = await match.route.handler({ principal, params: match.params, query: req.query, body: req.body as unknown, req, res });
+      const temporal = deps.temporal;
+      const away = temporal?.problem();
+      if (away) throw Object.assign(new ApiError('UNAVAILABLE', away), { retryAfterSeconds: TEMPORAL_RETRY_AFTER_SECONDS });
+      const handle = () => match.route.handler({ principal, params: match.params, query: req.query, body: req.body as unknown, req, res });
+      const result = temporal ? await withCallTimeout(temporal.callTimeoutMs, handle) : await handle();
       if (result !== undefined && !res.headersSent) res.status(200).json(result);
     } catch (err) {
       next(err);

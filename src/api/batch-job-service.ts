@@ -43,6 +43,7 @@ import { type LogStore } from '../store/log-store';
 import { type BatchJobRecord, type ListQuery, type ReadModel } from '../store/read-model';
 import { type Principal } from './auth';
 import { checkNames } from './batch-delete';
+import { describeError } from '../temporal/errors';
 import { fromTemporal } from './errors';
 
 export interface BatchJobServiceDeps {
@@ -56,6 +57,8 @@ export interface BatchJobServiceDeps {
   queryTimeoutMs?: number;
   /** The account's limits on live and waiting jobs; none when absent (unit tests). */
   limits?: AccountLimits;
+  /** Why the Temporal server is away, probed now (src/temporal/monitor.ts); undefined while it answers. */
+  temporalProblem?: () => Promise<string | undefined>;
 }
 
 type StoredPool = NodePool & { name: string; createTime: string; updateTime: string };
@@ -210,9 +213,12 @@ export class BatchJobService {
       const view = await this.query(name);
       return view.job;
     } catch (err) {
+      // No answer because the server is away: the read model may be behind, so say so (503) rather than answer from it.
+      const away = await this.d.temporalProblem?.();
+      if (away) throw new ApiError('UNAVAILABLE', away);
       const ended = await this.endedWithoutReport(row.resource);
       if (ended) return ended;
-      this.d.logger.warn({ job: name, err: String(err) }, 'job query failed; answering from the read model');
+      this.d.logger.warn({ job: name, err: describeError(err) }, 'job query failed; answering from the read model');
       return row.resource;
     }
   }
