@@ -45,6 +45,7 @@ import {
   capacityRefusedSignal,
   deleteSignal,
   dependencyEndedSignal,
+  preemptSignal,
   getBatchJobQuery,
   type GrantedHost,
   type JobSettings,
@@ -164,6 +165,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
   const startedHosts = new Set<string>();
   const results = new Map<string, HostResult>();
   let attempt = 1;
+  /** Who preempted the current attempt (its pool asked for its capacity back), and why. */
+  let preemption: { by: string; reason?: string } | undefined;
   /** Jobs waiting on this one (their dependsOn), told when it ends. */
   const watchers = new Set<string>();
   /** How the jobs this one depends on ended, as they told it (null: deleted). */
@@ -202,6 +205,12 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
   });
   setHandler(ranksStartedSignal, ({ host }) => {
     startedHosts.add(host);
+  });
+  setHandler(preemptSignal, ({ by, reason }) => {
+    // Only an attempt that holds capacity can be preempted; the first request wins.
+    if (preemption === undefined && (job.state === 'PENDING' || job.state === 'RUNNING') && typeof by === 'string') {
+      preemption = { by, ...(typeof reason === 'string' ? { reason } : {}) };
+    }
   });
   setHandler(watchEndSignal, ({ watcher }) => {
     if (typeof watcher === 'string' && watcher) watchers.add(watcher);
@@ -411,6 +420,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
       job = { ...job, attempt };
       grant = undefined;
       refusal = undefined;
+      preemption = undefined;
       transition({
         type: 'requeued',
         status: `attempt ${ended} of ${maxAttempts} failed: ${outcome.message}; retrying because ${outcome.why}, as attempt ${attempt} in ${formatDuration(outcome.delayMs)}`,
@@ -571,7 +581,9 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
 
       // ---- RUNNING until every rank ends, one fails, the run limit passes, or a stop is asked for
       for (;;) {
-        await condition(() => (job.state === 'PENDING' && allStarted()) || allSucceeded() || firstProblem() !== undefined || stopWanted() || runLimitHit);
+        await condition(
+          () => (job.state === 'PENDING' && allStarted()) || allSucceeded() || firstProblem() !== undefined || stopWanted() || runLimitHit || preemption !== undefined,
+        );
         if (job.state === 'PENDING' && allStarted()) {
           transition({
             type: 'started',
@@ -615,6 +627,20 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
           }
           const failedHosts = [...results.entries()].filter(([, r]) => r.outcome !== 'succeeded' && r.outcome !== 'stopped').map(([h]) => h);
           return { kind: 'retry', delayMs: decision.delayMs, why: decision.why, message, avoid: [...new Set([problem[0], ...failedHosts])] };
+        }
+        if (preemption !== undefined && !stopWanted()) {
+          const by = preemption;
+          await stopHosts();
+          await reportLostHosts();
+          await releaseCapacity();
+          const message = `preempted by batch job ${by.by.split('/').pop() ?? by.by}${by.reason ? ` (${by.reason})` : ''}: its ranks were stopped`;
+          const decision = retryDecision(policy, attempt, { kind: 'preempted', message });
+          if (!decision.retry || stopWanted()) {
+            const why = decision.retry ? `a ${deleteBy !== undefined ? 'delete' : 'cancel'} was asked for` : decision.why;
+            transition({ type: 'failed', status: `${attemptPrefix()}${message}; not retried: ${why}` });
+            return ended(await deleteAfterEnd());
+          }
+          return { kind: 'retry', delayMs: decision.delayMs, why: decision.why, message, avoid: [] };
         }
         if (runLimitHit && !stopWanted()) {
           await stopHosts();

@@ -87,6 +87,12 @@ export const capacityGrantedSignal = defineSignal<[CapacityGrant]>('capacityGran
 export const capacityRefusedSignal = defineSignal<[{ reason: string }]>('capacityRefused');
 /** A job whose dependsOn names this one asks to be told when it ends. */
 export const watchEndSignal = defineSignal<[{ watcher: string }]>('watchEnd');
+/**
+ * From the job's pool: give back the capacity of the current attempt for a job that needs it (`by`,
+ * its name). The job stops its ranks (SIGTERM, grace, SIGKILL), releases, and requeues when its
+ * retryPolicy retries PREEMPTED, else ends FAILED naming `by`. Ignored while the job holds nothing.
+ */
+export const preemptSignal = defineSignal<[{ by: string; reason?: string }]>('preempt');
 /** A job this one depends on ended: its final state, or null when it was deleted. */
 export const dependencyEndedSignal = defineSignal<[{ batchJob: string; state: BatchJobState | null }]>('dependencyEnded');
 /** Sent by a host's agent once every rank it was given is running. */

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { cancelSignal } from '../../workflows/messages';
+import { cancelSignal, preemptSignal } from '../../workflows/messages';
 import { until, WorkflowTestbed } from '../support/workflow-testbed';
 
 describe('retry, limit and dependency races', () => {
@@ -122,5 +122,27 @@ describe('retry, limit and dependency races', () => {
     await bed.reported(name, 'RUNNING');
     for (const r of bed.agents.runsOf(name)) r.end({ outcome: 'succeeded' });
     assert.equal((await bed.result(name)).job.state, 'COMPLETED');
+  });
+
+  it('preempt: a job whose policy retries PREEMPTED is stopped, gives its capacity back and runs again; one without it ends FAILED naming who', async () => {
+    const pool = await bed.startPool('preempt', { numNodes: 1 });
+    const name = await bed.startJob('preempt-retried', { pool: 'preempt', spec: { retryPolicy: { maxAttempts: 2, conditions: ['PREEMPTED'], initialBackoff: '0.2s' } } });
+    await bed.reported(name, 'RUNNING');
+    await job(name).signal(preemptSignal, { by: bed.jobName('urgent'), reason: 'priority 10 over 0' });
+    const queued = await bed.reported(name, 'QUEUED');
+    assert.match(queued.status, /^attempt 1 of 2 failed: preempted by batch job urgent \(priority 10 over 0\): its ranks were stopped; retrying because the job was preempted/);
+    await until('attempt 2 runs', () => bed.agents.runsOf(name).length === 2);
+    assert.ok(bed.agents.runsOf(name)[0]?.ended !== undefined, 'attempt 1 was stopped');
+    await bed.reported(name, 'RUNNING');
+    for (const r of bed.agents.runsOf(name).slice(1)) r.end({ outcome: 'succeeded' });
+    assert.equal((await bed.result(name)).job.state, 'COMPLETED');
+
+    const plain = await bed.startJob('preempt-plain', { pool: 'preempt' });
+    await bed.reported(plain, 'RUNNING');
+    await job(plain).signal(preemptSignal, { by: bed.jobName('urgent') });
+    const result = await bed.result(plain);
+    assert.equal(result.job.state, 'FAILED');
+    assert.match(result.job.status, /^preempted by batch job urgent: its ranks were stopped; not retried: the job has no retry policy$/);
+    await bed.assertIdle(pool);
   });
 });
