@@ -151,4 +151,9 @@ export interface AgentActivities {
   stopRanks(input: { jobName: string; graceMs: number; attempt?: number }): Promise<{ stopped: number }>;
   /** Sent by the pool while it holds the host unreachable; answered at once by an agent that polls again. */
   probeHost(input: { host: string }): Promise<HostProbeAnswer>;
+  /**
+   * A deleted job's ranks' folders on this host (DATA_DIR/work/<account>/<job id>) are removed.
+   * Idempotent; refused (retried) while ranks of the job still run here.
+   */
+  purgeRanks(input: { jobName: string; account: string; jobId: string }): Promise<{ removed: boolean }>;
 }

@@ -77,6 +77,16 @@ export const JOB_WAITS_FOR_POOL_PATCH = 'job-waits-for-pool-recovery';
  */
 export const JOB_SIGNALS_BY_ACTIVITY_PATCH = 'job-signals-by-activity';
 
+/**
+ * A deleted job's rank folders are removed by each host its ranks ran on (an activity on that host's
+ * queue), before its record goes; before this patch the control worker removed them on its own machine
+ * only.
+ */
+export const JOB_PURGES_ON_HOSTS_PATCH = 'job-purges-on-hosts';
+
+/** How long a deleted job waits for its hosts to remove its folders before its record goes anyway. */
+const HOST_PURGE_WINDOW = '1 hour';
+
 function agentOn(host: GrantedHost, settings: JobSettings) {
   return proxyActivities<AgentActivities>({
     taskQueue: host.taskQueue,
@@ -96,6 +106,16 @@ function stopperOn(host: GrantedHost, settings: JobSettings) {
     scheduleToCloseTimeout: settings.stopGraceMs + settings.heartbeatTimeoutMs + 10_000,
     retry: { maximumAttempts: 2, initialInterval: '1 second' },
     summary: `stop ranks on ${host.host}`,
+  });
+}
+
+function purgerOn(host: GrantedHost) {
+  return proxyActivities<AgentActivities>({
+    taskQueue: host.taskQueue,
+    scheduleToCloseTimeout: HOST_PURGE_WINDOW,
+    startToCloseTimeout: '1 minute',
+    retry: { initialInterval: '1 second', maximumInterval: '1 minute', backoffCoefficient: 2 },
+    summary: `remove folders on ${host.host}`,
   });
 }
 
@@ -164,6 +184,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
   let refusal: string | undefined;
   const startedHosts = new Set<string>();
   const results = new Map<string, HostResult>();
+  /** Every host any attempt's ranks were handed to: a delete removes their folders there. */
+  const ranOn = new Map<string, GrantedHost>();
   let attempt = 1;
   /** Who preempted the current attempt (its pool asked for its capacity back), and why. */
   let preemption: { by: string; reason?: string } | undefined;
@@ -289,6 +311,18 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
 
   const finish = async (deleted: boolean): Promise<BatchJobResult> => {
     await condition(() => reported >= version);
+    if (deleted && ranOn.size > 0 && patched(JOB_PURGES_ON_HOSTS_PATCH)) {
+      const hosts = [...ranOn.values()];
+      transition({ type: 'status', status: `${job.status}; removing its ranks' folders on ${hosts.map((h) => h.host).join(', ')}` });
+      await Promise.all(
+        hosts.map((h) =>
+          purgerOn(h)
+            .purgeRanks({ jobName: input.name, account: input.account, jobId: input.jobId })
+            .catch((err: unknown) => log.warn(`host ${h.host} did not remove the job's folders within ${HOST_PURGE_WINDOW}; they stay there`, { err: String(err) })),
+        ),
+      );
+      await condition(() => reported >= version);
+    }
     if (deleted) await control.purgeJob({ account: input.account, name: input.name, jobId: input.jobId });
     // After the final record is written: a job that asks later reads it there (control.watchJobs).
     if (watchers.size > 0) await control.notifyJobEnded({ job: input.name, state: deleted ? null : job.state, watchers: [...watchers] });
@@ -538,6 +572,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
         };
       });
 
+      for (const h of g.hosts) ranOn.set(h.host, h);
       const hostScope = new CancellationScope();
       const runs = launches.map(({ host, input: hostInput }) =>
         hostScope

@@ -9,7 +9,9 @@
  * stop of attempt 1 never refuses or stops attempt 2.
  */
 import { createHash } from 'node:crypto';
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { Context, ApplicationFailure, CancelledFailure } from '@temporalio/activity';
 import { type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ConfigError } from '../config';
@@ -162,7 +164,25 @@ export class HostAgent {
       runRanks: (input) => this.runRanks(input),
       stopRanks: (input) => this.stopRanks(input.jobName, input.attempt, input.graceMs),
       probeHost: (input) => this.answerProbe(input.host),
+      purgeRanks: (input) => this.purgeRanks(input),
     };
+  }
+
+  /** Removes a deleted job's rank folders on this host (its job workflow asks each host its ranks ran on). */
+  private async purgeRanks(input: { jobName: string; account: string; jobId: string }): Promise<{ removed: boolean }> {
+    const parsed = parseResourceName(input.jobName);
+    if (!parsed || parsed.collection !== 'batchJobs' || parsed.account !== input.account || parsed.id !== input.jobId) {
+      throw ApplicationFailure.nonRetryable(`purgeRanks: ${input.jobName} is not the job ${input.account}/${input.jobId}`, 'BadPurge');
+    }
+    if ([...this.active.keys()].some((k) => jobOfRunKey(k) === input.jobName)) {
+      // Retried by the job's workflow: its ranks here are still being stopped.
+      throw ApplicationFailure.retryable(`ranks of ${input.jobName} still run on host ${this.o.host}`, 'RanksStillRunning');
+    }
+    const dir = join(this.o.dataDir, 'work', parsed.account, parsed.id);
+    const existed = existsSync(dir);
+    await rm(dir, { recursive: true, force: true });
+    this.log.info({ job: input.jobName, dir, existed }, 'deleted job: its ranks\' folders removed from this host');
+    return { removed: existed };
   }
 
   /**

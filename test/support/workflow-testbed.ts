@@ -356,6 +356,8 @@ export interface RankRun {
 export class FakeAgents {
   readonly runs: RankRun[] = [];
   readonly stops: Array<{ jobName: string; host: string }> = [];
+  /** Deleted jobs' folders removed, by host. */
+  readonly purges: Array<{ jobName: string; host: string }> = [];
   /** Hosts whose pool probed them (it holds them unreachable), in order. */
   readonly probes: string[] = [];
   /** Per `<job>@<host>` or per job name; jobs without one announce, heartbeat and wait. */
@@ -400,6 +402,11 @@ export class FakeAgents {
         const live = this.runs.filter((r) => r.jobName === jobName && r.host === host && r.ended === undefined);
         for (const r of live) r.end({ outcome: 'stopped' });
         return { stopped: live.length };
+      },
+      purgeRanks: async ({ jobName }) => {
+        this.purges.push({ jobName, host });
+        await this.gates.pass(`purge:${jobName}@${host}`);
+        return { removed: true };
       },
       probeHost: async () => {
         this.probes.push(host);

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { cancelSignal, preemptSignal } from '../../workflows/messages';
+import { cancelSignal, deleteSignal, preemptSignal } from '../../workflows/messages';
 import { until, WorkflowTestbed } from '../support/workflow-testbed';
 
 describe('retry, limit and dependency races', () => {
@@ -143,6 +143,33 @@ describe('retry, limit and dependency races', () => {
     const result = await bed.result(plain);
     assert.equal(result.job.state, 'FAILED');
     assert.match(result.job.status, /^preempted by batch job urgent: its ranks were stopped; not retried: the job has no retry policy$/);
+    await bed.assertIdle(pool);
+  });
+
+  it('delete of a job that ran: each host of every attempt removes its folders, then the record goes', async () => {
+    const pool = await bed.startPool('purge', { numNodes: 2 });
+    const name = await bed.startJob('purge-job', { pool: 'purge', spec: { retryPolicy: { maxAttempts: 2, exitCodes: ['1'], initialBackoff: '0.1s' } } });
+    await bed.reported(name, 'RUNNING');
+    const first = bed.agents.runsOf(name)[0];
+    assert.ok(first);
+    first.end(fail(1));
+    await until('attempt 2 runs', () => bed.agents.runsOf(name).length === 2);
+    await bed.reported(name, 'RUNNING');
+    const hosts = [...new Set(bed.agents.runsOf(name).map((r) => r.host))].sort();
+    bed.world.gates.hold(`purge:${name}@${hosts[0] ?? 'h0'}`);
+    await job(name).signal(deleteSignal, { requestedBy: 'bob@example.com' });
+    await bed.world.gates.reached(`purge:${name}@${hosts[0] ?? 'h0'}`);
+    const deleting = await until('the record says what it waits for', () => {
+      const j = bed.world.job(name);
+      return j?.state === 'DELETING' && j.status.includes("removing its ranks' folders") ? j : undefined;
+    });
+    assert.match(deleting.status, new RegExp(`removing its ranks' folders on ${hosts.join(', ')}$`));
+    assert.equal(bed.world.purged.includes(name), false, 'the record stays until the hosts are done');
+    bed.world.gates.open(`purge:${name}@${hosts[0] ?? 'h0'}`);
+    const result = await bed.result(name);
+    assert.equal(result.deleted, true);
+    assert.deepEqual(bed.agents.purges.filter((p) => p.jobName === name).map((p) => p.host).sort(), hosts);
+    assert.ok(bed.world.purged.includes(name));
     await bed.assertIdle(pool);
   });
 });
