@@ -346,6 +346,17 @@ class PassView {
     return this.ready[index] === 1;
   }
 
+  /** Ids of the pool's hosts that are not ready (usually none), found once per pass. */
+  notReadyIds(): string[] {
+    if (!this.notReady) {
+      this.notReady = [];
+      for (let i = 0; i < this.state.hosts.length; i++) if (!this.isReady(i)) this.notReady.push(this.state.hosts[i]?.id ?? '');
+    }
+    return this.notReady;
+  }
+
+  private notReady: string[] | undefined;
+
   /** True when the reservation names only hosts of the pool that are ready. */
   coversReadyHostsOnly(reservation: Reservation): boolean {
     if (reservation !== this.reserved) this.locate(reservation);
@@ -641,8 +652,16 @@ export interface SharedPass {
  * head that holds the reservation first, then fair share across accounts (lowest key first, ties by
  * arrival) or, without fair share, arrival. Built in O(queue); each step costs O(accounts in the tier).
  */
+interface OrderList {
+  account: string;
+  items: QueuedRequest[];
+  at: number;
+  key: number;
+  stale: boolean;
+}
+
 class PassOrder {
-  private readonly tiers: Array<{ first: QueuedRequest | undefined; lists: Array<{ account: string; items: QueuedRequest[]; at: number }> }> = [];
+  private readonly tiers: Array<{ first: QueuedRequest | undefined; lists: OrderList[] }> = [];
   private t = 0;
 
   constructor(
@@ -650,7 +669,7 @@ class PassOrder {
     stickyId: string | undefined,
     private readonly key: ((account: string) => number) | undefined,
   ) {
-    const byPriority = new Map<number, { first: QueuedRequest | undefined; lists: Map<string, { account: string; items: QueuedRequest[]; at: number }> }>();
+    const byPriority = new Map<number, { first: QueuedRequest | undefined; lists: Map<string, OrderList> }>();
     for (const r of queue) {
       const p = priorityOf(r);
       let tier = byPriority.get(p);
@@ -661,7 +680,7 @@ class PassOrder {
       }
       const account = key ? accountOf(r) : '';
       let list = tier.lists.get(account);
-      if (!list) tier.lists.set(account, (list = { account, items: [], at: 0 }));
+      if (!list) tier.lists.set(account, (list = { account, items: [], at: 0, key: 0, stale: true }));
       list.items.push(r);
     }
     for (const p of [...byPriority.keys()].sort((a, b) => b - a)) {
@@ -679,8 +698,7 @@ class PassOrder {
         tier.first = undefined;
         return r;
       }
-      let best: { account: string; items: QueuedRequest[]; at: number } | undefined;
-      let bestKey = 0;
+      let best: OrderList | undefined;
       for (const list of tier.lists) {
         const r = list.items[list.at];
         if (!r) continue;
@@ -688,15 +706,22 @@ class PassOrder {
           best = list;
           break;
         }
-        const k = this.key(list.account);
-        if (!best || k < bestKey || (k === bestKey && r.seq < (best.items[best.at]?.seq ?? 0))) {
-          best = list;
-          bestKey = k;
+        // A key changes only when its account is granted something: recomputed then, not per step.
+        if (list.stale) {
+          list.key = this.key(list.account);
+          list.stale = false;
         }
+        if (!best || list.key < best.key || (list.key === best.key && r.seq < (best.items[best.at]?.seq ?? 0))) best = list;
       }
       if (best) return best.items[best.at++];
     }
     return undefined;
+  }
+
+  /** The account was granted slots: its share key has changed. */
+  granted(account: string): void {
+    if (!this.key) return;
+    for (const tier of this.tiers) for (const list of tier.lists) if (list.account === account) list.stale = true;
   }
 }
 
@@ -726,6 +751,7 @@ export function scheduleShared(state: SchedulerState, policy: SharingPolicy, opt
     granted.add(request.id);
     const account = accountOf(request);
     held.set(account, (held.get(account) ?? 0) + request.ranks);
+    order.granted(account);
   };
   const blocked = (r: QueuedRequest) => overQuota(policy.quotas, accountOf(r), held.get(accountOf(r)) ?? 0, r.ranks);
 
@@ -788,13 +814,16 @@ function waitsOnPreemption(state: SchedulerState, headId: string): boolean {
  */
 function preemptFor(state: SchedulerState, head: QueuedRequest, view: PassView, out: SharedPass): void {
   if (!isGangSize(head.ranks)) return;
-  const avoided = new Set((view.avoidedBy(head) ?? []).map((i) => state.hosts[i]?.id));
-  const usable = (h: PoolHost) => h.status === 'ready' && !avoided.has(h.id);
-  let free = 0;
-  for (const h of state.hosts) if (usable(h)) free += freeCount(h);
+  // Before the head's reservation is held back, the view's free counts are the hosts' free slots.
+  const avoided = view.avoidedBy(head) ?? [];
+  let free = view.index.total;
+  for (const i of avoided) free -= view.index.free(i);
   const need = head.ranks - free;
   if (need <= 0) return;
-  const victims = chooseVictims(preemptionCandidates(state, head, usable), need);
+  const unusable = new Set<string>(view.notReadyIds());
+  for (const i of avoided) unusable.add(state.hosts[i]?.id ?? '');
+  const usable = (h: PoolHost) => h.status === 'ready' && !unusable.has(h.id);
+  const victims = chooseVictims(preemptionCandidates(state, head, unusable), need);
   if (!victims || victims.length === 0) return;
   const freed = new Map<string, number>();
   for (const v of victims)

@@ -17,7 +17,7 @@
  *   when it ends before the latest time the head's reserved slots will all be free, computed from the
  *   declared ends of their holders (Slurm's conservative backfill); never when a holder declares none.
  */
-import { type Allocation, type PoolHost, type QueuedRequest, type Reservation, type SchedulerState } from './scheduler';
+import { type Allocation, type QueuedRequest, type Reservation, type SchedulerState } from './scheduler';
 
 /** The documented range of `priority` (batchd extension); default 0. */
 export const PRIORITY_MIN = -1000;
@@ -146,20 +146,19 @@ export function chooseVictims(candidates: readonly VictimCandidate[], need: numb
   return undefined;
 }
 
-/** Running jobs the request may preempt: preemptible, strictly lower priority, not already being preempted. */
-export function preemptionCandidates(state: SchedulerState, request: QueuedRequest, usable: (host: PoolHost) => boolean): VictimCandidate[] {
+/**
+ * Running jobs the request may preempt: preemptible, strictly lower priority, not already being
+ * preempted; counted by their slots on hosts the request may use (`unusable`: the others, usually none).
+ */
+export function preemptionCandidates(state: SchedulerState, request: QueuedRequest, unusable: ReadonlySet<string>): VictimCandidate[] {
   const p = priorityOf(request);
   const pending = state.preemptions ?? {};
   const out: VictimCandidate[] = [];
-  const hostById = new Map(state.hosts.map((h) => [h.id, h]));
   for (const id in state.allocations) {
     const a = state.allocations[id];
     if (!a?.preemptible || priorityOf(a) >= p || Object.hasOwn(pending, id)) continue;
-    let slots = 0;
-    for (const { host, slots: s } of a.hosts) {
-      const h = hostById.get(host);
-      if (h && usable(h)) slots += s.length;
-    }
+    let slots = a.ranks;
+    if (unusable.size > 0) for (const { host, slots: s } of a.hosts) if (unusable.has(host)) slots -= s.length;
     if (slots > 0) out.push({ id, priority: priorityOf(a), slots, startedAt: a.startedAt ?? 0 });
   }
   return out;
