@@ -23,7 +23,10 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
       `${fmt(get('decisionsPerSecond'), 0)} placement decisions/s, ${fmt(get('grantsPerSecond'), 0)} grants/s, ` +
       `schedule() pass p50/p99 ${fmt(get('passMedianMs'), 3)}/${fmt(get('passP99Ms'), 3)} ms; ` +
       `free whole hosts after each grant, median ${fmt(get('wholeFreeHostsMedianBestFit'), 0)} vs ${fmt(get('wholeFreeHostsMedianFirstFit'), 0)} first-fit ` +
-      `(mean ${fmt(get('wholeFreeHostsMeanBestFit'), 1)} vs ${fmt(get('wholeFreeHostsMeanFirstFit'), 1)})`,
+      `(mean ${fmt(get('wholeFreeHostsMeanBestFit'), 1)} vs ${fmt(get('wholeFreeHostsMeanFirstFit'), 1)}); ` +
+      `sharing on (priorities, 20 accounts' quotas and fair share): ${fmt(get('sharedDecisionsPerSecond'), 0)} decisions/s, ` +
+      `pass p50/p99 ${fmt(get('sharedPassMedianMs'), 3)}/${fmt(get('sharedPassP99Ms'), 3)} ms, ` +
+      `fairness error max/mean ${fmt(get('fairnessErrorMax') * 100, 2)}/${fmt(get('fairnessErrorMean') * 100, 2)} points`,
     details: r,
   };
 }

@@ -15,6 +15,20 @@
  * avoided nothing, so avoidance never makes a job wait forever.
  */
 import { FreeHostIndex, type HostAssignment, type HostAvailability } from './packing';
+import {
+  accountOf,
+  type AccountUsage,
+  accrueUsage,
+  chooseVictims,
+  fitsBeforeHead,
+  heldByAccount,
+  overQuota,
+  preemptionCandidates,
+  priorityOf,
+  reservationFreeBy,
+  shareKey,
+  type SharingPolicy,
+} from './sharing';
 
 export type HostStatus = 'ready' | 'draining' | 'unreachable';
 
@@ -32,6 +46,13 @@ export interface Allocation {
   ranks: number;
   hosts: HostAssignment[];
   masterPort: number;
+  /** Sharing (all absent on a FIFO pool): copied from the request when granted. */
+  priority?: number;
+  account?: string;
+  preemptible?: boolean;
+  /** When it was granted and when it is bound to have ended (its declared maxRunDuration), ms. */
+  startedAt?: number;
+  endsBy?: number;
 }
 
 export interface QueuedRequest {
@@ -40,6 +61,11 @@ export interface QueuedRequest {
   seq: number;
   /** Hosts to stay off when the other ready hosts can hold the gang (absent: none). */
   avoidHosts?: string[];
+  /** Sharing (scheduleShared): priority (default 0), account, whether it may be preempted, declared run time. */
+  priority?: number;
+  account?: string;
+  preemptible?: boolean;
+  maxRunMs?: number;
 }
 
 /** The queue head's claim: per host, how many slots it will take there once they are free. */
@@ -54,6 +80,10 @@ export interface SchedulerState {
   queue: QueuedRequest[];
   reservation: Reservation | null;
   seq: number;
+  /** Jobs asked to stop for a higher-priority head, and the head they stop for (until released). */
+  preemptions?: Record<string, string>;
+  /** Decayed usage per account, for fair share. */
+  usage?: AccountUsage;
 }
 
 export const MASTER_PORT_BASE = 29500;
@@ -88,13 +118,27 @@ function isGangSize(ranks: number): boolean {
 
 export type EnqueueResult = 'queued' | 'already-queued' | 'already-allocated';
 
-export function enqueue(state: SchedulerState, id: string, ranks: number, avoidHosts?: readonly string[]): EnqueueResult {
+/** What a shared pool knows of a request beyond its size (all optional). */
+export type RequestTerms = Pick<QueuedRequest, 'priority' | 'account' | 'preemptible' | 'maxRunMs'>;
+
+export function enqueue(state: SchedulerState, id: string, ranks: number, avoidHosts?: readonly string[], terms?: RequestTerms): EnqueueResult {
   if (state.allocations[id]) return 'already-allocated';
   if (state.queue.some((r) => r.id === id)) return 'already-queued';
   state.seq += 1;
   const avoid = avoidList(avoidHosts);
-  state.queue.push(avoid ? { id, ranks, seq: state.seq, avoidHosts: avoid } : { id, ranks, seq: state.seq });
+  const request: QueuedRequest = avoid ? { id, ranks, seq: state.seq, avoidHosts: avoid } : { id, ranks, seq: state.seq };
+  if (terms) withTerms(request, terms);
+  state.queue.push(request);
   return 'queued';
+}
+
+/** Copies the terms that are set (so a FIFO pool's state stays as it was). */
+function withTerms<T extends RequestTerms>(target: T, terms: RequestTerms): T {
+  if (terms.priority !== undefined && terms.priority !== 0) target.priority = terms.priority;
+  if (terms.account !== undefined && terms.account !== '') target.account = terms.account;
+  if (terms.preemptible) target.preemptible = true;
+  if (terms.maxRunMs !== undefined) target.maxRunMs = terms.maxRunMs;
+  return target;
 }
 
 /** A request's hosts to avoid as kept: distinct non-empty ids in the order given, or undefined for none. */
@@ -128,6 +172,10 @@ export type ReleaseResult = 'freed' | 'dequeued' | 'unknown';
 /** Frees an allocation or withdraws a queued request. Idempotent: a second release is 'unknown'. */
 export function release(state: SchedulerState, id: string): ReleaseResult {
   if (state.reservation?.requestId === id) state.reservation = null;
+  if (state.preemptions) {
+    delete state.preemptions[id];
+    for (const victim in state.preemptions) if (state.preemptions[victim] === id) delete state.preemptions[victim];
+  }
   const allocation = state.allocations[id];
   if (allocation) {
     const slotsByHost = new Map(allocation.hosts.map((a) => [a.host, a.slots]));
@@ -258,6 +306,8 @@ class PassView {
   constructor(
     private readonly state: SchedulerState,
     private readonly policy: PlacementPolicy | undefined,
+    /** Set by a shared pass: grants record when they started. */
+    private readonly now?: number,
   ) {
     // One plain loop and typed arrays: a pass runs after every release, so it should be cheap and
     // leave little garbage behind.
@@ -296,6 +346,17 @@ class PassView {
     return this.ready[index] === 1;
   }
 
+  /** Ids of the pool's hosts that are not ready (usually none), found once per pass. */
+  notReadyIds(): string[] {
+    if (!this.notReady) {
+      this.notReady = [];
+      for (let i = 0; i < this.state.hosts.length; i++) if (!this.isReady(i)) this.notReady.push(this.state.hosts[i]?.id ?? '');
+    }
+    return this.notReady;
+  }
+
+  private notReady: string[] | undefined;
+
   /** True when the reservation names only hosts of the pool that are ready. */
   coversReadyHostsOnly(reservation: Reservation): boolean {
     if (reservation !== this.reserved) this.locate(reservation);
@@ -309,6 +370,28 @@ class PassView {
       const h = this.state.hosts[i];
       if (!h || !this.isReady(i)) continue;
       this.index.setFree(i, Math.max(0, this.index.free(i) - (reservation.counts[h.id] ?? 0)));
+    }
+  }
+
+  /**
+   * Runs `fn` with the reservation's free slots usable again (backfill into them), then holds back
+   * again what is still free of them.
+   */
+  lendReserved<T>(reservation: Reservation, fn: () => T): T {
+    if (reservation !== this.reserved) this.locate(reservation);
+    const setFromHost = (hold: boolean) => {
+      for (const i of this.reservedAt) {
+        const h = this.state.hosts[i];
+        if (!h || !this.isReady(i)) continue;
+        const free = freeCount(h);
+        this.index.setFree(i, hold ? Math.max(0, free - (reservation.counts[h.id] ?? 0)) : free);
+      }
+    };
+    setFromHost(false);
+    try {
+      return fn();
+    } finally {
+      setFromHost(true);
     }
   }
 
@@ -430,6 +513,11 @@ class PassView {
     }
     if (!this.ports) this.ports = new MasterPorts(this.state.allocations);
     const allocation: Allocation = { id: request.id, ranks: request.ranks, hosts, masterPort: this.ports.pick(hosts[0]?.host ?? '') };
+    if (this.now !== undefined) {
+      withTerms(allocation, { priority: request.priority, account: request.account, preemptible: request.preemptible });
+      allocation.startedAt = this.now;
+      if (request.maxRunMs !== undefined) allocation.endsBy = this.now + request.maxRunMs;
+    }
     this.state.allocations[request.id] = allocation;
     return allocation;
   }
@@ -551,6 +639,214 @@ export function schedule(state: SchedulerState, options: ScheduleOptions = {}): 
     options.stats.granted += grants.length;
   }
   return grants;
+}
+
+/** What a shared pass did: its grants, and the running jobs it asks to stop for a higher-priority head. */
+export interface SharedPass {
+  grants: Allocation[];
+  preempt: Array<{ victim: string; by: string }>;
+}
+
+/**
+ * The queue in a shared pass's order (sharing.ts): priority tiers from the highest; in a tier the
+ * head that holds the reservation first, then fair share across accounts (lowest key first, ties by
+ * arrival) or, without fair share, arrival. Built in O(queue); each step costs O(accounts in the tier).
+ */
+interface OrderList {
+  account: string;
+  items: QueuedRequest[];
+  at: number;
+  key: number;
+  stale: boolean;
+}
+
+class PassOrder {
+  private readonly tiers: Array<{ first: QueuedRequest | undefined; lists: OrderList[] }> = [];
+  private t = 0;
+
+  constructor(
+    queue: readonly QueuedRequest[],
+    stickyId: string | undefined,
+    private readonly key: ((account: string) => number) | undefined,
+  ) {
+    const byPriority = new Map<number, { first: QueuedRequest | undefined; lists: Map<string, OrderList> }>();
+    for (const r of queue) {
+      const p = priorityOf(r);
+      let tier = byPriority.get(p);
+      if (!tier) byPriority.set(p, (tier = { first: undefined, lists: new Map() }));
+      if (r.id === stickyId) {
+        tier.first = r;
+        continue;
+      }
+      const account = key ? accountOf(r) : '';
+      let list = tier.lists.get(account);
+      if (!list) tier.lists.set(account, (list = { account, items: [], at: 0, key: 0, stale: true }));
+      list.items.push(r);
+    }
+    for (const p of [...byPriority.keys()].sort((a, b) => b - a)) {
+      const tier = byPriority.get(p);
+      if (tier) this.tiers.push({ first: tier.first, lists: [...tier.lists.values()] });
+    }
+  }
+
+  next(): QueuedRequest | undefined {
+    for (; this.t < this.tiers.length; this.t++) {
+      const tier = this.tiers[this.t];
+      if (!tier) continue;
+      if (tier.first) {
+        const r = tier.first;
+        tier.first = undefined;
+        return r;
+      }
+      let best: OrderList | undefined;
+      for (const list of tier.lists) {
+        const r = list.items[list.at];
+        if (!r) continue;
+        if (!this.key) {
+          best = list;
+          break;
+        }
+        // A key changes only when its account is granted something: recomputed then, not per step.
+        if (list.stale) {
+          list.key = this.key(list.account);
+          list.stale = false;
+        }
+        if (!best || list.key < best.key || (list.key === best.key && r.seq < (best.items[best.at]?.seq ?? 0))) best = list;
+      }
+      if (best) return best.items[best.at++];
+    }
+    return undefined;
+  }
+
+  /** The account was granted slots: its share key has changed. */
+  granted(account: string): void {
+    if (!this.key) return;
+    for (const tier of this.tiers) for (const list of tier.lists) if (list.account === account) list.stale = true;
+  }
+}
+
+/**
+ * One pass of a shared pool (sharing.ts has the rules): requests in priority / fair-share / arrival
+ * order, each granted if it fits and its account's quota allows; the first eligible one that does not
+ * fit is the head, keeps (or makes) its reservation, and may preempt lower-priority preemptible jobs;
+ * later requests use slots outside the reservation, or backfill into its free slots when they declare
+ * a run time that ends before the reservation is certain to be free. Mutates state like schedule().
+ */
+export function scheduleShared(state: SchedulerState, policy: SharingPolicy, options: ScheduleOptions = {}): SharedPass {
+  const out: SharedPass = { grants: [], preempt: [] };
+  const fair = policy.fairShare;
+  const held = heldByAccount(state.allocations);
+  if (fair) {
+    state.usage ??= { at: policy.now, slots: {} };
+    accrueUsage(state.usage, held, policy.now, fair.halfLifeMs);
+  }
+  const queue = state.queue;
+  if (queue.length === 0) return out;
+  const view = new PassView(state, options.place, policy.now);
+  const order = new PassOrder(queue, state.reservation?.requestId, fair ? (account) => shareKey(fair, state.usage, held.get(account) ?? 0, account) : undefined);
+  const granted = new Set<string>();
+  let considered = 0;
+  const grant = (request: QueuedRequest, allocation: Allocation) => {
+    out.grants.push(allocation);
+    granted.add(request.id);
+    const account = accountOf(request);
+    held.set(account, (held.get(account) ?? 0) + request.ranks);
+    order.granted(account);
+  };
+  const blocked = (r: QueuedRequest) => overQuota(policy.quotas, accountOf(r), held.get(accountOf(r)) ?? 0, r.ranks);
+
+  try {
+    let head: QueuedRequest | undefined;
+    for (let r = order.next(); r; r = order.next()) {
+      considered++;
+      if (blocked(r)) continue;
+      const allocation = view.tryGrant(r);
+      if (!allocation) {
+        head = r;
+        break;
+      }
+      grant(r, allocation);
+      if (state.reservation?.requestId === r.id) state.reservation = null;
+    }
+    if (!head) {
+      state.reservation = null;
+      return out;
+    }
+    if (!reservationStillValid(state, head, view)) state.reservation = null;
+    if (policy.preemption !== false && !waitsOnPreemption(state, head.id)) preemptFor(state, head, view, out);
+    if (!state.reservation) state.reservation = view.reserveFor(head);
+    const reservation = state.reservation;
+    if (reservation) view.holdBack(reservation);
+    const freeBy = reservation && policy.backfill !== false ? reservationFreeBy(state, reservation, policy.now) : Number.POSITIVE_INFINITY;
+    const backfill = reservation !== null && Number.isFinite(freeBy);
+    for (let r = order.next(); r; r = order.next()) {
+      if (view.index.total === 0 && !backfill) break;
+      considered++;
+      if (blocked(r)) continue;
+      let allocation = view.tryGrant(r);
+      if (!allocation && reservation && backfill && fitsBeforeHead(r, policy.now, freeBy)) allocation = view.lendReserved(reservation, () => view.tryGrant(r));
+      if (allocation) grant(r, allocation);
+    }
+  } finally {
+    if (granted.size > 0) {
+      let w = 0;
+      for (const request of queue) if (!granted.has(request.id)) queue[w++] = request;
+      queue.length = w;
+    }
+    if (options.stats) {
+      options.stats.considered += considered;
+      options.stats.granted += out.grants.length;
+    }
+  }
+  return out;
+}
+
+function waitsOnPreemption(state: SchedulerState, headId: string): boolean {
+  const p = state.preemptions;
+  if (!p) return false;
+  for (const victim in p) if (p[victim] === headId) return true;
+  return false;
+}
+
+/**
+ * Picks victims for a head that does not fit (sharing.ts chooseVictims) and reserves for it the free
+ * slots and the victims' slots, victims' hosts first, so it starts as soon as they have stopped.
+ */
+function preemptFor(state: SchedulerState, head: QueuedRequest, view: PassView, out: SharedPass): void {
+  if (!isGangSize(head.ranks)) return;
+  // Before the head's reservation is held back, the view's free counts are the hosts' free slots.
+  const avoided = view.avoidedBy(head) ?? [];
+  let free = view.index.total;
+  for (const i of avoided) free -= view.index.free(i);
+  const need = head.ranks - free;
+  if (need <= 0) return;
+  const unusable = new Set<string>(view.notReadyIds());
+  for (const i of avoided) unusable.add(state.hosts[i]?.id ?? '');
+  const usable = (h: PoolHost) => h.status === 'ready' && !unusable.has(h.id);
+  const victims = chooseVictims(preemptionCandidates(state, head, unusable), need);
+  if (!victims || victims.length === 0) return;
+  const freed = new Map<string, number>();
+  for (const v of victims)
+    for (const a of state.allocations[v.id]?.hosts ?? []) freed.set(a.host, (freed.get(a.host) ?? 0) + a.slots.length);
+  const give = state.hosts
+    .map((h, index) => ({ h, index, victim: freed.get(h.id) ?? 0, give: usable(h) ? freeCount(h) + (freed.get(h.id) ?? 0) : 0 }))
+    .filter((g) => g.give > 0)
+    .sort((a, b) => Number(b.victim > 0) - Number(a.victim > 0) || b.give - a.give || a.index - b.index);
+  const counts: Record<string, number> = {};
+  let left = head.ranks;
+  for (const g of give) {
+    if (left === 0) break;
+    const take = Math.min(g.give, left);
+    counts[g.h.id] = take;
+    left -= take;
+  }
+  if (left > 0) return;
+  state.reservation = { requestId: head.id, counts };
+  state.preemptions ??= {};
+  for (const v of victims) {
+    state.preemptions[v.id] = head.id;
+    out.preempt.push({ victim: v.id, by: head.id });
+  }
 }
 
 export interface QueueStanding {
