@@ -100,7 +100,9 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
   const { config } = options;
   const roles = new Set(options.roles);
   const logger = options.logger ?? pino({ level: config.LOG_LEVEL, base: undefined });
-  installRuntime(logger);
+  // Only roles with a worker use the SDK's native runtime; installed, its log forwarding would keep a
+  // process that has none (an API replica, a test's API-only service) from ever exiting.
+  if (roles.has('worker') || roles.has('agents')) installRuntime(logger);
   mkdirSync(config.dataDir, { recursive: true });
 
   const stops: Array<() => Promise<void>> = [];
