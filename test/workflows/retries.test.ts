@@ -66,15 +66,15 @@ describe('retry, limit and dependency races', () => {
     const pool = await bed.startPool('queue-limit', { numNodes: 1 });
     const holder = await bed.startJob('queue-limit-holder', { pool: 'queue-limit' });
     await bed.reported(holder, 'RUNNING');
-    const name = await bed.startJob('queue-limit-job', { pool: 'queue-limit', spec: { maxQueueDuration: '1s' } });
+    const name = await bed.startJob('queue-limit-job', { pool: 'queue-limit', spec: { maxQueueDuration: '3s' } });
     await bed.reported(name, 'QUEUED');
-    // The holder ends and the pool allocates to the job, but its grant is held at the write until the limit has passed.
-    bed.world.gates.hold(`sync:${pool}`);
+    // The holder ends and the pool allocates to the job and writes it, but the grant is held until the limit has passed.
+    bed.world.gates.hold(`grant:${name}`);
     for (const r of bed.agents.runsOf(holder)) r.end({ outcome: 'succeeded' });
-    await bed.world.gates.reached(`sync:${pool}`);
+    await bed.world.gates.reached(`grant:${name}`);
     const failed = await bed.reported(name, 'FAILED');
-    bed.world.gates.open(`sync:${pool}`);
-    assert.match(failed.status, /^waited longer than its maxQueueDuration \(1s\) in node pool queue-limit's queue/);
+    bed.world.gates.open(`grant:${name}`);
+    assert.match(failed.status, /^waited longer than its maxQueueDuration \(3s\) in node pool queue-limit's queue/);
     assert.equal((await bed.result(name)).job.state, 'FAILED');
     assert.equal(bed.agents.runsOf(name).length, 0, 'no rank started');
     await until('the pool holds nothing', async () => Object.keys((await bed.internals(pool)).allocations).length === 0);
