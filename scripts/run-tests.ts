@@ -40,6 +40,8 @@ const phases = [
   { name: 'workflows', dir: join(root, 'test', 'workflows'), concurrency: 1 },
   { name: 'integration', dir: join(root, 'test', 'integration'), concurrency: Number(process.env.TEST_CONCURRENCY ?? 2) },
   { name: 'e2e', dir: join(root, 'test', 'e2e'), concurrency: 1 },
+  // A production-shaped cluster (npm run cluster) whose pieces are killed one at a time: alone, last.
+  { name: 'cluster', dir: join(root, 'test', 'cluster'), concurrency: 1 },
 ];
 
 let exitCode = 0;

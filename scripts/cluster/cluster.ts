@@ -164,7 +164,9 @@ export function startProcess(state: ClusterState, name: string, serverDir: strin
   if (p.env?.DATA_DIR) mkdirSync(p.env.DATA_DIR, { recursive: true });
   const log = openSync(join(layout.logs, `${name}.log`), 'a');
   try {
-    const child = spawn(cmd.file, cmd.args, { detached: true, stdio: ['ignore', log, log], env: cmd.env, cwd: layout.dir, ...(cmd.user ?? {}) });
+    // An agent's working folder is its ranks' workspace (relative python and notebook targets resolve there).
+    const cwd = p.kind === 'agent' ? layout.workspace : layout.dir;
+    const child = spawn(cmd.file, cmd.args, { detached: true, stdio: ['ignore', log, log], env: cmd.env, cwd, ...(cmd.user ?? {}) });
     if (child.pid === undefined) throw new Error(`${name} did not start`);
     child.unref();
     state.processes[name] = { pid: child.pid, startedAt: new Date().toISOString() };
@@ -469,8 +471,9 @@ async function workerHealth(client: TemporalClient, pid: number): Promise<string
 }
 
 export interface PoolHosts {
-  hosts: Array<{ host: string; status: string; slots: number; slotsInUse: number }>;
+  hosts: Array<{ host: string; status: string; slots: number; slotsInUse: number; slotJobs: Array<string | null> }>;
   rankCapacity: number;
+  ranksInUse: number;
 }
 
 export async function poolUsage(o: ClusterOptions, apiUrl?: string): Promise<PoolHosts> {
