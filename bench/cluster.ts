@@ -41,7 +41,7 @@ function treeCpu(pids: number[]): number {
 }
 
 export async function runClusterFigures(o: FigureOptions): Promise<FigureResult[]> {
-  const options: ClusterOptions = { dir: mkdtempSync(join(tmpdir(), 'batchd-bench-cluster-')), portBase: 36_000, net: 201, hosts: 4, slotsPerHost: 4 };
+  const options: ClusterOptions = { dir: mkdtempSync(join(tmpdir(), 'batchd-bench-cluster-')), portBase: 30_000, net: 201, hosts: 4, slotsPerHost: 4 };
   const t0 = Date.now();
   let state: ClusterState | undefined;
   let connection: Connection | undefined;

@@ -7,12 +7,12 @@
  *   kill     NAME [--signal SIG] [--dir D]                     signal one process (default SIGKILL)
  *   start    NAME [--dir D]                                    start one process again and wait until it is healthy
  *
- * Defaults: --dir data/cluster, --port-base 17200 (ports base..base+99), --net 0 (subnet 10.233.0.0/24), --hosts 3.
+ * Defaults: --dir data/cluster, --port-base 17200 (ports base..base+99; at most 32744, as Temporal keeps membership ports in a smallint), --net 0 (subnet 10.233.0.0/24), --hosts 3.
  * Needs root (network namespaces; PostgreSQL runs as the postgres user) and `npm run build` first.
  */
 import { resolve } from 'node:path';
 import { down, formatStatus, readState, signalProcess, startOne, statusOf, up } from './cluster/cluster';
-import { type ClusterOptions, DEFAULT_OPTIONS } from './cluster/plan';
+import { type ClusterOptions, DEFAULT_OPTIONS, MAX_PORT_BASE } from './cluster/plan';
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(`--${name}`);
@@ -41,7 +41,7 @@ async function main(): Promise<number> {
     case 'up': {
       const o: ClusterOptions = {
         dir,
-        portBase: int(args, 'port-base', DEFAULT_OPTIONS.portBase, 1024, 65_435),
+        portBase: int(args, 'port-base', DEFAULT_OPTIONS.portBase, 1024, MAX_PORT_BASE),
         net: int(args, 'net', DEFAULT_OPTIONS.net, 0, 255),
         hosts: int(args, 'hosts', DEFAULT_OPTIONS.hosts, 1, 20),
         slotsPerHost: DEFAULT_OPTIONS.slotsPerHost,

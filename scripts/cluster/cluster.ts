@@ -26,6 +26,8 @@ import {
   bridgeName,
   type ClusterOptions,
   layoutOf,
+  MAX_MEMBERSHIP_PORT,
+  MAX_PORT_BASE,
   NAMESPACE,
   POOL_ID,
   POOL_INSTANCE_TYPE,
@@ -571,20 +573,35 @@ export function formatStatus(rows: ProcessStatus[]): string {
   return lines.join('\n');
 }
 
-/** Waits until one process answers healthy (bounded). */
+/** The end of a process's log, for an error that says why it stopped. */
+function logTail(o: ClusterOptions, name: string, chars = 2000): string {
+  try {
+    const text = readFileSync(join(layoutOf(o).logs, `${name}.log`), 'utf8');
+    return text.slice(-chars);
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Waits until one process answers healthy (bounded); fails at once, with its log's end, if it exits. */
 export async function waitHealthy(state: ClusterState, name: string, timeoutMs: number, say?: Say): Promise<void> {
+  let exited = false;
   await until(
     `${name} to be healthy`,
     timeoutMs,
     async () => {
       const row = (await statusOf(state)).find((r) => r.name === name);
       if (!row) throw new Error(`no process ${name}`);
-      if (!row.running) throw new Error(`${name} exited (see ${join(layoutOf(state.options).logs, `${name}.log`)})`);
+      if (!row.running) {
+        exited = true;
+        return true;
+      }
       if (row.problem) throw new Error(row.problem);
       return true;
     },
     say,
   );
+  if (exited) throw new Error(`${name} exited; the end of ${join(layoutOf(state.options).logs, `${name}.log`)}:\n${logTail(state.options, name)}`);
 }
 
 /** Starts PostgreSQL, retrying while a killed predecessor's backends still hold its shared memory. */
@@ -625,6 +642,7 @@ export async function startOne(state: ClusterState, name: string, say: Say = () 
 export async function up(o: ClusterOptions, say: Say): Promise<ClusterState> {
   if (process.getuid?.() !== 0) throw new Error('the cluster needs root: its hosts run in network namespaces, and PostgreSQL runs as the postgres user');
   if (!existsSync(MAIN) || !existsSync(join(ROOT, 'dist', 'workflow-bundle.js'))) throw new Error('batchd is not built: run npm run build first');
+  if (o.portBase > MAX_PORT_BASE) throw new Error(`port base ${o.portBase} is above ${MAX_PORT_BASE}: Temporal stores membership ports in PostgreSQL as a smallint (at most ${MAX_MEMBERSHIP_PORT})`);
   const layout = layoutOf(o);
   const previous = readState(o.dir);
   if (previous && Object.values(previous.processes).some((p) => alive(p.pid))) {

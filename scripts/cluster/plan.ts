@@ -79,6 +79,13 @@ export function portsOf(o: ClusterOptions): Ports {
   };
 }
 
+/**
+ * Temporal records each service's membership port in PostgreSQL as a smallint (cluster_membership.rpc_port):
+ * a port above 32767 makes the service exit at start ("value ... is out of range for type smallint").
+ */
+export const MAX_MEMBERSHIP_PORT = 32_767;
+export const MAX_PORT_BASE = MAX_MEMBERSHIP_PORT - 23;
+
 export interface Layout {
   dir: string;
   postgresData: string;
