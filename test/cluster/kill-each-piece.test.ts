@@ -27,7 +27,7 @@ import { alive, type ClusterState, down, leftovers, poolUsage, readSecrets, read
 import { type ClusterOptions, bridgeAddress, layoutOf, POOL_ID, portsOf, processesOf } from '../../scripts/cluster/plan';
 
 const DIR = '/tmp/batchd-cluster-suite';
-const options: ClusterOptions = { dir: DIR, portBase: 26_000 + (process.pid % 90) * 100, net: 100 + (process.pid % 150), hosts: 3, slotsPerHost: 4 };
+const options: ClusterOptions = { dir: DIR, portBase: 20_000 + (process.pid % 120) * 100, net: 100 + (process.pid % 150), hosts: 3, slotsPerHost: 4 };
 const JOBS = 40;
 const FINAL = ['COMPLETED', 'FAILED', 'CANCELLED', 'EXPIRED'];
 const A = '/v1/accounts/default';
