@@ -356,6 +356,13 @@ describe('cluster: kill every piece with 40 jobs in flight', { timeout: 15 * 60_
     if (stale) await down(DIR, say, { purge: true });
     spawnSync('rm', ['-rf', DIR]);
     process.once('exit', killEverythingNow);
+    // The runner ends a file that outlives its timeout with a signal, which skips after() and 'exit'.
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => {
+        killEverythingNow();
+        process.exit(1);
+      });
+    }
     state = await up(options, say);
     key = readSecrets(options).bootstrapApiKey;
     apis = portsOf(options).api.map((p) => `http://${bridgeAddress(options)}:${p}`);
