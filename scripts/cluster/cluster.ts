@@ -679,7 +679,28 @@ export async function up(o: ClusterOptions, say: Say): Promise<ClusterState> {
   for (const service of TEMPORAL_SERVICES) {
     writeFileSync(join(layout.temporalConfig, `${service}.yaml`), temporalConfig(o, secrets, service, dynamicFile), { mode: 0o600 });
   }
-  for (const service of TEMPORAL_SERVICES) startProcess(state, `temporal-${service}`, serverDir);
+  // On a fresh database each service initialises the cluster's metadata at start, and services that
+  // start together race to insert it ("failed to initialize current cluster metadata"): history goes
+  // first, alone, until the row is there.
+  startProcess(state, 'temporal-history', serverDir);
+  await until(
+    "history to record the cluster's metadata",
+    120_000,
+    async () => {
+      if (!alive(state.processes['temporal-history']?.pid)) return false;
+      const c = new PgClient({ host: layout.postgresRun, port: portsOf(o).postgres, user: 'postgres', database: TEMPORAL_DB });
+      c.on('error', () => undefined);
+      await c.connect();
+      try {
+        return (await c.query('SELECT 1 FROM cluster_metadata_info LIMIT 1')).rowCount === 1 ? true : undefined;
+      } finally {
+        await c.end();
+      }
+    },
+    say,
+  );
+  await waitHealthy(state, 'temporal-history', 120_000, say);
+  for (const service of TEMPORAL_SERVICES.filter((x) => x !== 'history')) startProcess(state, `temporal-${service}`, serverDir);
   for (const service of TEMPORAL_SERVICES) await waitHealthy(state, `temporal-${service}`, 120_000, say);
   await ensureNamespace(o, say);
 
@@ -692,7 +713,21 @@ export async function up(o: ClusterOptions, say: Say): Promise<ClusterState> {
 
   say('host agents, each in its own network namespace');
   for (const p of specs.filter((s) => s.kind === 'agent')) startProcess(state, p.name, serverDir);
-  for (const p of specs.filter((s) => s.kind === 'agent')) await waitHealthy(state, p.name, 120_000, say);
+  for (const p of specs.filter((s) => s.kind === 'agent')) {
+    // An agent exits when its pool refuses or fails its join (after a full restart the pool's workflow
+    // may still be resuming); like any supervisor, start it again, a bounded number of times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await waitHealthy(state, p.name, 120_000, say);
+        break;
+      } catch (err) {
+        if (attempt >= 3 || alive(state.processes[p.name]?.pid)) throw err;
+        say(`  ${p.name} exited (${(err as Error).message.split('\n').slice(-2).join(' ').trim().slice(0, 200)}); starting it again`);
+        await sleep(3000);
+        startProcess(state, p.name, serverDir);
+      }
+    }
+  }
   return state;
 }
 
