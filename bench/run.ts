@@ -4,6 +4,7 @@
  *   npm run bench                 # all figures (under 15 minutes on 2 cores)
  *   npm run bench -- --quick      # the same figures with small counts (under 2 minutes)
  *   npm run bench -- list memory  # only the named figures (names below; --quick combines)
+ *   npm run bench -- --cluster    # api-create and sustained on the cluster of `npm run cluster` (as root)
  *
  * Prints one line per figure on stdout (`name: value unit (baseline: value unit, ratio x); …`),
  * progress on stderr, and writes bench/results/<YYYY-MM-DD>.json (a quick or partial run adds
@@ -38,15 +39,21 @@ const FIGURES: Record<string, () => Promise<Figure>> = {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
-  const unknownFlags = args.filter((a) => a.startsWith('-') && a !== '--quick');
+  const cluster = args.includes('--cluster');
+  const unknownFlags = args.filter((a) => a.startsWith('-') && a !== '--quick' && a !== '--cluster');
   const names = args.filter((a) => !a.startsWith('-'));
   const unknown = names.filter((n) => !(n in FIGURES));
   if (unknownFlags.length > 0 || unknown.length > 0) {
-    console.error(`unknown ${[...unknownFlags, ...unknown].join(', ')}; figures: ${Object.keys(FIGURES).join(', ')}; flag: --quick`);
+    console.error(`unknown ${[...unknownFlags, ...unknown].join(', ')}; figures: ${Object.keys(FIGURES).join(', ')}; flags: --quick, --cluster`);
     process.exitCode = 2;
     return;
   }
-  const selected = names.length > 0 ? Object.keys(FIGURES).filter((n) => names.includes(n)) : Object.keys(FIGURES);
+  if (cluster && names.some((n) => n !== 'api-create' && n !== 'sustained')) {
+    console.error('--cluster runs api-create and sustained (both, in one cluster); name no other figure');
+    process.exitCode = 2;
+    return;
+  }
+  const selected = cluster ? ['api-create', 'sustained'] : names.length > 0 ? Object.keys(FIGURES).filter((n) => names.includes(n)) : Object.keys(FIGURES);
   const machine = machineInfo();
   const log = (line: string) => process.stderr.write(`${line}\n`);
   log(`bench: ${quick ? 'quick' : 'full'} suite, figures ${selected.join(', ')}`);
@@ -56,7 +63,27 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = {};
   const lines: string[] = [];
   let failed = 0;
-  for (const name of selected) {
+  if (cluster) {
+    // One cluster for both figures: starting it is the slow part.
+    const t0 = Date.now();
+    try {
+      const { runClusterFigures } = await import('./cluster');
+      for (const r of await runClusterFigures({ quick, log })) {
+        const line = figureLine(r);
+        lines.push(line);
+        console.log(line);
+        results[r.name] = rounded({ ...r, line, seconds: (Date.now() - t0) / 1000 });
+      }
+    } catch (err) {
+      failed = selected.length;
+      const message = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      lines.push(`cluster: FAILED (${message.split('\n')[0] ?? ''})`);
+      console.log(lines[lines.length - 1]);
+      log(message);
+      results.cluster = { failed: message, seconds: (Date.now() - t0) / 1000 };
+    }
+  }
+  for (const name of cluster ? [] : selected) {
     const t0 = Date.now();
     log(`— ${name}`);
     try {
@@ -82,11 +109,11 @@ async function main(): Promise<void> {
   const dir = join(__dirname, '..', '..', 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   // A quick or partial run never overwrites the day's full results.
-  const partial = selected.length < Object.keys(FIGURES).length ? `-${selected.join('-')}` : '';
+  const partial = cluster ? '-cluster' : selected.length < Object.keys(FIGURES).length ? `-${selected.join('-')}` : '';
   const file = join(dir, `${date}${quick ? '-quick' : ''}${partial}.json`);
   const report = {
     date: new Date().toISOString(),
-    suite: quick ? 'quick' : 'full',
+    suite: `${quick ? 'quick' : 'full'}${cluster ? ' cluster' : ''}`,
     seconds: (Date.now() - started) / 1000,
     machine: { ...machine, loadAverage1mAtEnd: machineInfo().loadAverage1m },
     lines,

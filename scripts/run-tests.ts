@@ -3,7 +3,8 @@
  * process can, else a stop with the command to run — scripts/test-prerequisites.ts), then unit suites
  * (in parallel), then workflow suites (the real workflows with stub activities, one at a time), then
  * integration and end-to-end suites (each starts its own Temporal dev server, so they run two at a
- * time on a small machine). Ends with the line `N passed, N failed`. Arguments filter suites by
+ * time on a small machine), then the cluster suite (a production-shaped cluster whose pieces it kills;
+ * about 5 minutes, alone). Ends with the line `N passed, N failed`. Arguments filter suites by
  * substring: `npm test -- scheduler`.
  */
 import { spawnSync } from 'node:child_process';
@@ -40,6 +41,8 @@ const phases = [
   { name: 'workflows', dir: join(root, 'test', 'workflows'), concurrency: 1 },
   { name: 'integration', dir: join(root, 'test', 'integration'), concurrency: Number(process.env.TEST_CONCURRENCY ?? 2) },
   { name: 'e2e', dir: join(root, 'test', 'e2e'), concurrency: 1 },
+  // A production-shaped cluster (npm run cluster) whose pieces are killed one at a time: alone, last.
+  { name: 'cluster', dir: join(root, 'test', 'cluster'), concurrency: 1, timeoutMs: 15 * 60_000 },
 ];
 
 let exitCode = 0;
@@ -54,7 +57,7 @@ for (const phase of phases) {
       '--test',
       `--test-concurrency=${phase.concurrency}`,
       // No test may hang the run: each gets at most this long (TEST_TIMEOUT_MS).
-      `--test-timeout=${process.env.TEST_TIMEOUT_MS ?? 300_000}`,
+      `--test-timeout=${process.env.TEST_TIMEOUT_MS ?? ('timeoutMs' in phase ? phase.timeoutMs : 300_000)}`,
       '--test-reporter=spec',
       '--test-reporter-destination=stdout',
       `--test-reporter=${join(__dirname, 'summary-reporter.js')}`,

@@ -180,7 +180,10 @@ function configKeys(): Set<string> {
 // What the deployment must contain
 
 const INFRA = ['postgres', 'temporal', 'temporal-admin-tools', 'temporal-ui'];
-const BATCHD = ['batchd-control', 'batchd-fake-hosts', 'agent-gpu', 'agent-cpu'];
+const WORKERS = ['batchd-worker-1', 'batchd-worker-2'];
+const APIS = ['batchd-api-1', 'batchd-api-2'];
+const CONTROL = [...WORKERS, ...APIS];
+const BATCHD = [...CONTROL, 'batchd-fake-hosts', 'agent-gpu', 'agent-cpu'];
 const REAL_AGENTS = ['agent-gpu', 'agent-cpu'];
 /** Read by the agent and the API straight from process.env, beside src/config.ts. */
 const AGENT_ONLY_KEYS = ['BATCHD_API_URL', 'BATCHD_AGENT_TOKEN'];
@@ -248,7 +251,8 @@ describe('deployment: docker-compose.yml', () => {
   });
 
   it('gives batchd services roles the entry point knows', () => {
-    assert.deepEqual(rolesOf('batchd-control').roles.sort(), ['api', 'worker']);
+    for (const name of WORKERS) assert.deepEqual(rolesOf(name).roles, ['worker']);
+    for (const name of APIS) assert.deepEqual(rolesOf(name).roles, ['api']);
     assert.deepEqual(rolesOf('batchd-fake-hosts').roles, ['agents']);
     for (const name of BATCHD) {
       const { roles, agent } = rolesOf(name);
@@ -302,10 +306,10 @@ describe('deployment: docker-compose.yml', () => {
     for (const name of BATCHD) assert.equal(environment(service(name)).TEMPORAL_NAMESPACE, t.DEFAULT_NAMESPACE, `${name}: TEMPORAL_NAMESPACE`);
   });
 
-  it("points DATABASE_URL at the postgres service's read-model database, shared by control and fake hosts", () => {
+  it("points DATABASE_URL at the postgres service's read-model database, shared by workers, API replicas and fake hosts", () => {
     const pg = environment(service('postgres'));
     const urls = new Set<string>();
-    for (const name of ['batchd-control', 'batchd-fake-hosts']) {
+    for (const name of [...CONTROL, 'batchd-fake-hosts']) {
       const raw = rawEnvironment(service(name)).DATABASE_URL;
       assert.ok(raw, `${name} has no DATABASE_URL`);
       urls.add(raw);
@@ -319,7 +323,7 @@ describe('deployment: docker-compose.yml', () => {
       assert.notEqual(url.pathname, '/temporal');
       assert.notEqual(url.pathname, '/temporal_visibility');
     }
-    assert.equal(urls.size, 1, 'control and fake hosts must share one read model');
+    assert.equal(urls.size, 1, 'workers, API replicas and fake hosts must share one read model');
     // The read-model database and its owner come from the init script mounted into the postgres image.
     const init = (service('postgres').volumes ?? []).map(String).find((v) => v.includes(':/docker-entrypoint-initdb.d'));
     assert.ok(init, 'postgres mounts no init scripts');
@@ -335,10 +339,10 @@ describe('deployment: docker-compose.yml', () => {
       temporal: { postgres: 'service_healthy' },
       'temporal-admin-tools': { temporal: 'service_healthy' },
       'temporal-ui': { temporal: 'service_healthy' },
-      'batchd-control': { postgres: 'service_healthy', temporal: 'service_healthy', 'temporal-admin-tools': 'service_completed_successfully' },
-      'batchd-fake-hosts': { 'batchd-control': 'service_healthy' },
-      'agent-gpu': { 'batchd-control': 'service_healthy' },
-      'agent-cpu': { 'batchd-control': 'service_healthy' },
+      ...Object.fromEntries(CONTROL.map((n) => [n, { postgres: 'service_healthy', temporal: 'service_healthy', 'temporal-admin-tools': 'service_completed_successfully' }])),
+      'batchd-fake-hosts': { 'batchd-api-1': 'service_healthy' },
+      'agent-gpu': { 'batchd-api-1': 'service_healthy' },
+      'agent-cpu': { 'batchd-api-2': 'service_healthy' },
     };
     for (const [name, deps] of Object.entries(expected)) assert.deepEqual(dependsOn(service(name)), deps, `${name}: depends_on`);
     for (const [name, s] of Object.entries(services)) {
@@ -353,10 +357,14 @@ describe('deployment: docker-compose.yml', () => {
   it('checks health the way each service can answer, and restarts what should keep running', () => {
     assert.match(healthTest(service('postgres')), /pg_isready/);
     assert.match(healthTest(service('temporal')), /temporal operator cluster health --address temporal:7233/);
-    const control = environment(service('batchd-control'));
-    assert.equal(control.HOST, '0.0.0.0', 'the API must listen beyond the container');
-    assert.ok(healthTest(service('batchd-control')).includes(`http://127.0.0.1:${control.PORT}/healthz`), 'batchd-control healthcheck must ask /healthz on PORT');
-    assert.ok(containerPorts(service('batchd-control')).includes(Number(control.PORT)), 'batchd-control does not publish PORT');
+    for (const name of APIS) {
+      const api = environment(service(name));
+      assert.equal(api.HOST, '0.0.0.0', `${name}: the API must listen beyond the container`);
+      assert.ok(healthTest(service(name)).includes(`http://127.0.0.1:${api.PORT}/healthz`), `${name} healthcheck must ask /healthz on PORT`);
+      assert.ok(containerPorts(service(name)).includes(Number(api.PORT)), `${name} does not publish PORT`);
+    }
+    const published = APIS.flatMap((n) => (service(n).ports ?? []).map((p) => interpolate(String(p), dotEnv).split(':').slice(0, -1).join(':')));
+    assert.equal(new Set(published).size, published.length, `API replicas publish on the same host port: ${published.join(', ')}`);
     for (const [name, s] of Object.entries(services)) {
       if (name === 'temporal-admin-tools') assert.equal(s.restart, 'on-failure', 'the one-shot retries only on failure');
       else assert.ok(s.restart === 'unless-stopped' || s.restart === 'always', `${name}: restart is ${s.restart}`);
@@ -386,8 +394,7 @@ describe('deployment: docker-compose.yml', () => {
   });
 
   it('joins each real agent to a real pool and ships every agent’s logs to the API', () => {
-    const control = environment(service('batchd-control'));
-    const controlRaw = rawEnvironment(service('batchd-control'));
+    const apiRaw = rawEnvironment(service('batchd-api-1'));
     const fakePools = new Set(DEFAULT_POOLS.map((p) => p.id));
     for (const name of REAL_AGENTS) {
       const argv = words(service(name).command);
@@ -401,8 +408,10 @@ describe('deployment: docker-compose.yml', () => {
     }
     for (const name of [...REAL_AGENTS, 'batchd-fake-hosts']) {
       const env = environment(service(name));
-      assert.equal(env.BATCHD_API_URL, `http://batchd-control:${control.PORT}`, `${name}: BATCHD_API_URL`);
-      assert.equal(rawEnvironment(service(name)).BATCHD_AGENT_TOKEN, controlRaw.AGENT_TOKEN, `${name}: BATCHD_AGENT_TOKEN is not the API's AGENT_TOKEN`);
+      const target = APIS.find((a) => env.BATCHD_API_URL === `http://${a}:${environment(service(a)).PORT}`);
+      assert.ok(target, `${name}: BATCHD_API_URL ${env.BATCHD_API_URL} is none of the API replicas`);
+      assert.equal(dependsOn(service(name))[target], 'service_healthy', `${name} ships logs to ${target} but does not wait for it`);
+      assert.equal(rawEnvironment(service(name)).BATCHD_AGENT_TOKEN, apiRaw.AGENT_TOKEN, `${name}: BATCHD_AGENT_TOKEN is not the API's AGENT_TOKEN`);
     }
     const hosts = REAL_AGENTS.map((n) => flag(words(service(n).command), 'host'));
     assert.equal(new Set(hosts).size, hosts.length, 'two agents share a host id');
@@ -426,7 +435,7 @@ describe('deployment: docker-compose.yml', () => {
     assert.deepEqual(registered.sort(), ALL_SEARCH_ATTRIBUTES.map((a) => `${a.name}:${a.type}`).sort());
     const namespace = /--namespace\s+(\S+)/.exec(create)?.[1];
     assert.equal(namespace, environment(service('temporal')).DEFAULT_NAMESPACE);
-    assert.equal(namespace, environment(service('batchd-control')).TEMPORAL_NAMESPACE);
+    for (const name of CONTROL) assert.equal(namespace, environment(service(name)).TEMPORAL_NAMESPACE, `${name}: TEMPORAL_NAMESPACE`);
   });
 
   it('commits no secret: each one is a required ${...} reference with no default, documented in deploy/.env.example', () => {
