@@ -33,6 +33,18 @@ function workflowTypeOf(history: History): string | undefined {
   return history.events?.[0]?.workflowExecutionStartedEventAttributes?.workflowType?.name ?? undefined;
 }
 
+/** The sequence numbers of a history's local activity markers, in the order they were written. */
+function localActivitySeqs(history: History): number[] {
+  const seqs: number[] = [];
+  for (const e of history.events ?? []) {
+    const marker = e.markerRecordedEventAttributes;
+    if (marker?.markerName !== 'core_local_activity') continue;
+    const data = marker.details?.data?.payloads?.[0]?.data;
+    if (data) seqs.push((JSON.parse(Buffer.from(data).toString('utf8')) as { seq: number }).seq);
+  }
+  return seqs;
+}
+
 function currentCommit(): string {
   if (process.env.BATCHD_FIXTURE_COMMIT) return process.env.BATCHD_FIXTURE_COMMIT;
   return execFileSync('git', ['rev-parse', '--short=7', 'HEAD'], { cwd: fixtures, encoding: 'utf8' }).trim();
@@ -150,6 +162,10 @@ describe('workflow histories replay against this build', () => {
     for (const h of granted) assert.ok(h.events?.some((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'capacityGranted'), 'each was granted');
     for (const [name, history] of histories) {
       assert.ok((history.events?.length ?? 0) > 5, `${name} has a history`);
+      // One local activity in flight at a time (workflows/control.ts): markers in schedule order.
+      const seqs = localActivitySeqs(history);
+      assert.ok(seqs.length > 0, `${name} ran local activities`);
+      assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `${name}: local activity markers out of schedule order: ${seqs.join(',')}`);
       await Worker.runReplayHistory(bundle, history, name);
     }
     if (process.env.BATCHD_WRITE_HISTORY_FIXTURES === '1') {
