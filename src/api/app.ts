@@ -11,6 +11,7 @@ import { ApiError } from '../domain/errors';
 import { withCallTimeout } from '../temporal/connection';
 import { bearerKey, type KeyRing } from './auth';
 import { fromTemporal } from './errors';
+import { storeUnavailable } from '../store/store-errors';
 import { type KeyRateLimiter } from './rate-limit';
 import { type CompiledRoute, compileRoute, matchRoute, type Route } from './routes';
 
@@ -136,9 +137,9 @@ export function createApp(deps: AppDeps): express.Express {
   // The one error handler: known errors in the contract's shape, everything else INTERNAL without details.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     if (res.headersSent) return;
-    const known = err instanceof ApiError ? err : (bodyParserError(err) ?? fromTemporal(err));
+    const known = err instanceof ApiError ? err : (bodyParserError(err) ?? fromTemporal(err) ?? storeUnavailable(err));
     if (known) {
-      const retryAfter = (err as { retryAfterSeconds?: number }).retryAfterSeconds;
+      const retryAfter = (err as { retryAfterSeconds?: number }).retryAfterSeconds ?? (known as { retryAfterSeconds?: number }).retryAfterSeconds;
       if (retryAfter !== undefined) res.setHeader('Retry-After', String(retryAfter));
       const override = (err as { httpStatusOverride?: number }).httpStatusOverride;
       if (override) res.status(override).json(known.toBody());
