@@ -15,11 +15,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, Worker } from '@temporalio/worker';
 import { type ClusterState, down, readSecrets, up } from '../scripts/cluster/cluster';
 import { bridgeAddress, type ClusterOptions, NAMESPACE, POOL_ID, portsOf, processesOf } from '../scripts/cluster/plan';
-import { benchActivities } from './lib/bench-activities';
-import { BENCH_TASK_QUEUE, benchBundle, cpuSeconds, createJob, descendants, diffCounts, frontendRequests } from './lib/env';
+import { BENCH_TASK_QUEUE, cpuSeconds, createJob, descendants, diffCounts, frontendRequests, startBenchWorker } from './lib/env';
 import { type FigureOptions, type FigureResult, within } from './lib/figure';
 import { BenchApi } from './lib/http';
 import { closedLoop, type ClosedLoopResult } from './lib/load';
@@ -45,9 +43,7 @@ export async function runClusterFigures(o: FigureOptions): Promise<FigureResult[
   const t0 = Date.now();
   let state: ClusterState | undefined;
   let connection: Connection | undefined;
-  let native: NativeConnection | undefined;
-  let worker: Worker | undefined;
-  let running: Promise<void> | undefined;
+  let bench: { stop(): Promise<void> } | undefined;
   try {
     state = await up(options, (line) => o.log(`    [cluster] ${line}`));
     o.log(`    [cluster] up in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
@@ -55,18 +51,7 @@ export async function runClusterFigures(o: FigureOptions): Promise<FigureResult[
     const address = `${bridgeAddress(options)}:${portsOf(options).frontend}`;
     connection = await Connection.connect({ address });
     const client = new Client({ connection, namespace: NAMESPACE });
-    native = await NativeConnection.connect({ address });
-    worker = await Worker.create({
-      connection: native,
-      namespace: NAMESPACE,
-      taskQueue: BENCH_TASK_QUEUE,
-      workflowBundle: { code: await benchBundle() },
-      activities: benchActivities,
-      maxCachedWorkflows: 2000,
-      maxConcurrentActivityTaskExecutions: 256,
-      shutdownGraceTime: '2 seconds',
-    });
-    running = worker.run();
+    bench = await startBenchWorker(address, NAMESPACE);
     const key = readSecrets(options).bootstrapApiKey;
     const apis = portsOf(options).api.map((p) => new BenchApi(`http://${bridgeAddress(options)}:${p}`, key));
     const specs = processesOf(options, readSecrets(options));
@@ -160,9 +145,7 @@ export async function runClusterFigures(o: FigureOptions): Promise<FigureResult[
     };
     return [apiCreate, sustained];
   } finally {
-    if (worker?.getState() === 'RUNNING') worker.shutdown();
-    await running?.catch(() => undefined);
-    await native?.close();
+    await bench?.stop();
     await connection?.close();
     await down(options.dir, (l) => o.log(`    [cluster] ${l}`), { purge: true });
   }

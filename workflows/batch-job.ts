@@ -480,6 +480,16 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
 
     async function runAttempt(): Promise<AttemptOutcome> {
       const ended = (result: BatchJobResult): AttemptOutcome => ({ kind: 'ended', result });
+      /** After a failed attempt has stopped and released: the retry its policy grants, or FAILED saying why not. */
+      const retryOrFail = async (end: AttemptEnd, message: string, avoidNext: string[]): Promise<AttemptOutcome> => {
+        const decision = retryDecision(policy, attempt, end);
+        if (!decision.retry || stopWanted()) {
+          const why = decision.retry ? `a ${deleteBy !== undefined ? 'delete' : 'cancel'} was asked for` : decision.why;
+          transition({ type: 'failed', status: `${attemptPrefix()}${message}; not retried: ${why}` });
+          return ended(await deleteAfterEnd());
+        }
+        return { kind: 'retry', delayMs: decision.delayMs, why: decision.why, message, avoid: avoidNext };
+      };
       // ---- QUEUED: wait for the pool's grant ------------------------------------------------
       const request = {
         jobName: input.name,
@@ -654,14 +664,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
             transition({ type: 'failed', status: message });
             return ended(await deleteAfterEnd());
           }
-          const decision = retryDecision(policy, attempt, attemptEnd(problem[0], problem[1]));
-          if (!decision.retry || stopWanted()) {
-            const why = decision.retry ? `a ${deleteBy !== undefined ? 'delete' : 'cancel'} was asked for` : decision.why;
-            transition({ type: 'failed', status: `${attemptPrefix()}${message}; not retried: ${why}` });
-            return ended(await deleteAfterEnd());
-          }
           const failedHosts = [...results.entries()].filter(([, r]) => r.outcome !== 'succeeded' && r.outcome !== 'stopped').map(([h]) => h);
-          return { kind: 'retry', delayMs: decision.delayMs, why: decision.why, message, avoid: [...new Set([problem[0], ...failedHosts])] };
+          return retryOrFail(attemptEnd(problem[0], problem[1]), message, [...new Set([problem[0], ...failedHosts])]);
         }
         if (preemption !== undefined && !stopWanted()) {
           const by = preemption;
@@ -669,13 +673,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
           await reportLostHosts();
           await releaseCapacity();
           const message = `preempted by batch job ${by.by.split('/').pop() ?? by.by}${by.reason ? ` (${by.reason})` : ''}: its ranks were stopped`;
-          const decision = retryDecision(policy, attempt, { kind: 'preempted', message });
-          if (!decision.retry || stopWanted()) {
-            const why = decision.retry ? `a ${deleteBy !== undefined ? 'delete' : 'cancel'} was asked for` : decision.why;
-            transition({ type: 'failed', status: `${attemptPrefix()}${message}; not retried: ${why}` });
-            return ended(await deleteAfterEnd());
-          }
-          return { kind: 'retry', delayMs: decision.delayMs, why: decision.why, message, avoid: [] };
+          return retryOrFail({ kind: 'preempted', message }, message, []);
         }
         if (runLimitHit && !stopWanted()) {
           await stopHosts();

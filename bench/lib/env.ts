@@ -115,24 +115,8 @@ export async function startBenchEnv(o: BenchEnvOptions = {}): Promise<BenchEnv> 
     stops.push(() => service.stop());
 
     if (o.benchWorker) {
-      const connection = await NativeConnection.connect({ address: devServer.address });
-      const worker = await Worker.create({
-        connection,
-        namespace: 'default',
-        taskQueue: BENCH_TASK_QUEUE,
-        workflowBundle: { code: await benchBundle() },
-        activities: benchActivities,
-        // As the control worker: every live workflow stays cached.
-        maxCachedWorkflows: 2000,
-        maxConcurrentActivityTaskExecutions: 256,
-        shutdownGraceTime: '2 seconds',
-      });
-      const running = worker.run();
-      stops.push(async () => {
-        if (worker.getState() === 'RUNNING') worker.shutdown();
-        await running.catch(() => undefined);
-        await connection.close();
-      });
+      const bench = await startBenchWorker(devServer.address, 'default');
+      stops.push(() => bench.stop());
     }
     const url = service.url ?? '';
     trace(`environment up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
@@ -183,6 +167,32 @@ export async function waitHealthy(e: BenchEnv, timeoutMs = 120_000): Promise<voi
 }
 
 /** POSTs a job and returns its resource name; throws on anything but 200. */
+/**
+ * The bench's own worker (bare workflows and activities, the baselines) on `address`, cached as the
+ * control worker caches: every live workflow stays in memory.
+ */
+export async function startBenchWorker(address: string, namespace: string): Promise<{ stop(): Promise<void> }> {
+  const connection = await NativeConnection.connect({ address });
+  const worker = await Worker.create({
+    connection,
+    namespace,
+    taskQueue: BENCH_TASK_QUEUE,
+    workflowBundle: { code: await benchBundle() },
+    activities: benchActivities,
+    maxCachedWorkflows: 2000,
+    maxConcurrentActivityTaskExecutions: 256,
+    shutdownGraceTime: '2 seconds',
+  });
+  const running = worker.run();
+  return {
+    async stop() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running.catch(() => undefined);
+      await connection.close();
+    },
+  };
+}
+
 export async function createJob(api: BenchApi, body: Record<string, unknown>, id?: string): Promise<string> {
   const r = await api.post<{ name?: string }>(`${ACCOUNT_PATH}/batchJobs${id ? `?batchJobId=${id}` : ''}`, body);
   if (r.status !== 200 || typeof r.body.name !== 'string') throw new Error(`create: ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);

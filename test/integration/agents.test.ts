@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { killAndWait, processesMatching, spawnRole, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
+import { killAndWait, processesMatching, spawnAgent, spawnRole, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
 const POOL = 'accounts/default/nodePools/remote';
@@ -27,18 +27,7 @@ describe('host agents in their own processes', () => {
   const startAgent = (host: string) => {
     const dir = agentDirs.get(host) ?? mkdtempSync(join(tmpdir(), `batchd-agent-${host}-`));
     agentDirs.set(host, dir);
-    const child = spawnRole(
-      'agent',
-      {
-        DATA_DIR: dir,
-        TEMPORAL_ADDRESS: t.service.temporalAddress,
-        BATCHD_API_URL: t.url,
-        BATCHD_AGENT_TOKEN: readFileSync(join(t.dataDir, 'agent-token'), 'utf8').trim(),
-        RANK_STOP_GRACE_MS: '1000',
-        LOG_LEVEL: 'warn',
-      },
-      ['--pool', POOL, '--host', host, '--address', '127.0.0.1'],
-    );
+    const child = spawnAgent(t, POOL, host, dir);
     agents.set(host, child);
     return child;
   };

@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Api, freePort, killAndWait, processesMatching, spawnRole, startTestService, TEST_KEY, testEnv, type TestService, waitFor, waitForState } from '../support/harness';
+import { Api, freePort, killAndWait, processesMatching, spawnAgent, spawnRole, startTestService, TEST_KEY, testEnv, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
 
@@ -40,18 +40,7 @@ describe('a lost host of a real pool whose agent answers again', () => {
   const agents = new Map<string, ChildProcess>();
 
   const startAgent = (host: string) => {
-    const child = spawnRole(
-      'agent',
-      {
-        DATA_DIR: mkdtempSync(join(tmpdir(), `batchd-agent-${host}-`)),
-        TEMPORAL_ADDRESS: t.service.temporalAddress,
-        BATCHD_API_URL: t.url,
-        BATCHD_AGENT_TOKEN: readFileSync(join(t.dataDir, 'agent-token'), 'utf8').trim(),
-        RANK_STOP_GRACE_MS: '1000',
-        LOG_LEVEL: 'warn',
-      },
-      ['--pool', POOL, '--host', host, '--address', '127.0.0.1'],
-    );
+    const child = spawnAgent(t, POOL, host);
     agents.set(host, child);
   };
   const pool = async () => (await t.api.get<PoolBody>(`${A}/nodePools/remote`)).body;

@@ -17,41 +17,23 @@ import { openLogStore } from '../../src/store/open-log-store';
 import { POSTGRES_LOG_SCHEMA_VERSION, PostgresLogStore } from '../../src/store/postgres-log-store';
 import { PostgresReadModel } from '../../src/store/postgres-read-model';
 import { SqliteLogStore } from '../../src/store/sqlite-log-store';
-import { startPostgres, type TestPostgres } from '../support/postgres';
+import { sharedPostgres, sql } from '../support/postgres';
 import { line, logApiContract, logStoreContract, type LogStoreBackend } from '../support/log-store-contract';
 
-let server: Promise<TestPostgres> | undefined;
-/** One server for the file, started on first use. */
-const pg = (): Promise<TestPostgres> => (server ??= startPostgres());
-
-let dbNo = 0;
-let currentUrl = '';
-async function freshDatabase(): Promise<string> {
-  currentUrl = await (await pg()).createDatabase(`logs_${dbNo++}`);
-  return currentUrl;
-}
-
-async function sql<R extends object = Record<string, unknown>>(url: string, text: string, params: unknown[] = []): Promise<R[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<R & Record<string, unknown>>(text, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
+const pg = sharedPostgres('logs');
+const freshDatabase = () => pg.freshDatabase();
 
 const backend: LogStoreBackend = {
   async open() {
     const url = await freshDatabase();
     return { store: await PostgresLogStore.connect(url), replica: () => PostgresLogStore.connect(url) };
   },
-  readModel: () => PostgresReadModel.connect(currentUrl),
+  readModel: () => PostgresReadModel.connect(pg.current),
   cleanup: () => Promise.resolve(),
 };
 
 after(async () => {
-  await (await server?.catch(() => undefined))?.stop();
+  await pg.stop();
 });
 
 describe('PostgresLogStore: the database', () => {

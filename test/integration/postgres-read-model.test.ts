@@ -9,36 +9,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Client } from 'pg';
 import { ApiError } from '../../src/domain/errors';
 import { openReadModel } from '../../src/store/open-read-model';
 import { POSTGRES_SCHEMA_VERSION, PostgresReadModel } from '../../src/store/postgres-read-model';
 import { type BatchJobRecord } from '../../src/store/read-model';
 import { columnNames, TABLES } from '../../src/store/read-model-tables';
 import { SqliteReadModel } from '../../src/store/sqlite-read-model';
-import { INSTALL_HINT, startPostgres, type TestPostgres } from '../support/postgres';
+import { INSTALL_HINT, sharedPostgres, sql, startPostgres } from '../support/postgres';
 import { filterOf, idOf, job, orderOf, readModelContract } from '../support/read-model-contract';
 
-let server: Promise<TestPostgres> | undefined;
-/** One server for the file, started on first use; a start failure (no binaries) fails every case that needs it. */
-const pg = (): Promise<TestPostgres> => (server ??= startPostgres());
-
-let dbNo = 0;
-let currentUrl = '';
-async function freshDatabase(): Promise<string> {
-  currentUrl = await (await pg()).createDatabase(`read_model_${dbNo++}`);
-  return currentUrl;
-}
-
-async function sql<R extends object = Record<string, unknown>>(url: string, text: string, params: unknown[] = []): Promise<R[]> {
-  const client = new Client({ connectionString: url });
-  await client.connect();
-  try {
-    return (await client.query<R & Record<string, unknown>>(text, params)).rows;
-  } finally {
-    await client.end();
-  }
-}
+const pg = sharedPostgres('read_model');
+const freshDatabase = () => pg.freshDatabase();
 
 describe('PostgresReadModel: the database', () => {
   it('creates every table with its typed, byte-ordered columns, its indexes and the schema version', async () => {
@@ -229,11 +210,11 @@ readModelContract(
   'PostgresReadModel',
   async () => PostgresReadModel.connect(await freshDatabase()),
   async () => {
-    await (await server?.catch(() => undefined))?.stop();
+    await pg.stop();
   },
   {
     async storedColumn(table, column) {
-      return (await sql<{ v: unknown }>(currentUrl, `SELECT ${column} AS v FROM ${table} ORDER BY ${column}`)).map((r) => r.v);
+      return (await sql<{ v: unknown }>(pg.current, `SELECT ${column} AS v FROM ${table} ORDER BY ${column}`)).map((r) => r.v);
     },
   },
 );

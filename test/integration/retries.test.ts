@@ -6,11 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type BatchJobBody, killAndWait, processesMatching, spawnRole, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
+import { type BatchJobBody, killAndWait, processesMatching, spawnAgent, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
 
@@ -149,20 +146,9 @@ describe('retries, time limits and dependencies', () => {
 
   it('retries a job whose host was lost on another host, as attempt 2', async () => {
     const POOL = 'accounts/default/nodePools/remote';
-    const token = readFileSync(join(t.dataDir, 'agent-token'), 'utf8').trim();
     const pool = await t.api.post(`${A}/nodePools`, { nodePoolId: 'remote', nodePool: { maxNodeCount: 2, eksNodePool: { instanceType: 'm5.xlarge' } } });
     assert.equal(pool.status, 200, JSON.stringify(pool.body));
-    for (const host of ['r1', 'r2']) {
-      const dir = mkdtempSync(join(tmpdir(), `batchd-agent-${host}-`));
-      agents.set(
-        host,
-        spawnRole(
-          'agent',
-          { DATA_DIR: dir, TEMPORAL_ADDRESS: t.service.temporalAddress, BATCHD_API_URL: t.url, BATCHD_AGENT_TOKEN: token, RANK_STOP_GRACE_MS: '1000', LOG_LEVEL: 'warn' },
-          ['--pool', POOL, '--host', host, '--address', '127.0.0.1'],
-        ),
-      );
-    }
+    for (const host of ['r1', 'r2']) agents.set(host, spawnAgent(t, POOL, host));
     await waitFor(
       'two hosts to join',
       async () => ((await t.api.get<{ nodePoolStats: { nodeCount: number } }>(`${A}/nodePools/remote`)).body.nodePoolStats.nodeCount === 2 ? true : undefined),

@@ -186,6 +186,26 @@ export async function waitForState(api: Api, account: string, id: string, states
   }
 }
 
+/**
+ * A host agent of `pool` as its own process, joined to the test service as a remote host joins:
+ * through Temporal, shipping logs to the API with the service's agent token. `dataDir` is the agent's
+ * own DATA_DIR (a fresh one by default); a restarted agent is given its previous one.
+ */
+export function spawnAgent(t: TestService, pool: string, host: string, dataDir = mkdtempSync(join(tmpdir(), `batchd-agent-${host}-`))): ChildProcess {
+  return spawnRole(
+    'agent',
+    {
+      DATA_DIR: dataDir,
+      TEMPORAL_ADDRESS: t.service.temporalAddress,
+      BATCHD_API_URL: t.url,
+      BATCHD_AGENT_TOKEN: readFileSync(join(t.dataDir, 'agent-token'), 'utf8').trim(),
+      RANK_STOP_GRACE_MS: '1000',
+      LOG_LEVEL: 'warn',
+    },
+    ['--pool', pool, '--host', host, '--address', '127.0.0.1'],
+  );
+}
+
 /** A role of the service as its own process (`node dist/src/main.js <roles>`), for tests that kill it. */
 export function spawnRole(roles: string, env: Record<string, string>, args: string[] = []): ChildProcess {
   const main = join(__dirname, '..', '..', 'src', 'main.js');

@@ -193,3 +193,36 @@ async function freePort(): Promise<number> {
     probe.once('error', reject);
   });
 }
+
+/**
+ * One server for a test file, started on first use (a start failure fails every case that needs it),
+ * handing out a fresh database per call (`<prefix>_<n>`); `current` is the newest one.
+ */
+export function sharedPostgres(prefix: string): { freshDatabase(): Promise<string>; readonly current: string; stop(): Promise<void> } {
+  let server: Promise<TestPostgres> | undefined;
+  let n = 0;
+  let current = '';
+  return {
+    async freshDatabase() {
+      current = await (await (server ??= startPostgres())).createDatabase(`${prefix}_${n++}`);
+      return current;
+    },
+    get current() {
+      return current;
+    },
+    async stop() {
+      await (await server?.catch(() => undefined))?.stop();
+    },
+  };
+}
+
+/** Runs one statement on its own connection and returns its rows. */
+export async function sql<R extends object = Record<string, unknown>>(url: string, text: string, params: unknown[] = []): Promise<R[]> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<R & Record<string, unknown>>(text, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
