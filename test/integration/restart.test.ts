@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import type { BatchJobRecord } from '../../src/store/read-model';
 import { type BatchJobBody, killAndWait, processesMatching, spawnRole, startTestService, testEnv, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
@@ -34,6 +35,9 @@ describe('the control worker dies mid-job', () => {
       });
       assert.equal(r.status, 200, JSON.stringify(r.body));
       await waitForState(t.api, 'default', 'survivor', 'RUNNING', 60_000);
+      // The query answers from the workflow; the read model is written just after. Kill once it has
+      // RUNNING too, so the answer without a worker below can be checked exactly.
+      await waitFor('RUNNING in the read model', async () => ((await t!.service.store.get<BatchJobRecord>('batchJobs', 'accounts/default/batchJobs/survivor'))?.resource.state === 'RUNNING' ? true : undefined), 30_000);
       await killAndWait(worker, 'SIGKILL');
       // While no worker runs, get still answers (from the read model).
       const during = await t.api.get<BatchJobBody>(`${A}/batchJobs/survivor`);

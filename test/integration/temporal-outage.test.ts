@@ -207,7 +207,9 @@ describe('the embedded dev server cannot be restarted', () => {
     const output = collect(child);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      await waitFor('the service healthy', () => healthy(`http://127.0.0.1:${env.PORT}`), 90_000, 300);
+      await waitFor('the service healthy', () => healthy(`http://127.0.0.1:${env.PORT}`), 90_000, 300).catch((err: Error) => {
+        throw new Error(`${err.message}; the service printed:\n${output().slice(-3000)}`);
+      });
       const [pid] = devServerPids(dataDir);
       assert.ok(pid, 'the embedded dev server runs');
       // Its database file is ruined under it (the running server keeps the file it opened), then it dies.

@@ -5,26 +5,16 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { loadConfig } from '../../src/config';
 import { ALL_ROLES, type Role, type RunningService, startService } from '../../src/service';
 import { ensureTemporalCli } from '../../src/temporal/cli';
+import { freePort } from './ports';
 import { checkApiResponse } from './openapi-check';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
-}
+export { freePort };
 
 export const TEST_KEY = 'test-key-0123456789abcdef';
 
