@@ -88,6 +88,11 @@ export interface BatchJobSpec {
   maxRunDuration?: string;
   maxQueueDuration?: string;
   dependsOn?: JobDependency[];
+  /**
+   * batchd extension (docs/api.md "Sharing a pool"): an integer from PRIORITY_MIN to PRIORITY_MAX
+   * (src/domain/sharing.ts); absent means 0. A pool's queue orders by priority, then arrival.
+   */
+  priority?: number;
 }
 
 /** Conditions other than exit codes under which an attempt is retried. */
