@@ -10,6 +10,14 @@ import { type JobSettings, type PoolBinding, type PoolSettings, type PoolSignal 
 import { type RankUsageReport } from '../src/domain/isolation';
 
 /** A grant to send to a job once the pool's step that made it is written. */
+/** A running job asked to stop and give its capacity back to `by`, a job of higher priority. */
+export interface PreemptDelivery {
+  jobName: string;
+  workflowId: string;
+  by: string;
+  reason: string;
+}
+
 export interface GrantDelivery {
   jobName: string;
   workflowId: string;
@@ -79,7 +87,11 @@ export interface ControlActivities {
    * asked for. The step's grants are sent once it is written (a job ignores a grant it already has,
    * so a retried step is harmless); jobs whose workflows are closed are answered as undeliverable.
    */
-  syncPool(step: PoolSync & { grants?: GrantDelivery[] }): Promise<PoolSyncResult & { undeliverable: string[] }>;
+  /**
+   * Writes one step of a pool, then sends what it decided: grants, and preemptions (a running job asked
+   * to stop for a higher-priority one). `undeliverable`: jobs of either whose workflows are gone.
+   */
+  syncPool(step: PoolSync & { grants?: GrantDelivery[]; preempts?: PreemptDelivery[] }): Promise<PoolSyncResult & { undeliverable: string[] }>;
   /** Sends a job's signal to its pool; delivered is false when the pool's workflow is not running. */
   signalPool(input: { pool: string; signal: PoolSignal }): Promise<{ delivered: boolean }>;
   /** What a pool last wrote: its snapshot and the head of its queue (recovery). */

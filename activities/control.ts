@@ -24,7 +24,7 @@ import { type ReadModel } from '../src/store/read-model';
 import { type ControlActivities } from './contracts';
 import { closedJobs } from '../src/control/closed-jobs';
 import { admitExecutor } from '../src/control/executor-admission';
-import { capacityGrantedSignal, dependencyEndedSignal, getHostFactsQuery, sendPoolSignal, watchEndSignal } from '../workflows/messages';
+import { capacityGrantedSignal, dependencyEndedSignal, getHostFactsQuery, preemptSignal, sendPoolSignal, watchEndSignal } from '../workflows/messages';
 import { poolOrphans } from './pool-recovery';
 
 export interface ControlDeps {
@@ -134,20 +134,22 @@ export function createControlActivities({ store, logs, config, client, knowsUser
       return Promise.resolve({ taskQueue: config.POOL_TASK_QUEUE, queueWindow: config.POOL_QUEUE_WINDOW, reconcileMs: config.POOL_RECONCILE_MS, hostProbeMs: config.HOST_PROBE_MS });
     },
 
-    async syncPool({ grants, ...step }) {
+    async syncPool({ grants, preempts, ...step }) {
       const result = await store.syncPool(step);
       const undeliverable: string[] = [];
-      // Written first, then sent: a grant never reaches a job before the pool's store holds it.
-      await Promise.all(
-        (grants ?? []).map(async (g) => {
-          try {
-            await clientOf().workflow.getHandle(g.workflowId).signal(capacityGrantedSignal, g.grant);
-          } catch (err) {
-            if (!(err instanceof WorkflowNotFoundError)) throw err;
-            undeliverable.push(g.jobName);
-          }
-        }),
-      );
+      const send = async (jobName: string, deliver: () => Promise<void>) => {
+        try {
+          await deliver();
+        } catch (err) {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+          undeliverable.push(jobName);
+        }
+      };
+      // Written first, then sent: a grant or a preemption never reaches a job before the pool's store holds it.
+      await Promise.all([
+        ...(grants ?? []).map((g) => send(g.jobName, () => clientOf().workflow.getHandle(g.workflowId).signal(capacityGrantedSignal, g.grant))),
+        ...(preempts ?? []).map((p) => send(p.jobName, () => clientOf().workflow.getHandle(p.workflowId).signal(preemptSignal, { by: p.by, reason: p.reason }))),
+      ]);
       return { ...result, undeliverable };
     },
 

@@ -357,6 +357,17 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     const maxAttempts = policy?.maxAttempts ?? 1;
     const queueLimitMs = spec.maxQueueDuration !== undefined ? durationMs(spec.maxQueueDuration) : undefined;
     const runLimitMs = spec.maxRunDuration !== undefined ? durationMs(spec.maxRunDuration) : undefined;
+    /**
+     * What the pool's shared pass knows of this job beyond its size: its priority and account, and its
+     * declared run time (backfill). Data in the request only: pools from before sharing ignore it.
+     */
+    const requestTerms = {
+      account: input.account,
+      ...(spec.priority !== undefined && spec.priority !== 0 ? { priority: spec.priority } : {}),
+      ...(runLimitMs !== undefined ? { maxRunMs: runLimitMs } : {}),
+    };
+    /** An attempt may be preempted when its policy retries PREEMPTED and an attempt is left to retry it. */
+    const preemptible = () => policy?.conditions?.includes('PREEMPTED') === true && attempt < maxAttempts;
     const poolBinding: PoolBinding = validation.pool;
     const pool = getExternalWorkflowHandle(poolBinding.workflowId);
     const unit = poolBinding.gpu ? 'GPU' : 'host';
@@ -496,6 +507,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
         workflowId: workflowInfo().workflowId,
         ranks: job.numRanks,
         ...(avoid.size > 0 ? { avoidHosts: [...avoid] } : {}),
+        ...requestTerms,
+        ...(preemptible() ? { preemptible: true } : {}),
       };
       const delivered = await toPool({ name: 'requestCapacity', args: request });
       if (!delivered) {

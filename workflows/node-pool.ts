@@ -39,6 +39,7 @@ import { type HostFacts } from '../src/domain/control-model';
 import { poolRankMemoryLimit } from '../src/domain/isolation';
 import { PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
 import { addHost, type Allocation, allocationsOnHost, setHostStatus, standing } from '../src/domain/scheduler';
+import { priorityOf } from '../src/domain/sharing';
 import {
   capacityGrantedSignal,
   capacityRefusedSignal,
@@ -78,10 +79,20 @@ export const POOL_GRANTS_BY_ACTIVITY_PATCH = 'pool-grants-by-activity';
  */
 export const POOL_LOST_HOSTS_RETURN_PATCH = 'pool-lost-hosts-return';
 
+/**
+ * Passes share the pool (src/domain/sharing.ts): the queue in priority order, a head that cannot be
+ * placed preempts lower-priority preemptible jobs (asked to stop by the sync step that writes it), and
+ * jobs that declare maxRunDuration backfill into the head's free reserved slots when they end before
+ * it could start. Runs from before it pass first come first served (their requests have no terms).
+ */
+export const POOL_SHARED_SCHEDULING_PATCH = 'pool-shared-scheduling';
+
 /** How long a probe waits on an unreachable host's task queue, for settings carried from before hostProbeMs. */
 const DEFAULT_HOST_PROBE_MS = 600_000;
 /** An agent that answers with ranks of jobs that left the host stops them at its next heartbeat: ask again soon. */
 const PROBE_AGAIN_MS = 3_000;
+
+type Preemption = { victim: string; by: string };
 
 function now(): string {
   return new Date().toISOString();
@@ -93,6 +104,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   if (!patched(POOL_QUEUE_IN_STORE_PATCH)) return nodePoolWorkflowV1(input);
 
   const grantsByActivity = patched(POOL_GRANTS_BY_ACTIVITY_PATCH);
+  // Preemptions go out by the sync step, as grants do on runs with grants by activity.
+  const shared = grantsByActivity && patched(POOL_SHARED_SCHEDULING_PATCH);
   const settings: PoolSettings = input.settings ?? (await control.poolSettings());
   let pool: NodePool = input.pool;
   const state = await initialState(input, settings);
@@ -286,7 +299,14 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       })),
       queue: sched.queue.map((r, i) => {
         const enqueuedAt = state.jobs[r.id]?.enqueuedAt;
-        return { jobName: r.id, ranks: r.ranks, position: i + 1, ...(enqueuedAt ? { enqueuedAt } : {}), ...(r.avoidHosts ? { avoidHosts: r.avoidHosts } : {}) };
+        return {
+          jobName: r.id,
+          ranks: r.ranks,
+          position: i + 1,
+          ...(enqueuedAt ? { enqueuedAt } : {}),
+          ...(r.avoidHosts ? { avoidHosts: r.avoidHosts } : {}),
+          ...(r.priority !== undefined ? { priority: r.priority } : {}),
+        };
       }),
       queueSummary: { length: state.length, ranks: state.queuedRanks, window: settings.queueWindow },
       reservation: sched.reservation,
@@ -439,15 +459,22 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
    * Writes what changed (and reads more of the queue when the window runs low) before anything is
    * acted on. On lean runs it also carries `allocations`' grants, sent by the step once written.
    */
-  async function sync(allocations: Allocation[] = []): Promise<void> {
+  async function sync(allocations: Allocation[] = [], preempt: Preemption[] = []): Promise<void> {
     const step = state.takeSync();
     const grants = allocations.map((a) => ({ jobName: a.id, workflowId: state.jobs[a.id]?.workflowId ?? a.id, grant: grantOf(a) }));
-    const outcome = await control.syncPool({ pool: input.name, ...step, ...(grants.length > 0 ? { grants } : {}) });
+    const preempts = preempt.map(({ victim, by }) => ({ jobName: victim, workflowId: state.jobs[victim]?.workflowId ?? victim, by, reason: preemptionReason(victim, by) }));
+    const outcome = await control.syncPool({ pool: input.name, ...step, ...(grants.length > 0 ? { grants } : {}), ...(preempts.length > 0 ? { preempts } : {}) });
     state.applySync(step, outcome);
     if (outcome.rows.length > 0) dirty = true;
     // Results recorded before grants went by activity have no undeliverable list.
     const undeliverable = outcome.undeliverable ?? [];
     if (undeliverable.length > 0) await forgetClosed(undeliverable);
+  }
+
+  /** Why a running job is asked to stop, in words its status can carry. */
+  function preemptionReason(victim: string, by: string): string {
+    const head = sched.queue.find((r) => r.id === by);
+    return `priority ${priorityOf(head ?? {})} over its ${priorityOf(sched.allocations[victim] ?? {})}, on node pool ${pool.name.split('/').pop() ?? pool.name}`;
   }
 
   function grantOf(allocation: Allocation) {
@@ -562,10 +589,10 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       }
       if (dirty || state.needsSync()) {
         dirty = false;
-        const grants = state.pass();
-        // The snapshot with these allocations is written before any grant goes out.
+        const { grants, preempt } = state.pass(shared ? { now: Date.now() } : undefined);
+        // The snapshot with these allocations (and preemptions) is written before any grant or stop goes out.
         if (grantsByActivity) {
-          if (grants.length > 0 || state.needsSync()) await sync(grants);
+          if (grants.length > 0 || preempt.length > 0 || state.needsSync()) await sync(grants, preempt);
         } else {
           if (state.needsSync()) await sync();
           await grant(grants);

@@ -92,4 +92,9 @@ export interface CapacityRequestArgs {
   workflowId: string;
   ranks: number;
   avoidHosts?: string[];
+  /** Sharing terms (absent from jobs of before them): priority (absent: 0), account, preemptible, declared run time in ms. */
+  priority?: number;
+  account?: string;
+  preemptible?: boolean;
+  maxRunMs?: number;
 }

@@ -10,17 +10,28 @@
  * scheduler's queue. Passes look at the window only, as Slurm's backfill looks at the first
  * `bf_max_job_test` jobs: a job further back waits its turn even when it would fit now.
  *
- * Invariant: the window holds exactly the queued requests with `seq <= loadedThrough`, in seq order;
- * every other queued request is in the store (or about to be written there by the next sync).
+ * Order: priority (higher first), then arrival (`seq`); a request's key is (−priority, seq). The store
+ * reads in the same order, so the window always holds the first requests of the whole queue: a job of
+ * higher priority queued behind 100,000 others is in the window at once.
+ *
+ * Invariant: the window holds exactly the queued requests whose key is at most the boundary
+ * (`loadedPriority`, `loadedThrough`), or every queued request when `loadedAll`, in key order; every
+ * other queued request is in the store (or about to be written there by the next sync).
  *
  * Pure and deterministic: the workflow feeds it events and carries out what it asks (sync the store,
  * send grants); unit tests drive it directly.
  */
 import { type BatchJobState } from './batch-job-model';
 import { type HostFacts } from './control-model';
-import { type Allocation, avoidList, emptyScheduler, type QueuedRequest, release as releaseSlots, schedule, type SchedulerState } from './scheduler';
+import { type Allocation, avoidList, emptyScheduler, type QueuedRequest, release as releaseSlots, type RequestTerms, schedule, scheduleShared, type SchedulerState } from './scheduler';
+import { DEFAULT_PRIORITY, type SharingPolicy } from './sharing';
 
-export const POOL_STATE_FORMAT = 2;
+/** Carried state: 3 adds the priority-ordered window's boundary (`loadedPriority`, `loadedAll`). */
+export const POOL_STATE_FORMAT = 3;
+/** Carried state from before priorities (a seq-ordered window); resumed as format 3. */
+export const POOL_STATE_FORMAT_SEQ = 2;
+/** What the pool writes for recovery: unchanged by priorities (queue order lives in the store's rows). */
+export const POOL_SNAPSHOT_FORMAT = 2;
 /** Default number of queued jobs a pool keeps in memory and schedules from. */
 export const DEFAULT_QUEUE_WINDOW = 1000;
 
@@ -33,6 +44,24 @@ export interface QueueEntry {
   enqueuedAt: string;
   /** Hosts the request stays off when the pool can place it elsewhere (a retry's failed hosts); absent: none. */
   avoidHosts?: string[];
+  /** Sharing terms (absent on requests from before them): priority (absent: 0), account, preemptible, declared run time. */
+  priority?: number;
+  account?: string;
+  preemptible?: boolean;
+  maxRunMs?: number;
+}
+
+/** Where a request sorts in the queue: higher priority first, then arrival. */
+export interface QueueKey {
+  priority: number;
+  seq: number;
+}
+
+export const keyOf = (r: { priority?: number | undefined; seq: number }): QueueKey => ({ priority: r.priority ?? DEFAULT_PRIORITY, seq: r.seq });
+
+/** Negative when `a` sorts before `b`. */
+export function compareKeys(a: QueueKey, b: QueueKey): number {
+  return b.priority - a.priority || a.seq - b.seq;
 }
 
 export interface HostEndpoint extends HostFacts {
@@ -55,9 +84,15 @@ export interface QueueCounters {
   maxRanks: number;
   /** The highest seq handed out. */
   lastSeq: number;
-  /** Every queued request with a seq up to this one is in the window. */
+  /** The window's boundary: every queued request whose key is at most (loadedPriority, loadedThrough) is in it. */
   loadedThrough: number;
+  loadedPriority: number;
+  /** Every queued request is in the window (the boundary is past the last). */
+  loadedAll: boolean;
 }
+
+/** The counters of format 2: a seq-ordered window, every request of priority 0. */
+export type SeqQueueCounters = Omit<QueueCounters, 'loadedPriority' | 'loadedAll'>;
 
 /** What a pool's workflow carries across continue-as-new: bounded by its hosts and its window, never by its queue. */
 export interface PoolCarriedState {
@@ -68,6 +103,12 @@ export interface PoolCarriedState {
   jobs: Record<string, PoolJob>;
   version: number;
   queue: QueueCounters;
+}
+
+/** The carried state of pools from before priorities: the same, with a seq-ordered window. */
+export interface SeqPoolCarriedState extends Omit<PoolCarriedState, 'format' | 'queue'> {
+  format: typeof POOL_STATE_FORMAT_SEQ;
+  queue: SeqQueueCounters;
 }
 
 /** The carried state of pools from before the queue moved to the store (format 1, unversioned): the whole queue in memory. */
@@ -81,7 +122,7 @@ export interface LegacyPoolCarriedState {
 
 /** What the pool writes in its store for recovery: its capacity, not its queue. */
 export interface PoolRecoverySnapshot {
-  format: typeof POOL_STATE_FORMAT;
+  format: typeof POOL_SNAPSHOT_FORMAT;
   scheduler: Omit<SchedulerState, 'queue'>;
   hosts: Record<string, HostEndpoint>;
   /** Jobs holding allocations. */
@@ -94,7 +135,8 @@ export interface PoolSyncStep {
   inserts: QueueEntry[];
   removes: string[];
   snapshot?: { version: number; state: PoolRecoverySnapshot };
-  read?: { afterSeq: number; limit: number };
+  /** Rows after the key (afterPriority, afterSeq) in key order; afterPriority absent: 0 (steps from before priorities). */
+  read?: { afterSeq: number; afterPriority?: number; limit: number };
 }
 
 export interface PoolSyncOutcome {
@@ -131,17 +173,33 @@ export class PoolQueue {
 
   static fresh(windowSize: number): PoolQueue {
     return new PoolQueue(
-      { format: POOL_STATE_FORMAT, scheduler: emptyScheduler(), hosts: {}, jobs: {}, version: 0, queue: { length: 0, ranks: 0, maxRanks: 0, lastSeq: 0, loadedThrough: 0 } },
+      {
+        format: POOL_STATE_FORMAT,
+        scheduler: emptyScheduler(),
+        hosts: {},
+        jobs: {},
+        version: 0,
+        queue: { length: 0, ranks: 0, maxRanks: 0, lastSeq: 0, loadedThrough: 0, loadedPriority: DEFAULT_PRIORITY, loadedAll: true },
+      },
       windowSize,
     );
   }
 
   /**
-   * Resumes from carried state of either format. A legacy state holds its whole queue: the part past
-   * the window becomes rows to write at the first sync, and the window is trimmed to size.
+   * Resumes from carried state of any format. Format 2's window is seq-ordered and all its requests
+   * have priority 0, so its boundary is (0, loadedThrough), and it held everything when loadedThrough
+   * reached lastSeq. A legacy state holds its whole queue: the part past the window becomes rows to
+   * write at the first sync, and the window is trimmed to size.
    */
-  static resume(carried: PoolCarriedState | LegacyPoolCarriedState, windowSize: number, now: string): PoolQueue {
+  static resume(carried: PoolCarriedState | SeqPoolCarriedState | LegacyPoolCarriedState, windowSize: number, now: string): PoolQueue {
     if (carried.format === POOL_STATE_FORMAT) return new PoolQueue(carried, windowSize);
+    if (carried.format === POOL_STATE_FORMAT_SEQ) {
+      const q = carried.queue;
+      return new PoolQueue(
+        { ...carried, format: POOL_STATE_FORMAT, queue: { ...q, loadedPriority: DEFAULT_PRIORITY, loadedAll: q.loadedThrough >= q.lastSeq } },
+        windowSize,
+      );
+    }
     const legacy = carried;
     const queue = [...legacy.scheduler.queue].sort((a, b) => a.seq - b.seq);
     const window = queue.slice(0, windowSize);
@@ -162,6 +220,8 @@ export class PoolQueue {
           maxRanks: Math.max(0, ...queue.map((r) => r.ranks)),
           lastSeq,
           loadedThrough: queue.length > windowSize ? (window.at(-1)?.seq ?? 0) : lastSeq,
+          loadedPriority: DEFAULT_PRIORITY,
+          loadedAll: queue.length <= windowSize,
         },
       },
       windowSize,
@@ -190,10 +250,13 @@ export class PoolQueue {
     version: number,
     windowSize: number,
   ): PoolQueue {
-    const rows = loaded.rows.slice(0, windowSize);
+    // The store reads in key order; sorted again so that rows of a store from before priorities (seq order, all 0) fit too.
+    const rows = [...loaded.rows].sort((a, b) => compareKeys(keyOf(a), keyOf(b))).slice(0, windowSize);
     const lastSeq = Math.max(snapshot.lastSeq, loaded.maxSeq);
     const jobs: Record<string, PoolJob> = { ...snapshot.jobs };
     for (const r of rows) jobs[r.jobName] = { workflowId: r.workflowId, ranks: r.ranks, state: 'QUEUED', enqueuedAt: r.enqueuedAt };
+    const last = rows.at(-1);
+    const all = loaded.length <= rows.length;
     const scheduler: SchedulerState = { ...snapshot.scheduler, queue: rows.map(queuedRequestOf), seq: lastSeq };
     if (scheduler.reservation && !scheduler.queue.some((r) => r.id === scheduler.reservation?.requestId)) scheduler.reservation = null;
     return new PoolQueue(
@@ -208,7 +271,9 @@ export class PoolQueue {
           ranks: loaded.ranks,
           maxRanks: loaded.maxRanks,
           lastSeq,
-          loadedThrough: loaded.length > rows.length ? (rows.at(-1)?.seq ?? 0) : lastSeq,
+          loadedThrough: all ? lastSeq : (last?.seq ?? 0),
+          loadedPriority: all || !last ? DEFAULT_PRIORITY : keyOf(last).priority,
+          loadedAll: all,
         },
       },
       windowSize,
@@ -243,20 +308,16 @@ export class PoolQueue {
    * A job asks for capacity. A job already known here is a repeat and changes nothing; one queued only
    * in the store is caught by the store's key at the next sync (and `length` is corrected then).
    */
-  request(req: { jobName: string; workflowId: string; ranks: number; avoidHosts?: readonly string[] }, now: string): 'queued' | 'duplicate' {
+  request(req: { jobName: string; workflowId: string; ranks: number; avoidHosts?: readonly string[] } & RequestTerms, now: string): 'queued' | 'duplicate' {
     if (this.has(req.jobName)) return 'duplicate';
     const seq = ++this.counters.lastSeq;
     this.scheduler.seq = seq;
     const avoidHosts = avoidList(req.avoidHosts);
-    const entry: QueueEntry = { jobName: req.jobName, workflowId: req.workflowId, ranks: req.ranks, seq, enqueuedAt: now, ...(avoidHosts ? { avoidHosts } : {}) };
+    const entry: QueueEntry = { jobName: req.jobName, workflowId: req.workflowId, ranks: req.ranks, seq, enqueuedAt: now, ...(avoidHosts ? { avoidHosts } : {}), ...termsOf(req) };
     this.pendingInserts.push(entry);
     this.pendingRemoves.delete(req.jobName);
-    // The window takes it only when it already holds the whole queue before it, which keeps it contiguous.
-    if (this.counters.loadedThrough === seq - 1 && this.scheduler.queue.length < this.windowSize) {
-      this.scheduler.queue.push(queuedRequestOf(entry));
-      this.jobs[req.jobName] = { workflowId: req.workflowId, ranks: req.ranks, state: 'QUEUED', enqueuedAt: now };
-      this.counters.loadedThrough = seq;
-    }
+    // The window takes it when it sorts before the window's boundary (or the window holds everything).
+    if (this.withinBoundary(entry)) this.admit(entry);
     this.counters.length++;
     this.counters.ranks += req.ranks;
     this.counters.maxRanks = Math.max(this.counters.maxRanks, req.ranks);
@@ -295,9 +356,14 @@ export class PoolQueue {
     this.capacityChanged = true;
   }
 
-  /** One scheduling pass over the window: the new allocations, whose requests leave the queue. */
-  pass(): Allocation[] {
-    const grants = schedule(this.scheduler);
+  /**
+   * One scheduling pass over the window: the new allocations, whose requests leave the queue. With a
+   * sharing policy, a shared pass (priorities, preemption, backfill, quotas, fair share) that may also
+   * ask running jobs to stop; without, first come first served in the window's order.
+   */
+  pass(policy?: SharingPolicy): { grants: Allocation[]; preempt: Array<{ victim: string; by: string }> } {
+    const { grants, preempt } = policy ? scheduleShared(this.scheduler, policy) : { grants: schedule(this.scheduler), preempt: [] };
+    if (preempt.length > 0) this.capacityChanged = true;
     for (const a of grants) {
       this.pendingRemoves.add(a.id);
       this.dequeued(a.ranks);
@@ -305,7 +371,7 @@ export class PoolQueue {
       if (job) job.state = 'PENDING';
     }
     if (grants.length > 0) this.capacityChanged = true;
-    return grants;
+    return { grants, preempt };
   }
 
   private dequeued(ranks: number): void {
@@ -315,7 +381,7 @@ export class PoolQueue {
 
   /** True when the next sync should read more of the queue into the window. */
   wantsRefill(): boolean {
-    return this.scheduler.queue.length < Math.ceil(this.windowSize / 2) && this.counters.length > this.scheduler.queue.length;
+    return !this.counters.loadedAll && this.scheduler.queue.length < Math.ceil(this.windowSize / 2) && this.counters.length > this.scheduler.queue.length;
   }
 
   /** True when something must be written before anything else may be acted on. */
@@ -330,7 +396,10 @@ export class PoolQueue {
   takeSync(): PoolSyncStep {
     const step: PoolSyncStep = { inserts: this.pendingInserts, removes: [...this.pendingRemoves] };
     if (this.capacityChanged) step.snapshot = { version: this.version, state: this.recoverySnapshot() };
-    if (this.wantsRefill()) step.read = { afterSeq: this.counters.loadedThrough, limit: this.windowSize - this.scheduler.queue.length };
+    if (this.wantsRefill()) {
+      step.read = { afterSeq: this.counters.loadedThrough, limit: this.windowSize - this.scheduler.queue.length };
+      if (this.counters.loadedPriority !== DEFAULT_PRIORITY) step.read.afterPriority = this.counters.loadedPriority;
+    }
     this.pendingInserts = [];
     this.pendingRemoves = new Set();
     this.capacityChanged = false;
@@ -342,24 +411,70 @@ export class PoolQueue {
     this.counters.length = outcome.length + this.pendingInserts.length;
     this.counters.ranks = outcome.ranks + this.pendingInserts.reduce((n, r) => n + r.ranks, 0);
     this.counters.maxRanks = Math.max(outcome.maxRanks, ...this.pendingInserts.map((r) => r.ranks));
-    if (!step.read) return;
+    if (!step.read || this.counters.loadedAll) return;
     const inWindow = new Set(this.scheduler.queue.map((r) => r.id));
-    const from = this.counters.loadedThrough;
+    const boundary = this.boundary();
+    // Rows come in key order, all past the boundary the step read from (unless the boundary moved
+    // back meanwhile: a request of higher priority trimmed the window). Jobs released while the step
+    // was in flight are in pendingRemoves: not taken.
     for (const row of outcome.rows) {
-      if (row.seq <= from || inWindow.has(row.jobName)) continue;
+      if (compareKeys(keyOf(row), boundary) <= 0 || inWindow.has(row.jobName) || this.pendingRemoves.has(row.jobName)) continue;
       this.scheduler.queue.push(queuedRequestOf(row));
       this.jobs[row.jobName] = { workflowId: row.workflowId, ranks: row.ranks, state: 'QUEUED', enqueuedAt: row.enqueuedAt };
     }
     const last = outcome.rows.at(-1);
-    if (last) this.counters.loadedThrough = Math.max(this.counters.loadedThrough, last.seq);
     if (outcome.rows.length < step.read.limit) {
-      // Fewer rows than asked for: everything written by this step is in the window now. Requests
-      // admitted while the step was in flight are still pending and have larger seqs.
-      const written = Math.max(this.counters.loadedThrough, ...step.inserts.map((r) => r.seq));
-      const firstPending = this.pendingInserts[0]?.seq ?? Infinity;
-      this.counters.loadedThrough = Math.max(this.counters.loadedThrough, Math.min(written, firstPending - 1));
-      // And the store holds nothing more: the queue is the window plus what is still to be written.
+      // Fewer rows than asked for: the store holds nothing past them, so the window has everything
+      // but requests admitted while the step was in flight (still pending), which it takes now.
+      this.counters.loadedAll = true;
+      this.counters.loadedThrough = this.counters.lastSeq;
+      this.counters.loadedPriority = DEFAULT_PRIORITY;
       this.counters.length = Math.min(this.counters.length, this.scheduler.queue.length + this.pendingInserts.length);
+    } else if (last && compareKeys(keyOf(last), boundary) > 0) {
+      this.counters.loadedThrough = last.seq;
+      this.counters.loadedPriority = keyOf(last).priority;
+    }
+    // Requests admitted while the step was in flight that now sort inside the boundary join the window.
+    for (const entry of this.pendingInserts) if (!inWindow.has(entry.jobName) && this.withinBoundary(entry) && !this.scheduler.queue.some((r) => r.id === entry.jobName)) this.admit(entry);
+    this.trim();
+  }
+
+  private boundary(): QueueKey {
+    return { priority: this.counters.loadedPriority, seq: this.counters.loadedThrough };
+  }
+
+  /** Does this request belong in the window now? */
+  private withinBoundary(entry: QueueEntry): boolean {
+    return this.counters.loadedAll || compareKeys(keyOf(entry), this.boundary()) <= 0;
+  }
+
+  /** Puts a request into the window at its place in key order, then keeps the window to its size. */
+  private admit(entry: QueueEntry): void {
+    const queue = this.scheduler.queue;
+    const key = keyOf(entry);
+    let at = queue.length;
+    // Requests mostly arrive at the back: search from there.
+    while (at > 0 && compareKeys(keyOf(queue[at - 1] as QueuedRequest), key) > 0) at--;
+    queue.splice(at, 0, queuedRequestOf(entry));
+    this.jobs[entry.jobName] = { workflowId: entry.workflowId, ranks: entry.ranks, state: 'QUEUED', enqueuedAt: entry.enqueuedAt };
+    this.trim();
+  }
+
+  /**
+   * A window over its size gives back its last requests (they stay in the store, or are about to be
+   * written there) and its boundary moves to the new last one. Never the reservation's holder.
+   */
+  private trim(): void {
+    const queue = this.scheduler.queue;
+    while (queue.length > this.windowSize && queue.length > 1) {
+      const last = queue[queue.length - 1] as QueuedRequest;
+      if (this.scheduler.reservation?.requestId === last.id) break;
+      queue.pop();
+      delete this.jobs[last.id];
+      const tail = queue[queue.length - 1] as QueuedRequest;
+      this.counters.loadedAll = false;
+      this.counters.loadedThrough = tail.seq;
+      this.counters.loadedPriority = keyOf(tail).priority;
     }
   }
 
@@ -370,7 +485,7 @@ export class PoolQueue {
       const j = this.jobs[id];
       if (j) jobs[id] = j;
     }
-    return { format: POOL_STATE_FORMAT, scheduler, hosts: this.hosts, jobs, lastSeq: this.counters.lastSeq };
+    return { format: POOL_SNAPSHOT_FORMAT, scheduler, hosts: this.hosts, jobs, lastSeq: this.counters.lastSeq };
   }
 
   /** The state to carry across continue-as-new. Call only when nothing is pending (after a sync). */
@@ -385,8 +500,18 @@ export class PoolQueue {
   }
 }
 
-/** The scheduler's request for a row of the queue, with the hosts it avoids when it has any. */
+/** The scheduler's request for a row of the queue, with the hosts it avoids and its terms when it has any. */
 function queuedRequestOf(row: QueueEntry): QueuedRequest {
   const avoidHosts = avoidList(row.avoidHosts);
-  return avoidHosts ? { id: row.jobName, ranks: row.ranks, seq: row.seq, avoidHosts } : { id: row.jobName, ranks: row.ranks, seq: row.seq };
+  return { id: row.jobName, ranks: row.ranks, seq: row.seq, ...(avoidHosts ? { avoidHosts } : {}), ...termsOf(row) };
+}
+
+/** The sharing terms that are set (a request without any keeps the shape it had before them). */
+function termsOf(r: RequestTerms): RequestTerms {
+  const out: RequestTerms = {};
+  if (r.priority !== undefined && r.priority !== DEFAULT_PRIORITY) out.priority = r.priority;
+  if (r.account !== undefined && r.account !== '') out.account = r.account;
+  if (r.preemptible) out.preemptible = true;
+  if (r.maxRunMs !== undefined) out.maxRunMs = r.maxRunMs;
+  return out;
 }

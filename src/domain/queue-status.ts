@@ -7,7 +7,11 @@ function plural(n: number, unit: string): string {
 
 export function queuedStatus(pool: string, gpu: boolean, s: QueueStanding): string {
   const unit = gpu ? 'GPU' : 'host';
-  const head = `waiting for ${plural(s.ranks, unit)} in node pool ${pool}`;
+  const head = `waiting for ${plural(s.ranks, unit)} in node pool ${pool}${s.priority !== undefined ? ` at priority ${s.priority}` : ''}`;
+  if (s.preempting && s.preempting.length > 0) {
+    const names = s.preempting.map((n) => n.split('/').pop() ?? n);
+    return `${head}; ${plural(names.length, 'running job')} of lower priority (${names.join(', ')}) ${names.length === 1 ? 'is' : 'are'} being preempted to make room for it`;
+  }
   if (s.isHead) {
     const free = s.freeSlots === 0 ? `no ${unit} free now` : `${s.freeSlots} free now`;
     return `${head}; first of ${s.queueLength} in the queue; ${free}, and capacity is reserved for this job as running jobs end`;

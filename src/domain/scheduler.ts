@@ -857,12 +857,19 @@ export interface QueueStanding {
   /** Slots outside the head's reservation, i.e. what this request could use now if it is not the head. */
   usableSlots: number;
   isHead: boolean;
+  /** Its priority, when not the default. */
+  priority?: number;
+  /** Running jobs being preempted to make room for it (shared pools). */
+  preempting?: string[];
 }
 
 export function standing(state: SchedulerState, id: string): QueueStanding | undefined {
   const index = state.queue.findIndex((r) => r.id === id);
   const request = state.queue[index];
   if (!request) return undefined;
+  const preempting = Object.entries(state.preemptions ?? {})
+    .filter(([, by]) => by === id)
+    .map(([victim]) => victim);
   return {
     position: index + 1,
     queueLength: state.queue.length,
@@ -870,6 +877,8 @@ export function standing(state: SchedulerState, id: string): QueueStanding | und
     freeSlots: freeSlotCount(state),
     usableSlots: availability(state, request).reduce((n, h) => n + h.free.length, 0),
     isHead: index === 0,
+    ...(request.priority !== undefined && request.priority !== 0 ? { priority: request.priority } : {}),
+    ...(preempting.length > 0 ? { preempting } : {}),
   };
 }
 

@@ -7,10 +7,12 @@
  * API only reads it (queue positions). The workflow keeps just the head of the queue in memory (its
  * window), so neither its state carried across continue-as-new nor its history grows with the queue.
  *
- * Ordering: `seq` is assigned by the workflow, one per request, increasing; a job is queued at most
- * once per pool (primary key), so a repeated request changes nothing.
+ * Ordering: `seq` is assigned by the workflow, one per request, increasing; the queue's order is
+ * priority (higher first), then seq (pool-queue.ts `compareKeys`), and every read follows it. A job is
+ * queued at most once per pool (primary key), so a repeated request changes nothing.
  */
 import { type QueueEntry } from '../domain/pool-queue';
+import { DEFAULT_PRIORITY } from '../domain/sharing';
 
 /** A waiting job: name, workflow id, ranks, seq and when it reached the pool. */
 export type QueueRow = QueueEntry;
@@ -30,8 +32,8 @@ export interface PoolSync {
   /** Jobs that left the queue: granted, withdrawn, or found to have ended. */
   removes: string[];
   snapshot?: PoolSnapshot;
-  /** Rows to read after the writes, in seq order: the window's refill. */
-  read?: { afterSeq: number; limit: number };
+  /** Rows to read after the writes, in queue order after the key (afterPriority, default 0; afterSeq): the window's refill. */
+  read?: { afterSeq: number; afterPriority?: number; limit: number };
 }
 
 export interface PoolSyncResult {
@@ -54,7 +56,7 @@ export interface LoadedPool {
   maxRanks: number;
   /** The highest seq queued (0 when the queue is empty). */
   maxSeq: number;
-  /** The first rows of the queue, in seq order. */
+  /** The first rows of the queue, in queue order. */
   rows: QueueRow[];
 }
 
@@ -71,7 +73,7 @@ export interface PoolStore {
   loadPool(pool: string, windowSize: number): Promise<LoadedPool>;
   /** Where the named jobs stand in the pool's queue (the API's queued status). */
   queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions>;
-  /** The names of the jobs queued in the pool, oldest first, at most `limit` (operators and recovery). */
+  /** The names of the jobs queued in the pool, in queue order, at most `limit` (operators and recovery). */
   queuedJobs(pool: string, limit: number): Promise<string[]>;
   /** Forgets a deleted pool's queue and snapshot. */
   dropPool(pool: string): Promise<void>;
@@ -81,3 +83,59 @@ export const POOL_QUEUE_TABLE = 'pool_queue';
 export const POOL_STATE_TABLE = 'pool_state';
 /** Each pool's queue length and ranks, kept by every step (so no step counts the queue). */
 export const POOL_TOTALS_TABLE = 'pool_queue_totals';
+
+/** A row's sharing terms beyond its priority, as stored in the `terms` column: JSON, or null for none. */
+export function queueTermsColumn(row: QueueRow): string | null {
+  const terms: Record<string, unknown> = {};
+  if (row.account !== undefined && row.account !== '') terms.account = row.account;
+  if (row.preemptible) terms.preemptible = true;
+  if (row.maxRunMs !== undefined) terms.maxRunMs = row.maxRunMs;
+  return Object.keys(terms).length > 0 ? JSON.stringify(terms) : null;
+}
+
+/** A row's avoided hosts as stored: a JSON array, or null for none. */
+export function avoidHostsColumn(row: QueueRow): string | null {
+  return row.avoidHosts && row.avoidHosts.length > 0 ? JSON.stringify(row.avoidHosts) : null;
+}
+
+/** What both stores select for a row (JSON columns as text, or already parsed by the driver). */
+export interface StoredQueueRow {
+  jobName: string;
+  workflowId: string;
+  ranks: number;
+  seq: number;
+  enqueuedAt: string;
+  priority: number;
+  avoidHosts: string | string[] | null;
+  terms: string | Record<string, unknown> | null;
+}
+
+const parsed = <T>(v: string | T): T => (typeof v === 'string' ? (JSON.parse(v) as T) : v);
+
+/** A queue row from its columns, with only the fields that are set (a row from before priorities reads as it did). */
+export function queueRowOf(stored: StoredQueueRow): QueueRow {
+  const row: QueueRow = { jobName: stored.jobName, workflowId: stored.workflowId, ranks: stored.ranks, seq: stored.seq, enqueuedAt: stored.enqueuedAt };
+  if (stored.avoidHosts !== null) row.avoidHosts = parsed<string[]>(stored.avoidHosts);
+  if (stored.priority !== DEFAULT_PRIORITY) row.priority = stored.priority;
+  if (stored.terms !== null) {
+    const t = parsed<{ account?: unknown; preemptible?: unknown; maxRunMs?: unknown }>(stored.terms);
+    if (typeof t.account === 'string') row.account = t.account;
+    if (t.preemptible === true) row.preemptible = true;
+    if (typeof t.maxRunMs === 'number') row.maxRunMs = t.maxRunMs;
+  }
+  return row;
+}
+
+/**
+ * The condition and order of a read in queue order after a key: `after` absent reads from the start.
+ * Placeholders are `?` (SQLite) or `$n` numbered from `first` (PostgreSQL).
+ */
+export function queueOrderSql(after: { priority: number; seq: number } | undefined, placeholder: (i: number) => string, first: number): { where: string; params: number[] } {
+  if (!after) return { where: '', params: [] };
+  return { where: ` AND (priority < ${placeholder(first)} OR (priority = ${placeholder(first + 1)} AND seq > ${placeholder(first + 2)}))`, params: [after.priority, after.priority, after.seq] };
+}
+
+/** The key a step's read starts after. */
+export function readAfter(read: NonNullable<PoolSync['read']>): { priority: number; seq: number } {
+  return { priority: read.afterPriority ?? DEFAULT_PRIORITY, seq: read.afterSeq };
+}

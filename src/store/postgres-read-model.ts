@@ -21,10 +21,11 @@ import { type FilterExpr } from '../domain/filter';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { type ColumnSpec, columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileListPage, listPageOf } from './sql-list';
-import { type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, type QueuePositions, type QueueRow } from './pool-store';
+import { avoidHostsColumn, type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, queueOrderSql, type QueuePositions, type QueueRow, queueRowOf, queueTermsColumn, readAfter, type StoredQueueRow } from './pool-store';
+import { DEFAULT_PRIORITY } from '../domain/sharing';
 
 /** Bumped when the tables change; a database written by a newer build is refused. */
-export const POSTGRES_SCHEMA_VERSION = 3; // 2: the pools' queue and snapshot tables; 3: pool_queue.avoid_hosts
+export const POSTGRES_SCHEMA_VERSION = 4; // 2: the pools' queue and snapshot tables; 3: pool_queue.avoid_hosts; 4: pool_queue.priority and terms
 /** Serialises schema creation between processes starting at once (pg_advisory_xact_lock key, "batchd"). */
 const SCHEMA_LOCK_KEY = 0x6261746368;
 const SCHEMA_TABLE = 'read_model_schema';
@@ -137,8 +138,8 @@ export class PostgresReadModel implements ReadModel {
       let removedRanks = 0;
       for (const r of step.inserts) {
         const result = await client.query(
-          `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at, avoid_hosts) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-          bind([step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt, r.avoidHosts && r.avoidHosts.length > 0 ? JSON.stringify(r.avoidHosts) : null]),
+          `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at, avoid_hosts, priority, terms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`,
+          bind([step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt, avoidHostsColumn(r), r.priority ?? DEFAULT_PRIORITY, queueTermsColumn(r)]),
         );
         if ((result.rowCount ?? 0) > 0) {
           inserted++;
@@ -166,7 +167,7 @@ export class PostgresReadModel implements ReadModel {
           bind([step.pool, step.snapshot.version, JSON.stringify(step.snapshot.state)]),
         );
       }
-      const rows = step.read ? await queueRows(client, step.pool, step.read.afterSeq, step.read.limit) : [];
+      const rows = step.read ? await queueRows(client, step.pool, readAfter(step.read), step.read.limit) : [];
       return { inserted, removed, ...(await queueTotals(client, step.pool)), rows };
     });
   }
@@ -178,7 +179,7 @@ export class PostgresReadModel implements ReadModel {
         ...(row ? { snapshot: { version: row.version, state: row.state } } : {}),
         ...(await queueTotals(client, pool)),
         maxSeq: (await client.query<{ n: number }>(`SELECT COALESCE(MAX(seq), 0)::bigint AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0]!.n,
-        rows: await queueRows(client, pool, -1, windowSize),
+        rows: await queueRows(client, pool, undefined, windowSize),
       };
     });
   }
@@ -188,7 +189,7 @@ export class PostgresReadModel implements ReadModel {
       const positions: Record<string, number> = {};
       if (jobNames.length > 0) {
         const result = await client.query<{ job_name: string; ahead: number }>(
-          `SELECT q.job_name, (SELECT COUNT(*) FROM ${POOL_QUEUE_TABLE} b WHERE b.pool = q.pool AND b.seq < q.seq) AS ahead FROM ${POOL_QUEUE_TABLE} q WHERE q.pool = $1 AND q.job_name = ANY($2::text[])`,
+          `SELECT q.job_name, (SELECT COUNT(*) FROM ${POOL_QUEUE_TABLE} b WHERE b.pool = q.pool AND (b.priority > q.priority OR (b.priority = q.priority AND b.seq < q.seq))) AS ahead FROM ${POOL_QUEUE_TABLE} q WHERE q.pool = $1 AND q.job_name = ANY($2::text[])`,
           [bind([pool])[0], bind(jobNames)],
         );
         for (const r of result.rows) positions[r.job_name] = r.ahead + 1;
@@ -200,7 +201,7 @@ export class PostgresReadModel implements ReadModel {
   async queuedJobs(pool: string, limit: number): Promise<string[]> {
     const client = await this.pool.connect();
     try {
-      return (await queueRows(client, pool, -1, limit)).map((r) => r.jobName);
+      return (await queueRows(client, pool, undefined, limit)).map((r) => r.jobName);
     } finally {
       client.release();
     }
@@ -258,12 +259,14 @@ async function queueTotals(client: PoolClient, pool: string): Promise<{ length: 
   return { length: totals?.length ?? 0, ranks: totals?.ranks ?? 0, maxRanks: max.m };
 }
 
-async function queueRows(client: PoolClient, pool: string, afterSeq: number, limit: number): Promise<QueueRow[]> {
-  const result = await client.query<Omit<QueueRow, 'avoidHosts'> & { avoidHosts: string[] | null }>(
-    `SELECT job_name AS "jobName", workflow_id AS "workflowId", ranks, seq, enqueued_at AS "enqueuedAt", avoid_hosts AS "avoidHosts" FROM ${POOL_QUEUE_TABLE} WHERE pool = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
-    bind([pool, afterSeq, Math.max(0, Math.trunc(limit))]),
+/** Rows in queue order (priority, then seq), after a key or from the start. */
+async function queueRows(client: PoolClient, pool: string, after: { priority: number; seq: number } | undefined, limit: number): Promise<QueueRow[]> {
+  const order = queueOrderSql(after, (i) => `$${i}`, 2);
+  const result = await client.query<StoredQueueRow>(
+    `SELECT job_name AS "jobName", workflow_id AS "workflowId", ranks, seq, enqueued_at AS "enqueuedAt", avoid_hosts AS "avoidHosts", priority, terms FROM ${POOL_QUEUE_TABLE} WHERE pool = $1${order.where} ORDER BY priority DESC, seq LIMIT $${order.params.length + 2}`,
+    bind([pool, ...order.params, Math.max(0, Math.trunc(limit))]),
   );
-  return result.rows.map(({ avoidHosts, ...row }) => (avoidHosts === null ? row : { ...row, avoidHosts }));
+  return result.rows.map(queueRowOf);
 }
 
 /** `INSERT … VALUES ($1, …)` of every column of a kind's table, in rowOf's order. */
@@ -316,12 +319,18 @@ async function createSchema(client: PoolClient): Promise<void> {
     }
   }
   await client.query(
-    `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool text COLLATE "C" NOT NULL, seq bigint NOT NULL, job_name text COLLATE "C" NOT NULL, workflow_id text NOT NULL, ranks bigint NOT NULL, enqueued_at text NOT NULL, avoid_hosts json, PRIMARY KEY (pool, job_name))`,
+    `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool text COLLATE "C" NOT NULL, seq bigint NOT NULL, job_name text COLLATE "C" NOT NULL, workflow_id text NOT NULL, ranks bigint NOT NULL, enqueued_at text NOT NULL, avoid_hosts json, priority integer NOT NULL DEFAULT 0, terms json, PRIMARY KEY (pool, job_name))`,
   );
   // Schema 3: a database from before it has the table without the column (NULL: the request avoids nothing).
   if (stored < 3) await client.query(`ALTER TABLE ${POOL_QUEUE_TABLE} ADD COLUMN IF NOT EXISTS avoid_hosts json`);
+  // Schema 4: priority (0 for rows from before it) and the other sharing terms (NULL: none).
+  if (stored < 4) {
+    await client.query(`ALTER TABLE ${POOL_QUEUE_TABLE} ADD COLUMN IF NOT EXISTS priority integer NOT NULL DEFAULT 0`);
+    await client.query(`ALTER TABLE ${POOL_QUEUE_TABLE} ADD COLUMN IF NOT EXISTS terms json`);
+  }
   await client.query(`CREATE UNIQUE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_seq ON ${POOL_QUEUE_TABLE} (pool, seq)`);
   await client.query(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_ranks ON ${POOL_QUEUE_TABLE} (pool, ranks)`);
+  await client.query(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_order ON ${POOL_QUEUE_TABLE} (pool, priority DESC, seq)`);
   await client.query(`CREATE TABLE IF NOT EXISTS ${POOL_TOTALS_TABLE} (pool text COLLATE "C" PRIMARY KEY, length bigint NOT NULL, ranks bigint NOT NULL)`);
   await client.query(`CREATE TABLE IF NOT EXISTS ${POOL_STATE_TABLE} (pool text COLLATE "C" PRIMARY KEY, version bigint NOT NULL, state json NOT NULL)`);
   await client.query(

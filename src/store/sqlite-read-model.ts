@@ -6,10 +6,11 @@
  */
 import Database from 'better-sqlite3';
 import { type FilterExpr } from '../domain/filter';
+import { DEFAULT_PRIORITY } from '../domain/sharing';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileListPage, listPageOf } from './sql-list';
-import { type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, type QueuePositions, type QueueRow } from './pool-store';
+import { avoidHostsColumn, type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, queueOrderSql, type QueuePositions, type QueueRow, queueRowOf, queueTermsColumn, readAfter, type StoredQueueRow } from './pool-store';
 
 // The tables and the resource → row mapping are shared with the other backends; re-exported for existing callers.
 export { filterColumns, orderColumns, TABLES } from './read-model-tables';
@@ -26,8 +27,8 @@ function putSql(spec: TableSpec): string {
   return `${insertSql(spec)} ON CONFLICT (name) DO UPDATE SET ${updates.join(', ')} WHERE excluded.version > ${spec.table}.version`;
 }
 
-/** 2: the pools' queue and snapshot tables. 3: pool_queue.avoid_hosts. */
-const SCHEMA_VERSION = 3;
+/** 2: the pools' queue and snapshot tables. 3: pool_queue.avoid_hosts. 4: pool_queue.priority and terms. */
+const SCHEMA_VERSION = 4;
 const STATEMENT_CACHE_LIMIT = 500;
 
 export interface SqliteReadModelOptions {
@@ -111,10 +112,10 @@ export class SqliteReadModel implements ReadModel {
         let removed = 0;
         let removedRanks = 0;
         const insert = this.statement(
-          `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at, avoid_hosts) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+          `INSERT INTO ${POOL_QUEUE_TABLE} (pool, seq, job_name, workflow_id, ranks, enqueued_at, avoid_hosts, priority, terms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
         );
         for (const r of step.inserts) {
-          if (insert.run(step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt, avoidHostsColumn(r)).changes > 0) {
+          if (insert.run(step.pool, r.seq, r.jobName, r.workflowId, r.ranks, r.enqueuedAt, avoidHostsColumn(r), r.priority ?? DEFAULT_PRIORITY, queueTermsColumn(r)).changes > 0) {
             inserted++;
             insertedRanks += r.ranks;
           }
@@ -138,7 +139,7 @@ export class SqliteReadModel implements ReadModel {
             `INSERT INTO ${POOL_STATE_TABLE} (pool, version, state) VALUES (?, ?, ?) ON CONFLICT (pool) DO UPDATE SET version = excluded.version, state = excluded.state WHERE excluded.version >= ${POOL_STATE_TABLE}.version`,
           ).run(step.pool, step.snapshot.version, JSON.stringify(step.snapshot.state));
         }
-        const rows = step.read ? this.queueRows(step.pool, step.read.afterSeq, step.read.limit) : [];
+        const rows = step.read ? this.queueRows(step.pool, readAfter(step.read), step.read.limit) : [];
         return { inserted, removed, ...this.queueTotals(step.pool), rows };
       })(),
     );
@@ -152,7 +153,7 @@ export class SqliteReadModel implements ReadModel {
           ...(row ? { snapshot: { version: row.version, state: JSON.parse(row.state) as unknown } } : {}),
           ...this.queueTotals(pool),
           maxSeq: (this.statement(`SELECT COALESCE(MAX(seq), 0) AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`).get(pool) as { n: number }).n,
-          rows: this.queueRows(pool, -1, windowSize),
+          rows: this.queueRows(pool, undefined, windowSize),
         };
       })(),
     );
@@ -163,7 +164,7 @@ export class SqliteReadModel implements ReadModel {
       this.db.transaction(() => {
         const positions: Record<string, number> = {};
         const at = this.statement(
-          `SELECT (SELECT COUNT(*) FROM ${POOL_QUEUE_TABLE} b WHERE b.pool = q.pool AND b.seq < q.seq) AS ahead FROM ${POOL_QUEUE_TABLE} q WHERE q.pool = ? AND q.job_name = ?`,
+          `SELECT (SELECT COUNT(*) FROM ${POOL_QUEUE_TABLE} b WHERE b.pool = q.pool AND (b.priority > q.priority OR (b.priority = q.priority AND b.seq < q.seq))) AS ahead FROM ${POOL_QUEUE_TABLE} q WHERE q.pool = ? AND q.job_name = ?`,
         );
         for (const name of jobNames) {
           const row = at.get(pool, name) as { ahead: number } | undefined;
@@ -175,7 +176,7 @@ export class SqliteReadModel implements ReadModel {
   }
 
   queuedJobs(pool: string, limit: number): Promise<string[]> {
-    return settle(() => this.queueRows(pool, -1, limit).map((r) => r.jobName));
+    return settle(() => this.queueRows(pool, undefined, limit).map((r) => r.jobName));
   }
 
   dropPool(pool: string): Promise<void> {
@@ -199,11 +200,13 @@ export class SqliteReadModel implements ReadModel {
     return { length: totals?.length ?? 0, ranks: totals?.ranks ?? 0, maxRanks: max.m };
   }
 
-  private queueRows(pool: string, afterSeq: number, limit: number): QueueRow[] {
+  /** Rows in queue order (priority, then seq), after a key or from the start. */
+  private queueRows(pool: string, after: { priority: number; seq: number } | undefined, limit: number): QueueRow[] {
+    const order = queueOrderSql(after, () => '?', 0);
     const rows = this.statement(
-      `SELECT job_name AS jobName, workflow_id AS workflowId, ranks, seq, enqueued_at AS enqueuedAt, avoid_hosts AS avoidHosts FROM ${POOL_QUEUE_TABLE} WHERE pool = ? AND seq > ? ORDER BY seq LIMIT ?`,
-    ).all(pool, afterSeq, Math.max(0, Math.trunc(limit))) as Array<Omit<QueueRow, 'avoidHosts'> & { avoidHosts: string | null }>;
-    return rows.map(({ avoidHosts, ...row }) => (avoidHosts === null ? row : { ...row, avoidHosts: JSON.parse(avoidHosts) as string[] }));
+      `SELECT job_name AS jobName, workflow_id AS workflowId, ranks, seq, enqueued_at AS enqueuedAt, avoid_hosts AS avoidHosts, priority, terms FROM ${POOL_QUEUE_TABLE} WHERE pool = ?${order.where} ORDER BY priority DESC, seq LIMIT ?`,
+    ).all(pool, ...order.params, Math.max(0, Math.trunc(limit))) as StoredQueueRow[];
+    return rows.map(queueRowOf);
   }
 
   close(): Promise<void> {
@@ -251,15 +254,19 @@ export class SqliteReadModel implements ReadModel {
         }
       }
       this.db.exec(
-        `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool TEXT NOT NULL, seq INTEGER NOT NULL, job_name TEXT NOT NULL, workflow_id TEXT NOT NULL, ranks INTEGER NOT NULL, enqueued_at TEXT NOT NULL, avoid_hosts TEXT, PRIMARY KEY (pool, job_name)) STRICT`,
+        `CREATE TABLE IF NOT EXISTS ${POOL_QUEUE_TABLE} (pool TEXT NOT NULL, seq INTEGER NOT NULL, job_name TEXT NOT NULL, workflow_id TEXT NOT NULL, ranks INTEGER NOT NULL, enqueued_at TEXT NOT NULL, avoid_hosts TEXT, priority INTEGER NOT NULL DEFAULT 0, terms TEXT, PRIMARY KEY (pool, job_name)) STRICT`,
       );
       // Schema 3: a file from before it has the table without the column (NULL: the request avoids nothing).
-      if (current < 3) {
+      // Schema 4: priority (0 for rows from before it) and the other sharing terms (NULL: none).
+      if (current < 4) {
         const columns = this.db.pragma(`table_info(${POOL_QUEUE_TABLE})`) as Array<{ name: string }>;
         if (!columns.some((c) => c.name === 'avoid_hosts')) this.db.exec(`ALTER TABLE ${POOL_QUEUE_TABLE} ADD COLUMN avoid_hosts TEXT`);
+        if (!columns.some((c) => c.name === 'priority')) this.db.exec(`ALTER TABLE ${POOL_QUEUE_TABLE} ADD COLUMN priority INTEGER NOT NULL DEFAULT 0`);
+        if (!columns.some((c) => c.name === 'terms')) this.db.exec(`ALTER TABLE ${POOL_QUEUE_TABLE} ADD COLUMN terms TEXT`);
       }
       this.db.exec(`CREATE UNIQUE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_seq ON ${POOL_QUEUE_TABLE} (pool, seq)`);
       this.db.exec(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_ranks ON ${POOL_QUEUE_TABLE} (pool, ranks)`);
+      this.db.exec(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_order ON ${POOL_QUEUE_TABLE} (pool, priority DESC, seq)`);
       this.db.exec(`CREATE TABLE IF NOT EXISTS ${POOL_TOTALS_TABLE} (pool TEXT PRIMARY KEY, length INTEGER NOT NULL, ranks INTEGER NOT NULL) STRICT`);
       this.db.exec(`CREATE TABLE IF NOT EXISTS ${POOL_STATE_TABLE} (pool TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL) STRICT`);
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -267,10 +274,6 @@ export class SqliteReadModel implements ReadModel {
   }
 }
 
-/** A queue row's avoided hosts as stored: a JSON array, or NULL for none. */
-function avoidHostsColumn(row: QueueRow): string | null {
-  return row.avoidHosts && row.avoidHosts.length > 0 ? JSON.stringify(row.avoidHosts) : null;
-}
 
 /** Runs synchronous SQLite work and reports its outcome as a promise (a throw becomes a rejection). */
 function settle<T>(work: () => T): Promise<T> {

@@ -75,29 +75,42 @@ describe('PostgresReadModel: the database', () => {
     await assert.rejects(PostgresReadModel.connect(url), new RegExp(`schema version ${POSTGRES_SCHEMA_VERSION + 1}, newer than this build's ${POSTGRES_SCHEMA_VERSION}`));
   });
 
-  it('adds pool_queue.avoid_hosts to a database of schema 2, keeping its queued rows', async () => {
+  it('adds pool_queue.avoid_hosts, priority and terms to a database of schema 2, keeping its queued rows in order', async () => {
     const url = await freshDatabase();
     await (await PostgresReadModel.connect(url)).close();
-    // Schema 2 was schema 3 without the column.
-    await sql(url, 'ALTER TABLE pool_queue DROP COLUMN avoid_hosts');
+    // Schema 2 was schema 4 without the three columns (and the index on priority).
+    await sql(url, 'DROP INDEX pool_queue_by_pool_order');
+    for (const column of ['avoid_hosts', 'priority', 'terms']) await sql(url, `ALTER TABLE pool_queue DROP COLUMN ${column}`);
     await sql(url, 'UPDATE read_model_schema SET version = 2');
     await sql(url, "INSERT INTO pool_queue (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES ('p', 1, 'old', 'old', 2, '2026-01-01T00:00:00.000Z')");
     const store = await PostgresReadModel.connect(url);
     try {
-      await store.syncPool({ pool: 'p', inserts: [{ jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] }], removes: [] });
+      await store.syncPool({
+        pool: 'p',
+        inserts: [
+          { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
+          { jobName: 'urgent', workflowId: 'urgent', ranks: 1, seq: 3, enqueuedAt: '2026-01-01T00:00:02.000Z', priority: 5, account: 'a' },
+        ],
+        removes: [],
+      });
       assert.deepEqual((await store.loadPool('p', 10)).rows, [
+        { jobName: 'urgent', workflowId: 'urgent', ranks: 1, seq: 3, enqueuedAt: '2026-01-01T00:00:02.000Z', priority: 5, account: 'a' },
         { jobName: 'old', workflowId: 'old', ranks: 2, seq: 1, enqueuedAt: '2026-01-01T00:00:00.000Z' },
         { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
       ]);
     } finally {
       await store.close();
     }
-    assert.deepEqual(await sql(url, 'SELECT version FROM read_model_schema'), [{ version: 3 }]);
-    const [column] = await sql<{ data_type: string; is_nullable: string }>(
+    assert.deepEqual(await sql(url, 'SELECT version FROM read_model_schema'), [{ version: 4 }]);
+    const columns = await sql<{ column_name: string; data_type: string; is_nullable: string }>(
       url,
-      "SELECT data_type, is_nullable FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'pool_queue' AND column_name = 'avoid_hosts'",
+      "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'pool_queue' AND column_name IN ('avoid_hosts', 'priority', 'terms') ORDER BY column_name",
     );
-    assert.deepEqual(column, { data_type: 'json', is_nullable: 'YES' });
+    assert.deepEqual(columns, [
+      { column_name: 'avoid_hosts', data_type: 'json', is_nullable: 'YES' },
+      { column_name: 'priority', data_type: 'integer', is_nullable: 'NO' },
+      { column_name: 'terms', data_type: 'json', is_nullable: 'YES' },
+    ]);
   });
 
   it('keeps timestamps fixed-width UTC text even against writes that bypass the model', async () => {

@@ -41,20 +41,29 @@ describe('SqliteReadModel: the file', () => {
 });
 
 describe('SqliteReadModel: schema migration', () => {
-  it('adds pool_queue.avoid_hosts to a file of schema 2, keeping its queued rows, and refuses a newer file', async () => {
+  it('adds pool_queue.avoid_hosts, priority and terms to a file of schema 2, keeping its queued rows in order, and refuses a newer file', async () => {
     const path = join(dir, 'schema-2.db');
     await new SqliteReadModel(path).close();
-    // Schema 2 was schema 3 without the column.
+    // Schema 2 was schema 4 without the three columns (and the index on priority).
     const raw = new Database(path);
-    raw.exec('ALTER TABLE pool_queue DROP COLUMN avoid_hosts');
+    raw.exec('DROP INDEX pool_queue_by_pool_order');
+    for (const column of ['avoid_hosts', 'priority', 'terms']) raw.exec(`ALTER TABLE pool_queue DROP COLUMN ${column}`);
     raw.pragma('user_version = 2');
     raw.prepare("INSERT INTO pool_queue (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES ('p', 1, 'old', 'old', 2, '2026-01-01T00:00:00.000Z')").run();
     raw.close();
 
     const store = new SqliteReadModel(path);
     try {
-      await store.syncPool({ pool: 'p', inserts: [{ jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] }], removes: [] });
+      await store.syncPool({
+        pool: 'p',
+        inserts: [
+          { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
+          { jobName: 'urgent', workflowId: 'urgent', ranks: 1, seq: 3, enqueuedAt: '2026-01-01T00:00:02.000Z', priority: 5, account: 'a' },
+        ],
+        removes: [],
+      });
       assert.deepEqual((await store.loadPool('p', 10)).rows, [
+        { jobName: 'urgent', workflowId: 'urgent', ranks: 1, seq: 3, enqueuedAt: '2026-01-01T00:00:02.000Z', priority: 5, account: 'a' },
         { jobName: 'old', workflowId: 'old', ranks: 2, seq: 1, enqueuedAt: '2026-01-01T00:00:00.000Z' },
         { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
       ]);
@@ -62,10 +71,10 @@ describe('SqliteReadModel: schema migration', () => {
       await store.close();
     }
     const after = new Database(path);
-    assert.equal(after.pragma('user_version', { simple: true }), 3);
-    after.pragma('user_version = 4');
+    assert.equal(after.pragma('user_version', { simple: true }), 4);
+    after.pragma('user_version = 5');
     after.close();
-    assert.throws(() => new SqliteReadModel(path), /schema version 4, newer than this build's 3/);
+    assert.throws(() => new SqliteReadModel(path), /schema version 5, newer than this build's 4/);
   });
 });
 

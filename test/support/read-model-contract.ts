@@ -444,6 +444,25 @@ export function readModelContract(name: string, open: () => Promise<ReadModel>, 
         assert.equal(stored.filter((v) => v === null).length, 2, 'NULL for the two that avoid nothing');
       });
 
+      it('reads, loads and places rows in priority then arrival order, after a key, keeping their sharing terms', async () => {
+        const urgent = { ...row(3), priority: 100, account: 'a', preemptible: true, maxRunMs: 60_000 };
+        const low = { ...row(4), priority: -5 };
+        await store.syncPool({ pool: P, inserts: [row(1), row(2), urgent, low, row(5)], removes: [] });
+        const order = ['j3', 'j1', 'j2', 'j5', 'j4'].map((j) => `accounts/a/batchJobs/${j}`);
+        assert.deepEqual((await store.loadPool(P, 10)).rows.map((r) => r.jobName), order);
+        assert.deepEqual((await store.loadPool(P, 1)).rows, [urgent], 'terms come back as written');
+        // A refill after the key (0, 1) (a window that holds j3 and j1), and after (100, 3).
+        const after = await store.syncPool({ pool: P, inserts: [], removes: [], read: { afterSeq: 1, limit: 10 } });
+        assert.deepEqual(after.rows.map((r) => r.jobName), order.slice(2));
+        const afterUrgent = await store.syncPool({ pool: P, inserts: [], removes: [], read: { afterSeq: 3, afterPriority: 100, limit: 2 } });
+        assert.deepEqual(afterUrgent.rows.map((r) => r.jobName), order.slice(1, 3));
+        const afterLow = await store.syncPool({ pool: P, inserts: [], removes: [], read: { afterSeq: 4, afterPriority: -5, limit: 2 } });
+        assert.deepEqual(afterLow.rows, []);
+        assert.deepEqual((await store.queuePositions(P, order)).positions, Object.fromEntries(order.map((n, i) => [n, i + 1])));
+        assert.deepEqual(await store.queuedJobs(P, 3), order.slice(0, 3));
+        assert.equal(Object.hasOwn(after.rows[0]!, 'priority'), false, 'priority 0 reads as absent');
+      });
+
       it('answers positions, keeps the newest snapshot, loads it with the head of the queue, and forgets a dropped pool', async () => {
         await store.syncPool({ pool: P, inserts: [row(1), row(2), row(3)], removes: [], snapshot: { version: 5, state: { hosts: ['h0'] } } });
         assert.deepEqual(await store.queuePositions(P, ['accounts/a/batchJobs/j3', 'accounts/a/batchJobs/j1', 'accounts/a/batchJobs/gone']), {

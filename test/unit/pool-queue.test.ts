@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type LegacyPoolCarriedState, PoolQueue, type PoolSyncOutcome, type PoolSyncStep, type QueueEntry } from '../../src/domain/pool-queue';
+import { compareKeys, keyOf, type LegacyPoolCarriedState, PoolQueue, type PoolSyncOutcome, type PoolSyncStep, type QueueEntry } from '../../src/domain/pool-queue';
 import { addHost, emptyScheduler, enqueue, release, schedule } from '../../src/domain/scheduler';
 
 /** The pool store's contract for one pool, in memory (src/store/pool-store.ts). */
@@ -19,12 +19,14 @@ class MemoryQueueStore {
     for (const name of step.removes) this.rows.delete(name);
     if (step.snapshot) this.snapshots++;
     const sorted = this.sorted();
-    const rows = step.read ? sorted.filter((r) => r.seq > step.read!.afterSeq).slice(0, step.read.limit) : [];
+    const after = step.read && { priority: step.read.afterPriority ?? 0, seq: step.read.afterSeq };
+    const rows = step.read && after ? sorted.filter((r) => compareKeys(keyOf(r), after) > 0).slice(0, step.read.limit) : [];
     return { length: sorted.length, ranks: sorted.reduce((n, r) => n + r.ranks, 0), maxRanks: Math.max(0, ...sorted.map((r) => r.ranks)), rows };
   }
 
+  /** In the store's order: priority (higher first), then seq. */
   sorted(): QueueEntry[] {
-    return [...this.rows.values()].sort((a, b) => a.seq - b.seq);
+    return [...this.rows.values()].sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
   }
 }
 
@@ -44,7 +46,7 @@ function syncAll(q: PoolQueue, store: MemoryQueueStore): void {
   assert.equal(q.needsSync(), false, 'sync settles');
 }
 
-/** The window is the queue's head: exactly the stored rows with the smallest seqs, in order. */
+/** The window is the queue's head: exactly the first stored rows in key order (priority, then seq), in order. */
 function assertWindowIsHead(q: PoolQueue, store: MemoryQueueStore): void {
   const head = store.sorted().slice(0, q.window.length);
   assert.deepEqual(
@@ -64,7 +66,7 @@ describe('PoolQueue', () => {
     assert.equal(q.length, 10);
     const granted: string[] = [];
     for (let round = 0; round < 20 && granted.length < 10; round++) {
-      const grants = q.pass();
+      const grants = q.pass().grants;
       syncAll(q, store);
       assertWindowIsHead(q, store);
       for (const g of grants) {
@@ -106,12 +108,12 @@ describe('PoolQueue', () => {
     assert.throws(() => q.carried(), /unwritten queue changes/);
     syncAll(q, store);
     const carried = q.carried();
-    assert.equal(carried.format, 2);
+    assert.equal(carried.format, 3);
     assert.equal(carried.scheduler.queue.length, 3, 'only the window crosses continue-as-new');
     assert.equal(carried.queue.length, 50);
     const next = PoolQueue.resume(JSON.parse(JSON.stringify(carried)) as typeof carried, 3, T);
     release(next.scheduler, 'holder');
-    const grants = next.pass();
+    const grants = next.pass().grants;
     assert.deepEqual(
       grants.map((g) => g.id),
       ['j0'],
@@ -153,7 +155,7 @@ describe('PoolQueue', () => {
     assert.deepEqual(Object.keys(back.scheduler.allocations).sort(), ['j0', 'j1']);
     assert.equal(back.length, 6);
     back.release('j0');
-    const grants = back.pass();
+    const grants = back.pass().grants;
     assert.deepEqual(
       grants.map((g) => g.id),
       ['j2'],
@@ -191,7 +193,7 @@ describe('PoolQueue', () => {
 
     // The holder ends: near avoids h0 and takes h1, plain takes h0; far, refilled from the store, waits for h0.
     back.release('holder');
-    const grants = back.pass();
+    const grants = back.pass().grants;
     assert.deepEqual(grants.map((g) => [g.id, g.hosts.map((h) => h.host)]), [
       ['near', ['h1']],
       ['plain', ['h0']],
@@ -199,13 +201,59 @@ describe('PoolQueue', () => {
     syncAll(back, store);
     assert.deepEqual(back.window, [{ id: 'far', ranks: 1, seq: 4, avoidHosts: ['h1'] }]);
     back.release('plain');
-    assert.deepEqual(back.pass().map((g) => [g.id, g.hosts.map((h) => h.host)]), [['far', ['h0']]]);
+    assert.deepEqual(back.pass().grants.map((g) => [g.id, g.hosts.map((h) => h.host)]), [['far', ['h0']]]);
   });
 
-  it('property: one-rank jobs start in arrival order, none is lost or left in the store, and the window is always the head', () => {
-    type Op = { kind: 'request'; job: number } | { kind: 'release'; job: number } | { kind: 'pass' } | { kind: 'sync' } | { kind: 'end'; n: number };
+  it('takes a request of higher priority into a full window at once, ahead of the rest, and gives back its last request, which returns later', () => {
+    const store = new MemoryQueueStore();
+    const q = pool(1, 1, 3);
+    q.request({ jobName: 'holder', workflowId: 'holder', ranks: 1 }, T);
+    q.pass();
+    for (let i = 0; i < 10; i++) q.request({ jobName: `j${i}`, workflowId: `j${i}`, ranks: 1 }, T);
+    syncAll(q, store);
+    assert.deepEqual(q.window.map((r) => r.id), ['j0', 'j1', 'j2']);
+    q.request({ jobName: 'urgent', workflowId: 'urgent', ranks: 1, priority: 50, account: 'a', preemptible: true, maxRunMs: 1000 }, T);
+    assert.deepEqual(q.window.map((r) => r.id), ['urgent', 'j0', 'j1'], 'in the window before any sync');
+    assert.deepEqual(q.window[0], { id: 'urgent', ranks: 1, seq: 12, priority: 50, account: 'a', preemptible: true, maxRunMs: 1000 });
+    syncAll(q, store);
+    assertWindowIsHead(q, store);
+    assert.deepEqual(store.rows.get('urgent')?.priority, 50, 'its terms are written with its row');
+    // A request of lower priority than the boundary stays in the store.
+    q.request({ jobName: 'later', workflowId: 'later', ranks: 1, priority: -1 }, T);
+    syncAll(q, store);
+    assertWindowIsHead(q, store);
+    const order: string[] = [];
+    for (let i = 0; i < 20 && q.length > 0; i++) {
+      q.release(Object.keys(q.scheduler.allocations)[0] ?? '');
+      order.push(...q.pass().grants.map((g) => g.id));
+      syncAll(q, store);
+      assertWindowIsHead(q, store);
+    }
+    assert.deepEqual(order, ['urgent', ...Array.from({ length: 10 }, (_, i) => `j${i}`), 'later']);
+  });
+
+  it('resumes the carried state of a seq-ordered window (format 2) with its boundary, and whether it held everything', () => {
+    const store = new MemoryQueueStore();
+    const q = pool(1, 1, 2);
+    q.request({ jobName: 'holder', workflowId: 'holder', ranks: 1 }, T);
+    q.pass();
+    for (let i = 0; i < 5; i++) q.request({ jobName: `j${i}`, workflowId: `j${i}`, ranks: 1 }, T);
+    syncAll(q, store);
+    const { loadedPriority: _p, loadedAll: _a, ...seqCounters } = q.carried().queue;
+    const v2 = { ...q.carried(), format: 2 as const, queue: seqCounters };
+    const back = PoolQueue.resume(JSON.parse(JSON.stringify(v2)) as typeof v2, 2, T);
+    assert.equal(back.carried().format, 3);
+    assert.deepEqual([back.counts().loadedPriority, back.counts().loadedAll, back.counts().loadedThrough], [0, false, 3]);
+    back.request({ jobName: 'urgent', workflowId: 'urgent', ranks: 1, priority: 1 }, T);
+    assert.deepEqual(back.window.map((r) => r.id), ['urgent', 'j0']);
+    const all = { ...v2, queue: { ...seqCounters, loadedThrough: seqCounters.lastSeq } };
+    assert.equal(PoolQueue.resume(all, 2, T).counts().loadedAll, true, 'a window that reached lastSeq held everything');
+  });
+
+  it('property: one-rank jobs start in priority then arrival order, none is lost or left in the store, and the window is always the head', () => {
+    type Op = { kind: 'request'; job: number; priority: number } | { kind: 'release'; job: number } | { kind: 'pass' } | { kind: 'sync' } | { kind: 'end'; n: number };
     const op: fc.Arbitrary<Op> = fc.oneof(
-      fc.record({ kind: fc.constant('request' as const), job: fc.integer({ min: 0, max: 40 }) }),
+      fc.record({ kind: fc.constant('request' as const), job: fc.integer({ min: 0, max: 40 }), priority: fc.constantFrom(0, 0, 0, -5, 1, 1000) }),
       fc.record({ kind: fc.constant('release' as const), job: fc.integer({ min: 0, max: 40 }) }),
       fc.record({ kind: fc.constant('pass' as const) }),
       fc.record({ kind: fc.constant('sync' as const) }),
@@ -218,9 +266,17 @@ describe('PoolQueue', () => {
         const arrival: string[] = [];
         const withdrawn = new Set<string>();
         const granted: string[] = [];
+        const priorities = new Map<string, number>();
         const passAndSync = () => {
           // The workflow's order: a pass, then its sync, before anything else is acted on.
-          granted.push(...q.pass().map((a) => a.id));
+          const waiting = [...store.rows.values(), ...q.window.map((r) => ({ jobName: r.id, seq: r.seq, priority: r.priority }))];
+          const grants = q.pass().grants.map((a) => a.id);
+          for (const id of grants) {
+            const p = priorities.get(id) ?? 0;
+            const better = waiting.find((w) => !grants.includes(w.jobName) && (w.priority ?? 0) > p);
+            assert.equal(better, undefined, `${id} (priority ${p}) started while ${better?.jobName} of priority ${better?.priority} waited`);
+          }
+          granted.push(...grants);
           syncAll(q, store);
           assertWindowIsHead(q, store);
         };
@@ -228,7 +284,8 @@ describe('PoolQueue', () => {
           if (o.kind === 'request') {
             const name = `j${o.job}`;
             if (arrival.includes(name)) continue; // a job asks once
-            q.request({ jobName: name, workflowId: name, ranks: 1 }, T);
+            q.request({ jobName: name, workflowId: name, ranks: 1, priority: o.priority }, T);
+            priorities.set(name, o.priority);
             arrival.push(name);
           } else if (o.kind === 'release') {
             const name = `j${o.job}`;
@@ -246,7 +303,8 @@ describe('PoolQueue', () => {
           passAndSync();
         }
         const expected = arrival.filter((n) => !withdrawn.has(n));
-        assert.deepEqual(granted, expected, 'every job that did not withdraw started, in arrival order');
+        assert.deepEqual([...granted].sort(), [...expected].sort(), 'every job that did not withdraw started, once');
+        if (new Set(priorities.values()).size === 1) assert.deepEqual(granted, expected, 'jobs of one priority start in arrival order');
         assert.equal(q.length, 0);
         assert.equal(store.rows.size, 0, 'nothing left behind in the store');
       }),
