@@ -269,7 +269,8 @@ describe('PoolQueue', () => {
         const priorities = new Map<string, number>();
         const passAndSync = () => {
           // The workflow's order: a pass, then its sync, before anything else is acted on.
-          const waiting = [...store.rows.values(), ...q.window.map((r) => ({ jobName: r.id, seq: r.seq, priority: r.priority }))];
+          // Queued now: in the window or the store, less what withdrew (its row leaves the store at the next sync).
+          const waiting = [...store.rows.values(), ...q.window.map((r) => ({ jobName: r.id, seq: r.seq, priority: r.priority }))].filter((w) => !withdrawn.has(w.jobName));
           const grants = q.pass().grants.map((a) => a.id);
           for (const id of grants) {
             const p = priorities.get(id) ?? 0;
