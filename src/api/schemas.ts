@@ -26,6 +26,7 @@ import {
 } from '../domain/batch-job';
 import { type DryRun, MAX_WAITS_FOR_JOBS } from '../domain/dry-run';
 import { MAX_ATTEMPTS } from '../domain/job-policy';
+import { DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN } from '../domain/sharing';
 import { ENVIRONMENT_STATES, type Environment, environmentCreateBodySchema } from '../domain/environment';
 import { type ErrorBody, type ErrorDetail, GrpcCode } from '../domain/errors';
 import { displayNameSchema, idSchema } from '../domain/fields';
@@ -136,6 +137,14 @@ export const batchJobWireSchema = named(
       maxRunDuration: durationSchema.meta({ description: 'batchd extension: each attempt is stopped (SIGTERM, grace, SIGKILL) and fails past this long RUNNING, e.g. "3600s"' }).optional(),
       maxQueueDuration: durationSchema.meta({ description: 'batchd extension: the job ends FAILED if it still waits (QUEUED) past this long, e.g. "600s"' }).optional(),
       dependsOn: dependsOnWireSchema.optional(),
+      priority: z
+        .int()
+        .min(PRIORITY_MIN)
+        .max(PRIORITY_MAX)
+        .meta({
+          description: `batchd extension: higher runs first; a pool's queue orders by priority, then arrival; ${PRIORITY_MIN} to ${PRIORITY_MAX}, default ${DEFAULT_PRIORITY}. A job that cannot be placed may preempt running jobs of lower priority whose retryPolicy retries PREEMPTED (they are stopped and requeued)`,
+        })
+        .optional(),
       attempt: readOnly(z.int().min(1).max(10), 'batchd extension: the attempt the job is on, 1-based (jobs with a retryPolicy)').optional(),
     })
     .meta({ description: 'A batch job: numRanks processes of one executor on a node pool' }),

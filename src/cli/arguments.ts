@@ -61,6 +61,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       'retry-on': { type: 'string', value: 'CONDITIONS', description: 'retryPolicy.conditions, comma-separated: HOST_LOST,OUT_OF_MEMORY,PREEMPTED' },
       'max-run-duration': { type: 'string', value: 'DURATION', description: 'maxRunDuration, e.g. 3600s' },
       'max-queue-duration': { type: 'string', value: 'DURATION', description: 'maxQueueDuration, e.g. 600s' },
+      priority: { type: 'string', value: 'N', description: 'priority, -1000 to 1000 (default 0): higher runs first; --priority=-N for a negative one' },
       after: { type: 'string', multiple: true, value: 'JOB', description: 'dependsOn: wait for JOB to end COMPLETED (repeat; JOB:FAILED or JOB:ENDED for other ends)' },
       wait: { type: 'boolean', description: 'then wait for the job to end, as `job wait` does' },
       timeout: TIMEOUT,
@@ -217,6 +218,12 @@ export function parseDuration(flag: string, text: string): number {
 /** A non-negative integer flag. */
 export function parseCount(flag: string, text: string): number {
   if (!/^\d+$/.test(text.trim())) throw new UsageError(`--${flag} must be a whole number, got "${text}"`);
+  return Number(text);
+}
+
+/** An integer flag, negative allowed. */
+export function parseInteger(flag: string, text: string): number {
+  if (!/^[+-]?\d+$/.test(text.trim())) throw new UsageError(`--${flag} must be an integer, got "${text}"`);
   return Number(text);
 }
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { BatchdClient, type CreateBatchJobRequest, type LogEntry, WaitTimeoutError } from '../client/batchd-client';
 import { type BatchJob } from '../domain/batch-job-model';
-import { type Command, EXIT, type FlagValues, parseCount, parseDuration, parseKeyValues, UsageError } from './arguments';
+import { type Command, EXIT, type FlagValues, parseCount, parseDuration, parseInteger, parseKeyValues, UsageError } from './arguments';
 import { environmentDetails, environmentTable, formatData, idOf, jobDetails, jobTable, poolDetails, poolTable, statsDetails } from './output';
 import { type Settings } from './settings';
 
@@ -164,6 +164,8 @@ export function jobBodyFrom(file: Record<string, unknown>, flags: FlagValues): C
   }
   set('maxRunDuration', str(flags['max-run-duration']));
   set('maxQueueDuration', str(flags['max-queue-duration']));
+  const priority = str(flags.priority);
+  if (priority !== undefined) body.priority = parseInteger('priority', priority);
   const after = list(flags.after);
   if (after.length) {
     const deps = after.map((a) => {

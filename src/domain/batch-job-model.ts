@@ -83,14 +83,15 @@ export interface BatchJobSpec {
   imageRef?: string;
   annotations: Record<string, string>;
   shared: boolean;
-  /** batchd extensions (docs/api.md "Retries, time limits, dependencies"); absent: run once, no limits, no dependencies. */
+  /** batchd extensions (docs/api.md "Retries, time limits, dependencies, priority"); absent: run once, no limits, no dependencies. */
   retryPolicy?: RetryPolicy;
   maxRunDuration?: string;
   maxQueueDuration?: string;
   dependsOn?: JobDependency[];
   /**
-   * batchd extension (docs/api.md "Sharing a pool"): an integer from PRIORITY_MIN to PRIORITY_MAX
-   * (src/domain/sharing.ts); absent means 0. A pool's queue orders by priority, then arrival.
+   * batchd extension (docs/api.md "Retries, time limits, dependencies, priority"): an integer from
+   * PRIORITY_MIN to PRIORITY_MAX (src/domain/sharing.ts); absent means 0. A pool's queue orders by
+   * priority, then arrival.
    */
   priority?: number;
 }

@@ -19,9 +19,10 @@ import {
   type JobDependency,
   type ShellExecutor,
 } from './batch-job-model';
-import { programArgumentProblem, workspacePathProblem } from './field-rules';
+import { describeInput, programArgumentProblem, workspacePathProblem } from './field-rules';
 import { durationProblem, exitCodeRange, MAX_ATTEMPTS } from './job-policy';
 import { annotationsSchema, displayNameSchema, idSchema, int32, outputOnly, stringMapSchema } from './fields';
+import { DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN } from './sharing';
 
 export * from './batch-job-model';
 
@@ -98,6 +99,20 @@ export const retryPolicySchema = z
     return policy;
   });
 
+/** What `priority` must be, for its messages: every bad value gets the whole rule and what was sent. */
+const PRIORITY_RULE = `priority must be an integer from ${PRIORITY_MIN} to ${PRIORITY_MAX} (higher runs first; default ${DEFAULT_PRIORITY})`;
+const notPriority = (issue: { input?: unknown }): string => `${PRIORITY_RULE}, not ${typeof issue.input === 'number' ? String(issue.input) : describeInput(issue.input)}`;
+
+/**
+ * `priority` (batchd extension, src/domain/sharing.ts): an integer from PRIORITY_MIN to
+ * PRIORITY_MAX. A proto3 client sends 0 for the default, so 0 means absent (the transform drops it).
+ */
+export const prioritySchema = z
+  .number({ error: notPriority })
+  .int({ error: notPriority, abort: true })
+  .min(PRIORITY_MIN, { error: notPriority })
+  .max(PRIORITY_MAX, { error: notPriority });
+
 /** A batch job of the same account: its id, or its full name accounts/{account}/batchJobs/{id}. */
 const DEPENDENCY_REF = /^(?:accounts\/[^/]+\/batchJobs\/)?[^/]+$/;
 export const dependsOnSchema = z
@@ -173,6 +188,7 @@ export const batchJobWritableShape = {
   maxRunDuration: durationSchema.optional(),
   maxQueueDuration: durationSchema.optional(),
   dependsOn: dependsOnSchema.optional(),
+  priority: prioritySchema.optional(),
 };
 
 export const batchJobOutputOnlyShape = {
@@ -238,6 +254,8 @@ const batchJobCreateObjectSchema = z
     if (body.maxRunDuration !== undefined) spec.maxRunDuration = body.maxRunDuration;
     if (body.maxQueueDuration !== undefined) spec.maxQueueDuration = body.maxQueueDuration;
     if (body.dependsOn !== undefined && body.dependsOn.length > 0) spec.dependsOn = body.dependsOn;
+    // 0 is the default, as a proto3 client sends it: stored (and returned) as absent.
+    if (body.priority !== undefined && body.priority !== DEFAULT_PRIORITY) spec.priority = body.priority;
     return spec;
   });
 

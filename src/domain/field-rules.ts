@@ -45,7 +45,8 @@ const EXPECTED: Readonly<Record<string, string>> = {
   boolean: 'true or false',
 };
 
-function describeInput(input: unknown): string {
+/** What was sent, in words: "a string", "an integer", "null", … */
+export function describeInput(input: unknown): string {
   if (input === null) return 'null';
   if (Array.isArray(input)) return 'an array';
   switch (typeof input) {

@@ -1,7 +1,8 @@
 /**
  * The rules of a job's retries, time limits and dependencies (batchd's extensions to the batch job,
- * docs/api.md "Retries, time limits, dependencies"): which attempt endings retry, how long to wait
- * before the next attempt, and whether a dependency is met, still pending, or can no longer be met.
+ * docs/api.md "Retries, time limits, dependencies, priority"): which attempt endings retry, how long
+ * to wait before the next attempt, and whether a dependency is met, still pending, or can no longer
+ * be met.
  *
  * Schema-free and pure: the job workflow loads it, and unit tests drive it directly.
  */

@@ -219,6 +219,43 @@ describe('planBatchJobUpdate with an update mask', () => {
   });
 });
 
+describe('planBatchJobUpdate and priority (a batchd extension, fixed at create)', () => {
+  it('refuses a changed priority, as it does any immutable field', () => {
+    for (const [current, body, now] of [
+      [job(), { priority: 5 }, 'unset'],
+      [job({ priority: 5 }), { priority: 7 }, '5'],
+      [job({ priority: 5 }), { priority: -5, shared: true }, '5'],
+    ] as const) {
+      const v = rejected(body, undefined, current);
+      assert.deepEqual(
+        v.map((x) => x.field),
+        ['priority'],
+      );
+      assert.match(v[0]?.description ?? '', new RegExp(`^priority cannot be changed after creation \\(it is ${now}\\)`));
+    }
+  });
+
+  it('accepts priority repeated with its current value, or sent as 0 (unset in proto3 terms)', () => {
+    assert.deepEqual(plan({ priority: 5, shared: true }, undefined, job({ priority: 5 })), { shared: true });
+    assert.deepEqual(plan({ priority: 0, shared: true }), { shared: true });
+    assert.deepEqual(plan({ priority: 0, shared: true }, undefined, job({ priority: 5 })), { shared: true });
+    const echoed = { ...job({ priority: -3 }), displayName: 'renamed' };
+    assert.deepEqual(plan(echoed, undefined, job({ priority: -3 })), { displayName: 'renamed', annotations: { 'example.com/team': 'ml' }, shared: false });
+  });
+
+  it('refuses a mask naming priority, and leaves it out of *', () => {
+    for (const mask of ['priority', 'displayName,priority']) {
+      const v = rejected({ priority: 9, displayName: 'n' }, mask, job({ priority: 5 }));
+      assert.deepEqual(
+        v.map((x) => x.field),
+        ['updateMask'],
+      );
+      assert.match(v[0]?.description ?? '', /^"priority" cannot be changed after creation; the fields an update may change are displayName, annotations, shared/);
+    }
+    assert.deepEqual(plan({ priority: 9, shared: true }, '*', job({ priority: 5 })), { displayName: null, annotations: {}, shared: true });
+  });
+});
+
 describe('planBatchJobUpdate and job state', () => {
   it('allows updates in every state but DELETING', () => {
     for (const state of ['CREATING', 'QUEUED', 'PENDING', 'RUNNING', 'COMPLETED', 'FAILED', 'CANCELLING', 'CANCELLED'] as const) {

@@ -102,6 +102,20 @@ describe('cli job body', () => {
     ]);
   });
 
+  it('sets priority from --priority as an integer, over the file\'s', () => {
+    const body = (argv: string[], file: Record<string, unknown> = {}) => jobBodyFrom(file, flags(argv)) as unknown as Record<string, unknown>;
+    assert.equal(body(['--priority', '10']).priority, 10);
+    assert.equal(body(['--priority=-20'], { priority: 5 }).priority, -20);
+    assert.equal(body(['--priority', '+3']).priority, 3);
+    assert.equal(body(['--priority', '0'], { priority: 5 }).priority, 0);
+    assert.equal(body([], { priority: 5 }).priority, 5);
+    assert.ok(!('priority' in body([])));
+    // The range is the API's to check (it names the field); the flag only has to be an integer.
+    assert.equal(body(['--priority', '5000']).priority, 5000);
+    for (const bad of ['high', '1.5', '', '1e3']) assert.throws(() => body(['--priority', bad]), /--priority must be an integer, got/, bad);
+    usageError(['job', 'create', '--priority', '-5'], /^Option '--priority' argument is ambiguous.*; write --flag=VALUE for a value that starts with -/);
+  });
+
   it('lays flags over the file: an executor flag replaces the file’s executor, maps merge', () => {
     const file = { nodePoolId: 'p', numRanks: 2, shellExecutor: { command: 'old' }, envVars: { A: '1' }, annotations: { k: 'v' } };
     assert.deepEqual(jobBodyFrom(file, flags(['--python', 'm', '--env', 'B=2', '--annotation', 'k=w', '--pool', 'q'])), {

@@ -14,6 +14,7 @@ import {
   formatDuration,
   retryDecision,
 } from '../../src/domain/job-policy';
+import { isPriority, PRIORITY_MAX, PRIORITY_MIN } from '../../src/domain/sharing';
 
 const exit = (exitCode: number | null, outOfMemory = false, signal: string | null = null): AttemptEnd => ({ kind: 'exit', exitCode, signal, outOfMemory, message: 'm' });
 
@@ -161,6 +162,42 @@ describe('the create schema for the extensions', () => {
       'retryPolicy.maxAttempts',
     ]);
   });
+  it('takes priority as an integer from PRIORITY_MIN to PRIORITY_MAX, and 0 (the proto3 default) as absent', () => {
+    for (const priority of [1, -1, PRIORITY_MIN, PRIORITY_MAX, 17]) assert.equal(batchJobCreateSchema.parse({ ...base, priority }).priority, priority, String(priority));
+    for (const priority of [0, -0, null, undefined]) {
+      const spec = batchJobCreateSchema.parse({ ...base, priority });
+      assert.ok(!('priority' in spec), `${String(priority)} is stored as absent`);
+    }
+    assert.deepEqual(batchJobCreateSchema.parse({ ...base, priority: 0 }), batchJobCreateSchema.parse(base));
+  });
+  it('refuses any other priority with one message naming the field and the range', () => {
+    const bad: Array<[unknown, string]> = [
+      [1.5, '1.5'],
+      [PRIORITY_MAX + 1, '1001'],
+      [PRIORITY_MIN - 1, '-1001'],
+      [2 ** 53, String(2 ** 53)],
+      ['5', 'a string'],
+      [true, 'true'],
+      [[3], 'an array'],
+      [{ value: 3 }, 'an object'],
+    ];
+    for (const [priority, sent] of bad) {
+      const result = batchJobCreateSchema.safeParse({ ...base, priority });
+      assert.equal(result.success, false, JSON.stringify(priority));
+      assert.deepEqual(
+        result.error.issues.map((i) => [i.path.join('.'), i.message]),
+        [['priority', `priority must be an integer from -1000 to 1000 (higher runs first; default 0), not ${sent}`]],
+        JSON.stringify(priority),
+      );
+    }
+  });
+  it('accepts exactly the priorities isPriority does', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.integer({ min: -3000, max: 3000 }), fc.double(), fc.constantFrom(PRIORITY_MIN, PRIORITY_MAX, PRIORITY_MIN - 1, PRIORITY_MAX + 1)), (priority) => {
+        assert.equal(batchJobCreateSchema.safeParse({ ...base, priority }).success, isPriority(priority));
+      }),
+    );
+  });
   it('refuses unknown fields of a policy', () => {
     assert.equal(batchJobCreateSchema.safeParse({ ...base, retryPolicy: { maxAttempts: 2, attempts: 3 } }).success, false);
     assert.equal(batchJobCreateSchema.safeParse({ ...base, retryPolicy: {} }).success, false);
@@ -194,7 +231,7 @@ describe('the extensions leave the published batch job alone', () => {
     'name', 'displayName', 'createTime', 'startTime', 'endTime', 'createdBy', 'nodePoolId', 'environmentId', 'snapshotId', 'numRanks', 'envVars',
     'role', 'pythonExecutor', 'notebookExecutor', 'shellExecutor', 'imageRef', 'annotations', 'state', 'status', 'shared', 'updateTime',
   ];
-  const EXTENSIONS = ['retryPolicy', 'maxRunDuration', 'maxQueueDuration', 'dependsOn', 'attempt'];
+  const EXTENSIONS = ['retryPolicy', 'maxRunDuration', 'maxQueueDuration', 'dependsOn', 'priority', 'attempt'];
 
   it('adds only the documented fields, and a job using all of them still reads as upstream\'s resource', async () => {
     const { batchJobWireSchema } = await import('../../src/api/schemas');
@@ -203,13 +240,21 @@ describe('the extensions leave the published batch job alone', () => {
       name: 'accounts/a/batchJobs/j', createTime: '2026-01-01T00:00:00Z', updateTime: '2026-01-01T00:00:00Z', createdBy: 'u@a', state: 'QUEUED', status: 's',
       nodePoolId: 'p', numRanks: 2, envVars: {}, annotations: {}, shared: false, shellExecutor: { command: 'true' },
       retryPolicy: { maxAttempts: 3, exitCodes: ['1', '3-5'], conditions: ['HOST_LOST'] }, maxRunDuration: '60s', maxQueueDuration: '1.5s',
-      dependsOn: [{ batchJob: 'accounts/a/batchJobs/i', condition: 'ENDED' }], attempt: 2,
+      dependsOn: [{ batchJob: 'accounts/a/batchJobs/i', condition: 'ENDED' }], priority: -7, attempt: 2,
     };
     assert.equal(batchJobWireSchema.safeParse(job).success, true);
     // A client that knows only the published fields, and ignores others, reads the same job.
-    const published = batchJobWireSchema.omit({ retryPolicy: true, maxRunDuration: true, maxQueueDuration: true, dependsOn: true, attempt: true }).loose();
+    const published = batchJobWireSchema.omit({ retryPolicy: true, maxRunDuration: true, maxQueueDuration: true, dependsOn: true, priority: true, attempt: true }).loose();
     assert.deepEqual(Object.keys(published.shape).sort(), [...UPSTREAM].sort());
     const read = published.parse(job) as Record<string, unknown>;
     for (const k of UPSTREAM) assert.deepEqual(read[k], (job as Record<string, unknown>)[k], k);
+  });
+
+  it('returns priority as the integer it is, within its range', async () => {
+    const { batchJobWireSchema } = await import('../../src/api/schemas');
+    const priority = batchJobWireSchema.shape.priority;
+    for (const ok of [PRIORITY_MIN, -1, 1, PRIORITY_MAX, undefined]) assert.equal(priority.safeParse(ok).success, true, String(ok));
+    for (const bad of [PRIORITY_MIN - 1, PRIORITY_MAX + 1, 0.5, '1']) assert.equal(priority.safeParse(bad).success, false, String(bad));
+    assert.match(priority.unwrap().description ?? '', /^batchd extension: higher runs first; a pool's queue orders by priority, then arrival; -1000 to 1000, default 0\. /);
   });
 });

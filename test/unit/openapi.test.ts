@@ -227,6 +227,19 @@ describe('the OpenAPI document', () => {
     assert.equal(((create.properties as Record<string, JsonSchema>).state as JsonSchema).readOnly, true);
   });
 
+  it('documents priority (a batchd extension) on the batch job and its create body: an integer from -1000 to 1000', () => {
+    const onJob = (doc.components.schemas.BatchJob?.properties as Record<string, JsonSchema>).priority as JsonSchema;
+    const onCreate = (doc.components.schemas.CreateBatchJobRequest?.properties as Record<string, JsonSchema>).priority as JsonSchema;
+    for (const schema of [onJob, onCreate]) assert.deepEqual({ type: schema.type, minimum: schema.minimum, maximum: schema.maximum }, { type: 'integer', minimum: -1000, maximum: 1000 });
+    assert.match(String(onJob.description), /^batchd extension: higher runs first; .*preempt running jobs of lower priority whose retryPolicy retries PREEMPTED/);
+    assert.ok(!(doc.components.schemas.BatchJob?.required as string[]).includes('priority'));
+    const ajv = openApiAjv(doc);
+    const check = compileDocumentSchema(ajv, { $ref: '#/components/schemas/BatchJob' });
+    assert.ok(check({ ...job, priority: -1000 }));
+    assert.ok(!check({ ...job, priority: 1001 }));
+    assert.ok(!check({ ...job, priority: 1.5 }));
+  });
+
   it('documents the dry run: validateOnly on create, and its answer as BatchJob plus the dryRun extension, leaving BatchJob as upstream has it', () => {
     const create = doc.paths['/v1/accounts/{account}/batchJobs']?.post as OpenApiOperation;
     assert.deepEqual(create.parameters.find((p) => p.name === 'validateOnly')?.schema, { type: 'boolean' });
