@@ -167,6 +167,8 @@ export interface NodePoolQueueEntry {
   enqueuedAt?: string;
   /** Hosts the request stays off when the pool can place it elsewhere (a retry's failed hosts). */
   avoidHosts?: string[];
+  /** Its priority, when not the default 0. */
+  priority?: number;
 }
 
 export interface NodePoolInternals {
@@ -175,7 +177,7 @@ export interface NodePoolInternals {
   queue: NodePoolQueueEntry[];
   queueSummary?: NodePoolQueueSummary;
   reservation: SchedulerState['reservation'];
-  allocations: Record<string, { ranks: number; state: BatchJobState; hosts: string[] }>;
+  allocations: Record<string, { ranks: number; state: BatchJobState; hosts: string[]; priority?: number; preemptible?: boolean }>;
 }
 
 export const queueStandingQuery = defineQuery<Record<string, QueueStanding>, [string[]]>('queueStanding');

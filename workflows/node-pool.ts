@@ -311,7 +311,16 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       queueSummary: { length: state.length, ranks: state.queuedRanks, window: settings.queueWindow },
       reservation: sched.reservation,
       allocations: Object.fromEntries(
-        Object.values(sched.allocations).map((a) => [a.id, { ranks: a.ranks, state: state.jobs[a.id]?.state ?? 'PENDING', hosts: a.hosts.map((h) => h.host) }]),
+        Object.values(sched.allocations).map((a) => [
+          a.id,
+          {
+            ranks: a.ranks,
+            state: state.jobs[a.id]?.state ?? 'PENDING',
+            hosts: a.hosts.map((h) => h.host),
+            ...(a.priority !== undefined ? { priority: a.priority } : {}),
+            ...(a.preemptible ? { preemptible: true } : {}),
+          },
+        ]),
       ),
     }),
     { description: 'Hosts with their slot owners, the head of the queue in order (queueSummary counts all), the head reservation, and allocations.' },

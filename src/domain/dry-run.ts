@@ -18,7 +18,8 @@
 import { type BatchJobState, type DependencyCondition, isTerminal } from './batch-job-model';
 import { dependencyVerdict, durationMs, formatDuration } from './job-policy';
 import { queuedBehindWindowStatus, queuedStatus } from './queue-status';
-import { type Allocation, type HostStatus, type PoolHost, release, type Reservation, schedule, type SchedulerState, standing } from './scheduler';
+import { type Allocation, type HostStatus, type PoolHost, type QueuedRequest, release, type Reservation, schedule, scheduleShared, type SchedulerState, standing } from './scheduler';
+import { priorityOf } from './sharing';
 
 /** The pool as its workflow holds it (the node-pool workflow's `getNodePoolInternals` query). */
 export interface DryRunPool {
@@ -26,15 +27,15 @@ export interface DryRunPool {
   id: string;
   gpu: boolean;
   hosts: ReadonlyArray<{ host: string; slots: number; status: HostStatus; used: ReadonlyArray<string | null> }>;
-  /** The head of the queue the pool schedules from (its window), oldest first. */
-  queue: ReadonlyArray<{ jobName: string; ranks: number }>;
+  /** The head of the queue the pool schedules from (its window), in queue order (priority, then arrival). */
+  queue: ReadonlyArray<{ jobName: string; ranks: number; priority?: number }>;
   /** Every queued job, the window's and those behind it. */
   queueLength: number;
   /** How many queued jobs the pool schedules from (POOL_QUEUE_WINDOW). */
   window: number;
   reservation: Reservation | null;
-  /** Jobs holding capacity, by name. */
-  allocations: Readonly<Record<string, { ranks: number }>>;
+  /** Jobs holding capacity, by name, with their priority and whether they may be preempted (shared pools). */
+  allocations: Readonly<Record<string, { ranks: number; priority?: number; preemptible?: boolean }>>;
 }
 
 /** What a job's record says of its timing (the read model's row; undefined when it has none). */
@@ -54,7 +55,7 @@ export interface DryRunDependency {
 
 export interface DryRunInput {
   pool: DryRunPool;
-  job: { name: string; ranks: number; maxQueueDuration?: string };
+  job: { name: string; ranks: number; maxQueueDuration?: string; maxRunDuration?: string; priority?: number };
   /** The records of the jobs holding capacity and queued in the window, by name; a job missing here has no record. */
   jobs: Readonly<Record<string, JobTiming | undefined>>;
   dependencies?: readonly DryRunDependency[];
@@ -120,7 +121,9 @@ export function holderEnd(timing: JobTiming | undefined, now: number): number | 
 export function schedulerStateOf(pool: DryRunPool): SchedulerState {
   const hosts: PoolHost[] = pool.hosts.map((h) => ({ id: h.host, slots: h.slots, status: h.status, used: Array.from({ length: h.slots }, (_, i) => h.used[i] ?? null) }));
   const allocations: Record<string, Allocation> = {};
-  for (const [id, a] of Object.entries(pool.allocations)) allocations[id] = { id, ranks: a.ranks, hosts: [], masterPort: 0 };
+  for (const [id, a] of Object.entries(pool.allocations)) {
+    allocations[id] = { id, ranks: a.ranks, hosts: [], masterPort: 0, ...(a.priority ? { priority: a.priority } : {}), ...(a.preemptible ? { preemptible: true } : {}) };
+  }
   for (const h of hosts) {
     const slotsOf = new Map<string, number[]>();
     h.used.forEach((holder, slot) => {
@@ -131,7 +134,7 @@ export function schedulerStateOf(pool: DryRunPool): SchedulerState {
       allocations[holder].hosts.push({ host: h.id, slots });
     }
   }
-  const queue = pool.queue.map((r, i) => ({ id: r.jobName, ranks: r.ranks, seq: i + 1 }));
+  const queue: QueuedRequest[] = pool.queue.map((r, i) => ({ id: r.jobName, ranks: r.ranks, seq: i + 1, ...(r.priority ? { priority: r.priority } : {}) }));
   return { hosts, allocations, queue, reservation: pool.reservation ? structuredClone(pool.reservation) : null, seq: queue.length };
 }
 
@@ -172,8 +175,12 @@ function onPool(input: DryRunInput): DryRun {
   const state = schedulerStateOf(pool);
   const unit = pool.gpu ? 'GPU' : 'host';
 
-  // It reaches the window only when the window holds the whole queue before it (PoolQueue.request).
-  if (pool.queueLength > pool.queue.length || pool.queue.length >= pool.window) {
+  // It reaches the window when the window holds the whole queue, or when it sorts before the window's
+  // last job: a higher priority (PoolQueue.request).
+  const priority = job.priority ?? 0;
+  const last = pool.queue.at(-1);
+  const windowHoldsAll = pool.queueLength <= pool.queue.length && pool.queue.length < pool.window;
+  if (!windowHoldsAll && !(last && priority > priorityOf(last))) {
     const position = pool.queueLength + 1;
     return {
       wouldStartNow: false,
@@ -195,9 +202,23 @@ function onPool(input: DryRunInput): DryRun {
   const endOf = new Map<string, number | undefined>();
   for (const id of Object.keys(state.allocations)) endOf.set(id, holderEnd(input.jobs[id], now));
 
+  // Declared run times, for backfill: of the holders (their ends) and of the queued jobs.
+  for (const [id, end] of endOf) {
+    const a = state.allocations[id];
+    if (a && end !== undefined) a.endsBy = end;
+  }
+  for (const r of state.queue) {
+    const d = durationOf.get(r.id);
+    if (d !== undefined) r.maxRunMs = d;
+  }
   state.seq += 1;
-  state.queue.push({ id: job.name, ranks: job.ranks, seq: state.seq });
-  const grants = schedule(state);
+  const candidate: QueuedRequest = { id: job.name, ranks: job.ranks, seq: state.seq, ...(priority ? { priority } : {}) };
+  const runMs = job.maxRunDuration === undefined ? undefined : durationMs(job.maxRunDuration);
+  if (runMs !== undefined) candidate.maxRunMs = runMs;
+  // At its place in queue order: behind every job of its priority or higher.
+  const at = state.queue.findIndex((r) => priorityOf(r) < priority);
+  state.queue.splice(at < 0 ? state.queue.length : at, 0, candidate);
+  const { grants } = scheduleShared(state, { now });
   const now0 = grants.find((g) => g.id === job.name);
   if (now0) {
     return {
@@ -207,8 +228,9 @@ function onPool(input: DryRunInput): DryRun {
       estimate: 'it would start now: its whole gang fits the free capacity the queue ahead of it leaves',
     };
   }
-  // Here the window holds the whole queue, so the scheduler's standing is the job's place in all of it.
-  const s = standing(state, job.name);
+  // The job is in the window, and so is every job ahead of it: the scheduler's standing is its place in all of it.
+  const found = standing(state, job.name);
+  const s = found && { ...found, queueLength: Math.max(found.queueLength, pool.queueLength + 1 - grants.length) };
   const answer: DryRun = { wouldStartNow: false, estimatedStartTime: UNKNOWN, estimate: '' };
   if (s) {
     answer.queuePosition = s.position;

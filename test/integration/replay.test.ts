@@ -139,18 +139,38 @@ describe('workflow histories replay against this build', () => {
     await waitFor('both hosts joined', async () => ((await statusOf('h0')) === 'ready' && (await statusOf('h1')) === 'ready' ? true : undefined), 60_000);
     await lossy.signal(hostLostSignal, { host: 'h1', reason: 'replay: host h1 was lost' });
     await waitFor('h1 probed back to ready', async () => ((await statusOf('h1')) === 'ready' ? true : undefined), 60_000);
-    // Its history once the pool is done with it (no workflow task in flight, nothing new for a moment).
-    let seen = -1;
-    const returned = await waitFor('the pool at rest', async () => {
-      const h = await lossy.fetchHistory();
-      const last = h.events?.at(-1);
-      const atRest = h.events?.length === seen && !last?.workflowTaskScheduledEventAttributes && !last?.workflowTaskStartedEventAttributes;
-      seen = h.events?.length ?? -1;
-      return atRest ? h : undefined;
-    }, 30_000, 500);
+    const returned = await atRest(lossy);
     assert.ok(returned.events?.some((e) => e.activityTaskCompletedEventAttributes), 'the probe was answered');
     histories.set('node-pool-host-returns', returned);
+
+    // A shared pass: a job of priority 5 preempts a preemptible job on a one-host pool, which retries.
+    assert.equal((await t.api.post(`${A}/nodePools`, { nodePoolId: 'replay-prio', nodePool: { fakeNodePool: { machineType: 'g5.12xlarge', numNodes: 1 } } })).status, 200);
+    await post('replay-preempted', {
+      nodePoolId: 'replay-prio',
+      numRanks: 4,
+      retryPolicy: { maxAttempts: 2, conditions: ['PREEMPTED'], initialBackoff: '0.2s' },
+      shellExecutor: { command: '[ $BATCH_JOB_ATTEMPT = 2 ] || sleep 30' },
+    });
+    await waitForState(t.api, 'default', 'replay-preempted', 'RUNNING');
+    await post('replay-preempts', { nodePoolId: 'replay-prio', numRanks: 4, priority: 5, shellExecutor: { command: 'true' } });
+    await waitForState(t.api, 'default', 'replay-preempts', 'COMPLETED');
+    const requeued = await waitForState(t.api, 'default', 'replay-preempted', 'COMPLETED');
+    assert.equal(requeued.attempt, 2);
+    for (const id of ['replay-preempted', 'replay-preempts']) histories.set(`batch-job-${id}`, await job(id).fetchHistory());
+    histories.set('node-pool-preempted', await atRest(t.service.client.workflow.getHandle('accounts/default/nodePools/replay-prio')));
   });
+
+  /** A workflow's history once it is done for now: no workflow task in flight, nothing new for a moment. */
+  async function atRest(handle: { fetchHistory(): Promise<History> }): Promise<History> {
+    let seen = -1;
+    return waitFor('the workflow at rest', async () => {
+      const h = await handle.fetchHistory();
+      const last = h.events?.at(-1);
+      const still = h.events?.length === seen && !last?.workflowTaskScheduledEventAttributes && !last?.workflowTaskStartedEventAttributes;
+      seen = h.events?.length ?? -1;
+      return still ? h : undefined;
+    }, 30_000, 500);
+  }
   after(async () => {
     await t?.stop();
   });

@@ -197,6 +197,38 @@ describe('dry run: a job that would queue', () => {
   });
 });
 
+describe('dry run: priority', () => {
+  const busy = () => pool(1, 8, [['holder', 8], ['q1', 8], ['q2', 8]]);
+  const timings = { [job('holder')]: running(60, '120s'), [job('q1')]: { state: 'QUEUED' as const, maxRunDuration: '60s' }, [job('q2')]: { state: 'QUEUED' as const, maxRunDuration: '60s' } };
+
+  it('a job of higher priority goes ahead of the queue and takes the reservation: it starts when the holder ends', () => {
+    const r = dryRun({ pool: internals(busy()), job: { name: NEW, ranks: 8, priority: 5 }, jobs: timings, now: NOW });
+    assert.equal(r.wouldStartNow, false);
+    assert.equal(r.queuePosition, 1);
+    assert.equal(r.queueLength, 3);
+    assert.match(r.waitingFor ?? '', /^waiting for 8 GPUs in node pool gpus at priority 5; first of 3 in the queue/);
+    assert.equal(r.estimatedStartTime, at(60), 'the holder ends 120 s after its start, 60 s ago');
+    const same = dryRun({ pool: internals(busy()), job: { name: NEW, ranks: 8 }, jobs: timings, now: NOW });
+    assert.equal(same.queuePosition, 3, 'at priority 0 it queues behind both');
+  });
+
+  it('a job that would preempt a preemptible holder of lower priority says so', () => {
+    const s = busy();
+    const input = internals(s);
+    const r = dryRun({ pool: { ...input, allocations: { [job('holder')]: { ranks: 8, preemptible: true } } }, job: { name: NEW, ranks: 8, priority: 5 }, jobs: timings, now: NOW });
+    assert.equal(r.wouldStartNow, false);
+    assert.match(r.waitingFor ?? '', /1 running job of lower priority \(holder\) is being preempted to make room for it/);
+    const lower = dryRun({ pool: { ...input, allocations: { [job('holder')]: { ranks: 8, preemptible: true, priority: 5 } } }, job: { name: NEW, ranks: 8, priority: 5 }, jobs: timings, now: NOW });
+    assert.doesNotMatch(lower.waitingFor ?? '', /preempted/, 'never a holder of equal priority');
+  });
+
+  it('behind a full window, a job of higher priority than its last joins it, first', () => {
+    const r = dryRun({ pool: internals(busy(), 2, 5), job: { name: NEW, ranks: 1, priority: 1 }, jobs: timings, now: NOW });
+    assert.equal(r.queuePosition, 1);
+    assert.equal(r.queueLength, 6);
+  });
+});
+
 describe('dry run: dependencies', () => {
   const idle = () => internals(pool(1, 8));
 
