@@ -16,7 +16,7 @@ import { type BatchJobRecord } from '../../src/store/read-model';
 import { columnNames, TABLES } from '../../src/store/read-model-tables';
 import { SqliteReadModel } from '../../src/store/sqlite-read-model';
 import { INSTALL_HINT, sharedPostgres, sql, startPostgres } from '../support/postgres';
-import { filterOf, idOf, job, orderOf, readModelContract } from '../support/read-model-contract';
+import { filterOf, idOf, job, MIGRATED_INSERTS, MIGRATED_QUEUE, orderOf, readModelContract, SCHEMA_2_ROW_SQL } from '../support/read-model-contract';
 
 const pg = sharedPostgres('read_model');
 const freshDatabase = () => pg.freshDatabase();
@@ -82,22 +82,11 @@ describe('PostgresReadModel: the database', () => {
     await sql(url, 'DROP INDEX pool_queue_by_pool_order');
     for (const column of ['avoid_hosts', 'priority', 'terms']) await sql(url, `ALTER TABLE pool_queue DROP COLUMN ${column}`);
     await sql(url, 'UPDATE read_model_schema SET version = 2');
-    await sql(url, "INSERT INTO pool_queue (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES ('p', 1, 'old', 'old', 2, '2026-01-01T00:00:00.000Z')");
+    await sql(url, SCHEMA_2_ROW_SQL);
     const store = await PostgresReadModel.connect(url);
     try {
-      await store.syncPool({
-        pool: 'p',
-        inserts: [
-          { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
-          { jobName: 'urgent', workflowId: 'urgent', ranks: 1, seq: 3, enqueuedAt: '2026-01-01T00:00:02.000Z', priority: 5, account: 'a' },
-        ],
-        removes: [],
-      });
-      assert.deepEqual((await store.loadPool('p', 10)).rows, [
-        { jobName: 'urgent', workflowId: 'urgent', ranks: 1, seq: 3, enqueuedAt: '2026-01-01T00:00:02.000Z', priority: 5, account: 'a' },
-        { jobName: 'old', workflowId: 'old', ranks: 2, seq: 1, enqueuedAt: '2026-01-01T00:00:00.000Z' },
-        { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
-      ]);
+      await store.syncPool({ pool: 'p', inserts: MIGRATED_INSERTS, removes: [] });
+      assert.deepEqual((await store.loadPool('p', 10)).rows, MIGRATED_QUEUE);
     } finally {
       await store.close();
     }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { SqliteReadModel } from '../../src/store/sqlite-read-model';
-import { job, readModelContract } from '../support/read-model-contract';
+import { job, MIGRATED_INSERTS, MIGRATED_QUEUE, readModelContract, SCHEMA_2_ROW_SQL } from '../support/read-model-contract';
 
 const dir = mkdtempSync(join(tmpdir(), 'batchd-read-model-'));
 let fileNo = 0;
@@ -49,24 +49,13 @@ describe('SqliteReadModel: schema migration', () => {
     raw.exec('DROP INDEX pool_queue_by_pool_order');
     for (const column of ['avoid_hosts', 'priority', 'terms']) raw.exec(`ALTER TABLE pool_queue DROP COLUMN ${column}`);
     raw.pragma('user_version = 2');
-    raw.prepare("INSERT INTO pool_queue (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES ('p', 1, 'old', 'old', 2, '2026-01-01T00:00:00.000Z')").run();
+    raw.prepare(SCHEMA_2_ROW_SQL).run();
     raw.close();
 
     const store = new SqliteReadModel(path);
     try {
-      await store.syncPool({
-        pool: 'p',
-        inserts: [
-          { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
-          { jobName: 'urgent', workflowId: 'urgent', ranks: 1, seq: 3, enqueuedAt: '2026-01-01T00:00:02.000Z', priority: 5, account: 'a' },
-        ],
-        removes: [],
-      });
-      assert.deepEqual((await store.loadPool('p', 10)).rows, [
-        { jobName: 'urgent', workflowId: 'urgent', ranks: 1, seq: 3, enqueuedAt: '2026-01-01T00:00:02.000Z', priority: 5, account: 'a' },
-        { jobName: 'old', workflowId: 'old', ranks: 2, seq: 1, enqueuedAt: '2026-01-01T00:00:00.000Z' },
-        { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
-      ]);
+      await store.syncPool({ pool: 'p', inserts: MIGRATED_INSERTS, removes: [] });
+      assert.deepEqual((await store.loadPool('p', 10)).rows, MIGRATED_QUEUE);
     } finally {
       await store.close();
     }

@@ -11,6 +11,7 @@ import { FILTER_FIELDS, type ListKind, ORDER_FIELDS, orderSpecOf } from '../../s
 import { type OrderTerm, parseOrderBy } from '../../src/domain/order-by';
 import { type BatchJobRecord, type ReadModel, type ResourceKind, type StoredResource } from '../../src/store/read-model';
 import { filterColumns, orderColumns, TABLES } from '../../src/store/read-model-tables';
+import { type QueueRow } from '../../src/store/pool-store';
 
 const SECRET = Buffer.from('test-secret-test-secret');
 const T0 = Date.parse('2026-01-01T00:00:00Z');
@@ -39,6 +40,21 @@ export const orderOf = (text: string | undefined, kind: ListKind = 'batchJobs'):
 export const idOf = (r: StoredResource): string => r.name.split('/').pop()!;
 
 /** What the contract needs to see beneath the interface, for the store open() returned last. */
+/**
+ * A pool queue of schema 2 migrated to the current one (both stores' migration tests): the row the old
+ * schema held (`SCHEMA_2_ROW_SQL`), the rows written after the migration, and the queue read back.
+ */
+export const SCHEMA_2_ROW_SQL = "INSERT INTO pool_queue (pool, seq, job_name, workflow_id, ranks, enqueued_at) VALUES ('p', 1, 'old', 'old', 2, '2026-01-01T00:00:00.000Z')";
+export const MIGRATED_INSERTS: QueueRow[] = [
+  { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
+  { jobName: 'urgent', workflowId: 'urgent', ranks: 1, seq: 3, enqueuedAt: '2026-01-01T00:00:02.000Z', priority: 5, account: 'a' },
+];
+export const MIGRATED_QUEUE: QueueRow[] = [
+  { jobName: 'urgent', workflowId: 'urgent', ranks: 1, seq: 3, enqueuedAt: '2026-01-01T00:00:02.000Z', priority: 5, account: 'a' },
+  { jobName: 'old', workflowId: 'old', ranks: 2, seq: 1, enqueuedAt: '2026-01-01T00:00:00.000Z' },
+  { jobName: 'retry', workflowId: 'retry', ranks: 1, seq: 2, enqueuedAt: '2026-01-01T00:00:01.000Z', avoidHosts: ['h0'] },
+];
+
 export interface ContractBackend {
   /** A column's stored values, `ORDER BY` that column, read straight from the backend. */
   storedColumn(table: string, column: string): Promise<unknown[]>;
