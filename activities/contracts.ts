@@ -8,6 +8,7 @@ import { type ResourceKind, type StoredResource } from '../src/store/read-model'
 import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/store/pool-store';
 import { type JobSettings, type PoolBinding, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
 import { type RankUsageReport } from '../src/domain/isolation';
+import { type PoolSharingPolicy } from '../src/domain/sharing-config';
 
 /** A grant to send to a job once the pool's step that made it is written. */
 /** A running job asked to stop and give its capacity back to `by`, a job of higher priority. */
@@ -91,7 +92,7 @@ export interface ControlActivities {
    * Writes one step of a pool, then sends what it decided: grants, and preemptions (a running job asked
    * to stop for a higher-priority one). `undeliverable`: jobs of either whose workflows are gone.
    */
-  syncPool(step: PoolSync & { grants?: GrantDelivery[]; preempts?: PreemptDelivery[] }): Promise<PoolSyncResult & { undeliverable: string[] }>;
+  syncPool(step: PoolSync & { grants?: GrantDelivery[]; preempts?: PreemptDelivery[] }): Promise<PoolSyncResult & { undeliverable: string[]; sharing?: PoolSharingPolicy }>;
   /** Sends a job's signal to its pool; delivered is false when the pool's workflow is not running. */
   signalPool(input: { pool: string; signal: PoolSignal }): Promise<{ delivered: boolean }>;
   /** What a pool last wrote: its snapshot and the head of its queue (recovery). */

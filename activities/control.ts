@@ -13,6 +13,7 @@ import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { type Config } from '../src/config';
 import { type AccountLimits } from '../src/control/account-limits';
 import { admitDependencies, admitJob } from '../src/control/admission';
+import { poolSharingPolicy, type SharingConfig } from '../src/domain/sharing-config';
 import { temporalEnvironmentRegistrar } from './environment-registrar';
 import { liveJobs } from '../src/control/live-jobs';
 import { purgeJob } from '../src/control/purge';
@@ -40,12 +41,14 @@ export interface ControlDeps {
   knowsUser?: (account: string, email: string) => boolean;
   /** The account limits, checked for jobs of parent workflows (the API checks its own). */
   limits?: AccountLimits;
+  /** The operator's sharing file: who may use a pool, and the quotas and fair share its passes apply. */
+  sharing?: () => SharingConfig;
 }
 
 /** Whom a parent workflow acting for no user names as the job's creator (workflows/child.ts). */
 const WORKFLOW_CREATOR = /^workflow:.+$/;
 
-export function createControlActivities({ store, logs, config, client, knowsUser, limits }: ControlDeps): ControlActivities {
+export function createControlActivities({ store, logs, config, client, knowsUser, limits, sharing }: ControlDeps): ControlActivities {
   const clientOf = (): Client => client ?? Context.current().client;
   return {
     async validateJob({ name, account, spec, createdBy, mustBeNew }) {
@@ -62,7 +65,7 @@ export function createControlActivities({ store, logs, config, client, knowsUser
         // A job the API created was counted there; a parent workflow's job is counted here.
         if (mustBeNew) await limits?.checkJob(account);
         const use = { jobName: name, register: temporalEnvironmentRegistrar(clientOf) };
-        const admission = await admitJob(store, { account, email: createdBy }, parsed, use);
+        const admission = await admitJob(store, { account, email: createdBy }, parsed, use, sharing?.());
         await admitExecutor(parsed, parsed.nodePoolId, () =>
           clientOf().withDeadline(Date.now() + 2000, () => clientOf().workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
         );
@@ -150,7 +153,9 @@ export function createControlActivities({ store, logs, config, client, knowsUser
         ...(grants ?? []).map((g) => send(g.jobName, () => clientOf().workflow.getHandle(g.workflowId).signal(capacityGrantedSignal, g.grant))),
         ...(preempts ?? []).map((p) => send(p.jobName, () => clientOf().workflow.getHandle(p.workflowId).signal(preemptSignal, { by: p.by, reason: p.reason }))),
       ]);
-      return { ...result, undeliverable };
+      // The pool's sharing terms as the file says now: the pass after this step applies them.
+      const policy = sharing ? poolSharingPolicy(sharing(), step.pool) : undefined;
+      return { ...result, undeliverable, ...(policy ? { sharing: policy } : {}) };
     },
 
     async signalPool({ pool, signal }) {

@@ -65,6 +65,8 @@ const envSchema = z.object({
   /** The API's AGENT_TOKEN, as an agent on another host presents it when it ships logs. */
   BATCHD_AGENT_TOKEN: z.string().min(16, 'BATCHD_AGENT_TOKEN must be at least 16 characters').optional(),
   API_KEYS_RELOAD_MS: ms.default(30_000),
+  /** The operator's sharing file: pools shared between accounts, quotas, fair share (src/domain/sharing-config.ts). */
+  SHARING_FILE: z.string().min(1).optional(),
   DATABASE_URL: z.string().min(1).optional(),
   DEFAULT_POOLS: flag.default(true),
 

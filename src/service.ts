@@ -30,6 +30,7 @@ import { UsageSampler } from './api/usage-sampler';
 import { HttpLogSink } from './agent/log-shipper';
 import { type Config, ConfigError } from './config';
 import { AccountLimits, accountLimitsOf } from './control/account-limits';
+import { SharingFile } from './control/sharing-file';
 import { listenMetrics, metricsHandler } from './api/metrics-endpoint';
 import { KeyRateLimiter } from './api/rate-limit';
 import { type LogStore } from './store/log-store';
@@ -179,6 +180,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     });
     stops.push(() => logs.close());
     const limits = new AccountLimits(store, accountLimitsOf(config));
+    const sharingFile = SharingFile.open(config.SHARING_FILE, logger);
+    const sharing = () => sharingFile.current();
 
     let nativeConnection: NativeConnection | undefined;
     if (roles.has('worker') || roles.has('agents')) {
@@ -189,7 +192,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
 
     const workers: Worker[] = [];
     if (roles.has('worker') && nativeConnection) {
-      const activities = createControlActivities({ store, logs, config, client, limits, knowsUser: (account, email) => keys.knowsUser(account, email) });
+      const activities = createControlActivities({ store, logs, config, client, limits, sharing, knowsUser: (account, email) => keys.knowsUser(account, email) });
       // Jobs and environments on TASK_QUEUE; pools on their own queue, so a flood of job tasks never delays a pool's.
       for (const [taskQueue, maxCachedWorkflows] of [
         [config.TASK_QUEUE, 2000],
@@ -277,7 +280,7 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
     let url: string | undefined;
     if (roles.has('api')) {
       const secret = pageTokenSecret(config.dataDir, config.PAGE_TOKEN_SECRET);
-      const jobs = new BatchJobService({ client, store, logs, config, logger, limits, temporalProblem: () => temporal.check() });
+      const jobs = new BatchJobService({ client, store, logs, config, logger, limits, sharing, temporalProblem: () => temporal.check() });
       const local = workers;
       const health: HealthCheck[] = [
         { name: 'temporal', check: async () => temporal.problem() ?? (await temporalProblem(client)) },

@@ -39,7 +39,8 @@ import { type HostFacts } from '../src/domain/control-model';
 import { poolRankMemoryLimit } from '../src/domain/isolation';
 import { PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
 import { addHost, type Allocation, allocationsOnHost, setHostStatus, standing } from '../src/domain/scheduler';
-import { priorityOf } from '../src/domain/sharing';
+import { priorityOf, shareStanding } from '../src/domain/sharing';
+import { type PoolSharingPolicy } from '../src/domain/sharing-config';
 import {
   capacityGrantedSignal,
   capacityRefusedSignal,
@@ -106,6 +107,9 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   const grantsByActivity = patched(POOL_GRANTS_BY_ACTIVITY_PATCH);
   // Preemptions go out by the sync step, as grants do on runs with grants by activity.
   const shared = grantsByActivity && patched(POOL_SHARED_SCHEDULING_PATCH);
+  /** The quotas and fair share the operator's sharing file sets for this pool, as the last sync read them. */
+  let sharing: PoolSharingPolicy | undefined;
+  let sharingRead = false;
   const settings: PoolSettings = input.settings ?? (await control.poolSettings());
   let pool: NodePool = input.pool;
   const state = await initialState(input, settings);
@@ -334,7 +338,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       const out: Record<string, NonNullable<ReturnType<typeof standing>>> = {};
       for (const n of names) {
         const s = standing(sched, n);
-        if (s) out[n] = { ...s, queueLength: state.length };
+        if (s) out[n] = { ...s, queueLength: state.length, ...shareStanding(sched, n, sharing) };
       }
       return out;
     },
@@ -475,6 +479,10 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     const outcome = await control.syncPool({ pool: input.name, ...step, ...(grants.length > 0 ? { grants } : {}), ...(preempts.length > 0 ? { preempts } : {}) });
     state.applySync(step, outcome);
     if (outcome.rows.length > 0) dirty = true;
+    if (shared) {
+      sharing = outcome.sharing;
+      sharingRead = true;
+    }
     // Results recorded before grants went by activity have no undeliverable list.
     const undeliverable = outcome.undeliverable ?? [];
     if (undeliverable.length > 0) await forgetClosed(undeliverable);
@@ -598,7 +606,9 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       }
       if (dirty || state.needsSync()) {
         dirty = false;
-        const { grants, preempt } = state.pass(shared ? { now: Date.now() } : undefined);
+        // A run's first pass waits for the sharing terms the store step reads.
+        if (shared && !sharingRead) await sync();
+        const { grants, preempt } = state.pass(shared ? { now: Date.now(), ...sharing } : undefined);
         // The snapshot with these allocations (and preemptions) is written before any grant or stop goes out.
         if (grantsByActivity) {
           if (grants.length > 0 || preempt.length > 0 || state.needsSync()) await sync(grants, preempt);

@@ -42,6 +42,7 @@ import { parseOrThrow } from '../domain/validation';
 import { type LogStore } from '../store/log-store';
 import { type BatchJobRecord, type ListQuery, type ReadModel } from '../store/read-model';
 import { type Principal } from './auth';
+import { poolNameOf, type SharingConfig } from '../domain/sharing-config';
 import { checkNames } from './batch-delete';
 import { describeError } from '../temporal/errors';
 import { fromTemporal } from './errors';
@@ -59,6 +60,8 @@ export interface BatchJobServiceDeps {
   limits?: AccountLimits;
   /** Why the Temporal server is away, probed now (src/temporal/monitor.ts); undefined while it answers. */
   temporalProblem?: () => Promise<string | undefined>;
+  /** The operator's sharing file (pools shared between accounts); every pool its owner's alone when absent. */
+  sharing?: () => SharingConfig;
 }
 
 type StoredPool = NodePool & { name: string; createTime: string; updateTime: string };
@@ -84,7 +87,7 @@ export class BatchJobService {
     const id = batchJobId ?? generateId(this.d.random ?? Math.random);
     const name = this.name(caller.account, id);
     const spec = await admitDependencies(this.d.store, caller.account, name, parsed, true);
-    const admission = await admitJob(this.d.store, caller, spec);
+    const admission = await admitJob(this.d.store, caller, spec, undefined, this.d.sharing?.());
     await admitExecutor(spec, spec.nodePoolId, () =>
       this.d.client.withDeadline(Date.now() + 2000, () => this.d.client.workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
     );
@@ -294,7 +297,7 @@ export class BatchJobService {
     const statuses = new Map<string, string>();
     await Promise.all(
       [...byPool].map(async ([poolId, queued]) => {
-        const poolName = resourceName(account, 'nodePools', poolId);
+        const poolName = poolNameOf(account, poolId);
         const names = queued.map((j) => j.name);
         const pool = await this.d.store.get<StoredPool>('nodePools', poolName);
         const gpu = pool ? isGpuPool(pool.resource) : true;

@@ -29,7 +29,7 @@ import { MAX_ATTEMPTS } from '../domain/job-policy';
 import { DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN } from '../domain/sharing';
 import { ENVIRONMENT_STATES, type Environment, environmentCreateBodySchema } from '../domain/environment';
 import { type ErrorBody, type ErrorDetail, GrpcCode } from '../domain/errors';
-import { displayNameSchema, idSchema } from '../domain/fields';
+import { displayNameSchema, idSchema, poolRefSchema } from '../domain/fields';
 import { DEFAULT_ORDER, FILTER_FIELDS, type ListKind, ORDER_FIELDS } from '../domain/list-fields';
 import { knownMachineTypes } from '../domain/machine-types';
 import { FAKE_POOL_MAX_NODES, NODE_POOL_STATES, type NodePool, nodePoolCreateBodySchema, type NodePoolStats } from '../domain/node-pool';
@@ -118,7 +118,9 @@ export const batchJobWireSchema = named(
       startTime: readOnly(timestamp(), 'When the job entered RUNNING').optional(),
       endTime: readOnly(timestamp(), 'When the job ended: COMPLETED, FAILED or CANCELLED').optional(),
       createdBy: readOnly(z.string(), 'The email of the user whose key created the job (workflow:<id> for a job started by a workflow)'),
-      nodePoolId: idSchema.meta({ description: 'The id (not the name) of the node pool the job runs on' }),
+      nodePoolId: poolRefSchema.meta({
+        description: 'The id of the node pool the job runs on; batchd extension: or the full name (accounts/{account}/nodePools/{id}) of a pool another account shares with this one',
+      }),
       environmentId: idSchema.optional(),
       snapshotId: idSchema.optional(),
       numRanks: z.int().min(1).max(MAX_RANKS),

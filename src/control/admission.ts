@@ -7,7 +7,8 @@ import { type PoolBinding } from '../domain/control-model';
 import { type BatchJobSpec } from '../domain/batch-job';
 import { ApiError, resourceInfo } from '../domain/errors';
 import { type NodePool, isGpuPool, poolCapacityLimit, ranksPerNodeOf } from '../domain/node-pool';
-import { resourceName } from '../domain/names';
+import { parseResourceName, resourceName } from '../domain/names';
+import { EMPTY_SHARING, mayUsePool, poolNameOf, type SharingConfig } from '../domain/sharing-config';
 import { type ReadModel } from '../store/read-model';
 import { admitEnvironment, type EnvironmentUse } from './environment-admission';
 
@@ -26,11 +27,16 @@ export interface Caller {
  * `use` is given by the validation activity only: it registers the job with its environment's workflow,
  * so that the environment and snapshot cannot be deleted while the job lives (environment-admission.ts).
  */
-export async function admitJob(store: ReadModel, caller: Caller, spec: BatchJobSpec, use?: EnvironmentUse): Promise<Admission> {
-  const poolName = resourceName(caller.account, 'nodePools', spec.nodePoolId);
+export async function admitJob(store: ReadModel, caller: Caller, spec: BatchJobSpec, use?: EnvironmentUse, sharing: SharingConfig = EMPTY_SHARING): Promise<Admission> {
+  const poolName = poolNameOf(caller.account, spec.nodePoolId);
+  // Another account's pool is usable only when the operator's sharing file says so; whether it
+  // exists is not said to an account it is not shared with.
+  if (!mayUsePool(sharing, caller.account, poolName)) {
+    throw new ApiError('NOT_FOUND', `node pool "${spec.nodePoolId}" is not shared with account "${caller.account}"`, [resourceInfo(poolName, 'nodePoolId')]);
+  }
   const stored = await store.get<NodePool & { name: string; createTime: string; updateTime: string }>('nodePools', poolName);
   if (!stored || stored.resource.state === 'DELETING') {
-    throw new ApiError('NOT_FOUND', `node pool "${spec.nodePoolId}" not found in account "${caller.account}"`, [resourceInfo(poolName, 'nodePoolId')]);
+    throw new ApiError('NOT_FOUND', `node pool "${spec.nodePoolId}" not found in account "${parseResourceName(poolName)?.account ?? caller.account}"`, [resourceInfo(poolName, 'nodePoolId')]);
   }
   const pool = stored.resource;
   if (pool.state === 'FAILED') throw ApiError.failedPrecondition(`node pool "${spec.nodePoolId}" is FAILED: ${pool.status.message}`);

@@ -21,7 +21,7 @@ import {
 } from './batch-job-model';
 import { describeInput, programArgumentProblem, workspacePathProblem } from './field-rules';
 import { durationProblem, exitCodeRange, MAX_ATTEMPTS } from './job-policy';
-import { annotationsSchema, displayNameSchema, idSchema, int32, outputOnly, stringMapSchema } from './fields';
+import { annotationsSchema, displayNameSchema, idSchema, int32, outputOnly, poolRefSchema, stringMapSchema } from './fields';
 import { DEFAULT_PRIORITY, PRIORITY_MAX, PRIORITY_MIN } from './sharing';
 
 export * from './batch-job-model';
@@ -172,7 +172,7 @@ export const BATCH_JOB_EMPTY_MEANS_ABSENT = ['environmentId', 'snapshotId', 'ima
 /** The writable fields of a batch job, as a client sends them on create. */
 export const batchJobWritableShape = {
   displayName: displayNameSchema.optional(),
-  nodePoolId: idSchema,
+  nodePoolId: poolRefSchema,
   environmentId: idSchema.optional(),
   snapshotId: idSchema.optional(),
   numRanks: int32('numRanks').min(1, 'numRanks must be at least 1').max(MAX_RANKS, `numRanks must be at most ${MAX_RANKS}`).optional(),

@@ -6,6 +6,14 @@ import { ID_PATTERN, ID_RULE } from './names';
 
 export const idSchema = z.string().regex(ID_PATTERN, `must be ${ID_RULE}`);
 
+const ID_BODY = ID_PATTERN.source.slice(1, -1);
+/** A job's nodePoolId: the id of a pool of its account, or the full name of a pool another account shares with it (SHARING_FILE). */
+export const POOL_REF_PATTERN = new RegExp(`^(?:${ID_BODY}|accounts/${ID_BODY}/nodePools/${ID_BODY})$`);
+
+export const poolRefSchema = z
+  .string()
+  .regex(POOL_REF_PATTERN, `must be a node pool id (${ID_RULE}), or the full name accounts/{account}/nodePools/{id} of a pool shared with the account`);
+
 /** displayName: "Must be fewer than 64 characters long" (field-rules.ts). */
 export const displayNameSchema = z.string().max(DISPLAY_NAME_MAX_LENGTH, DISPLAY_NAME_RULE);
 

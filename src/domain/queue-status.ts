@@ -8,6 +8,17 @@ function plural(n: number, unit: string): string {
 export function queuedStatus(pool: string, gpu: boolean, s: QueueStanding): string {
   const unit = gpu ? 'GPU' : 'host';
   const head = `waiting for ${plural(s.ranks, unit)} in node pool ${pool}${s.priority !== undefined ? ` at priority ${s.priority}` : ''}`;
+  if (s.quota) {
+    const q = s.quota;
+    return `${head}; account ${q.account} holds ${plural(q.held, unit)} of its quota of ${q.limit} on this pool, and this job would take it past that: it waits until the account's jobs free ${plural(q.held + s.ranks - q.limit, unit)}`;
+  }
+  const share = s.share
+    ? `; fair share: account ${s.share.account} holds ${plural(s.share.held, unit)}, its fair part is ${s.share.fairSlots} (weight ${s.share.weight} of ${s.share.totalWeight}), and accounts furthest below their part go first`
+    : '';
+  return base(head, unit, s) + share;
+}
+
+function base(head: string, unit: string, s: QueueStanding): string {
   if (s.preempting && s.preempting.length > 0) {
     const names = s.preempting.map((n) => n.split('/').pop() ?? n);
     return `${head}; ${plural(names.length, 'running job')} of lower priority (${names.join(', ')}) ${names.length === 1 ? 'is' : 'are'} being preempted to make room for it`;

@@ -27,6 +27,7 @@ import {
   priorityOf,
   reservationFreeBy,
   shareKey,
+  type ShareStanding,
   type SharingPolicy,
 } from './sharing';
 
@@ -861,6 +862,9 @@ export interface QueueStanding {
   priority?: number;
   /** Running jobs being preempted to make room for it (shared pools). */
   preempting?: string[];
+  /** Its account's quota and fair share, when they hold it back (shared pools; sharing.ts shareStanding). */
+  quota?: ShareStanding['quota'];
+  share?: ShareStanding['share'];
 }
 
 export function standing(state: SchedulerState, id: string): QueueStanding | undefined {

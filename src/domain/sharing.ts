@@ -204,3 +204,39 @@ export function fitsBeforeHead(request: QueuedRequest, now: number, freeBy: numb
   const d = request.maxRunMs;
   return d !== undefined && Number.isFinite(freeBy) && d > 0 && now + d <= freeBy;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Why a request waits, in numbers
+
+/** What a waiting request's account holds against its quota and its fair share (for its status). */
+export interface ShareStanding {
+  quota?: { account: string; held: number; limit: number };
+  share?: { account: string; held: number; fairSlots: number; weight: number; totalWeight: number };
+}
+
+/**
+ * The numbers behind a queued request's wait on a shared pool: its account's quota when the request
+ * would take the account past it, and, with fair share on and several accounts active (waiting or
+ * holding), what its account holds beside its fair part of the pool.
+ */
+export function shareStanding(state: SchedulerState, id: string, policy: { quotas?: Readonly<Record<string, number>>; fairShare?: FairShareConfig } | undefined): ShareStanding {
+  const request = state.queue.find((r) => r.id === id);
+  if (!request || !policy) return {};
+  const account = accountOf(request);
+  const held = heldByAccount(state.allocations);
+  const holds = held.get(account) ?? 0;
+  const out: ShareStanding = {};
+  const limit = policy.quotas?.[account];
+  if (limit !== undefined && holds + request.ranks > limit) out.quota = { account, held: holds, limit };
+  const fair = policy.fairShare;
+  if (fair) {
+    const active = new Set<string>([...held.keys(), ...state.queue.map(accountOf)]);
+    if (active.size > 1) {
+      const slots = state.hosts.filter((h) => h.status !== 'draining').reduce((n, h) => n + h.slots, 0);
+      const weight = weightOf(fair, account);
+      const totalWeight = [...active].reduce((n, a) => n + weightOf(fair, a), 0);
+      out.share = { account, held: holds, fairSlots: Math.round((slots * weight * 10) / totalWeight) / 10, weight, totalWeight };
+    }
+  }
+  return out;
+}
