@@ -167,8 +167,9 @@ export interface NodePoolQueueEntry {
   enqueuedAt?: string;
   /** Hosts the request stays off when the pool can place it elsewhere (a retry's failed hosts). */
   avoidHosts?: string[];
-  /** Its priority, when not the default 0. */
+  /** Its priority, when not the default 0, and the account of its job (shared pools). */
   priority?: number;
+  account?: string;
 }
 
 export interface NodePoolInternals {
@@ -177,7 +178,7 @@ export interface NodePoolInternals {
   queue: NodePoolQueueEntry[];
   queueSummary?: NodePoolQueueSummary;
   reservation: SchedulerState['reservation'];
-  allocations: Record<string, { ranks: number; state: BatchJobState; hosts: string[]; priority?: number; preemptible?: boolean }>;
+  allocations: Record<string, { ranks: number; state: BatchJobState; hosts: string[]; priority?: number; preemptible?: boolean; account?: string }>;
 }
 
 export const queueStandingQuery = defineQuery<Record<string, QueueStanding>, [string[]]>('queueStanding');

@@ -310,6 +310,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
           ...(enqueuedAt ? { enqueuedAt } : {}),
           ...(r.avoidHosts ? { avoidHosts: r.avoidHosts } : {}),
           ...(r.priority !== undefined ? { priority: r.priority } : {}),
+          ...(r.account !== undefined ? { account: r.account } : {}),
         };
       }),
       queueSummary: { length: state.length, ranks: state.queuedRanks, window: settings.queueWindow },
@@ -323,6 +324,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
             hosts: a.hosts.map((h) => h.host),
             ...(a.priority !== undefined ? { priority: a.priority } : {}),
             ...(a.preemptible ? { preemptible: true } : {}),
+            ...(a.account !== undefined ? { account: a.account } : {}),
           },
         ]),
       ),

@@ -42,7 +42,7 @@ import { parseOrThrow } from '../domain/validation';
 import { type LogStore } from '../store/log-store';
 import { type BatchJobRecord, type ListQuery, type ReadModel } from '../store/read-model';
 import { type Principal } from './auth';
-import { poolNameOf, type SharingConfig } from '../domain/sharing-config';
+import { poolNameOf, poolSharingPolicy, type SharingConfig } from '../domain/sharing-config';
 import { checkNames } from './batch-delete';
 import { describeError } from '../temporal/errors';
 import { fromTemporal } from './errors';
@@ -189,7 +189,9 @@ export class BatchJobService {
         ...(spec.maxQueueDuration ? { maxQueueDuration: spec.maxQueueDuration } : {}),
         ...(spec.maxRunDuration ? { maxRunDuration: spec.maxRunDuration } : {}),
         ...(spec.priority ? { priority: spec.priority } : {}),
+        account: caller.account,
       },
+      ...sharingOf(this.d.sharing?.(), admission.pool.workflowId),
       jobs,
       ...(dependencies.length > 0 ? { dependencies } : {}),
       now,
@@ -470,4 +472,10 @@ export class BatchJobService {
     if (!row) throw ApiError.notFound(`batch job "${id}"`);
     return row.resource;
   }
+}
+
+/** The pool's sharing terms for a dry run, as the file says now (none without a file or for a pool it does not list). */
+function sharingOf(config: SharingConfig | undefined, poolName: string): { sharing?: NonNullable<ReturnType<typeof poolSharingPolicy>> } {
+  const policy = config ? poolSharingPolicy(config, poolName) : undefined;
+  return policy ? { sharing: policy } : {};
 }

@@ -19,7 +19,8 @@ import { type BatchJobState, type DependencyCondition, isTerminal } from './batc
 import { dependencyVerdict, durationMs, formatDuration } from './job-policy';
 import { queuedBehindWindowStatus, queuedStatus } from './queue-status';
 import { type Allocation, type HostStatus, type PoolHost, type QueuedRequest, release, type Reservation, schedule, scheduleShared, type SchedulerState, standing } from './scheduler';
-import { priorityOf } from './sharing';
+import { priorityOf, shareStanding } from './sharing';
+import { type PoolSharingPolicy } from './sharing-config';
 
 /** The pool as its workflow holds it (the node-pool workflow's `getNodePoolInternals` query). */
 export interface DryRunPool {
@@ -28,14 +29,14 @@ export interface DryRunPool {
   gpu: boolean;
   hosts: ReadonlyArray<{ host: string; slots: number; status: HostStatus; used: ReadonlyArray<string | null> }>;
   /** The head of the queue the pool schedules from (its window), in queue order (priority, then arrival). */
-  queue: ReadonlyArray<{ jobName: string; ranks: number; priority?: number }>;
+  queue: ReadonlyArray<{ jobName: string; ranks: number; priority?: number; account?: string }>;
   /** Every queued job, the window's and those behind it. */
   queueLength: number;
   /** How many queued jobs the pool schedules from (POOL_QUEUE_WINDOW). */
   window: number;
   reservation: Reservation | null;
   /** Jobs holding capacity, by name, with their priority and whether they may be preempted (shared pools). */
-  allocations: Readonly<Record<string, { ranks: number; priority?: number; preemptible?: boolean }>>;
+  allocations: Readonly<Record<string, { ranks: number; priority?: number; preemptible?: boolean; account?: string }>>;
 }
 
 /** What a job's record says of its timing (the read model's row; undefined when it has none). */
@@ -55,7 +56,9 @@ export interface DryRunDependency {
 
 export interface DryRunInput {
   pool: DryRunPool;
-  job: { name: string; ranks: number; maxQueueDuration?: string; maxRunDuration?: string; priority?: number };
+  job: { name: string; ranks: number; maxQueueDuration?: string; maxRunDuration?: string; priority?: number; account?: string };
+  /** The quotas and fair share the operator's sharing file sets for the pool (none: the pool is its owner's alone). */
+  sharing?: PoolSharingPolicy;
   /** The records of the jobs holding capacity and queued in the window, by name; a job missing here has no record. */
   jobs: Readonly<Record<string, JobTiming | undefined>>;
   dependencies?: readonly DryRunDependency[];
@@ -122,7 +125,15 @@ export function schedulerStateOf(pool: DryRunPool): SchedulerState {
   const hosts: PoolHost[] = pool.hosts.map((h) => ({ id: h.host, slots: h.slots, status: h.status, used: Array.from({ length: h.slots }, (_, i) => h.used[i] ?? null) }));
   const allocations: Record<string, Allocation> = {};
   for (const [id, a] of Object.entries(pool.allocations)) {
-    allocations[id] = { id, ranks: a.ranks, hosts: [], masterPort: 0, ...(a.priority ? { priority: a.priority } : {}), ...(a.preemptible ? { preemptible: true } : {}) };
+    allocations[id] = {
+      id,
+      ranks: a.ranks,
+      hosts: [],
+      masterPort: 0,
+      ...(a.priority ? { priority: a.priority } : {}),
+      ...(a.preemptible ? { preemptible: true } : {}),
+      ...(a.account ? { account: a.account } : {}),
+    };
   }
   for (const h of hosts) {
     const slotsOf = new Map<string, number[]>();
@@ -134,7 +145,7 @@ export function schedulerStateOf(pool: DryRunPool): SchedulerState {
       allocations[holder].hosts.push({ host: h.id, slots });
     }
   }
-  const queue: QueuedRequest[] = pool.queue.map((r, i) => ({ id: r.jobName, ranks: r.ranks, seq: i + 1, ...(r.priority ? { priority: r.priority } : {}) }));
+  const queue: QueuedRequest[] = pool.queue.map((r, i) => ({ id: r.jobName, ranks: r.ranks, seq: i + 1, ...(r.priority ? { priority: r.priority } : {}), ...(r.account ? { account: r.account } : {}) }));
   return { hosts, allocations, queue, reservation: pool.reservation ? structuredClone(pool.reservation) : null, seq: queue.length };
 }
 
@@ -212,13 +223,13 @@ function onPool(input: DryRunInput): DryRun {
     if (d !== undefined) r.maxRunMs = d;
   }
   state.seq += 1;
-  const candidate: QueuedRequest = { id: job.name, ranks: job.ranks, seq: state.seq, ...(priority ? { priority } : {}) };
+  const candidate: QueuedRequest = { id: job.name, ranks: job.ranks, seq: state.seq, ...(priority ? { priority } : {}), ...(job.account ? { account: job.account } : {}) };
   const runMs = job.maxRunDuration === undefined ? undefined : durationMs(job.maxRunDuration);
   if (runMs !== undefined) candidate.maxRunMs = runMs;
   // At its place in queue order: behind every job of its priority or higher.
   const at = state.queue.findIndex((r) => priorityOf(r) < priority);
   state.queue.splice(at < 0 ? state.queue.length : at, 0, candidate);
-  const { grants } = scheduleShared(state, { now });
+  const { grants } = scheduleShared(state, { now, ...input.sharing });
   const now0 = grants.find((g) => g.id === job.name);
   if (now0) {
     return {
@@ -230,7 +241,7 @@ function onPool(input: DryRunInput): DryRun {
   }
   // The job is in the window, and so is every job ahead of it: the scheduler's standing is its place in all of it.
   const found = standing(state, job.name);
-  const s = found && { ...found, queueLength: Math.max(found.queueLength, pool.queueLength + 1 - grants.length) };
+  const s = found && { ...found, queueLength: Math.max(found.queueLength, pool.queueLength + 1 - grants.length), ...shareStanding(state, job.name, input.sharing) };
   const answer: DryRun = { wouldStartNow: false, estimatedStartTime: UNKNOWN, estimate: '' };
   if (s) {
     answer.queuePosition = s.position;

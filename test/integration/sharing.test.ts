@@ -2,11 +2,18 @@
  * Sharing a pool through the API, on real processes: a job of higher priority preempts a preemptible
  * one (stopped, requeued, completed later) and never one that is not preemptible; a job whose
  * declared run time ends before the head of the queue could start is backfilled into the head's
- * reserved slots, and jobs that would delay the head, or declare no run time, wait behind it.
+ * reserved slots, and jobs that would delay the head, or declare no run time, wait behind it. Then a
+ * pool the operator's sharing file opens to other accounts: a quota that holds an account back while
+ * capacity is free, its status giving the numbers; fair share splitting freed capacity between two
+ * accounts instead of first come first served; and an account the pool is not shared with refused.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type BatchJobBody, processesMatching, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
+import { Api, type BatchJobBody, processesMatching, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
 
@@ -102,5 +109,112 @@ describe('sharing a pool: priorities, preemption, backfill', () => {
     const tooLong = await waitForState(t.api, 'default', 'too-long', 'COMPLETED', 60_000);
     const undeclared = await waitForState(t.api, 'default', 'undeclared', 'COMPLETED', 60_000);
     for (const later of [tooLong, undeclared]) assert.ok(Date.parse(String(later.startTime)) >= Date.parse(String(head.startTime)), `${later.name} started after the head`);
+  });
+});
+
+describe('a pool shared between accounts: quotas and fair share', () => {
+  let t: TestService;
+  const markers: string[] = [];
+  const users = { acme: '', beta: '', gamma: '', delta: '' };
+  const api: Record<keyof typeof users, Api> = {} as Record<keyof typeof users, Api>;
+  const BIG = 'accounts/acme/nodePools/big';
+  const FAIR = 'accounts/acme/nodePools/fair';
+  let dir = '';
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'batchd-sharing-'));
+    const keys = (Object.keys(users) as Array<keyof typeof users>).map((account) => {
+      users[account] = `${account}-${randomBytes(12).toString('hex')}`;
+      return { key: users[account], account, email: `ann@${account}.dev` };
+    });
+    writeFileSync(join(dir, 'keys.json'), JSON.stringify(keys));
+    writeFileSync(
+      join(dir, 'sharing.json'),
+      JSON.stringify({
+        pools: {
+          [BIG]: { accounts: { beta: { quota: 2 }, gamma: {} } },
+          [FAIR]: { accounts: { acme: { weight: 1 }, beta: { weight: 1 } }, fairShareHalfLife: '3600s' },
+        },
+      }),
+    );
+    t = await startTestService({ dataDir: dir, defaultPools: false, env: { API_KEYS_FILE: join(dir, 'keys.json'), SHARING_FILE: join(dir, 'sharing.json') } });
+    for (const account of Object.keys(users) as Array<keyof typeof users>) api[account] = new Api(t.url, users[account]);
+    // Two hosts of 4 GPUs (8 in all), and one host of 4.
+    for (const [id, numNodes] of [['big', 2], ['fair', 1]] as const) {
+      const r = await api.acme.post('/v1/accounts/acme/nodePools', { nodePoolId: id, nodePool: { fakeNodePool: { machineType: 'g5.12xlarge', numNodes } } });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+  });
+  after(async () => {
+    for (const marker of markers) for (const pid of processesMatching(marker)) process.kill(pid, 'SIGKILL');
+    await t?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const sleeper = (n: number) => {
+    const m = `sleep ${400 + n}.${Date.now() % 100000}`;
+    markers.push(m);
+    return m;
+  };
+  const create = async (account: keyof typeof users, id: string, body: Record<string, unknown>) => {
+    const r = await api[account].post<BatchJobBody>(`/v1/accounts/${account}/batchJobs?batchJobId=${id}`, body);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return r.body;
+  };
+  const state = (account: keyof typeof users, id: string, states: string | string[]) => waitForState(api[account], account, id, states, 60_000);
+  const cancel = async (account: keyof typeof users, id: string) => assert.equal((await api[account].post(`/v1/accounts/${account}/batchJobs/${id}:cancel`, {})).status, 200);
+
+  it('holds an account to its quota while capacity is free, saying so with the numbers; other accounts use the free capacity; an account not listed is refused', async () => {
+    await create('acme', 'holder', { nodePoolId: 'big', numRanks: 4, shellExecutor: { command: sleeper(1) } });
+    await state('acme', 'holder', 'RUNNING');
+    const b1 = await create('beta', 'b1', { nodePoolId: BIG, numRanks: 2, shellExecutor: { command: sleeper(2) } });
+    assert.equal(b1.nodePoolId, BIG);
+    await state('beta', 'b1', 'RUNNING');
+    await create('beta', 'b2', { nodePoolId: BIG, numRanks: 1, shellExecutor: { command: 'echo b2' } });
+    const waiting = await state('beta', 'b2', 'QUEUED');
+    assert.match(
+      waiting.status,
+      /^waiting for 1 GPU in node pool accounts\/acme\/nodePools\/big; account beta holds 2 GPUs of its quota of 2 on this pool, and this job would take it past that: it waits until the account's jobs free 1 GPU$/,
+    );
+    // 2 GPUs are free, and gamma (no quota) takes them past beta's waiting job.
+    await create('gamma', 'g1', { nodePoolId: BIG, numRanks: 2, shellExecutor: { command: 'echo g1' } });
+    await state('gamma', 'g1', 'COMPLETED');
+    assert.equal((await api.beta.get<BatchJobBody>('/v1/accounts/beta/batchJobs/b2')).body.state, 'QUEUED');
+
+    const refused = await api.delta.post<{ message: string }>('/v1/accounts/delta/batchJobs?batchJobId=d1', { nodePoolId: BIG, shellExecutor: { command: 'true' } });
+    assert.equal(refused.status, 404);
+    assert.match(refused.body.message, /node pool "accounts\/acme\/nodePools\/big" is not shared with account "delta"/);
+    const unknown = await api.delta.post<{ message: string }>('/v1/accounts/delta/batchJobs?batchJobId=d2', { nodePoolId: 'accounts/acme/nodePools/nope', shellExecutor: { command: 'true' } });
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.body.message, /is not shared with account "delta"/, 'the same answer whether or not the pool exists');
+
+    await cancel('beta', 'b1');
+    await state('beta', 'b2', 'COMPLETED');
+    await cancel('acme', 'holder');
+  });
+
+  it('splits freed capacity by fair share between two accounts, not by arrival, and says so in the status of those that wait', async () => {
+    await create('acme', 'hog', { nodePoolId: 'fair', numRanks: 4, shellExecutor: { command: sleeper(3) } });
+    await state('acme', 'hog', 'RUNNING');
+    // Arrival order: acme's three, then beta's three.
+    for (const i of [1, 2, 3]) await create('acme', `a${i}`, { nodePoolId: 'fair', shellExecutor: { command: sleeper(10 + i) } });
+    for (const i of [1, 2, 3]) await create('beta', `b${i}`, { nodePoolId: FAIR, shellExecutor: { command: sleeper(20 + i) } });
+    for (const i of [1, 2, 3]) await state('beta', `b${i}`, 'QUEUED');
+    const behind = await api.acme.get<BatchJobBody>('/v1/accounts/acme/batchJobs/a3');
+    assert.match(behind.body.status, /; fair share: account acme holds 4 GPUs, its fair part is 2 \(weight 1 of 2\), and accounts furthest below their part go first$/);
+
+    await cancel('acme', 'hog');
+    // Four GPUs free at once: shares alternate from beta (nothing held, nothing used), so two each.
+    await waitFor('four jobs running', async () => {
+      const running = [];
+      for (const [account, ids] of [['acme', ['a1', 'a2', 'a3']], ['beta', ['b1', 'b2', 'b3']]] as const) {
+        for (const id of ids) if ((await api[account].get<BatchJobBody>(`/v1/accounts/${account}/batchJobs/${id}`)).body.state === 'RUNNING') running.push(id);
+      }
+      return running.length === 4 ? running : undefined;
+    }, 60_000).then((running) => assert.deepEqual(running.sort(), ['a1', 'a2', 'b1', 'b2']));
+    assert.equal((await api.acme.get<BatchJobBody>('/v1/accounts/acme/batchJobs/a3')).body.state, 'QUEUED');
+    assert.equal((await api.beta.get<BatchJobBody>('/v1/accounts/beta/batchJobs/b3')).body.state, 'QUEUED');
+    for (const id of ['a1', 'a2', 'a3']) await cancel('acme', id);
+    for (const id of ['b1', 'b2', 'b3']) await cancel('beta', id);
   });
 });

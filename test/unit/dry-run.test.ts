@@ -222,6 +222,17 @@ describe('dry run: priority', () => {
     assert.doesNotMatch(lower.waitingFor ?? '', /preempted/, 'never a holder of equal priority');
   });
 
+  it('on a shared pool, a job past its account\'s quota waits with free capacity, saying so with the numbers', () => {
+    const s = pool(1, 8, [['holder', 4]]);
+    const input = internals(s);
+    const shared = { ...input, allocations: { [job('holder')]: { ranks: 4, account: 'beta' } } };
+    const r = dryRun({ pool: shared, job: { name: NEW, ranks: 2, account: 'beta' }, jobs: { [job('holder')]: running(10, '60s') }, now: NOW, sharing: { quotas: { beta: 5 } } });
+    assert.equal(r.wouldStartNow, false);
+    assert.match(r.waitingFor ?? '', /account beta holds 4 GPUs of its quota of 5 on this pool, and this job would take it past that/);
+    const other = dryRun({ pool: shared, job: { name: NEW, ranks: 2, account: 'gamma' }, jobs: {}, now: NOW, sharing: { quotas: { beta: 5 } } });
+    assert.equal(other.wouldStartNow, true, 'another account is not held by beta\'s quota');
+  });
+
   it('behind a full window, a job of higher priority than its last joins it, first', () => {
     const r = dryRun({ pool: internals(busy(), 2, 5), job: { name: NEW, ranks: 1, priority: 1 }, jobs: timings, now: NOW });
     assert.equal(r.queuePosition, 1);
