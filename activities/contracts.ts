@@ -9,6 +9,7 @@ import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/stor
 import { type JobSettings, type PoolBinding, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
 import { type RankUsageReport } from '../src/domain/isolation';
 import { type PoolSharingPolicy } from '../src/domain/sharing-config';
+import { type RequestTerms } from '../src/domain/scheduler';
 
 /** A grant to send to a job once the pool's step that made it is written. */
 /** A running job asked to stop and give its capacity back to `by`, a job of higher priority. */
@@ -109,7 +110,8 @@ export interface ControlActivities {
    * of the `known` jobs.
    */
   poolOrphans(input: { pool: string; account: string; poolId: string; known: string[] }): Promise<{
-    orphans: Array<{ jobName: string; ranks: number; createTime: string }>;
+    /** `terms` is absent from results recorded before sharing. */
+    orphans: Array<{ jobName: string; ranks: number; createTime: string; terms?: RequestTerms }>;
     states: Record<string, string>;
   }>;
   /** Whether the pool's record exists (a pool being deleted still has one). */

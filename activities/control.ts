@@ -177,7 +177,9 @@ export function createControlActivities({ store, logs, config, client, knowsUser
     },
 
     poolOrphans(input) {
-      return poolOrphans(store, input);
+      // Accounts the pool is shared with queue their jobs on it too.
+      const sharedWith = Object.keys(sharing?.().pools[input.pool]?.accounts ?? {});
+      return poolOrphans(store, { ...input, sharedWith });
     },
 
     async poolExists({ pool }) {

@@ -34,6 +34,7 @@ import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-j
 import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-patch';
 import { usageSummary } from '../src/domain/isolation';
 import { type AttemptEnd, dependencyVerdict, durationMs, formatDuration, retryDecision } from '../src/domain/job-policy';
+import { requestTermsOf } from '../src/domain/sharing';
 import { numberRanks, rankEnvironment } from '../src/domain/ranks';
 import {
   type BatchJobInput,
@@ -83,6 +84,14 @@ export const JOB_SIGNALS_BY_ACTIVITY_PATCH = 'job-signals-by-activity';
  * only.
  */
 export const JOB_PURGES_ON_HOSTS_PATCH = 'job-purges-on-hosts';
+/**
+ * A queue limit that is hit wins over a grant that arrives in the same workflow task. The job's end
+ * (release, FAILED report) runs as local activities in the task that decides it; if a grant arrives
+ * meanwhile, the server refuses the task's completion and it runs again with both the grant and the
+ * limit, and a job that then took the grant ran on capacity its pool had already been given back.
+ * Histories from before it keep the old choice (the grant).
+ */
+export const JOB_QUEUE_LIMIT_WINS_PATCH = 'job-queue-limit-wins';
 
 /** How long a deleted job waits for its hosts to remove its folders before its record goes anyway. */
 const HOST_PURGE_WINDOW = '1 hour';
@@ -357,17 +366,6 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     const maxAttempts = policy?.maxAttempts ?? 1;
     const queueLimitMs = spec.maxQueueDuration !== undefined ? durationMs(spec.maxQueueDuration) : undefined;
     const runLimitMs = spec.maxRunDuration !== undefined ? durationMs(spec.maxRunDuration) : undefined;
-    /**
-     * What the pool's shared pass knows of this job beyond its size: its priority and account, and its
-     * declared run time (backfill). Data in the request only: pools from before sharing ignore it.
-     */
-    const requestTerms = {
-      account: input.account,
-      ...(spec.priority !== undefined && spec.priority !== 0 ? { priority: spec.priority } : {}),
-      ...(runLimitMs !== undefined ? { maxRunMs: runLimitMs } : {}),
-    };
-    /** An attempt may be preempted when its policy retries PREEMPTED and an attempt is left to retry it. */
-    const preemptible = () => policy?.conditions?.includes('PREEMPTED') === true && attempt < maxAttempts;
     const poolBinding: PoolBinding = validation.pool;
     const pool = getExternalWorkflowHandle(poolBinding.workflowId);
     const unit = poolBinding.gpu ? 'GPU' : 'host';
@@ -507,8 +505,8 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
         workflowId: workflowInfo().workflowId,
         ranks: job.numRanks,
         ...(avoid.size > 0 ? { avoidHosts: [...avoid] } : {}),
-        ...requestTerms,
-        ...(preemptible() ? { preemptible: true } : {}),
+        // Data in the request only: pools from before sharing ignore it.
+        ...requestTermsOf(input.account, spec, attempt),
       };
       const delivered = await toPool({ name: 'requestCapacity', args: request });
       if (!delivered) {
@@ -540,7 +538,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
         transition({ type: 'failed', status: refusal });
         return ended(await deleteAfterEnd());
       }
-      if (!grant && queueLimitHit && !stopWanted()) return ended(await failQueueLimit(`in node pool ${job.nodePoolId}'s queue`));
+      if (queueLimitHit && !stopWanted() && (!grant || patched(JOB_QUEUE_LIMIT_WINS_PATCH))) return ended(await failQueueLimit(`in node pool ${job.nodePoolId}'s queue`));
       if (!grant || stopWanted()) return ended(await stopBeforeRunning());
       const g: CapacityGrant = grant;
 

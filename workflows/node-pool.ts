@@ -576,7 +576,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         if (job && (s === 'RUNNING' || s === 'PENDING')) job.state = s;
       }
       const limit = poolCapacityLimit(pool);
-      for (const o of found.orphans) if (o.ranks <= limit) state.request({ jobName: o.jobName, workflowId: o.jobName, ranks: o.ranks }, o.createTime);
+      // Orphans found by activities from before sharing have no terms.
+      for (const o of found.orphans) if (o.ranks <= limit) state.request({ jobName: o.jobName, workflowId: o.jobName, ranks: o.ranks, ...o.terms }, o.createTime);
       if (found.orphans.length > 0) log.warn('queued again the requests the closed run never wrote', { jobs: found.orphans.length });
       dirty = true;
     }

@@ -18,6 +18,7 @@
  *   declared ends of their holders (Slurm's conservative backfill); never when a holder declares none.
  */
 import { type Allocation, type QueuedRequest, type Reservation, type SchedulerState } from './scheduler';
+import { durationMs } from './job-policy';
 
 /** The documented range of `priority` (batchd extension); default 0. */
 export const PRIORITY_MIN = -1000;
@@ -239,4 +240,24 @@ export function shareStanding(state: SchedulerState, id: string, policy: { quota
     }
   }
   return out;
+}
+
+/**
+ * What a job's request tells its pool beyond its size: its account and priority, its declared run
+ * time (backfill), and whether this attempt may be preempted: its policy retries PREEMPTED and an
+ * attempt is left to retry with. The job's workflow and a recovered pool's orphan search agree on it.
+ */
+export function requestTermsOf(
+  account: string,
+  spec: { priority?: number; maxRunDuration?: string; retryPolicy?: { maxAttempts: number; conditions?: readonly string[] } },
+  attempt: number,
+): { account: string; priority?: number; maxRunMs?: number; preemptible?: true } {
+  const runMs = spec.maxRunDuration === undefined ? undefined : durationMs(spec.maxRunDuration);
+  const policy = spec.retryPolicy;
+  return {
+    account,
+    ...(spec.priority !== undefined && spec.priority !== DEFAULT_PRIORITY ? { priority: spec.priority } : {}),
+    ...(runMs !== undefined ? { maxRunMs: runMs } : {}),
+    ...(policy?.conditions?.includes('PREEMPTED') === true && attempt < policy.maxAttempts ? { preemptible: true as const } : {}),
+  };
 }

@@ -197,24 +197,24 @@ describe('a pool shared between accounts: quotas and fair share', () => {
     await create('acme', 'hog', { nodePoolId: 'fair', numRanks: 4, shellExecutor: { command: sleeper(3) } });
     await state('acme', 'hog', 'RUNNING');
     // Arrival order: acme's three, then beta's three.
-    for (const i of [1, 2, 3]) await create('acme', `a${i}`, { nodePoolId: 'fair', shellExecutor: { command: sleeper(10 + i) } });
-    for (const i of [1, 2, 3]) await create('beta', `b${i}`, { nodePoolId: FAIR, shellExecutor: { command: sleeper(20 + i) } });
-    for (const i of [1, 2, 3]) await state('beta', `b${i}`, 'QUEUED');
-    const behind = await api.acme.get<BatchJobBody>('/v1/accounts/acme/batchJobs/a3');
+    for (const i of [1, 2, 3]) await create('acme', `fa${i}`, { nodePoolId: 'fair', shellExecutor: { command: sleeper(10 + i) } });
+    for (const i of [1, 2, 3]) await create('beta', `fb${i}`, { nodePoolId: FAIR, shellExecutor: { command: sleeper(20 + i) } });
+    for (const i of [1, 2, 3]) await state('beta', `fb${i}`, 'QUEUED');
+    const behind = await api.acme.get<BatchJobBody>('/v1/accounts/acme/batchJobs/fa3');
     assert.match(behind.body.status, /; fair share: account acme holds 4 GPUs, its fair part is 2 \(weight 1 of 2\), and accounts furthest below their part go first$/);
 
     await cancel('acme', 'hog');
     // Four GPUs free at once: shares alternate from beta (nothing held, nothing used), so two each.
     await waitFor('four jobs running', async () => {
       const running = [];
-      for (const [account, ids] of [['acme', ['a1', 'a2', 'a3']], ['beta', ['b1', 'b2', 'b3']]] as const) {
+      for (const [account, ids] of [['acme', ['fa1', 'fa2', 'fa3']], ['beta', ['fb1', 'fb2', 'fb3']]] as const) {
         for (const id of ids) if ((await api[account].get<BatchJobBody>(`/v1/accounts/${account}/batchJobs/${id}`)).body.state === 'RUNNING') running.push(id);
       }
       return running.length === 4 ? running : undefined;
-    }, 60_000).then((running) => assert.deepEqual(running.sort(), ['a1', 'a2', 'b1', 'b2']));
-    assert.equal((await api.acme.get<BatchJobBody>('/v1/accounts/acme/batchJobs/a3')).body.state, 'QUEUED');
-    assert.equal((await api.beta.get<BatchJobBody>('/v1/accounts/beta/batchJobs/b3')).body.state, 'QUEUED');
-    for (const id of ['a1', 'a2', 'a3']) await cancel('acme', id);
-    for (const id of ['b1', 'b2', 'b3']) await cancel('beta', id);
+    }, 60_000).then((running) => assert.deepEqual(running.sort(), ['fa1', 'fa2', 'fb1', 'fb2']));
+    assert.equal((await api.acme.get<BatchJobBody>('/v1/accounts/acme/batchJobs/fa3')).body.state, 'QUEUED');
+    assert.equal((await api.beta.get<BatchJobBody>('/v1/accounts/beta/batchJobs/fb3')).body.state, 'QUEUED');
+    for (const id of ['fa1', 'fa2', 'fa3']) await cancel('acme', id);
+    for (const id of ['fb1', 'fb2', 'fb3']) await cancel('beta', id);
   });
 });

@@ -29,7 +29,9 @@ import { DISCONNECTED_MESSAGE, type Environment } from '../../src/domain/environ
 import { hostTaskQueue, fakeHostId } from '../../src/domain/hosts';
 import { resourceName } from '../../src/domain/names';
 import { isGpuPool, type NodePool, okStatus, ranksPerNodeOf } from '../../src/domain/node-pool-model';
-import { type PoolSnapshot, type QueueRow } from '../../src/store/pool-store';
+import { type PoolSnapshot, type QueueRow, readAfter } from '../../src/store/pool-store';
+import { compareKeys, keyOf } from '../../src/domain/pool-queue';
+import { requestTermsOf } from '../../src/domain/sharing';
 import { ensureTemporalCli } from '../../src/temporal/cli';
 import { installRuntime } from '../../src/temporal/runtime';
 import type { batchJobWorkflow } from '../../workflows/batch-job';
@@ -47,6 +49,7 @@ import {
   sendPoolSignal,
   capacityGrantedSignal,
   dependencyEndedSignal,
+  preemptSignal,
   watchEndSignal,
 } from '../../workflows/messages';
 import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
@@ -85,10 +88,19 @@ export class Gates {
     if (!this.held.has(key)) this.held.set(key, { reached: deferred<void>(), opened: deferred<Error | undefined>() });
   }
 
-  async reached(key: string): Promise<void> {
+  /** Waits until a call arrives at the held gate `key`; fails, naming it, when none has within `timeoutMs`. */
+  async reached(key: string, timeoutMs = 30_000): Promise<void> {
     const gate = this.held.get(key);
     if (!gate) throw new Error(`no gate is held at ${key}`);
-    await gate.reached.promise;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`nothing reached the gate ${key} within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([gate.reached.promise, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Lets the call at `key` go on; with `failure`, it fails instead (an activity that never got its write done). */
@@ -150,6 +162,8 @@ export class FakeWorld {
   readonly purged: string[] = [];
   /** Jobs whose grant the syncPool step has handed to Temporal (accepted: it lands in the job's history when the job's open task completes). */
   readonly grantsSent: string[] = [];
+  /** Jobs the pools asked to stop for a job of higher priority, as their sync steps sent it. */
+  readonly preemptsSent: string[] = [];
   readonly closedJobsAsked: string[][] = [];
   /** Jobs liveJobs answers as live (environments ask it before a delete). */
   readonly live = new Set<string>();
@@ -157,7 +171,7 @@ export class FakeWorld {
   readonly validation = new Map<string, ValidateJobResult>();
 
   queue(pool: string): QueueRow[] {
-    return [...(this.queues.get(pool)?.values() ?? [])].sort((a, b) => a.seq - b.seq);
+    return [...(this.queues.get(pool)?.values() ?? [])].sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
   }
 
   job(name: string): BatchJob | undefined {
@@ -235,7 +249,8 @@ export class FakeWorld {
         const before = this.snapshots.get(step.pool);
         if (step.snapshot && (!before || before.version <= step.snapshot.version)) this.snapshots.set(step.pool, structuredClone(step.snapshot));
         const sorted = this.queue(step.pool);
-        const read = step.read ? sorted.filter((r) => r.seq > step.read!.afterSeq).slice(0, step.read.limit) : [];
+        const after = step.read && readAfter(step.read);
+        const read = step.read && after ? sorted.filter((r) => compareKeys(keyOf(r), after) > 0).slice(0, step.read.limit) : [];
         // As the real step: written first, then the grants go out; closed jobs come back undeliverable.
         const undeliverable: string[] = [];
         for (const g of step.grants ?? []) {
@@ -247,6 +262,17 @@ export class FakeWorld {
           } catch (err) {
             if (!(err instanceof WorkflowNotFoundError)) throw err;
             undeliverable.push(g.jobName);
+          }
+        }
+        for (const p of step.preempts ?? []) {
+          // Written, not yet sent: a test can hold one victim's preemption here (`preempt:<job>`).
+          await this.gates.pass(`preempt:${p.jobName}`);
+          try {
+            await client.workflow.getHandle(p.workflowId).signal(preemptSignal, { by: p.by, reason: p.reason });
+            this.preemptsSent.push(p.jobName);
+          } catch (err) {
+            if (!(err instanceof WorkflowNotFoundError)) throw err;
+            undeliverable.push(p.jobName);
           }
         }
         return { inserted, removed, ...totals(sorted), rows: read, undeliverable };
@@ -296,7 +322,7 @@ export class FakeWorld {
           .map((r) => r.resource as unknown as BatchJob)
           .filter((j) => j.nodePoolId === poolId && (j.state === 'CREATING' || j.state === 'QUEUED') && !known.includes(j.name) && !queued.has(j.name))
           .sort((a, b) => a.createTime.localeCompare(b.createTime) || a.name.localeCompare(b.name))
-          .map((j) => ({ jobName: j.name, ranks: j.numRanks, createTime: j.createTime }));
+          .map((j) => ({ jobName: j.name, ranks: j.numRanks, createTime: j.createTime, terms: requestTermsOf(account, j, j.attempt ?? 1) }));
         return Promise.resolve({ orphans, states });
       },
       poolExists: ({ pool }) => Promise.resolve(this.pools.has(pool)),
@@ -624,8 +650,22 @@ export class WorkflowTestbed {
   }
 
   /** The job's result once its workflow completes. */
-  async result(name: string): Promise<{ job: BatchJob; deleted: boolean }> {
-    return this.client.workflow.getHandle<typeof batchJobWorkflow>(name).result();
+  /** The job's result; fails, naming the job and its state, when it has not ended within `timeoutMs`. */
+  async result(name: string, timeoutMs = 60_000): Promise<{ job: BatchJob; deleted: boolean }> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        void this.jobView(name).then(
+          (v) => reject(new Error(`${name} did not end within ${timeoutMs} ms: it is ${v.job.state} (${v.job.status})`)),
+          (err: unknown) => reject(new Error(`${name} did not end within ${timeoutMs} ms (${String(err)})`)),
+        );
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([this.client.workflow.getHandle<typeof batchJobWorkflow>(name).result(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async internals(pool: string): Promise<NodePoolInternals> {

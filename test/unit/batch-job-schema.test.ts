@@ -103,7 +103,8 @@ const CASES: Case[] = [
   { what: 'envVars value with NUL', body: { ...base, envVars: { X: 'a\0b' } }, fields: ['envVars["X"]'], says: 'NUL' },
   { what: 'nodePoolId missing', body: { shellExecutor: shell }, fields: ['nodePoolId'], says: 'is required' },
   { what: 'nodePoolId empty (not an optional field: "" is not absent)', body: { ...base, nodePoolId: '' }, fields: ['nodePoolId'] },
-  { what: 'nodePoolId a full name', body: { ...base, nodePoolId: 'accounts/a/nodePools/p' }, fields: ['nodePoolId'], says: 'a-z' },
+  { what: 'nodePoolId a name of another collection', body: { ...base, nodePoolId: 'accounts/a/batchJobs/p' }, fields: ['nodePoolId'], says: 'accounts/{account}/nodePools/{id}' },
+  { what: 'nodePoolId a pool name with a bad account', body: { ...base, nodePoolId: 'accounts/A/nodePools/p' }, fields: ['nodePoolId'], says: 'a-z' },
   { what: 'nodePoolId a number', body: { ...base, nodePoolId: 7 }, fields: ['nodePoolId'], says: 'must be a string, not an integer' },
   { what: 'environmentId with upper case', body: { ...base, environmentId: 'MyEnv' }, fields: ['environmentId'] },
   { what: 'imageRef with whitespace', body: { ...base, imageRef: 'ubuntu 24.04' }, fields: ['imageRef'], says: 'without whitespace' },
@@ -225,6 +226,11 @@ describe('batch job create schema: valid bodies normalise', () => {
     ]) {
       assert.equal(parse({ ...base, role }).role, role);
     }
+  });
+
+  it('accepts a node pool id, or the full name of a pool (shared by another account: admission decides)', () => {
+    assert.equal(parse({ ...base, nodePoolId: 'gpus' }).nodePoolId, 'gpus');
+    assert.equal(parse({ ...base, nodePoolId: 'accounts/acme/nodePools/big' }).nodePoolId, 'accounts/acme/nodePools/big');
   });
 
   it('accepts each executor alone, and notebook / python ones', () => {

@@ -101,6 +101,28 @@ describe('node pool workflow races', () => {
     assert.deepEqual(bed.agents.runsOf(next).map((r) => r.host).sort(), ['h0', 'h1']);
   });
 
+  it('a preemption racing its victim\'s own end: the victim ends COMPLETED, not requeued; the preempting job gets the capacity; nothing stays reserved', async () => {
+    const pool = await bed.startPool('prace', { numNodes: 1 });
+    const victim = await bed.startJob('prace-victim', { pool: 'prace', spec: { retryPolicy: { maxAttempts: 2, conditions: ['PREEMPTED'], initialBackoff: '0.2s' } } });
+    await bed.reported(victim, 'RUNNING');
+    bed.world.gates.hold(`preempt:${victim}`);
+    const urgent = bed.jobName('prace-urgent');
+    bed.agents.behaviour.set(urgent, { succeed: true });
+    await bed.startJob('prace-urgent', { pool: 'prace', spec: { priority: 10 } });
+    // The pass chose the victim and wrote it; before the stop reaches it, its ranks finish.
+    await bed.world.gates.reached(`preempt:${victim}`);
+    assert.deepEqual((await bed.internals(pool)).reservation?.requestId, urgent, 'the capacity is reserved for the job of higher priority');
+    for (const r of bed.agents.runsOf(victim)) r.end({ outcome: 'succeeded' });
+    const ended = await bed.result(victim);
+    bed.world.gates.open(`preempt:${victim}`);
+    assert.equal(ended.job.state, 'COMPLETED');
+    assert.doesNotMatch(ended.job.status, /preempted/);
+    assert.equal(bed.agents.runsOf(victim).length, 1, 'it ran once');
+    assert.equal((await bed.result(urgent)).job.state, 'COMPLETED');
+    await bed.assertIdle(pool);
+    assert.equal((await bed.internals(pool)).reservation, null);
+  });
+
   it('recovers a terminated pool from its store: allocations, queue order, an unwritten request, a re-sent grant ignored', async () => {
     const poolId = 'rec';
     const options = { numNodes: 1, queueWindow: 2 };

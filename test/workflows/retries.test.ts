@@ -62,18 +62,25 @@ describe('retry, limit and dependency races', () => {
     await bed.assertIdle(pool);
   });
 
-  it('maxQueueDuration racing a grant: the job ends FAILED and the capacity granted meanwhile goes back', async () => {
+  it('maxQueueDuration racing a grant: the job ends FAILED and the capacity granted meanwhile goes back, also when the grant lands in the task that ends it', async () => {
     const pool = await bed.startPool('queue-limit', { numNodes: 1 });
     const holder = await bed.startJob('queue-limit-holder', { pool: 'queue-limit' });
     await bed.reported(holder, 'RUNNING');
     const name = await bed.startJob('queue-limit-job', { pool: 'queue-limit', spec: { maxQueueDuration: '3s' } });
     await bed.reported(name, 'QUEUED');
-    // The holder ends and the pool allocates to the job and writes it, but the grant is held until the limit has passed.
+    // The holder ends and the pool allocates to the job and writes it, but the grant is held until the
+    // limit has passed and the job, in the task that ends it, has given the capacity back and is
+    // reporting FAILED. The grant lands then: the server refuses that task's completion, and the task
+    // runs again with the grant and the limit both (job-queue-limit-wins).
     bed.world.gates.hold(`grant:${name}`);
+    bed.world.gates.hold(`report:${name}:FAILED`);
     for (const r of bed.agents.runsOf(holder)) r.end({ outcome: 'succeeded' });
     await bed.world.gates.reached(`grant:${name}`);
-    const failed = await bed.reported(name, 'FAILED');
+    await bed.world.gates.reached(`report:${name}:FAILED`);
     bed.world.gates.open(`grant:${name}`);
+    await until('the grant sent', () => bed.world.grantsSent.includes(name));
+    bed.world.gates.open(`report:${name}:FAILED`);
+    const failed = await bed.reported(name, 'FAILED');
     assert.match(failed.status, /^waited longer than its maxQueueDuration \(3s\) in node pool queue-limit's queue/);
     assert.equal((await bed.result(name)).job.state, 'FAILED');
     assert.equal(bed.agents.runsOf(name).length, 0, 'no rank started');
