@@ -88,6 +88,13 @@ export const POOL_LOST_HOSTS_RETURN_PATCH = 'pool-lost-hosts-return';
  */
 export const POOL_SHARED_SCHEDULING_PATCH = 'pool-shared-scheduling';
 
+/**
+ * A shared run's first pass waits for the sharing terms (quotas, fair share) its first store step
+ * reads, so that no pass of a run ignores them. Shared runs from before it (histories of development
+ * builds) made their first pass without that step.
+ */
+export const POOL_SHARING_TERMS_FIRST_PATCH = 'pool-reads-sharing-terms-first';
+
 /** How long a probe waits on an unreachable host's task queue, for settings carried from before hostProbeMs. */
 const DEFAULT_HOST_PROBE_MS = 600_000;
 /** An agent that answers with ranks of jobs that left the host stops them at its next heartbeat: ask again soon. */
@@ -610,7 +617,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       if (dirty || state.needsSync()) {
         dirty = false;
         // A run's first pass waits for the sharing terms the store step reads.
-        if (shared && !sharingRead) await sync();
+        if (shared && !sharingRead && patched(POOL_SHARING_TERMS_FIRST_PATCH)) await sync();
         const { grants, preempt } = state.pass(shared ? { now: Date.now(), ...sharing } : undefined);
         // The snapshot with these allocations (and preemptions) is written before any grant or stop goes out.
         if (grantsByActivity) {
