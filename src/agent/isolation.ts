@@ -483,7 +483,7 @@ export async function startIsolation(config: Config, logger: Logger): Promise<Ra
       temporalPort: config.TEMPORAL_PORT,
       temporalUiPort: config.TEMPORAL_UI_PORT,
       apiPort: config.PORT,
-      apiUrl: process.env.BATCHD_API_URL,
+      apiUrl: config.BATCHD_API_URL,
     }),
     logger,
   });
