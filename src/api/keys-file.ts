@@ -12,10 +12,11 @@
  * entry and the field (`keys[2].key: must be at least 16 characters`), never the value, and JSON syntax
  * errors give a line and column instead of the parser's message, which quotes the text around them.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { type Logger } from 'pino';
 import { z } from 'zod';
 import { ConfigError } from '../config';
+import { fileSignature } from '../file-signature';
 import { ID_PATTERN, ID_RULE } from '../domain/names';
 import { type KeyEntry, type KeyRing, sha256 } from './auth';
 
@@ -139,15 +140,6 @@ export function readKeysFile(path: string): KeyEntry[] {
   return parseKeysFile(text, path);
 }
 
-/** What identifies one version of the file: modification time, size and inode. */
-function signatureOf(path: string): string {
-  try {
-    const s = statSync(path);
-    return `${s.mtimeMs}:${s.size}:${s.ino}`;
-  } catch (err) {
-    return `unreadable:${(err as NodeJS.ErrnoException).code ?? ''}`;
-  }
-}
 
 export interface KeysFileOptions {
   path: string;
@@ -192,7 +184,7 @@ export class KeysFileWatcher {
 
   /** Reloads when the file's modification time, size or inode changed since the last load. */
   poll(): void {
-    if (signatureOf(this.options.path) !== this.signature) this.reload('the file changed');
+    if (fileSignature(this.options.path) !== this.signature) this.reload('the file changed');
   }
 
   /** Loads the file again; on failure the previous keys stay in force. Returns whether it loaded. */
@@ -212,7 +204,7 @@ export class KeysFileWatcher {
   private load(): KeyEntry[] {
     // The signature is taken first: a write during the read shows up as a change at the next poll.
     // A failed load records it too, so a bad file is reported once, not at every poll.
-    this.signature = signatureOf(this.options.path);
+    this.signature = fileSignature(this.options.path);
     const entries = readKeysFile(this.options.path);
     this.ring.set(KEYS_FILE_SOURCE, entries);
     return entries;

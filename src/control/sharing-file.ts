@@ -4,21 +4,14 @@
  * inode changes, looked at no more than once a second. A file that does not load on reload leaves the
  * previous configuration in force and logs why. Without SHARING_FILE every pool is its owner's alone.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { type Logger } from 'pino';
 import { ConfigError } from '../config';
+import { fileSignature } from '../file-signature';
 import { EMPTY_SHARING, parseSharingConfig, type SharingConfig } from '../domain/sharing-config';
 
 const CHECK_EVERY_MS = 1000;
 
-function signatureOf(path: string): string {
-  try {
-    const s = statSync(path);
-    return `${s.mtimeMs}:${s.size}:${s.ino}`;
-  } catch (err) {
-    return `unreadable:${(err as NodeJS.ErrnoException).code ?? ''}`;
-  }
-}
 
 export class SharingFile {
   private config: SharingConfig = EMPTY_SHARING;
@@ -48,7 +41,7 @@ export class SharingFile {
   current(now = Date.now()): SharingConfig {
     if (this.path && now - this.checkedAt >= CHECK_EVERY_MS) {
       this.checkedAt = now;
-      if (signatureOf(this.path) !== this.signature) {
+      if (fileSignature(this.path) !== this.signature) {
         try {
           this.load();
           this.logger.info({ file: this.path, pools: Object.keys(this.config.pools).length }, 'sharing file reloaded');
@@ -62,7 +55,7 @@ export class SharingFile {
 
   private load(): void {
     if (!this.path) return;
-    const signature = signatureOf(this.path);
+    const signature = fileSignature(this.path);
     let text: string;
     try {
       text = readFileSync(this.path, 'utf8');
