@@ -23,7 +23,7 @@
  */
 import { type BatchJobState } from './batch-job-model';
 import { type HostFacts } from './control-model';
-import { type Allocation, avoidList, emptyScheduler, type QueuedRequest, release as releaseSlots, type RequestTerms, schedule, scheduleShared, type SchedulerState } from './scheduler';
+import { type Allocation, avoidList, emptyScheduler, type QueuedRequest, release as releaseSlots, type RequestTerms, schedule, scheduleShared, type SchedulerState, termsOf } from './scheduler';
 import { DEFAULT_PRIORITY, type SharingPolicy } from './sharing';
 
 /** Carried state: 3 adds the priority-ordered window's boundary (`loadedPriority`, `loadedAll`). */
@@ -504,14 +504,4 @@ export class PoolQueue {
 function queuedRequestOf(row: QueueEntry): QueuedRequest {
   const avoidHosts = avoidList(row.avoidHosts);
   return { id: row.jobName, ranks: row.ranks, seq: row.seq, ...(avoidHosts ? { avoidHosts } : {}), ...termsOf(row) };
-}
-
-/** The sharing terms that are set (a request without any keeps the shape it had before them). */
-function termsOf(r: RequestTerms): RequestTerms {
-  const out: RequestTerms = {};
-  if (r.priority !== undefined && r.priority !== DEFAULT_PRIORITY) out.priority = r.priority;
-  if (r.account !== undefined && r.account !== '') out.account = r.account;
-  if (r.preemptible) out.preemptible = true;
-  if (r.maxRunMs !== undefined) out.maxRunMs = r.maxRunMs;
-  return out;
 }

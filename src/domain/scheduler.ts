@@ -128,18 +128,19 @@ export function enqueue(state: SchedulerState, id: string, ranks: number, avoidH
   state.seq += 1;
   const avoid = avoidList(avoidHosts);
   const request: QueuedRequest = avoid ? { id, ranks, seq: state.seq, avoidHosts: avoid } : { id, ranks, seq: state.seq };
-  if (terms) withTerms(request, terms);
+  if (terms) Object.assign(request, termsOf(terms));
   state.queue.push(request);
   return 'queued';
 }
 
-/** Copies the terms that are set (so a FIFO pool's state stays as it was). */
-function withTerms<T extends RequestTerms>(target: T, terms: RequestTerms): T {
-  if (terms.priority !== undefined && terms.priority !== 0) target.priority = terms.priority;
-  if (terms.account !== undefined && terms.account !== '') target.account = terms.account;
-  if (terms.preemptible) target.preemptible = true;
-  if (terms.maxRunMs !== undefined) target.maxRunMs = terms.maxRunMs;
-  return target;
+/** The terms that are set, and only those (so a request or allocation without any keeps the shape it had before them). */
+export function termsOf(terms: RequestTerms): RequestTerms {
+  const out: RequestTerms = {};
+  if (terms.priority !== undefined && terms.priority !== 0) out.priority = terms.priority;
+  if (terms.account !== undefined && terms.account !== '') out.account = terms.account;
+  if (terms.preemptible) out.preemptible = true;
+  if (terms.maxRunMs !== undefined) out.maxRunMs = terms.maxRunMs;
+  return out;
 }
 
 /** A request's hosts to avoid as kept: distinct non-empty ids in the order given, or undefined for none. */
@@ -515,7 +516,7 @@ class PassView {
     if (!this.ports) this.ports = new MasterPorts(this.state.allocations);
     const allocation: Allocation = { id: request.id, ranks: request.ranks, hosts, masterPort: this.ports.pick(hosts[0]?.host ?? '') };
     if (this.now !== undefined) {
-      withTerms(allocation, { priority: request.priority, account: request.account, preemptible: request.preemptible });
+      Object.assign(allocation, termsOf({ priority: request.priority, account: request.account, preemptible: request.preemptible }));
       allocation.startedAt = this.now;
       if (request.maxRunMs !== undefined) allocation.endsBy = this.now + request.maxRunMs;
     }
