@@ -1,11 +1,18 @@
 /**
- * One workflow per batch job; its state is the job. It validates the job, queues for capacity at the
- * node pool's workflow, starts each host's ranks through that host's agent, watches them, and on any
- * ending (success, failure, cancel, delete, a lost host) stops what still runs, releases the capacity
- * once, and reports the final job before it completes.
+ * One workflow per batch job (type `batchJobWorkflowV2`); its state is the job. It queues for capacity
+ * at the node pool's workflow, starts each host's ranks through that host's agent, watches them, and on
+ * any ending (success, failure, cancel, delete, a lost host) stops what still runs, releases the
+ * capacity once, and reports the final job before it completes.
  *
  * Cancel and delete arrive as signals (or as Temporal's own cancellation, treated as cancel); a PATCH
  * arrives as an update; `getBatchJob` answers the current job at any time.
+ *
+ * V2 is V1 (workflows/batch-job-v1.ts, frozen) with every patch of V1 in force and none of their
+ * markers: a job is short-lived, so a new type for new starts is cheaper than a patch marker (and the
+ * search-attribute upsert that sdk-core adds to each) in every job's history. V2 also leaves out what
+ * nothing needs: the report of CREATING that the API already wrote, and the PENDING search attribute
+ * (visibility's BatchJobState goes QUEUED → RUNNING → the end; the read model and the API have
+ * PENDING). From here on, a change of V2's command order goes behind `patched()` as anywhere else.
  */
 import {
   ActivityCancellationType,
@@ -15,10 +22,8 @@ import {
   TimeoutFailure,
   allHandlersFinished,
   condition,
-  getExternalWorkflowHandle,
   isCancellation,
   log,
-  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -52,46 +57,16 @@ import {
   type JobSettings,
   ranksStartedSignal,
   type StopRequest,
-  sendPoolSignal,
   updateBatchJobUpdate,
   watchEndSignal,
 } from './messages';
-import { control } from './control';
+import { controlInOrder as control } from './control';
 import { apiFailure } from './failures';
 import { BatchdAccount, BatchJobDisplayName, BatchJobState, jobMemo, jobSearchAttributes } from './search-attributes';
 
 
 /** What became of one host's ranks. */
 type HostResult = HostOutcome | { outcome: 'lost'; message: string } | { outcome: 'error'; message: string };
-
-/**
- * A job whose capacity request cannot reach its pool (the pool's workflow is closed) waits for the pool
- * watchdog to restart it, instead of failing; before this patch it failed as if the pool were gone.
- */
-export const JOB_WAITS_FOR_POOL_PATCH = 'job-waits-for-pool-recovery';
-
-/**
- * Jobs send their pool signals (request, release, state, host lost) through a local activity instead
- * of a workflow command: a command's delivery comes back as an event that costs the job another
- * workflow task (a round trip through a busy task queue) before it can even say QUEUED. Receivers are
- * idempotent, so the activity's at-least-once delivery is enough.
- */
-export const JOB_SIGNALS_BY_ACTIVITY_PATCH = 'job-signals-by-activity';
-
-/**
- * A deleted job's rank folders are removed by each host its ranks ran on (an activity on that host's
- * queue), before its record goes; before this patch the control worker removed them on its own machine
- * only.
- */
-export const JOB_PURGES_ON_HOSTS_PATCH = 'job-purges-on-hosts';
-/**
- * A queue limit that is hit wins over a grant that arrives in the same workflow task. The job's end
- * (release, FAILED report) runs as local activities in the task that decides it; if a grant arrives
- * meanwhile, the server refuses the task's completion and it runs again with both the grant and the
- * limit, and a job that then took the grant ran on capacity its pool had already been given back.
- * Histories from before it keep the old choice (the grant).
- */
-export const JOB_QUEUE_LIMIT_WINS_PATCH = 'job-queue-limit-wins';
 
 /** How long a deleted job waits for its hosts to remove its folders before its record goes anyway. */
 const HOST_PURGE_WINDOW = '1 hour';
@@ -181,10 +156,12 @@ function summariseHosts(grant: CapacityGrant): string {
   return grant.hosts.map((h) => `${h.host} (${h.slots.length})`).join(', ');
 }
 
-export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobResult> {
+export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJobResult> {
   let job = initialJob(input);
   let version = 1;
-  let reported = 0;
+  // The API wrote the CREATING record (version 1's content) when it admitted the job; a job started
+  // otherwise (a parent workflow) reports it here.
+  let reported = input.admitted ? 1 : 0;
   let finished = false;
   let placement: BatchJobView['placement'];
   let cancelBy: string | undefined;
@@ -291,11 +268,15 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     return lines.join('\n');
   };
 
+  /** What visibility's BatchJobState says: PENDING (usually milliseconds) is not written there. */
+  let indexed: JobState = job.state;
   const transition = (event: LifecycleEvent): void => {
-    const before = job.state;
     job = apply(job, event, now());
     version++;
-    if (job.state !== before) upsertSearchAttributes([{ key: BatchJobState, value: job.state }]);
+    if (job.state !== indexed && job.state !== 'PENDING') {
+      indexed = job.state;
+      upsertSearchAttributes([{ key: BatchJobState, value: job.state }]);
+    }
     setCurrentDetails(describe());
   };
 
@@ -320,7 +301,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
 
   const finish = async (deleted: boolean): Promise<BatchJobResult> => {
     await condition(() => reported >= version);
-    if (deleted && ranOn.size > 0 && patched(JOB_PURGES_ON_HOSTS_PATCH)) {
+    if (deleted && ranOn.size > 0) {
       const hosts = [...ranOn.values()];
       transition({ type: 'status', status: `${job.status}; removing its ranks' folders on ${hosts.map((h) => h.host).join(', ')}` });
       await Promise.all(
@@ -342,7 +323,6 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
   };
 
   return CancellationScope.nonCancellable(async (): Promise<BatchJobResult> => {
-    const lean = patched(JOB_SIGNALS_BY_ACTIVITY_PATCH);
     // ---- CREATING: validate, find the pool ---------------------------------------------------
     // Admitted once: by the API when it started this workflow, else (parent workflows) here.
     const given = input.settings;
@@ -367,7 +347,6 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     const queueLimitMs = spec.maxQueueDuration !== undefined ? durationMs(spec.maxQueueDuration) : undefined;
     const runLimitMs = spec.maxRunDuration !== undefined ? durationMs(spec.maxRunDuration) : undefined;
     const poolBinding: PoolBinding = validation.pool;
-    const pool = getExternalWorkflowHandle(poolBinding.workflowId);
     const unit = poolBinding.gpu ? 'GPU' : 'host';
     const runtimeNote =
       imageRef !== undefined
@@ -378,15 +357,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
     const attemptPrefix = () => (maxAttempts > 1 ? `attempt ${attempt} of ${maxAttempts}: ` : '');
 
     /** Sends a signal to the pool; false when its workflow is not running. */
-    const toPool = async (signal: PoolSignal): Promise<boolean> => {
-      if (lean) return (await control.signalPool({ pool: poolBinding.workflowId, signal })).delivered;
-      try {
-        await sendPoolSignal(pool, signal);
-        return true;
-      } catch {
-        return false;
-      }
-    };
+    const toPool = async (signal: PoolSignal): Promise<boolean> => (await control.signalPool({ pool: poolBinding.workflowId, signal })).delivered;
 
     let released = false;
     const releaseCapacity = async (): Promise<void> => {
@@ -512,7 +483,7 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
       if (!delivered) {
         // A pool that still exists only has its workflow closed: the watchdog restarts it, and the
         // recovered pool queues this job from its QUEUED record (pool-recovery.ts).
-        if (!patched(JOB_WAITS_FOR_POOL_PATCH) || !(await control.poolExists({ pool: poolBinding.workflowId }))) {
+        if (!(await control.poolExists({ pool: poolBinding.workflowId }))) {
           transition({ type: 'invalid', status: `node pool ${job.nodePoolId} no longer exists` });
           return ended(await deleteAfterEnd());
         }
@@ -538,7 +509,9 @@ export async function batchJobWorkflow(input: BatchJobInput): Promise<BatchJobRe
         transition({ type: 'failed', status: refusal });
         return ended(await deleteAfterEnd());
       }
-      if (queueLimitHit && !stopWanted() && (!grant || patched(JOB_QUEUE_LIMIT_WINS_PATCH))) return ended(await failQueueLimit(`in node pool ${job.nodePoolId}'s queue`));
+      // The limit wins over a grant that came in the same task: the end (release, FAILED report) may
+      // already have run in a task the server refused, and a retried task must decide the same.
+      if (queueLimitHit && !stopWanted()) return ended(await failQueueLimit(`in node pool ${job.nodePoolId}'s queue`));
       if (!grant || stopWanted()) return ended(await stopBeforeRunning());
       const g: CapacityGrant = grant;
 

@@ -6,7 +6,7 @@
  *                                         { account: 'acme', batchJobId: 'train-42', createdBy: 'ann@acme.dev' });
  *   if (job.state !== 'COMPLETED') throw ApplicationFailure.nonRetryable(job.status);
  *
- * The child is the same `batchJobWorkflow` the API starts, with the same id (the job's name), so the
+ * The child is the same `batchJobWorkflowV2` the API starts, with the same id (the job's name), so the
  * API gets, lists, follows, cancels and deletes it like any other job. A bad job fails fast in the
  * parent, before any child starts: the `validateJob` activity, on batchd's task queue and served by
  * its control worker, checks the body with the API's schema and then the admission rules (pool,
@@ -21,6 +21,7 @@ import {
   ChildWorkflowCancellationType,
   type ChildWorkflowHandle,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   startChild,
   workflowInfo,
@@ -28,7 +29,7 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ControlActivities } from '../activities/contracts';
 import { ID_RULE, isValidId, resourceName } from '../src/domain/names';
-import type { batchJobWorkflow } from './batch-job';
+import type { batchJobWorkflowV2 } from './batch-job';
 import { type BatchJobInput, type BatchJobResult } from './messages';
 import { apiFailure } from './failures';
 import { jobMemo, jobSearchAttributes } from './search-attributes';
@@ -50,8 +51,14 @@ export interface BatchJobChildOptions {
 
 const invalid = apiFailure;
 
+/**
+ * Children start as `batchJobWorkflowV2`. A parent workflow whose history started a child before
+ * this package version did so as `batchJobWorkflow`, and replays that way.
+ */
+export const CHILD_JOBS_V2_PATCH = 'batchd-child-jobs-v2';
+
 /** Validates and starts a batch job as a child workflow; throws a non-retryable ApplicationFailure for a bad job. */
-export async function startBatchJob(body: unknown, options: BatchJobChildOptions): Promise<ChildWorkflowHandle<typeof batchJobWorkflow>> {
+export async function startBatchJob(body: unknown, options: BatchJobChildOptions): Promise<ChildWorkflowHandle<typeof batchJobWorkflowV2>> {
   if (!isValidId(options.account)) throw invalid('INVALID_ARGUMENT', `account "${options.account}" is not a valid id: ${ID_RULE}`);
   if (!isValidId(options.batchJobId)) throw invalid('INVALID_ARGUMENT', `batchJobId "${options.batchJobId}" is not a valid id: ${ID_RULE}`);
   const taskQueue = options.taskQueue ?? BATCHD_TASK_QUEUE;
@@ -75,7 +82,7 @@ export async function startBatchJob(body: unknown, options: BatchJobChildOptions
 
   const input: BatchJobInput = { name, account: options.account, jobId: options.batchJobId, spec, createdBy, createTime: new Date().toISOString() };
   try {
-    return await startChild<typeof batchJobWorkflow>('batchJobWorkflow', {
+    return await startChild<typeof batchJobWorkflowV2>(patched(CHILD_JOBS_V2_PATCH) ? 'batchJobWorkflowV2' : 'batchJobWorkflow', {
       workflowId: name,
       taskQueue,
       args: [input],

@@ -30,10 +30,9 @@ export const LOCAL_ACTIVITIES_ONE_AT_A_TIME_PATCH = 'local-activities-one-at-a-t
 let tail: Promise<unknown> = Promise.resolve();
 let serial: boolean | undefined;
 
-function oneAtATime<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+function oneAtATime<A extends unknown[], R>(fn: (...args: A) => Promise<R>, isSerial: () => boolean): (...args: A) => Promise<R> {
   return (...args: A) => {
-    serial ??= patched(LOCAL_ACTIVITIES_ONE_AT_A_TIME_PATCH);
-    if (!serial) return fn(...args);
+    if (!isSerial()) return fn(...args);
     const run = tail.then(() => fn(...args));
     tail = run.catch(() => undefined);
     return run;
@@ -42,17 +41,25 @@ function oneAtATime<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (..
 
 type AnyActivity = (...args: unknown[]) => Promise<unknown>;
 const byName = concurrent as unknown as Record<string, AnyActivity>;
-const queued = new Map<string, AnyActivity>();
 
-/** The activities by name, each call queued behind the workflow's previous one (proxyLocalActivities makes them on access). */
-export const control = new Proxy({} as ControlActivities, {
-  get(_target, name) {
-    if (typeof name !== 'string') return undefined;
-    let fn = queued.get(name);
-    if (!fn) {
-      fn = oneAtATime(byName[name] as AnyActivity);
-      queued.set(name, fn);
-    }
-    return fn;
-  },
-});
+/** The activities by name, each call queued behind the workflow's previous one when `isSerial()` says so (proxyLocalActivities makes them on access). */
+function controlProxy(isSerial: () => boolean): ControlActivities {
+  const queued = new Map<string, AnyActivity>();
+  return new Proxy({} as ControlActivities, {
+    get(_target, name) {
+      if (typeof name !== 'string') return undefined;
+      let fn = queued.get(name);
+      if (!fn) {
+        fn = oneAtATime(byName[name] as AnyActivity, isSerial);
+        queued.set(name, fn);
+      }
+      return fn;
+    },
+  });
+}
+
+/** For workflow types whose histories may predate the patch: one at a time only in runs that began after it. */
+export const control = controlProxy(() => (serial ??= patched(LOCAL_ACTIVITIES_ONE_AT_A_TIME_PATCH)));
+
+/** For workflow types that began after the patch (batchJobWorkflowV2): always one at a time, no marker. */
+export const controlInOrder = controlProxy(() => true);

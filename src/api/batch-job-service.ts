@@ -21,7 +21,7 @@ import {
   queueStandingQuery,
   updateBatchJobUpdate,
 } from '../../workflows/messages';
-import type { batchJobWorkflow } from '../../workflows/batch-job';
+import type { batchJobWorkflowV2 } from '../../workflows/batch-job';
 import { jobMemo, jobSearchAttributes } from '../../workflows/search-attributes';
 import { type Config } from '../config';
 import { type AccountLimits } from '../control/account-limits';
@@ -116,7 +116,7 @@ export class BatchJobService {
       admitted: { pool: admission.pool, ...(admission.imageRef !== undefined ? { imageRef: admission.imageRef } : {}) },
     };
     try {
-      await this.d.client.workflow.start<typeof batchJobWorkflow>('batchJobWorkflow', {
+      await this.d.client.workflow.start<typeof batchJobWorkflowV2>('batchJobWorkflowV2', {
         workflowId: name,
         taskQueue: this.d.config.TASK_QUEUE,
         args: [input],

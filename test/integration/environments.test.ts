@@ -283,7 +283,7 @@ describe('environments and snapshots', () => {
     const spec = parseOrThrow(batchJobCreateSchema, { nodePoolId: 'default-cpu', environmentId: 'bob-private', shellExecutor: { command: 'true' } });
     const name = 'accounts/default/batchJobs/adm-child';
     const input: BatchJobInput = { name, account: 'default', jobId: 'adm-child', spec, createdBy: ADMIN, createTime: new Date().toISOString() };
-    await t.service.client.workflow.start('batchJobWorkflow', { workflowId: name, taskQueue: t.service.config.TASK_QUEUE, args: [input] });
+    await t.service.client.workflow.start('batchJobWorkflowV2', { workflowId: name, taskQueue: t.service.config.TASK_QUEUE, args: [input] });
     const child = await waitForState(t.api, 'default', 'adm-child', 'FAILED');
     assert.match(child.status, /environment "bob-private" belongs to bob@localhost and is not shared/);
   });

@@ -34,7 +34,7 @@ import { compareKeys, keyOf } from '../../src/domain/pool-queue';
 import { requestTermsOf } from '../../src/domain/sharing';
 import { ensureTemporalCli } from '../../src/temporal/cli';
 import { installRuntime } from '../../src/temporal/runtime';
-import type { batchJobWorkflow } from '../../workflows/batch-job';
+import type { batchJobWorkflowV2 } from '../../workflows/batch-job';
 import type { environmentWorkflow } from '../../workflows/environment';
 import type { nodePoolWorkflow } from '../../workflows/node-pool';
 import {
@@ -52,7 +52,7 @@ import {
   preemptSignal,
   watchEndSignal,
 } from '../../workflows/messages';
-import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
+import { ALL_SEARCH_ATTRIBUTES, jobSearchAttributes } from '../../workflows/search-attributes';
 
 export const ACCOUNT = 'default';
 export const CONTROL_QUEUE = 'wf-test-control';
@@ -462,6 +462,8 @@ export interface JobOptions {
   createTime?: string;
   /** Fields of the job beyond pool and ranks (retryPolicy, limits, dependsOn), already normalized. */
   spec?: Partial<BatchJobSpec>;
+  /** The job workflow type: today's (V2) unless a test checks that the frozen V1 still runs. */
+  workflowType?: 'batchJobWorkflowV2' | 'batchJobWorkflow';
 }
 
 /** A dev server, the control workers on the real bundle with the fake world, and fake agents per host. */
@@ -624,11 +626,12 @@ export class WorkflowTestbed {
       shared: false,
       ...options.spec,
     };
-    await this.client.workflow.start<typeof batchJobWorkflow>('batchJobWorkflow', {
+    await this.client.workflow.start<typeof batchJobWorkflowV2>(options.workflowType ?? 'batchJobWorkflowV2', {
       workflowId: name,
       taskQueue: CONTROL_QUEUE,
       args: [{ name, account: ACCOUNT, jobId: id, spec, createdBy: 'ann@example.com', createTime, settings: options.settings ?? FAST_JOB_SETTINGS }],
       workflowIdConflictPolicy: 'FAIL',
+      typedSearchAttributes: jobSearchAttributes(ACCOUNT, { ...spec, createdBy: 'ann@example.com', state: 'CREATING' }),
       // A task held open by a gated local activity is heartbeated (completed, and a new one started) at
       // 80% of this; the default 10 s would cost 8 s whenever a test needs that new task.
       workflowTaskTimeout: JOB_TASK_TIMEOUT,
@@ -662,7 +665,7 @@ export class WorkflowTestbed {
       }, timeoutMs);
     });
     try {
-      return await Promise.race([this.client.workflow.getHandle<typeof batchJobWorkflow>(name).result(), late]);
+      return await Promise.race([this.client.workflow.getHandle<typeof batchJobWorkflowV2>(name).result(), late]);
     } finally {
       clearTimeout(timer);
     }
@@ -681,7 +684,6 @@ export class WorkflowTestbed {
     });
   }
 
-  /** Signals of one name that reached a workflow (its current run), with their payloads. */
   /** Event types of a workflow's current run (for failure messages). */
   async eventsOf(workflowId: string): Promise<string[]> {
     const history = await this.client.workflow.getHandle(workflowId).fetchHistory();
@@ -692,6 +694,7 @@ export class WorkflowTestbed {
     });
   }
 
+  /** Signals of one name that reached a workflow (its current run), with their payloads. */
   async signalsAt(workflowId: string, signalName: string): Promise<unknown[]> {
     const history = await this.client.workflow.getHandle(workflowId).fetchHistory();
     const out: unknown[] = [];

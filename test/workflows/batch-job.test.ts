@@ -303,4 +303,49 @@ describe('batch job workflow races', () => {
     bed.world.gates.open(`stop:${name}@h0`);
     assert.equal((await bed.result(name)).deleted, true);
   });
+
+  /** Each patch marker, and what each search-attribute upsert wrote, in a job's history. */
+  async function markersAndUpserts(name: string): Promise<{ patches: number; upserts: string[] }> {
+    const history = await job(name).fetchHistory();
+    let patches = 0;
+    const upserts: string[] = [];
+    for (const e of history.events ?? []) {
+      if (e.markerRecordedEventAttributes?.markerName === 'core_patch') patches++;
+      const fields = e.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields;
+      if (fields) {
+        for (const [key, payload] of Object.entries(fields)) {
+          upserts.push(key === 'BatchJobState' && payload.data ? `BatchJobState=${JSON.parse(Buffer.from(payload.data).toString('utf8'))}` : key);
+        }
+      }
+    }
+    return { patches, upserts };
+  }
+
+  it('a V2 job writes no patch marker, and visibility\'s state only as it changes there: QUEUED, RUNNING, the end', async () => {
+    await bed.startPool('v2-cost', { numNodes: 1 });
+    const name = await bed.startJob('v2-cost-job', { pool: 'v2-cost' });
+    await bed.reported(name, 'RUNNING');
+    for (const r of bed.agents.runsOf(name)) r.end({ outcome: 'succeeded' });
+    assert.equal((await bed.result(name)).job.state, 'COMPLETED');
+    assert.deepEqual(await markersAndUpserts(name), { patches: 0, upserts: ['BatchJobState=QUEUED', 'BatchJobState=RUNNING', 'BatchJobState=COMPLETED'] });
+  });
+
+  it('the frozen V1 type still runs its jobs on this worker: one to COMPLETED, one cancelled while QUEUED', async () => {
+    const { pool, holder } = await heldPool('v1-still');
+    const queued = await bed.startJob('v1-still-queued', { pool: 'v1-still', workflowType: 'batchJobWorkflow' });
+    await bed.reported(queued, 'QUEUED');
+    await job(queued).signal(cancelSignal, { requestedBy: 'bob@example.com' });
+    assert.equal((await bed.result(queued)).job.state, 'CANCELLED');
+    await endHolder(holder);
+    await releasedOnce(pool, queued);
+
+    const done = await bed.startJob('v1-still-done', { pool: 'v1-still', workflowType: 'batchJobWorkflow' });
+    await bed.reported(done, 'RUNNING');
+    for (const r of bed.agents.runsOf(done)) r.end({ outcome: 'succeeded' });
+    assert.equal((await bed.result(done)).job.state, 'COMPLETED');
+    const v1 = await markersAndUpserts(done);
+    assert.ok(v1.patches >= 2, `V1 still records its patches (${v1.patches})`);
+    assert.ok(v1.upserts.includes('BatchJobState=PENDING'), 'V1 still writes PENDING to visibility');
+    await bed.assertIdle(pool);
+  });
 });
