@@ -6,6 +6,11 @@
  * read model (environment and snapshot rows) in version order; each update returns once its own
  * change has landed there.
  *
+ * The state and its rules (checks, transitions, versions, what to report, the carried state, pruning)
+ * are EnvironmentState (src/domain/environment-state.ts), unit-tested without Temporal. This is the
+ * shell around it: the handlers, the lock, the reporter, the main loop and the activities; the
+ * domain's refusals (ApiError) become the API failures update callers see.
+ *
  * No interactive session is ever connected here, so an environment stays DISCONNECTED from creation
  * to DELETING. There is no container runtime either: a snapshot records the image the environment uses.
  */
@@ -19,25 +24,14 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import {
-  DISCONNECTED_MESSAGE,
-  type Environment,
-  type EnvironmentSpec,
-  environmentSpecChanged,
-  environmentSpecOf,
-  mayUseEnvironment,
-  withEnvironmentSpec,
-} from '../src/domain/environment-model';
-import { isValidId, resourceName } from '../src/domain/names';
-import { okStatus } from '../src/domain/node-pool-model';
-import { type Snapshot } from '../src/domain/snapshot-model';
+import { type EnvironmentSpec } from '../src/domain/environment-model';
+import { EnvironmentState } from '../src/domain/environment-state';
+import { ApiError } from '../src/domain/errors';
 import {
   createSnapshotUpdate,
   deleteEnvironmentUpdate,
   deleteSnapshotUpdate,
-  type EnvironmentCarriedState,
   type EnvironmentInput,
-  type EnvironmentUseGrant,
   type EnvironmentUseRequest,
   getEnvironmentQuery,
   updateEnvironmentUpdate,
@@ -51,55 +45,29 @@ import { BatchdAccount } from './search-attributes';
 /** Handlers woken together by a freed lock take it one at a time (test/workflows/environment.test.ts). */
 export const ENVIRONMENT_LOCK_PATCH = 'environment-lock-one-holder';
 
-/** Below this many remembered jobs, ended ones are only pruned when a delete asks about them. */
-const PRUNE_MIN = 64;
-
 function now(): string {
   return new Date().toISOString();
 }
 
-
-function listNames(names: string[]): string {
-  const shown = names.slice(0, 5).map((n) => `"${n.split('/').pop() ?? n}"`);
-  return names.length > 5 ? `${shown.join(', ')} and ${names.length - 5} more` : shown.join(', ');
+/** Runs a rule of the domain; its refusal (an ApiError) is thrown as the API failure the caller sees. */
+function rule<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw err instanceof ApiError ? apiFailure(err.code, err.message) : err;
+  }
 }
 
 export async function environmentWorkflow(input: EnvironmentInput): Promise<void> {
-  const id = input.environmentId;
-  let env: Environment = input.environment;
-  const carried: EnvironmentCarriedState = input.carried ?? { snapshots: [], jobs: {}, version: 0 };
-  const snapshots: Snapshot[] = carried.snapshots;
-  const jobs = carried.jobs;
-  let version = carried.version;
-  let reported = version;
-  let envDirty = false;
-  const dirtySnapshots: Record<string, true> = {};
-  let deleting = env.state === 'DELETING';
+  const state = new EnvironmentState({ account: input.account, environmentId: input.environmentId, environment: input.environment, carried: input.carried });
   let locked = false;
-  let pruneAt = Math.max(PRUNE_MIN, 2 * Object.keys(jobs).length);
-
-  if (!input.carried) {
-    if (env.state === 'CREATING') env = { ...env, state: 'DISCONNECTED', status: okStatus(DISCONNECTED_MESSAGE) };
-    version = 1;
-    reported = 0;
-    envDirty = true;
-  }
   upsertSearchAttributes([{ key: BatchdAccount, value: input.account }]);
 
-  // ---- state helpers -------------------------------------------------------------------------------
-  const envChanged = () => {
-    version++;
-    envDirty = true;
-  };
-  /** Changes a snapshot in place (the array keeps creation order) and marks it for the read model. */
-  const changeSnapshot = (s: Snapshot, patch: Partial<Snapshot>) => {
-    Object.assign(s, patch);
-    version++;
-    dirtySnapshots[s.name] = true;
-  };
+  // ---- helpers -------------------------------------------------------------------------------------
+  /** Waits until the read model has every change made so far. */
   const landed = async () => {
-    const mine = version;
-    await condition(() => reported >= mine);
+    const mine = state.version;
+    await condition(() => state.reported >= mine);
   };
   /** Runs `fn` alone among the handlers that take the lock. */
   const exclusive = async <T>(fn: () => Promise<T>): Promise<T> => {
@@ -115,69 +83,30 @@ export async function environmentWorkflow(input: EnvironmentInput): Promise<void
       locked = false;
     }
   };
-  const snapshotOf = (snapshotId: string) => snapshots.find((s) => s.name === resourceName(input.account, 'snapshots', snapshotId));
-  /** snapshotImageRef follows the latest READY snapshot; updateTime moves only when it changes. */
-  const refreshSnapshotImageRef = () => {
-    const latest = [...snapshots].reverse().find((s) => s.state === 'READY' && s.imageRef !== undefined)?.imageRef;
-    if (latest === env.snapshotImageRef) return;
-    const next: Environment = { ...env, updateTime: now() };
-    if (latest === undefined) delete next.snapshotImageRef;
-    else next.snapshotImageRef = latest;
-    env = next;
-    envChanged();
-  };
-  const mayChange = (requestedBy: string | undefined) => {
-    if (!mayUseEnvironment(env, requestedBy)) {
-      throw apiFailure('PERMISSION_DENIED', `environment "${id}" belongs to ${env.createdBy} and is not shared; only its creator may change or use it`);
-    }
-  };
-  const notDeleting = () => {
-    if (deleting) throw apiFailure('FAILED_PRECONDITION', `environment "${id}" is being deleted`);
-  };
   /** Asks which of `names` are still live, forgets the ended ones, and returns the live ones. */
   const stillLive = async (names: string[]): Promise<string[]> => {
     if (names.length === 0) return [];
     const { live } = await control.liveJobs({ names });
-    for (const n of names) if (!live.includes(n)) delete jobs[n];
+    state.forgetEnded(names, live);
     return live;
   };
 
   // ---- job admission -------------------------------------------------------------------------------
-  const checkUse = (req: EnvironmentUseRequest): EnvironmentUseGrant => {
-    if (deleting) throw apiFailure('NOT_FOUND', `environmentId: environment "${id}" is being deleted`);
-    if (!mayUseEnvironment(env, req.createdBy)) {
-      throw apiFailure(
-        'PERMISSION_DENIED',
-        `environmentId: environment "${id}" belongs to ${env.createdBy} and is not shared; only its creator may use it in a job (or share it: shared=true)`,
-      );
-    }
-    if (req.snapshotId === undefined) return env.imageRef !== undefined ? { imageRef: env.imageRef } : {};
-    const snapshot = snapshotOf(req.snapshotId);
-    if (!snapshot) throw apiFailure('NOT_FOUND', `snapshotId: snapshot "${req.snapshotId}" not found in environment "${id}"`);
-    if (snapshot.state !== 'READY') {
-      throw apiFailure('FAILED_PRECONDITION', `snapshotId: snapshot "${req.snapshotId}" is ${snapshot.state}, not READY: ${snapshot.status.message}`);
-    }
-    return snapshot.imageRef !== undefined ? { imageRef: snapshot.imageRef } : {};
-  };
   setHandler(
     useEnvironmentUpdate,
     (req: EnvironmentUseRequest) =>
-      exclusive(() => {
-        // Checked again under the lock: a delete may have run since the validator accepted.
-        const grant = checkUse(req);
-        jobs[req.jobName] = req.snapshotId !== undefined ? { snapshotId: req.snapshotId } : {};
-        return Promise.resolve(grant);
-      }),
+      // Checked again under the lock: a delete may have run since the validator accepted.
+      exclusive(() => Promise.resolve(rule(() => state.admit(req)))),
     {
       validator: (req: EnvironmentUseRequest) => {
-        checkUse(req);
+        rule(() => state.checkUse(req));
       },
       description: 'Admit a batch job with this environment (and snapshot); it then cannot be deleted while the job lives.',
     },
   );
 
   // ---- queries -------------------------------------------------------------------------------------
-  setHandler(getEnvironmentQuery, () => ({ environment: env, snapshots, jobs: Object.keys(jobs), version }), {
+  setHandler(getEnvironmentQuery, () => state.view(), {
     description: 'The environment, its snapshots, and the jobs admitted with it that were not yet seen to end.',
   });
 
@@ -186,19 +115,11 @@ export async function environmentWorkflow(input: EnvironmentInput): Promise<void
     updateEnvironmentUpdate,
     ({ spec }: { spec: EnvironmentSpec; requestedBy?: string }) =>
       exclusive(async () => {
-        notDeleting();
-        if (environmentSpecChanged(environmentSpecOf(env), spec)) {
-          env = withEnvironmentSpec(env, spec, now());
-          envChanged();
-          await landed();
-        }
-        return env;
+        if (rule(() => state.updateSpec(spec, now()))) await landed();
+        return state.environment;
       }),
     {
-      validator: ({ requestedBy }: { spec: EnvironmentSpec; requestedBy?: string }) => {
-        notDeleting();
-        mayChange(requestedBy);
-      },
+      validator: ({ requestedBy }: { spec: EnvironmentSpec; requestedBy?: string }) => rule(() => state.checkUpdate(requestedBy)),
       description: 'Change the environment (PATCH): displayName, baseImageRef, shared, annotations. imageRef never changes.',
     },
   );
@@ -206,82 +127,32 @@ export async function environmentWorkflow(input: EnvironmentInput): Promise<void
     deleteEnvironmentUpdate,
     async ({ requestedBy }: { requestedBy?: string }) => {
       await exclusive(async () => {
-        if (deleting) return;
-        const live = await stillLive(Object.keys(jobs));
-        if (live.length > 0) {
-          throw apiFailure(
-            'FAILED_PRECONDITION',
-            `environment "${id}" is used by live batch job(s) ${listNames(live)}; delete it after they end (or cancel them)`,
-          );
-        }
-        deleting = true;
-        const time = now();
-        env = { ...env, state: 'DELETING', status: okStatus(`being deleted${requestedBy ? ` by ${requestedBy}` : ''}`), updateTime: time };
-        envChanged();
-        for (const s of snapshots) changeSnapshot(s, { state: 'DELETING', status: okStatus(`environment "${id}" is being deleted`), updateTime: time });
+        if (state.deleting) return;
+        const live = await stillLive(state.jobNames());
+        rule(() => state.beginDelete(live, requestedBy, now()));
       });
       await landed();
-      return env;
+      return state.environment;
     },
     {
-      validator: ({ requestedBy }: { requestedBy?: string }) => mayChange(requestedBy),
+      validator: ({ requestedBy }: { requestedBy?: string }) => rule(() => state.checkDelete(requestedBy)),
       description: 'Delete the environment and its snapshots; refused while a live batch job uses it.',
     },
   );
 
   // ---- snapshots -----------------------------------------------------------------------------------
-  const checkNewSnapshot = (snapshotId: string) => {
-    notDeleting();
-    if (!isValidId(snapshotId)) throw apiFailure('INVALID_ARGUMENT', `snapshot id "${snapshotId}" is not a valid id`);
-    if (snapshotOf(snapshotId)) throw apiFailure('ALREADY_EXISTS', `snapshot "${snapshotId}" already exists`);
-  };
   setHandler(
     createSnapshotUpdate,
     ({ snapshotId }: { snapshotId: string; requestedBy?: string }) =>
       exclusive(async () => {
-        checkNewSnapshot(snapshotId);
-        const created = now();
-        const snapshot: Snapshot = {
-          name: resourceName(input.account, 'snapshots', snapshotId),
-          environmentId: id,
-          createTime: created,
-          updateTime: created,
-          state: 'CREATING',
-          status: okStatus(`recording the image of environment "${id}"`),
-        };
-        snapshots.push(snapshot);
-        changeSnapshot(snapshot, {});
+        const snapshot = rule(() => state.beginSnapshot(snapshotId, now()));
         await landed();
-        // No container runtime: the snapshot is the record of the image the environment uses.
-        const imageRef = env.imageRef;
-        if (imageRef !== undefined) {
-          changeSnapshot(snapshot, {
-            state: 'READY',
-            imageRef,
-            updateTime: now(),
-            status: okStatus(
-              `records image ${imageRef}, the image of environment "${id}"; this service has no container runtime, so a snapshot captures no container filesystem, only the image reference a job with this snapshotId runs with`,
-            ),
-          });
-        } else {
-          changeSnapshot(snapshot, {
-            state: 'FAILED',
-            updateTime: now(),
-            status: {
-              code: 'FAILED_PRECONDITION',
-              message: `environment "${id}" has no image to record: it was created without baseImageRef, and this service has no container runtime to capture one`,
-            },
-          });
-        }
-        refreshSnapshotImageRef();
+        state.finishSnapshot(snapshot, now());
         await landed();
         return { ...snapshot };
       }),
     {
-      validator: ({ snapshotId, requestedBy }: { snapshotId: string; requestedBy?: string }) => {
-        checkNewSnapshot(snapshotId);
-        mayChange(requestedBy);
-      },
+      validator: ({ snapshotId, requestedBy }: { snapshotId: string; requestedBy?: string }) => rule(() => state.checkCreateSnapshot(snapshotId, requestedBy)),
       description: 'Take a snapshot: CREATING, then READY recording the environment\'s imageRef (FAILED when it has none).',
     },
   );
@@ -289,31 +160,17 @@ export async function environmentWorkflow(input: EnvironmentInput): Promise<void
     deleteSnapshotUpdate,
     ({ snapshotId, requestedBy }: { snapshotId: string; requestedBy?: string }) =>
       exclusive(async () => {
-        notDeleting();
-        const snapshot = snapshotOf(snapshotId);
-        if (!snapshot) throw apiFailure('NOT_FOUND', `snapshot "${snapshotId}" not found`);
-        const users = Object.entries(jobs)
-          .filter(([, j]) => j.snapshotId === snapshotId)
-          .map(([n]) => n);
-        const live = await stillLive(users);
-        if (live.length > 0) {
-          throw apiFailure('FAILED_PRECONDITION', `snapshot "${snapshotId}" is used by live batch job(s) ${listNames(live)}; delete it after they end (or cancel them)`);
-        }
-        changeSnapshot(snapshot, { state: 'DELETING', status: okStatus(`being deleted${requestedBy ? ` by ${requestedBy}` : ''}`), updateTime: now() });
+        const live = await stillLive(rule(() => state.snapshotUsers(snapshotId)));
+        const snapshot = rule(() => state.beginSnapshotDelete(snapshotId, live, requestedBy, now()));
         await landed();
-        snapshots.splice(snapshots.indexOf(snapshot), 1);
-        delete dirtySnapshots[snapshot.name];
+        state.removeSnapshot(snapshot);
         await control.removeResource({ kind: 'snapshots', name: snapshot.name });
-        refreshSnapshotImageRef();
+        state.refreshSnapshotImageRef(now());
         await landed();
         return { ...snapshot };
       }),
     {
-      validator: ({ snapshotId, requestedBy }: { snapshotId: string; requestedBy?: string }) => {
-        notDeleting();
-        if (!snapshotOf(snapshotId)) throw apiFailure('NOT_FOUND', `snapshot "${snapshotId}" not found`);
-        mayChange(requestedBy);
-      },
+      validator: ({ snapshotId, requestedBy }: { snapshotId: string; requestedBy?: string }) => rule(() => state.checkDeleteSnapshot(snapshotId, requestedBy)),
       description: 'Delete a snapshot; refused while a live batch job uses it.',
     },
   );
@@ -321,53 +178,43 @@ export async function environmentWorkflow(input: EnvironmentInput): Promise<void
   // ---- the read model ------------------------------------------------------------------------------
   const reporter = (async () => {
     for (;;) {
-      await condition(() => version > reported);
-      const v = version;
-      const reportEnv = envDirty;
-      envDirty = false;
-      const names = Object.keys(dirtySnapshots);
-      for (const n of names) delete dirtySnapshots[n];
-      if (reportEnv) await control.report({ kind: 'environments', account: input.account, resource: { ...env }, version: v });
-      for (const n of names) {
-        const s = snapshots.find((x) => x.name === n);
-        if (s) await control.report({ kind: 'snapshots', account: input.account, resource: { ...s }, version: v });
+      await condition(() => state.hasUnreported);
+      const next = state.takeReport();
+      if (next.environment) await control.report({ kind: 'environments', account: input.account, resource: { ...state.environment }, version: next.version });
+      for (const n of next.snapshots) {
+        const s = state.snapshotNamed(n);
+        if (s) await control.report({ kind: 'snapshots', account: input.account, resource: { ...s }, version: next.version });
       }
-      reported = v;
+      state.reportedThrough(next.version);
     }
   })();
   void reporter;
 
-  const describe = () =>
-    [
-      `**${env.state}** · image ${env.imageRef ?? '(none)'} · ${snapshots.length} snapshot(s)`,
-      `${Object.keys(jobs).length} job(s) admitted and not yet seen to end`,
-    ].join('\n');
-
   // ---- the main loop -------------------------------------------------------------------------------
   const continueAsNewAt = input.continueAsNewEvents ?? 4000;
   for (;;) {
-    setCurrentDetails(describe());
+    setCurrentDetails(state.summary());
     await condition(
       () =>
-        (deleting && reported >= version) ||
-        (!locked && Object.keys(jobs).length >= pruneAt) ||
+        (state.deleting && state.allReported) ||
+        (!locked && state.needsPrune) ||
         workflowInfo().historyLength > continueAsNewAt ||
         workflowInfo().continueAsNewSuggested,
     );
-    if (deleting) {
-      await condition(() => allHandlersFinished() && reported >= version);
-      for (const s of snapshots) await control.removeResource({ kind: 'snapshots', name: s.name });
+    if (state.deleting) {
+      await condition(() => allHandlersFinished() && state.allReported);
+      for (const s of state.snapshots) await control.removeResource({ kind: 'snapshots', name: s.name });
       await control.removeResource({ kind: 'environments', name: input.name });
       return;
     }
-    if (Object.keys(jobs).length >= pruneAt) {
+    if (state.needsPrune) {
       // Bounded state: forget the jobs that have ended.
-      await exclusive(() => stillLive(Object.keys(jobs)));
-      pruneAt = Math.max(PRUNE_MIN, 2 * Object.keys(jobs).length);
+      await exclusive(() => stillLive(state.jobNames()));
+      state.rearmPrune();
       continue;
     }
     // History grew large: start afresh with the same state.
-    await condition(() => allHandlersFinished() && reported >= version && !locked);
-    await continueAsNew<typeof environmentWorkflow>({ ...input, environment: env, carried: { snapshots, jobs, version } });
+    await condition(() => allHandlersFinished() && state.allReported && !locked);
+    await continueAsNew<typeof environmentWorkflow>({ ...input, environment: state.environment, carried: state.carried() });
   }
 }

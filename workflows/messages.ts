@@ -14,6 +14,7 @@ import { type CapacityRequestArgs, type EnvironmentUseGrant, type PoolBinding, t
 export type { EnvironmentUseGrant, EnvironmentUseRequest, JobSettings, PoolSettings };
 import { type Environment, type EnvironmentSpec } from '../src/domain/environment-model';
 import { type Snapshot } from '../src/domain/snapshot-model';
+import { type EnvironmentCarriedState, type EnvironmentView } from '../src/domain/environment-state';
 
 // ---- batch job workflow -------------------------------------------------------------------------
 
@@ -236,21 +237,8 @@ export interface EnvironmentInput {
   carried?: EnvironmentCarriedState;
 }
 
-export interface EnvironmentCarriedState {
-  /** In creation order. */
-  snapshots: Snapshot[];
-  /** Batch jobs admitted with this environment (by name), with the snapshot each uses. */
-  jobs: Record<string, { snapshotId?: string }>;
-  version: number;
-}
-
-export interface EnvironmentView {
-  environment: Environment;
-  snapshots: Snapshot[];
-  /** Names of the jobs admitted with the environment that were not yet found to have ended. */
-  jobs: string[];
-  version: number;
-}
+/** The carried state and the query's answer are the domain's (src/domain/environment-state.ts). */
+export type { EnvironmentCarriedState, EnvironmentView };
 
 
 export const getEnvironmentQuery = defineQuery<EnvironmentView>('getEnvironment');
