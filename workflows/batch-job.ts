@@ -33,11 +33,11 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
-import type { AgentActivities, HostOutcome, HostRunInput, PoolBinding, PoolSignal, ValidateJobResult } from '../activities/contracts';
+import type { AgentActivities, HostRunInput, PoolBinding, PoolSignal, ValidateJobResult } from '../activities/contracts';
 import { type BatchJob, type BatchJobState as JobState, executorOf, isTerminal, type JobDependency } from '../src/domain/batch-job-model';
 import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
 import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-patch';
-import { usageSummary } from '../src/domain/isolation';
+import { attemptEnd, type AttemptStep, AttemptWatch, describeProblem, type HostResult, ranksOnHosts, summariseHosts } from '../src/domain/job-attempt';
 import { type AttemptEnd, dependencyVerdict, durationMs, formatDuration, retryDecision } from '../src/domain/job-policy';
 import { requestTermsOf } from '../src/domain/sharing';
 import { numberRanks, rankEnvironment } from '../src/domain/ranks';
@@ -64,9 +64,6 @@ import { controlInOrder as control } from './control';
 import { apiFailure } from './failures';
 import { BatchdAccount, BatchJobDisplayName, BatchJobState, jobMemo, jobSearchAttributes } from './search-attributes';
 
-
-/** What became of one host's ranks. */
-type HostResult = HostOutcome | { outcome: 'lost'; message: string } | { outcome: 'error'; message: string };
 
 /** How long a deleted job waits for its hosts to remove its folders before its record goes anyway. */
 const HOST_PURGE_WINDOW = '1 hour';
@@ -136,26 +133,6 @@ function hostFailure(host: string, err: unknown, settings: JobSettings): HostRes
   return { outcome: 'error', message: `host ${host} could not run its ranks: ${message}` };
 }
 
-/** How an attempt ended, for its retry policy. An agent that stopped ranks by itself went away with its host. */
-function attemptEnd(host: string, r: HostResult): AttemptEnd {
-  switch (r.outcome) {
-    case 'failed':
-      return { kind: 'exit', exitCode: r.exitCode, signal: r.signal, outOfMemory: r.outOfMemory === true, message: r.message };
-    case 'lost':
-      return { kind: 'host-lost', host, message: r.message };
-    case 'stopped':
-      return { kind: 'host-lost', host, message: `the agent of host ${host} stopped its ranks (it shut down)` };
-    case 'error':
-      return { kind: 'error', message: r.message };
-    case 'succeeded':
-      return { kind: 'error', message: `host ${host} succeeded` };
-  }
-}
-
-function summariseHosts(grant: CapacityGrant): string {
-  return grant.hosts.map((h) => `${h.host} (${h.slots.length})`).join(', ');
-}
-
 export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJobResult> {
   let job = initialJob(input);
   let version = 1;
@@ -168,8 +145,8 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
   let deleteBy: string | undefined;
   let grant: CapacityGrant | undefined;
   let refusal: string | undefined;
-  const startedHosts = new Set<string>();
-  const results = new Map<string, HostResult>();
+  /** The current attempt's hosts, from its grant to its end. */
+  let watch: AttemptWatch | undefined;
   /** Every host any attempt's ranks were handed to: a delete removes their folders there. */
   const ranOn = new Map<string, GrantedHost>();
   let attempt = 1;
@@ -212,7 +189,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
     refusal ??= reason;
   });
   setHandler(ranksStartedSignal, ({ host }) => {
-    startedHosts.add(host);
+    watch?.hostStarted(host);
   });
   setHandler(preemptSignal, ({ by, reason }) => {
     // Only an attempt that holds capacity can be preempted; the first request wins.
@@ -447,8 +424,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
         released = false;
         await releaseCapacity();
       }
-      startedHosts.clear();
-      results.clear();
+      watch = undefined;
       placement = undefined;
       released = true; // the failed attempt's capacity went back before the retry was announced
       if (stopWanted()) return stopBeforeRunning();
@@ -524,10 +500,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
         masterPort: g.masterPort,
         ranks: hostRanks.flatMap((h) => h.ranks.map((r) => ({ rank: r.rank, host: h.host, slot: r.slot }))),
       };
-      transition({
-        type: 'granted',
-        status: `${attemptPrefix()}starting ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} on ${g.hosts.length} host${g.hosts.length === 1 ? '' : 's'}: ${summariseHosts(g)}`,
-      });
+      transition({ type: 'granted', status: `${attemptPrefix()}starting ${ranksOnHosts(job.numRanks, g.hosts.length)}: ${summariseHosts(g.hosts)}` });
       const executor = executorOf(spec);
       const launches: Array<{ host: GrantedHost; input: HostRunInput }> = hostRanks.map((hr, i) => {
         const host = g.hosts[i];
@@ -567,123 +540,102 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       });
 
       for (const h of g.hosts) ranOn.set(h.host, h);
+      const w = new AttemptWatch(g.hosts.map((h) => h.host));
+      watch = w;
       const hostScope = new CancellationScope();
       const runs = launches.map(({ host, input: hostInput }) =>
         hostScope
           .run(() => agentOn(host, settings).runRanks(hostInput))
           .then(
-            (outcome) => {
-              results.set(host.host, outcome);
-            },
-            (err: unknown) => {
-              results.set(host.host, hostFailure(host.host, err, settings));
-            },
+            (outcome) => w.hostEnded(host.host, outcome),
+            (err: unknown) => w.hostEnded(host.host, hostFailure(host.host, err, settings)),
           ),
       );
 
-      // 'stopped' is only expected once this job asked its hosts to stop; before that, an agent stopped
-      // the ranks by itself (it shut down), which ends the job like any other host problem.
-      let stopping = false;
       let runLimitHit = false;
-      const firstProblem = (): [string, HostResult] | undefined =>
-        [...results.entries()].find(([, r]) => r.outcome !== 'succeeded' && (r.outcome !== 'stopped' || !stopping));
-      const allSucceeded = () => results.size === g.hosts.length && [...results.values()].every((r) => r.outcome === 'succeeded');
-      const allStarted = () => g.hosts.every((h) => startedHosts.has(h.host) || results.get(h.host)?.outcome === 'succeeded');
-
       const stopHosts = async (): Promise<void> => {
-        stopping = true;
-        const unfinished = g.hosts.filter((h) => !results.has(h.host));
-        const stops = unfinished.map((h) =>
-          stopperOn(h, settings)
-            .stopRanks({ jobName: input.name, graceMs: settings.stopGraceMs, ...(policy ? { attempt } : {}) })
-            .catch(() => undefined),
-        );
+        const unfinished = new Set(w.beginStop());
+        const stops = g.hosts
+          .filter((h) => unfinished.has(h.host))
+          .map((h) =>
+            stopperOn(h, settings)
+              .stopRanks({ jobName: input.name, graceMs: settings.stopGraceMs, ...(policy ? { attempt } : {}) })
+              .catch(() => undefined),
+          );
         hostScope.cancel();
         await Promise.all([...runs, ...stops]);
       };
-      const reportLostHosts = async (): Promise<void> => {
-        for (const [host, r] of results) {
-          // A pool that is not running has no host to mark.
-          if (r.outcome === 'lost') await toPool({ name: 'hostLost', args: { host, reason: r.message } });
-        }
+      /** Stops what still runs, tells the pool which hosts were lost, and gives the capacity back. */
+      const wind = async (): Promise<void> => {
+        await stopHosts();
+        // A pool that is not running has no host to mark.
+        for (const { host, reason } of w.lostHosts()) await toPool({ name: 'hostLost', args: { host, reason } });
+        await releaseCapacity();
       };
 
       // ---- RUNNING until every rank ends, one fails, the run limit passes, or a stop is asked for
       for (;;) {
-        await condition(
-          () => (job.state === 'PENDING' && allStarted()) || allSucceeded() || firstProblem() !== undefined || stopWanted() || runLimitHit || preemption !== undefined,
-        );
-        if (job.state === 'PENDING' && allStarted()) {
-          transition({
-            type: 'started',
-            status: `${attemptPrefix()}running ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} on ${g.hosts.length} host${g.hosts.length === 1 ? '' : 's'}: ${summariseHosts(g)}${runtimeNote}`,
-          });
-          if (runLimitMs !== undefined) {
-            const running = attempt;
-            void sleep(runLimitMs).then(() => {
-              if (running === attempt && job.state === 'RUNNING') runLimitHit = true;
-            });
+        let step: AttemptStep | undefined;
+        await condition(() => (step = w.next({ pending: job.state === 'PENDING', stopWanted: stopWanted(), preempted: preemption !== undefined, runLimitHit })) !== undefined);
+        switch (step?.kind) {
+          case 'started': {
+            transition({ type: 'started', status: `${attemptPrefix()}running ${ranksOnHosts(job.numRanks, g.hosts.length)}: ${summariseHosts(g.hosts)}${runtimeNote}` });
+            if (runLimitMs !== undefined) {
+              const running = attempt;
+              void sleep(runLimitMs).then(() => {
+                if (running === attempt && job.state === 'RUNNING') runLimitHit = true;
+              });
+            }
+            await tellPool('RUNNING');
+            continue;
           }
-          await tellPool('RUNNING');
-          continue;
-        }
-        if (allSucceeded()) {
-          await Promise.all(runs);
-          await releaseCapacity();
-          const used = usageSummary([...results.values()].flatMap((r) => (r.outcome === 'succeeded' ? (r.usage ?? []) : [])));
-          transition({
-            type: 'succeeded',
-            status: `${attemptPrefix()}all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0${used ? `; ${used}` : ''}`,
-          });
-          return ended(await deleteAfterEnd());
-        }
-        const problem = firstProblem();
-        if (problem && !stopWanted()) {
-          // The first failure decides the status; everything else is stopped before capacity is released.
-          await stopHosts();
-          await reportLostHosts();
-          await releaseCapacity();
-          const message = describeProblem(problem[0], problem[1]);
-          if (!policy) {
-            transition({ type: 'failed', status: message });
+          case 'succeeded': {
+            await Promise.all(runs);
+            await releaseCapacity();
+            const used = w.usage();
+            transition({ type: 'succeeded', status: `${attemptPrefix()}all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0${used ? `; ${used}` : ''}` });
             return ended(await deleteAfterEnd());
           }
-          const failedHosts = [...results.entries()].filter(([, r]) => r.outcome !== 'succeeded' && r.outcome !== 'stopped').map(([h]) => h);
-          return retryOrFail(attemptEnd(problem[0], problem[1]), message, [...new Set([problem[0], ...failedHosts])]);
+          case 'failed': {
+            // The first failure decides the status; everything else is stopped before capacity is released.
+            await wind();
+            const message = describeProblem(step.host, step.result);
+            if (!policy) {
+              transition({ type: 'failed', status: message });
+              return ended(await deleteAfterEnd());
+            }
+            return retryOrFail(attemptEnd(step.host, step.result), message, [...new Set([step.host, ...w.failedHosts()])]);
+          }
+          case 'preempted': {
+            const by = preemption ?? { by: 'its pool' };
+            await wind();
+            const message = `preempted by batch job ${by.by.split('/').pop() ?? by.by}${by.reason ? ` (${by.reason})` : ''}: its ranks were stopped`;
+            return retryOrFail({ kind: 'preempted', message }, message, []);
+          }
+          case 'run-limit': {
+            await wind();
+            transition({
+              type: 'failed',
+              status: `${attemptPrefix()}ran longer than its maxRunDuration (${spec.maxRunDuration}): its ranks were stopped (SIGTERM, then SIGKILL after ${settings.stopGraceMs / 1000}s)`,
+            });
+            return ended(await deleteAfterEnd());
+          }
+          default: {
+            // A stop was asked for.
+            if (deleteBy !== undefined) {
+              transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}: stopping its ranks` });
+            } else {
+              transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}: stopping its ranks` });
+            }
+            await tellPool(job.state);
+            await wind();
+            if (deleteBy !== undefined) return ended(await finish(true));
+            const lost = w.unconfirmedStop();
+            if (lost) transition({ type: 'failed', status: `cancel could not confirm every rank stopped: ${describeProblem(lost[0], lost[1])}` });
+            else transition({ type: 'cancelled', status: `cancelled by ${cancelBy ?? 'an operator'}` });
+            return ended(await deleteAfterEnd());
+          }
         }
-        if (preemption !== undefined && !stopWanted()) {
-          const by = preemption;
-          await stopHosts();
-          await reportLostHosts();
-          await releaseCapacity();
-          const message = `preempted by batch job ${by.by.split('/').pop() ?? by.by}${by.reason ? ` (${by.reason})` : ''}: its ranks were stopped`;
-          return retryOrFail({ kind: 'preempted', message }, message, []);
-        }
-        if (runLimitHit && !stopWanted()) {
-          await stopHosts();
-          await reportLostHosts();
-          await releaseCapacity();
-          transition({
-            type: 'failed',
-            status: `${attemptPrefix()}ran longer than its maxRunDuration (${spec.maxRunDuration}): its ranks were stopped (SIGTERM, then SIGKILL after ${settings.stopGraceMs / 1000}s)`,
-          });
-          return ended(await deleteAfterEnd());
-        }
-        // A stop was asked for.
-        if (deleteBy !== undefined) {
-          transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}: stopping its ranks` });
-        } else {
-          transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}: stopping its ranks` });
-        }
-        await tellPool(job.state);
-        await stopHosts();
-        await reportLostHosts();
-        await releaseCapacity();
-        if (deleteBy !== undefined) return ended(await finish(true));
-        const lost = [...results.entries()].find(([, r]) => r.outcome === 'lost' || r.outcome === 'error');
-        if (lost) transition({ type: 'failed', status: `cancel could not confirm every rank stopped: ${describeProblem(lost[0], lost[1])}` });
-        else transition({ type: 'cancelled', status: `cancelled by ${cancelBy ?? 'an operator'}` });
-        return ended(await deleteAfterEnd());
       }
     }
   });
@@ -734,18 +686,5 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       return finish(true);
     }
     return finish(false);
-  }
-}
-
-function describeProblem(host: string, r: HostResult): string {
-  switch (r.outcome) {
-    case 'failed':
-    case 'lost':
-    case 'error':
-      return r.message;
-    case 'stopped':
-      return `the agent of host ${host} stopped its ranks (it shut down)`;
-    case 'succeeded':
-      return `host ${host} succeeded`;
   }
 }
