@@ -61,9 +61,22 @@ export interface ReportInput {
   version: number;
 }
 
+/** One step of a job's workflow: signals to its pool, in order, then its record at a version. */
+export interface JobStepInput {
+  signals: Array<{ pool: string; signal: PoolSignal }>;
+  report?: ReportInput;
+}
+
 export interface ControlActivities {
   validateJob(input: ValidateJobInput): Promise<ValidateJobResult>;
   report(input: ReportInput): Promise<void>;
+  /**
+   * A job's step in one local activity instead of one per signal and one for the report: each is a
+   * local-activity round trip on the job's critical path. Sends the signals in order (delivered: false
+   * for a pool whose workflow is not running), then writes the record. Every part is idempotent
+   * (receivers ignore repeats; the record is version-guarded), so a retry repeats the whole step.
+   */
+  jobStep(input: JobStepInput): Promise<{ delivered: boolean[] }>;
   /** Removes a deleted resource's record. Idempotent. */
   removeResource(input: { kind: ResourceKind; name: string }): Promise<void>;
   /**

@@ -50,6 +50,18 @@ const WORKFLOW_CREATOR = /^workflow:.+$/;
 
 export function createControlActivities({ store, logs, config, client, knowsUser, limits, sharing }: ControlDeps): ControlActivities {
   const clientOf = (): Client => client ?? Context.current().client;
+  const report: ControlActivities['report'] = async ({ kind, account, resource, version }) => {
+    await store.put(kind, account, resource, version);
+  };
+  const signalPool: ControlActivities['signalPool'] = async ({ pool, signal }) => {
+    try {
+      await sendPoolSignal(clientOf().workflow.getHandle(pool), signal);
+      return { delivered: true };
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) return { delivered: false };
+      throw err;
+    }
+  };
   return {
     async validateJob({ name, account, spec, createdBy, mustBeNew }) {
       try {
@@ -90,8 +102,13 @@ export function createControlActivities({ store, logs, config, client, knowsUser
       }
     },
 
-    async report({ kind, account, resource, version }) {
-      await store.put(kind, account, resource, version);
+    report,
+
+    async jobStep(step) {
+      const delivered: boolean[] = [];
+      for (const { pool, signal } of step.signals) delivered.push((await signalPool({ pool, signal })).delivered);
+      if (step.report) await report(step.report);
+      return { delivered };
     },
 
     async removeResource({ kind, name }) {
@@ -158,15 +175,7 @@ export function createControlActivities({ store, logs, config, client, knowsUser
       return { ...result, undeliverable, ...(policy ? { sharing: policy } : {}) };
     },
 
-    async signalPool({ pool, signal }) {
-      try {
-        await sendPoolSignal(clientOf().workflow.getHandle(pool), signal);
-        return { delivered: true };
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) return { delivered: false };
-        throw err;
-      }
-    },
+    signalPool,
 
     loadPool({ pool, windowSize }) {
       return store.loadPool(pool, windowSize);

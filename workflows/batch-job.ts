@@ -264,20 +264,41 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
   }
   setCurrentDetails(describe());
 
-  // Every change reaches the read model in order; a PATCH waits for its own version to land. Like the
-  // job's body, the reporter ignores cancellation: a cancelled job still reports how it ended.
+  /** Pool signals for the reporter's next step, each with whoever waits to know if it was delivered. */
+  const outbox: Array<{ pool: string; signal: PoolSignal; delivered: (d: boolean) => void }> = [];
+  /** Signals queued or in a step not yet completed. */
+  let unsent = 0;
+  const toPoolOf = (pool: string, signal: PoolSignal): Promise<boolean> =>
+    new Promise((delivered) => {
+      unsent++;
+      outbox.push({ pool, signal, delivered });
+    });
+
+  // Every change reaches the read model in order; a PATCH waits for its own version to land. The pool
+  // signals queued since the last step go in the same local activity, before the record (`jobStep`):
+  // one round trip where there were two or three, and a release still reaches the pool before the
+  // final record is written. Like the job's body, the reporter ignores cancellation: a cancelled job
+  // still reports how it ended.
   const reporter = CancellationScope.nonCancellable(async () => {
     for (;;) {
-      await condition(() => version > reported || finished);
-      if (version <= reported) return;
+      await condition(() => version > reported || outbox.length > 0 || finished);
+      if (version <= reported && outbox.length === 0) return;
       const v = version;
-      await control.report({ kind: 'batchJobs', account: input.account, resource: job, version: v });
-      reported = v;
+      const sending = outbox.splice(0);
+      const { delivered } = await control.jobStep({
+        signals: sending.map(({ pool, signal }) => ({ pool, signal })),
+        ...(v > reported ? { report: { kind: 'batchJobs' as const, account: input.account, resource: job, version: v } } : {}),
+      });
+      if (v > reported) reported = v;
+      unsent -= sending.length;
+      sending.forEach((s, i) => s.delivered(delivered[i] === true));
     }
   });
+  /** Everything changed and sent so far has landed. */
+  const settled = () => reported >= version && unsent === 0;
 
   const finish = async (deleted: boolean): Promise<BatchJobResult> => {
-    await condition(() => reported >= version);
+    await condition(settled);
     if (deleted && ranOn.size > 0) {
       const hosts = [...ranOn.values()];
       transition({ type: 'status', status: `${job.status}; removing its ranks' folders on ${hosts.map((h) => h.host).join(', ')}` });
@@ -288,7 +309,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
             .catch((err: unknown) => log.warn(`host ${h.host} did not remove the job's folders within ${HOST_PURGE_WINDOW}; they stay there`, { err: String(err) })),
         ),
       );
-      await condition(() => reported >= version);
+      await condition(settled);
     }
     if (deleted) await control.purgeJob({ account: input.account, name: input.name, jobId: input.jobId });
     // After the final record is written: a job that asks later reads it there (control.watchJobs).
@@ -333,29 +354,30 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
     /** "attempt 2 of 3: " on a job that may retry; nothing on one that runs once. */
     const attemptPrefix = () => (maxAttempts > 1 ? `attempt ${attempt} of ${maxAttempts}: ` : '');
 
-    /** Sends a signal to the pool; false when its workflow is not running. */
-    const toPool = async (signal: PoolSignal): Promise<boolean> => (await control.signalPool({ pool: poolBinding.workflowId, signal })).delivered;
+    /** Sends a signal to the pool with the reporter's next step; false when its workflow is not running. */
+    const toPool = (signal: PoolSignal): Promise<boolean> => toPoolOf(poolBinding.workflowId, signal);
 
+    // Sent, not awaited: it goes with the next step, before the record of whatever the job does next.
     let released = false;
-    const releaseCapacity = async (): Promise<void> => {
+    const releaseCapacity = (): void => {
       if (released) return;
       released = true;
-      if (!(await toPool({ name: 'releaseCapacity', args: { jobName: input.name } }))) {
-        log.warn('node pool not running while releasing capacity; it finds the job ended when it checks its holders');
-      }
+      void toPool({ name: 'releaseCapacity', args: { jobName: input.name } }).then((delivered) => {
+        if (!delivered) log.warn('node pool not running while releasing capacity; it finds the job ended when it checks its holders');
+      });
     };
     // Stats only; a pool that is not running has no stats to keep.
-    const tellPool = async (state: BatchJob['state']): Promise<void> => void (await toPool({ name: 'jobState', args: { jobName: input.name, state } }));
+    const tellPool = (state: BatchJob['state']): void => void toPool({ name: 'jobState', args: { jobName: input.name, state } });
 
     // Ends a job that holds no ranks (yet): withdraw from the queue and settle the stop request.
     const stopBeforeRunning = async (): Promise<BatchJobResult> => {
       if (deleteBy !== undefined) {
         transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}` });
-        await releaseCapacity();
+        releaseCapacity();
         return finish(true);
       }
       transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}` });
-      await releaseCapacity();
+      releaseCapacity();
       transition({ type: 'cancelled', status: `cancelled by ${cancelBy ?? 'an operator'} before it started` });
       return deleteAfterEnd();
     };
@@ -381,7 +403,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       }
     };
     const failQueueLimit = async (waitingFor: string): Promise<BatchJobResult> => {
-      await releaseCapacity();
+      releaseCapacity();
       transition({ type: 'failed', status: `${attemptPrefix()}waited longer than its maxQueueDuration (${spec.maxQueueDuration}) ${waitingFor}; it ended without running` });
       return deleteAfterEnd();
     };
@@ -422,7 +444,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
         // A grant that came while nothing was asked (a pool recovering from before the release): give it back.
         grant = undefined;
         released = false;
-        await releaseCapacity();
+        releaseCapacity();
       }
       watch = undefined;
       placement = undefined;
@@ -455,6 +477,10 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
         // Data in the request only: pools from before sharing ignore it.
         ...requestTermsOf(input.account, spec, attempt),
       };
+      const wanted = `${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`;
+      // QUEUED as the request goes out, so that both take one step: a request almost always lands, and
+      // the rare one that does not is said right after.
+      queuedBecause(`${attemptPrefix()}queued in node pool ${job.nodePoolId}: waiting for ${wanted}`);
       const delivered = await toPool({ name: 'requestCapacity', args: request });
       if (!delivered) {
         // A pool that still exists only has its workflow closed: the watchdog restarts it, and the
@@ -463,13 +489,8 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
           transition({ type: 'invalid', status: `node pool ${job.nodePoolId} no longer exists` });
           return ended(await deleteAfterEnd());
         }
+        queuedBecause(`${attemptPrefix()}queued: waiting for node pool ${job.nodePoolId} to be restarted (its workflow is not running), then for ${wanted}`);
       }
-      queuedBecause(
-        attemptPrefix() +
-          (delivered
-            ? `queued in node pool ${job.nodePoolId}: waiting for ${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`
-            : `queued: waiting for node pool ${job.nodePoolId} to be restarted (its workflow is not running), then for ${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`),
-      );
       // Undelivered, it also asks again now and then, in case the recovered pool's scan came too early.
       const answered = () => grant !== undefined || refusal !== undefined || stopWanted() || queueLimitHit;
       if (delivered) await condition(answered);
@@ -569,8 +590,8 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       const wind = async (): Promise<void> => {
         await stopHosts();
         // A pool that is not running has no host to mark.
-        for (const { host, reason } of w.lostHosts()) await toPool({ name: 'hostLost', args: { host, reason } });
-        await releaseCapacity();
+        for (const { host, reason } of w.lostHosts()) void toPool({ name: 'hostLost', args: { host, reason } });
+        releaseCapacity();
       };
 
       // ---- RUNNING until every rank ends, one fails, the run limit passes, or a stop is asked for
@@ -586,12 +607,12 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
                 if (running === attempt && job.state === 'RUNNING') runLimitHit = true;
               });
             }
-            await tellPool('RUNNING');
+            tellPool('RUNNING');
             continue;
           }
           case 'succeeded': {
             await Promise.all(runs);
-            await releaseCapacity();
+            releaseCapacity();
             const used = w.usage();
             transition({ type: 'succeeded', status: `${attemptPrefix()}all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0${used ? `; ${used}` : ''}` });
             return ended(await deleteAfterEnd());
@@ -627,7 +648,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
             } else {
               transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}: stopping its ranks` });
             }
-            await tellPool(job.state);
+            tellPool(job.state);
             await wind();
             if (deleteBy !== undefined) return ended(await finish(true));
             const lost = w.unconfirmedStop();

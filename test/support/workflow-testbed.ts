@@ -189,7 +189,7 @@ export class FakeWorld {
   }
 
   controlActivities(client: Client): ControlActivities {
-    return {
+    const activities: Omit<ControlActivities, 'jobStep'> = {
       validateJob: async ({ name, account, spec }) => {
         await this.gates.pass(`validate:${name}`);
         const fixed = this.validation.get(name);
@@ -348,6 +348,16 @@ export class FakeWorld {
             if (!(err instanceof WorkflowNotFoundError)) throw err;
           }
         }
+      },
+    };
+    return {
+      ...activities,
+      // As the real step: the signals in order, then the record (with its gate, `report:<job>:<state>`).
+      jobStep: async ({ signals, report }) => {
+        const delivered: boolean[] = [];
+        for (const s of signals) delivered.push((await activities.signalPool(s)).delivered);
+        if (report) await activities.report(report);
+        return { delivered };
       },
     };
   }
