@@ -25,6 +25,7 @@ async function once(dataDir: string, n: number, launch: RankIsolation | undefine
       workspaceDir: join(dataDir, 'workspace'),
       agentKey: 'bench',
       launch: agent && launch ? (command) => agent.launch({ account: 'bench', jobId: `job-${n}`, rank: 0, workDir }, command) : undefined,
+      spawner: agent?.spawner ?? launch!.spawner,
     },
     () => undefined,
   );
@@ -63,7 +64,7 @@ async function series(label: string, starts: number, isolated: boolean): Promise
     process.stdout.write(`${label.padEnd(12)} spawn→exit: ${f(exits)}; spawn→reaped: ${f(wholes)}  (${starts} starts, mode ${iso.mode})\n`);
   } finally {
     await agent.cgroups?.close();
-    iso.close();
+    await iso.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
