@@ -92,8 +92,8 @@ export class RankSpawner {
     const timer = setTimeout(() => this.stuck(child, id), this.startTimeoutMs);
     timer.unref();
     this.ranks.set(id, { handlers, timer });
-    // While ranks are in flight the channel keeps this process alive, as their pipes used to.
-    if (this.ranks.size === 1) child.channel?.ref();
+    // While ranks are in flight the spawner keeps this process alive, as their pipes used to.
+    if (this.ranks.size === 1) this.hold(child, true);
     const message: SpawnerRequest = { t: 'spawn', id, ...request };
     // A send to a spawner that just died fails here; its death (below) fails this rank with the others.
     child.send(message, (err) => {
@@ -117,15 +117,15 @@ export class RankSpawner {
   private ensure(): ChildProcess {
     if (this.child) return this.child;
     const child = fork(SCRIPT, [this.o.tag], {
-      execArgv: [`--max-old-space-size=${HEAP_MB}`],
+      // A small heap, and a small young generation: the output it relays is short-lived strings.
+      execArgv: [`--max-old-space-size=${HEAP_MB}`, '--max-semi-space-size=1'],
       // Nothing of the agent's environment: the spawner needs none, and each rank's comes with its start.
       env: {},
       stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
       serialization: 'json',
     });
     this.child = child;
-    child.unref();
-    child.channel?.unref();
+    this.hold(child, false);
     let exit: string | undefined;
     let disconnected = false;
     // Lost once both the exit and the channel's end were seen: every message it sent has been read.
@@ -186,7 +186,18 @@ export class RankSpawner {
     if (!p) return;
     clearTimeout(p.timer);
     this.ranks.delete(id);
-    if (this.ranks.size === 0) this.child?.channel?.unref();
+    if (this.ranks.size === 0 && this.child) this.hold(this.child, false);
+  }
+
+  /** Whether the spawner's channel and its exit keep this process's event loop alive. */
+  private hold(child: ChildProcess, on: boolean): void {
+    if (on) {
+      child.ref();
+      child.channel?.ref();
+    } else {
+      child.unref();
+      child.channel?.unref();
+    }
   }
 
   /** A start the spawner has not answered in time: it is stuck, and is killed (its death fails its ranks). */
