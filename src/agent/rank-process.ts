@@ -13,7 +13,7 @@ import { type Executor } from '../domain/batch-job';
 import { type RankCgroupStats } from './cgroups';
 import { type RankLaunch } from './isolation';
 import { groupAlive, killByEnv, signalGroup, sleep } from './processes';
-import { type RankSpawner } from './rank-spawner';
+import { type RankStarter } from './rank-spawner';
 
 /** Variables passed through from the agent's environment; everything else comes from the job. */
 const BASE_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'USER', 'LOGNAME', 'SHELL', 'TERM', 'PYENV_ROOT', 'PYENV_VERSION'];
@@ -32,7 +32,7 @@ export interface RankSpec {
   /** Wraps the rank's command in its isolation (uid, cgroup, mounts); none: run it as it is. */
   launch?: (command: { file: string; args: string[] }) => RankLaunch;
   /** Starts the rank's process: the process's rank spawner (rank-spawner.ts). */
-  spawner: RankSpawner;
+  spawner: RankStarter;
 }
 
 /** What an isolated rank used, read from its cgroup when it ended. */

@@ -49,6 +49,12 @@ export interface SpawnHandlers {
   lost(reason: string): void;
 }
 
+/** What starts a rank's process: the RankSpawner (bench/rank-start.ts compares it with a spawn in-process). */
+export interface RankStarter {
+  /** Starts a rank; the handlers hear of it asynchronously, never from within this call. */
+  spawn(request: SpawnRequest, handlers: SpawnHandlers): void;
+}
+
 export interface RankSpawnerOptions {
   logger: Logger;
   /** Put on the spawner's command line, so an operator (and a test) can tell whose it is. */
@@ -65,7 +71,7 @@ interface Pending {
   timer: NodeJS.Timeout | undefined;
 }
 
-export class RankSpawner {
+export class RankSpawner implements RankStarter {
   private child: ChildProcess | undefined;
   private nextId = 1;
   private readonly ranks = new Map<number, Pending>();
@@ -81,7 +87,6 @@ export class RankSpawner {
     return this.child?.pid;
   }
 
-  /** Asks the spawner to start a rank; the handlers hear of it asynchronously, never from within this call. */
   spawn(request: SpawnRequest, handlers: SpawnHandlers): void {
     if (this.closed) {
       process.nextTick(() => handlers.lost('the rank spawner is closed (the agent is stopping)'));
