@@ -1,6 +1,7 @@
 /**
- * One rank: a process in its own session and process group, started with the rank's environment on
- * top of a minimal base (the agent's own secrets never reach user code), its stdout and stderr split
+ * One rank: a process in its own session and process group, started (by the process's rank spawner,
+ * rank-spawner.ts, not by a fork of this process) with the rank's environment on top of a minimal
+ * base (the agent's own secrets never reach user code), its stdout and stderr split
  * into lines for the log store, and a stop: SIGTERM, the grace period, then SIGKILL to what is left.
  * An isolated rank (src/agent/isolation.ts) lives in a cgroup of its own: the stop reaches every
  * process in it, whatever left the group, and its end reads what the rank used (CPU, peak memory,

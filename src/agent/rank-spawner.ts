@@ -1,7 +1,9 @@
 /**
  * Ranks are started by a small long-lived process, not by the process of the agent: a fork of the
- * ~450 MiB service blocks its event loop (the API's too, in the embedded stack) for ~30 ms per rank.
- * One RankSpawner per process (its RankIsolation holds it, shared by the process's agents) forks
+ * service blocks its event loop (the API's too, in the embedded stack) for as long as the kernel
+ * copies its page tables, milliseconds to tens of them per rank (docs/performance.md).
+ * One RankSpawner per process (its RankIsolation holds it, shared by the process's agents: the
+ * embedded stack runs every fake host's agent in one process, and a spawner costs ~45 MiB RSS) forks
  * rank-spawner-child.js once, at the first rank, with a 32 MiB heap and an empty environment, and
  * sends it each rank's launch (file, arguments, folder, environment) over the IPC channel; the child
  * spawns it and sends back the pid, the output and the end. Signals to ranks (stop, kill, the cgroup's
