@@ -252,11 +252,14 @@ export class HostAgent {
                 },
                 command,
               ),
+            spawner: this.iso.spawner,
           },
           (line) => logs.write(r.rank, line.stream, line.line),
         );
-        if (process.pid !== undefined) this.pidFiles.record(key, r.rank, process.pid);
         job.ranks.push({ rank: r.rank, process });
+        // The spawner answers with the pid: a stop that arrives meanwhile finds the rank and waits for it.
+        const pid = await process.started;
+        if (pid !== undefined) this.pidFiles.record(key, r.rank, pid);
       }
       log.info({ ranks: job.ranks.map((r) => r.rank) }, 'ranks started');
       if (!job.stopRequested) void this.announceStarted(ctx, input, log);

@@ -40,6 +40,7 @@ import {
 } from '../domain/isolation';
 import { type CgroupTree, detectCgroups, openCgroupTree, type RankCgroup } from './cgroups';
 import { RankFirewall } from './firewall';
+import { RankSpawner } from './rank-spawner';
 
 export type IsolationMode = 'isolated' | 'userns' | 'none';
 
@@ -185,6 +186,8 @@ export class RankIsolation {
   private readonly shmRoot: string | undefined;
   /** The agent's PATH without the folders another uid cannot reach (root's pyenv, say). */
   private readonly rankPath: string;
+  /** Starts every rank of this process's agents, in a small process of its own (rank-spawner.ts). */
+  readonly spawner: RankSpawner;
 
   private constructor(
     private readonly o: IsolationOptions,
@@ -196,6 +199,7 @@ export class RankIsolation {
     cgroups: { kind: 'v1' | 'v2'; root: string } | undefined,
   ) {
     this.uidFile = join(o.dataDir, 'rank-uids.json');
+    this.spawner = new RankSpawner({ logger: o.logger, tag: `batchd-${digest(o.dataDir)}` });
     this.cgroupKind = cgroups;
     this.shmRoot = mode === 'isolated' && existsSync('/dev/shm') ? join('/dev/shm', `batchd-${digest(o.dataDir)}`) : undefined;
     this.rankPath = (process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin')
@@ -348,10 +352,11 @@ export class RankIsolation {
     return new AgentIsolation(this, this.o, cgroups, cgroups?.memory ? memoryLimit : undefined, shm);
   }
 
-  /** Takes out the packet rules (the uid map and DATA_DIR's permissions stay). */
-  close(): void {
+  /** Ends the rank spawner and takes out the packet rules (the uid map and DATA_DIR's permissions stay). */
+  async close(): Promise<void> {
     this.firewall?.remove();
     if (this.shmRoot) rmSync(this.shmRoot, { recursive: true, force: true });
+    await this.spawner.close();
   }
 
   launchIsolated(place: RankPlace, command: { file: string; args: string[] }, cgroup: RankCgroup, shmDir: string | undefined): RankLaunch {
@@ -423,6 +428,11 @@ export class AgentIsolation {
 
   get mode(): IsolationMode {
     return this.parent.mode;
+  }
+
+  /** The process's rank spawner, which starts this agent's ranks. */
+  get spawner(): RankSpawner {
+    return this.parent.spawner;
   }
 
   /** How to start one rank. Its folder is made here, owned by the rank's uid when isolated. */

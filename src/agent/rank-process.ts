@@ -1,19 +1,20 @@
 /**
- * One rank: a process in its own session and process group, started with the rank's environment on
- * top of a minimal base (the agent's own secrets never reach user code), its stdout and stderr split
+ * One rank: a process in its own session and process group, started (by the process's rank spawner,
+ * rank-spawner.ts, not by a fork of this process) with the rank's environment on top of a minimal
+ * base (the agent's own secrets never reach user code), its stdout and stderr split
  * into lines for the log store, and a stop: SIGTERM, the grace period, then SIGKILL to what is left.
  * An isolated rank (src/agent/isolation.ts) lives in a cgroup of its own: the stop reaches every
  * process in it, whatever left the group, and its end reads what the rank used (CPU, peak memory,
  * out-of-memory kills). Without a cgroup, the stop signals the process group and then sweeps the
  * process table for the rank's marker variable — which a child can drop, so only the cgroup is sure.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { type Executor } from '../domain/batch-job';
 import { type RankCgroupStats } from './cgroups';
 import { type RankLaunch } from './isolation';
 import { groupAlive, killByEnv, signalGroup, sleep } from './processes';
+import { type RankStarter } from './rank-spawner';
 
 /** Variables passed through from the agent's environment; everything else comes from the job. */
 const BASE_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR', 'USER', 'LOGNAME', 'SHELL', 'TERM', 'PYENV_ROOT', 'PYENV_VERSION'];
@@ -31,6 +32,8 @@ export interface RankSpec {
   agentKey: string;
   /** Wraps the rank's command in its isolation (uid, cgroup, mounts); none: run it as it is. */
   launch?: (command: { file: string; args: string[] }) => RankLaunch;
+  /** Starts the rank's process: the process's rank spawner (rank-spawner.ts). */
+  spawner: RankStarter;
 }
 
 /** What an isolated rank used, read from its cgroup when it ended. */
@@ -76,9 +79,11 @@ export function commandFor(executor: Executor, workspaceDir: string): { file: st
 }
 
 export class RankProcess {
-  readonly child: ChildProcess;
+  /** Resolves with the rank's pid once it started, or undefined when it could not be started. */
+  readonly started: Promise<number | undefined>;
   readonly exited: Promise<RankExit>;
   private exit: RankExit | undefined;
+  private startedPid: number | undefined;
   private lastLine = '';
   private readonly launch: RankLaunch;
   private finished: Promise<void> | undefined;
@@ -105,37 +110,65 @@ export class RankProcess {
     // Python modules and files of the workspace import each other as they would from its root.
     env.PYTHONPATH = env.PYTHONPATH ? `${spec.workspaceDir}:${env.PYTHONPATH}` : spec.workspaceDir;
     const { file } = command;
-    this.child = spawn(this.launch.file, this.launch.args, { cwd: spec.workDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    for (const stream of ['stdout', 'stderr'] as const) {
-      let partial = '';
-      const source = this.child[stream];
-      source?.setEncoding('utf8');
-      source?.on('data', (chunk: string) => {
-        partial += chunk;
-        let nl: number;
-        while ((nl = partial.indexOf('\n')) >= 0 || partial.length > MAX_LINE) {
-          const cut = nl >= 0 && nl <= MAX_LINE ? nl : MAX_LINE;
-          const line = partial.slice(0, cut);
-          partial = partial.slice(nl >= 0 && cut === nl ? cut + 1 : cut);
-          this.note(stream, line, onLine);
-        }
-      });
-      source?.on('end', () => {
-        if (partial) this.note(stream, partial, onLine);
-        partial = '';
-      });
-    }
-    this.exited = new Promise((resolvePromise) => {
-      this.child.once('error', (err) => {
-        // The executable could not be started (e.g. python3 or jupyter-nbconvert missing).
-        this.note('stderr', `batchd: could not start ${file}: ${err.message}`, onLine);
-        this.exit = { code: 127, signal: null };
-        resolvePromise(this.exit);
-      });
-      this.child.once('exit', (code, signal) => {
-        this.exit ??= { code, signal };
-        resolvePromise(this.exit);
-      });
+    const partial = { stdout: '', stderr: '' };
+    const split = (stream: 'stdout' | 'stderr', chunk: string) => {
+      partial[stream] += chunk;
+      let nl: number;
+      while ((nl = partial[stream].indexOf('\n')) >= 0 || partial[stream].length > MAX_LINE) {
+        const cut = nl >= 0 && nl <= MAX_LINE ? nl : MAX_LINE;
+        const line = partial[stream].slice(0, cut);
+        partial[stream] = partial[stream].slice(nl >= 0 && cut === nl ? cut + 1 : cut);
+        this.note(stream, line, onLine);
+      }
+    };
+    const flush = (stream: 'stdout' | 'stderr') => {
+      if (partial[stream]) this.note(stream, partial[stream], onLine);
+      partial[stream] = '';
+    };
+    let resolveStarted: (pid: number | undefined) => void = () => undefined;
+    this.started = new Promise((r) => (resolveStarted = r));
+    this.exited = new Promise((resolveExit) => {
+      // The rank is spawned by the process's rank spawner (rank-spawner.ts), never by forking this one.
+      spec.spawner.spawn(
+        { file: this.launch.file, args: this.launch.args, cwd: spec.workDir, env, detached: true },
+        {
+          spawned: (pid) => {
+            this.startedPid = pid;
+            resolveStarted(pid);
+          },
+          data: split,
+          end: flush,
+          error: (message) => {
+            // The executable could not be started (e.g. python3 or jupyter-nbconvert missing).
+            this.note('stderr', `batchd: could not start ${file}: ${message}`, onLine);
+            this.exit = { code: 127, signal: null };
+            resolveStarted(this.startedPid);
+            resolveExit(this.exit);
+          },
+          exit: (code, signal) => {
+            this.exit ??= { code, signal };
+            resolveStarted(this.startedPid);
+            resolveExit(this.exit);
+          },
+          lost: (reason) => {
+            flush('stdout');
+            flush('stderr');
+            resolveStarted(this.startedPid);
+            if (this.exit) return;
+            const pid = this.startedPid;
+            if (pid === undefined) {
+              this.note('stderr', `batchd: could not start ${file}: ${reason}`, onLine);
+              this.exit = { code: 127, signal: null };
+            } else {
+              // Nothing reads its output or its exit any more: it is killed (its cgroup, if any, when its leftovers are reaped).
+              signalGroup(pid, 'SIGKILL');
+              this.note('stderr', `batchd: ${reason}; the rank was killed, its exit status and further output are lost`, onLine);
+              this.exit = { code: null, signal: 'SIGKILL' };
+            }
+            resolveExit(this.exit);
+          },
+        },
+      );
     });
   }
 
@@ -144,8 +177,9 @@ export class RankProcess {
     onLine({ stream, line });
   }
 
+  /** Undefined until the rank started (see `started`), and when it could not be started. */
   get pid(): number | undefined {
-    return this.child.pid;
+    return this.startedPid;
   }
 
   get lastOutput(): string {
@@ -162,7 +196,7 @@ export class RankProcess {
    * An isolated rank: the same, to every process of its cgroup, and the kill is the cgroup's.
    */
   async stop(graceMs: number): Promise<void> {
-    const pgid = this.child.pid;
+    const pgid = await this.started;
     if (pgid === undefined) return;
     const cgroup = this.launch.cgroup;
     if (cgroup) {
@@ -200,7 +234,7 @@ export class RankProcess {
       }
       return this.finish();
     }
-    const pgid = this.child.pid;
+    const pgid = await this.started;
     if (pgid !== undefined && groupAlive(pgid)) {
       signalGroup(pgid, 'SIGTERM');
       await sleep(200);

@@ -94,7 +94,7 @@ export async function runHostAgent(config: Config, args: string[]): Promise<void
   const shutdown = () => {
     void agent.stop().finally(async () => {
       await temporal.stop();
-      isolation.close();
+      await isolation.close();
       await connection.close();
       await client.connection.close();
       process.exit(0);

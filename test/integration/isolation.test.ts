@@ -1,8 +1,9 @@
 /**
  * Rank isolation, attacked as a tenant would (docs/security.md): ranks of account `acme` try to read
- * every secret and SQLite file in DATA_DIR, the keys file, another account's rank folder and the
- * agent's environment; connect to Temporal's gRPC port, its UI and the API; write into the
- * workspace and the shared temporary folders; escape a cancel by setsid + env -i, a double fork,
+ * every secret and SQLite file in DATA_DIR, the keys file, another account's rank folder, the
+ * agent's environment and the rank spawner's (their parent), and signal the spawner; connect to
+ * Temporal's gRPC port, its UI and the API; write into the workspace and the shared temporary
+ * folders; escape a cancel by setsid + env -i, a double fork,
  * nohup and a daemon; and allocate past their memory limit. Every attempt must fail — each probe
  * has a control that must succeed, so a probe that cannot fail is caught — and the service stays up
  * and runs ordinary jobs of each executor. Needs root (CI runs as root): the isolated path is the
@@ -39,6 +40,8 @@ try "list another account" "ls '$D/work/default' | grep -q ."
 try "read another account's rank folder" "cat '$D/work/default/victim/rank-0/secret.txt'"
 try "read the keys file" "cat '$KEYS_FILE'"
 try "read the agent's environment" "cat /proc/$AGENT_PID/environ | grep -q ."
+try "read the rank spawner's environment" "cat /proc/$PPID/environ >/dev/null"
+try "signal the rank spawner" "kill -0 $PPID"
 try "write the workspace" "echo 'print(1)' > '$WS/planted.py'"
 try "write /tmp" "echo x > /tmp/batchd-planted-$$"
 for pair in "TEMPORAL $TEMPORAL_PORT" "UI $UI_PORT" "API $API_PORT"; do
@@ -47,6 +50,7 @@ for pair in "TEMPORAL $TEMPORAL_PORT" "UI $UI_PORT" "API $API_PORT"; do
   try "bash /dev/tcp to $1" "timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$2'"
 done
 control "read the workspace" "cat '$WS/ordinary.py'"
+control "see that its parent is the rank spawner" "grep -q rank-spawner-child /proc/$PPID/cmdline"
 control "write the rank folder" "echo mine > ./mine.txt"
 control "write TMPDIR" "echo mine > \"\$TMPDIR/mine\""
 control "write /dev/shm (its job's own)" "echo mine > /dev/shm/batchd-planted-$$"
@@ -127,8 +131,8 @@ describe('rank isolation: ranks that attack the service', () => {
       [],
       `every attack blocked, every control allowed:\n${lines.join('\n')}`,
     );
-    assert.equal(lines.filter((l) => l.startsWith('BLOCKED ')).length, 22, lines.join('\n'));
-    assert.equal(lines.filter((l) => l.startsWith('ALLOWED ')).length, 6, lines.join('\n'));
+    assert.equal(lines.filter((l) => l.startsWith('BLOCKED ')).length, 24, lines.join('\n'));
+    assert.equal(lines.filter((l) => l.startsWith('ALLOWED ')).length, 7, lines.join('\n'));
     // Its own uid, not root, not the victim account's; no groups; no privileges to gain.
     const who = /^uid (\d+) gid (\d+) groups (.*)$/.exec(lines.find((l) => l.startsWith('uid ')) ?? '');
     assert.ok(who, lines.join('\n'));
