@@ -107,7 +107,9 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
   const n = Number(process.env.BENCH_QUEUE_JOBS ?? (o.quick ? 1000 : 100_000));
   const concurrency = 24;
   const window = 1000;
-  const e = await startBenchEnv({ env: { POOL_QUEUE_WINDOW: String(window) } });
+  // The figure is one account's deep queue: its per-account limits (docs/operators.md) must admit all of it.
+  const limit = String(n + 100);
+  const e = await startBenchEnv({ env: { POOL_QUEUE_WINDOW: String(window), MAX_QUEUED_JOBS_PER_ACCOUNT: limit, MAX_LIVE_JOBS_PER_ACCOUNT: limit } });
   try {
     await createFakePool(e, 'deep', 'g5.xlarge', 1);
     await createJob(e.api, { nodePoolId: 'deep', shellExecutor: { command: 'sleep 86400' } }, 'holder');
@@ -132,6 +134,8 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
     const startRate = rateOf(0, tenth);
     const endRate = rateOf(doneAt.length - tenth, doneAt.length);
     o.log(`    ${load.completed} created (${load.errors} errors ${load.firstErrors[0] ?? ''}) in ${(load.elapsedMs / 1000).toFixed(0)} s: ${fmt(startRate)}/s first tenth, ${fmt(endRate)}/s last tenth`);
+    // A queue cut short (refused creates, the time bound) is not the queue this figure is about.
+    if (load.completed < n) throw new Error(`only ${load.completed} of ${n} jobs were created (${load.errors} errors; first: ${load.firstErrors[0] ?? 'none'})`);
 
     // Every request reaches the pool (its queue counts them all), and every job reports QUEUED.
     const deadline = Date.now() + 30 * 60_000;
