@@ -122,7 +122,7 @@ export interface ControlActivities {
    * queue nor `known` to it (their requests were never written), oldest first; and the recorded states
    * of the `known` jobs.
    */
-  poolOrphans(input: { pool: string; account: string; poolId: string; known: string[]; updatedSince?: string }): Promise<{
+  poolOrphans(input: { pool: string; account: string; poolId: string; known: string[] }): Promise<{
     /** `terms` is absent from results recorded before sharing. */
     orphans: Array<{ jobName: string; ranks: number; createTime: string; terms?: RequestTerms }>;
     states: Record<string, string>;

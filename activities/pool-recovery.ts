@@ -22,17 +22,16 @@ export interface PoolOrphan {
 }
 
 /**
- * After a pool's recovery, or at the start of a run continued from another: the jobs of the pool that may still wait for capacity (CREATING or QUEUED
+ * After a pool's recovery: the jobs of the pool that may still wait for capacity (CREATING or QUEUED
  * in the read model), that hold nothing (`known`) and are not in its stored queue, oldest first within
  * each account (the pool's own, then those it is shared with, `sharedWith`). Their
  * requests reached the closed run but were never written; the recovered pool queues them again in this
  * order (a job that is queued twice is queued once). Also answers the recorded states of the `known`
- * jobs (those holding capacity), which the snapshot does not follow. `updatedSince` looks only at jobs
- * whose record changed since then: a job's QUEUED record is written just after its request is sent.
+ * jobs (those holding capacity), which the snapshot does not follow.
  */
 export async function poolOrphans(
   store: ReadModel,
-  input: { pool: string; account: string; poolId: string; known: readonly string[]; sharedWith?: readonly string[]; updatedSince?: string },
+  input: { pool: string; account: string; poolId: string; known: readonly string[]; sharedWith?: readonly string[] },
 ): Promise<{ orphans: PoolOrphan[]; states: Record<string, string> }> {
   const known = new Set(input.known);
   const states: Record<string, string> = {};
@@ -43,9 +42,8 @@ export async function poolOrphans(
   const orphans: PoolOrphan[] = [];
   // The owner's jobs name the pool by id or in full; other accounts' jobs in full.
   const byName: FilterExpr = { kind: 'cmp', field: 'nodePoolId', op: '=', value: input.pool };
-  const recent: FilterExpr[] = input.updatedSince !== undefined ? [{ kind: 'cmp', field: 'updateTime', op: '>=', value: input.updatedSince }] : [];
-  const ownFilter: FilterExpr = { kind: 'and', items: [{ kind: 'or', items: [{ kind: 'cmp', field: 'nodePoolId', op: '=', value: input.poolId }, byName] }, WAITING, ...recent] };
-  const sharedFilter: FilterExpr = { kind: 'and', items: [byName, WAITING, ...recent] };
+  const ownFilter: FilterExpr = { kind: 'and', items: [{ kind: 'or', items: [{ kind: 'cmp', field: 'nodePoolId', op: '=', value: input.poolId }, byName] }, WAITING] };
+  const sharedFilter: FilterExpr = { kind: 'and', items: [byName, WAITING] };
   for (const account of [input.account, ...(input.sharedWith ?? []).filter((a) => a !== input.account)]) {
     await collect(store, input.pool, account, account === input.account ? ownFilter : sharedFilter, known, orphans);
   }

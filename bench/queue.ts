@@ -148,6 +148,8 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
     const lags = await queuedLags(e);
     const lag = summarize(lags);
     o.log(`    ${inPool} in the pool's queue, ${lags.length} QUEUED in the read model; created → QUEUED p50 ${fmt(lag.p50, 0)} ms, p99 ${fmt(lag.p99, 0)} ms`);
+    // Every accepted job must be in the queue: a figure over a queue that lost some would hide it.
+    if (inPool < load.completed) throw new Error(`${load.completed - inPool} of ${load.completed} accepted jobs never reached the pool's queue (${lags.length} say QUEUED)`);
     const rss1 = await serviceRss();
     const temporal1 = rssMiB(e.devServer.process.pid);
     const steps = summarize(await stepCost(e, window, 200));

@@ -204,11 +204,6 @@ export interface NodePoolInput {
   settings?: PoolSettings;
   /** Set by the pool watchdog: the previous run closed unexpectedly; resume from the pool store. */
   recover?: { reason: string; /** The version of the pool's record in the read model. */ version: number };
-  /**
-   * Set at continue-as-new (pool-continued-run-finds-lost-requests): requests of jobs whose records
-   * changed since then may have reached the previous run and never been written; this run looks.
-   */
-  lostSince?: string;
 }
 
 

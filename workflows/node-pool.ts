@@ -95,13 +95,6 @@ export const POOL_SHARED_SCHEDULING_PATCH = 'pool-shared-scheduling';
  */
 export const POOL_SHARING_TERMS_FIRST_PATCH = 'pool-reads-sharing-terms-first';
 
-/**
- * How far before its own start a run continued from another looks for requests that run received and
- * never wrote: a job's QUEUED record carries its workflow task's time, which can precede its request's
- * arrival by as long as that task ran.
- */
-const LOST_REQUESTS_MARGIN_MS = 5 * 60_000;
-
 /** How long a probe waits on an unreachable host's task queue, for settings carried from before hostProbeMs. */
 const DEFAULT_HOST_PROBE_MS = 600_000;
 /** An agent that answers with ranks of jobs that left the host stops them at its next heartbeat: ask again soon. */
@@ -594,21 +587,6 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       for (const o of found.orphans) if (o.ranks <= limit) state.request({ jobName: o.jobName, workflowId: o.jobName, ranks: o.ranks, ...o.terms }, o.createTime);
       if (found.orphans.length > 0) log.warn('queued again the requests the closed run never wrote', { jobs: found.orphans.length });
       dirty = true;
-    } else if (input.lostSince !== undefined) {
-      // A request can reach a run in its last workflow task, after the step that wrote its queue: when
-      // the server refuses the run's continue-as-new because signals came meanwhile, the replayed task
-      // can carry the state over before their handlers ran (seen at 20,000 queued jobs: 96 requests of
-      // jobs that said QUEUED were in no queue). Such a job's record says QUEUED, so this run looks for
-      // waiting jobs whose records changed since the last run began and that are in no queue, and
-      // queues them. Only inputs written by this code set lostSince, so older histories never get here.
-      const found = await control.poolOrphans({ pool: input.name, account: input.account, poolId: input.poolId, known: Object.keys(sched.allocations), updatedSince: input.lostSince });
-      const limit = poolCapacityLimit(pool);
-      let queued = 0;
-      for (const o of found.orphans) if (o.ranks <= limit && state.request({ jobName: o.jobName, workflowId: o.jobName, ranks: o.ranks, ...o.terms }, o.createTime) === 'queued') queued++;
-      if (queued > 0) {
-        log.warn('queued the requests the previous run received and never wrote', { jobs: queued });
-        dirty = true;
-      }
     }
     // Hosts this run starts with unreachable (carried, or recovered from the store) are probed too.
     const unreachable = sched.hosts.filter((h) => h.status === 'unreachable').map((h) => h.id);
@@ -665,7 +643,6 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         settings,
         carried: state.carried(),
         recover: undefined,
-        lostSince: new Date(workflowInfo().runStartTime.getTime() - LOST_REQUESTS_MARGIN_MS).toISOString(),
       });
     }
   });

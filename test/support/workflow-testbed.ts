@@ -309,7 +309,7 @@ export class FakeWorld {
         }
         return { closed };
       },
-      poolOrphans: ({ pool, account, poolId, known, updatedSince }) => {
+      poolOrphans: ({ pool, account, poolId, known }) => {
         // As activities/pool-recovery.ts: the pool's CREATING or QUEUED jobs that hold nothing and are not in its stored queue.
         const queued = this.queues.get(pool) ?? new Map<string, QueueRow>();
         const states: Record<string, string> = {};
@@ -321,7 +321,6 @@ export class FakeWorld {
           .filter((r) => r.kind === 'batchJobs' && r.account === account)
           .map((r) => r.resource as unknown as BatchJob)
           .filter((j) => j.nodePoolId === poolId && (j.state === 'CREATING' || j.state === 'QUEUED') && !known.includes(j.name) && !queued.has(j.name))
-          .filter((j) => updatedSince === undefined || j.updateTime >= updatedSince)
           .sort((a, b) => a.createTime.localeCompare(b.createTime) || a.name.localeCompare(b.name))
           .map((j) => ({ jobName: j.name, ranks: j.numRanks, createTime: j.createTime, terms: requestTermsOf(account, j, j.attempt ?? 1) }));
         return Promise.resolve({ orphans, states });

@@ -67,47 +67,6 @@ describe('node pool workflow races', () => {
     assert.deepEqual(bed.world.queue(pool), [], 'the stored queue is empty');
   });
 
-  it('a run continued from another queues the requests its predecessor received and never wrote, and only recent ones', async () => {
-    const poolId = 'lost-can';
-    const pool = await bed.startPool(poolId, { numNodes: 1, queueWindow: 2, continueAsNewEvents: 100 });
-    const holder = await bed.startJob('lost-can-holder', { pool: poolId });
-    await bed.reported(holder, 'RUNNING');
-    const queued: string[] = [];
-    for (let i = 0; i < 3; i++) {
-      const name = await bed.startJob(`lost-can-q${i}`, { pool: poolId });
-      bed.agents.behaviour.set(name, { succeed: true });
-      queued.push(name);
-    }
-    await until('three rows stored', () => bed.world.queue(pool).length === 3);
-    // Two jobs that say QUEUED on this pool and are in no queue: one whose request reached the run just
-    // now and was never written (the loss at continue-as-new), one from long before this run began.
-    const record = (id: string, updateTime: string) => {
-      const name = bed.jobName(id);
-      const job = { name, nodePoolId: poolId, numRanks: 1, state: 'QUEUED', status: 'queued', createTime: updateTime, updateTime, createdBy: 'ann@example.com' };
-      bed.world.records.set(name, { kind: 'batchJobs', account: 'default', resource: job, version: 2 });
-      return name;
-    };
-    const lost = record('lost-can-lost', new Date().toISOString());
-    const old = record('lost-can-old', new Date(Date.now() - 3600_000).toISOString());
-    // Signals that cost the pool events and nothing else, until its history passes 100 and it continues as new.
-    const handle = bed.client.workflow.getHandle(pool);
-    for (let i = 0; i < 40 && (await runsOf(pool)) < 2; i++) await handle.signal('checkJobs', { jobNames: [] });
-    await until('the pool continued as new', async () => ((await runsOf(pool)) >= 2 ? true : undefined));
-    const rows = await until('the lost request queued by the new run', () => {
-      const r = bed.world.queue(pool).map((q) => q.jobName);
-      return r.includes(lost) ? r : undefined;
-    });
-    assert.deepEqual(new Set(rows.slice(0, 3)), new Set(queued), 'the requests written before it keep their places');
-    assert.equal(rows[3], lost, 'queued behind them');
-    assert.ok(!rows.includes(old), 'a record that changed before the last run began is not looked at');
-    // The lost job has no workflow here: its grant is undeliverable, and the pool forgets it.
-    for (const r of bed.agents.runsOf(holder)) r.end({ outcome: 'succeeded' });
-    for (const n of queued) assert.equal((await bed.result(n)).job.state, 'COMPLETED', n);
-    bed.world.records.delete(lost);
-    bed.world.records.delete(old);
-    await bed.assertIdle(pool);
-  });
-
   it('a lost host whose agent still polls is probed back to ready, not while it runs ranks of the job that lost it', async () => {
     const pool = await bed.startPool('probe', { numNodes: 2 });
     const lostJob = bed.jobName('probe-lost');
