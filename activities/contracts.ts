@@ -7,7 +7,7 @@ import { type FieldViolation, type GrpcCodeName } from '../src/domain/errors';
 import { type ResourceKind, type StoredResource } from '../src/store/read-model';
 import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/store/pool-store';
 import { type JobSettings, type PoolBinding, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
-import { type RankUsageReport } from '../src/domain/isolation';
+import { type HostResult } from '../src/domain/job-attempt';
 import { type PoolSharingPolicy } from '../src/domain/sharing-config';
 import { type RequestTerms } from '../src/domain/scheduler';
 
@@ -151,19 +151,8 @@ export interface HostRunInput {
   attempt?: number;
 }
 
-export type HostOutcome =
-  | { outcome: 'succeeded'; usage?: RankUsageReport[] }
-  | {
-      outcome: 'failed';
-      rank: number;
-      exitCode: number | null;
-      signal: string | null;
-      message: string;
-      usage?: RankUsageReport[];
-      /** The kernel's OOM killer killed a process of the rank (its cgroup counted it). */
-      outOfMemory?: boolean;
-    }
-  | { outcome: 'stopped' };
+/** What an agent answers for its host's ranks: the results of src/domain/job-attempt.ts that an agent gives (the others the workflow sees instead of one). */
+export type HostOutcome = Extract<HostResult, { outcome: 'succeeded' | 'failed' | 'stopped' }>;
 
 /** A host's agent answers its pool's probe: it polls again, and these jobs still have ranks running here. */
 export interface HostProbeAnswer {

@@ -18,6 +18,7 @@ export type HostResult =
       signal: string | null;
       message: string;
       usage?: RankUsageReport[];
+      /** The kernel's OOM killer killed a process of the rank (its cgroup counted it). */
       outOfMemory?: boolean;
     }
   | { outcome: 'stopped' }
