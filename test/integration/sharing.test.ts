@@ -162,6 +162,12 @@ describe('a pool shared between accounts: quotas and fair share', () => {
     return r.body;
   };
   const state = (account: keyof typeof users, id: string, states: string | string[]) => waitForState(api[account], account, id, states, 60_000);
+  /** QUEUED in the read model: the job's request has reached its pool (a job writes that record just after sending it). */
+  const requested = (account: keyof typeof users, id: string) =>
+    waitFor(`${id} QUEUED in the read model`, async () => {
+      const page = await api[account].get<{ batchJobs?: Array<{ name: string }> }>(`/v1/accounts/${account}/batchJobs?filter=${encodeURIComponent('state="QUEUED"')}`);
+      return page.body.batchJobs?.some((j) => j.name.endsWith(`/batchJobs/${id}`)) ? true : undefined;
+    }, 60_000);
   const cancel = async (account: keyof typeof users, id: string) => assert.equal((await api[account].post(`/v1/accounts/${account}/batchJobs/${id}:cancel`, {})).status, 200);
 
   it('holds an account to its quota while capacity is free, saying so with the numbers; other accounts use the free capacity; an account not listed is refused', async () => {
@@ -196,10 +202,16 @@ describe('a pool shared between accounts: quotas and fair share', () => {
   it('splits freed capacity by fair share between two accounts, not by arrival, and says so in the status of those that wait', async () => {
     await create('acme', 'hog', { nodePoolId: 'fair', numRanks: 4, shellExecutor: { command: sleeper(3) } });
     await state('acme', 'hog', 'RUNNING');
-    // Arrival order: acme's three, then beta's three.
-    for (const i of [1, 2, 3]) await create('acme', `fa${i}`, { nodePoolId: 'fair', shellExecutor: { command: sleeper(10 + i) } });
-    for (const i of [1, 2, 3]) await create('beta', `fb${i}`, { nodePoolId: FAIR, shellExecutor: { command: sleeper(20 + i) } });
-    for (const i of [1, 2, 3]) await state('beta', `fb${i}`, 'QUEUED');
+    // Arrival order: acme's three, then beta's three. Queue order is arrival at the pool, so each
+    // job's request has reached the pool before the next is created.
+    for (const i of [1, 2, 3]) {
+      await create('acme', `fa${i}`, { nodePoolId: 'fair', shellExecutor: { command: sleeper(10 + i) } });
+      await requested('acme', `fa${i}`);
+    }
+    for (const i of [1, 2, 3]) {
+      await create('beta', `fb${i}`, { nodePoolId: FAIR, shellExecutor: { command: sleeper(20 + i) } });
+      await requested('beta', `fb${i}`);
+    }
     const behind = await api.acme.get<BatchJobBody>('/v1/accounts/acme/batchJobs/fa3');
     assert.match(behind.body.status, /; fair share: account acme holds 4 GPUs, its fair part is 2 \(weight 1 of 2\), and accounts furthest below their part go first$/);
 
