@@ -6,7 +6,7 @@ import { type BatchJobSpec, type BatchJobState, type Executor } from '../src/dom
 import { type FieldViolation, type GrpcCodeName } from '../src/domain/errors';
 import { type ResourceKind, type StoredResource } from '../src/store/read-model';
 import { type PoolSync, type PoolSyncResult, type LoadedPool } from '../src/store/pool-store';
-import { type JobSettings, type PoolBinding, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
+import { type JobSettings, type PoolBinding, type PoolInbound, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
 import { type HostResult } from '../src/domain/job-attempt';
 import { type PoolSharingPolicy } from '../src/domain/sharing-config';
 import { type RequestTerms } from '../src/domain/scheduler';
@@ -129,6 +129,12 @@ export interface ControlActivities {
   }>;
   /** Whether the pool's record exists (a pool being deleted still has one). */
   poolExists(input: { pool: string }): Promise<boolean>;
+  /**
+   * The pool signals in one closed run's history after its first `skip` (in history order), at most
+   * `limit` of them: the ones that run received after it took the state it continued as new with
+   * (workflows/node-pool.ts, "Signals a run missed"). `more`: some are left past `limit`.
+   */
+  missedPoolSignals(input: { workflowId: string; runId: string; skip: number; limit: number }): Promise<{ signals: PoolInbound[]; more: boolean }>;
 }
 
 export interface RankLaunch {

@@ -26,6 +26,7 @@ import { type ControlActivities } from './contracts';
 import { closedJobs } from '../src/control/closed-jobs';
 import { admitExecutor } from '../src/control/executor-admission';
 import { capacityGrantedSignal, dependencyEndedSignal, getHostFactsQuery, preemptSignal, sendPoolSignal, watchEndSignal } from '../workflows/messages';
+import { missedPoolSignals } from './missed-signals';
 import { poolOrphans } from './pool-recovery';
 
 export interface ControlDeps {
@@ -193,6 +194,10 @@ export function createControlActivities({ store, logs, config, client, knowsUser
 
     async poolExists({ pool }) {
       return (await store.get('nodePools', pool)) !== undefined;
+    },
+
+    missedPoolSignals(input) {
+      return missedPoolSignals(clientOf(), input);
     },
   };
 }

@@ -3,7 +3,9 @@
  *
  * A 1-GPU fake pool is held by one running job; then N 1-rank jobs are created behind it by 24
  * clients, unpaced (the issue's repro: 12,000 of them used to get the pool workflow terminated). N is
- * 100,000 in a full run (BENCH_QUEUE_JOBS overrides; --quick: 1,000). Measured:
+ * 100,000 in a full run (BENCH_QUEUE_JOBS overrides; --quick: 1,000). BENCH_POOL_CAN sets the pool's
+ * POOL_CONTINUE_AS_NEW_EVENTS (default 4000): at 100 the pool continues as new every few seconds of
+ * the burst, the race in which a run's last signals must reach the next run. Measured:
  *
  * - create throughput over the last tenth of the creates against the first tenth (the baseline):
  *   the queue's depth must not slow admission;
@@ -109,7 +111,7 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
   const window = 1000;
   // The figure is one account's deep queue: its per-account limits (docs/operators.md) must admit all of it.
   const limit = String(n + 100);
-  const e = await startBenchEnv({ env: { POOL_QUEUE_WINDOW: String(window), MAX_QUEUED_JOBS_PER_ACCOUNT: limit, MAX_LIVE_JOBS_PER_ACCOUNT: limit } });
+  const e = await startBenchEnv({ env: { POOL_QUEUE_WINDOW: String(window), MAX_QUEUED_JOBS_PER_ACCOUNT: limit, MAX_LIVE_JOBS_PER_ACCOUNT: limit, ...(process.env.BENCH_POOL_CAN ? { POOL_CONTINUE_AS_NEW_EVENTS: process.env.BENCH_POOL_CAN } : {}) } });
   try {
     await createFakePool(e, 'deep', 'g5.xlarge', 1);
     await createJob(e.api, { nodePoolId: 'deep', shellExecutor: { command: 'sleep 86400' } }, 'holder');

@@ -204,6 +204,12 @@ export interface NodePoolInput {
   settings?: PoolSettings;
   /** Set by the pool watchdog: the previous run closed unexpectedly; resume from the pool store. */
   recover?: { reason: string; /** The version of the pool's record in the read model. */ version: number };
+  /**
+   * The run this one continues, and how many pool signals it had handled when it took `carried`:
+   * this run handles the ones after those, read from that run's history. Absent from runs continued
+   * by code from before it (they carry no count).
+   */
+  lastRun?: { runId: string; signalsHandled: number };
 }
 
 

@@ -35,7 +35,7 @@ import type { AgentActivities, HostProbeAnswer } from '../activities/contracts';
 import { type BatchJobState, isTerminal } from '../src/domain/batch-job-model';
 import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../src/domain/hosts';
 import { applyNodePoolSpec, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
-import { type HostFacts } from '../src/domain/control-model';
+import { type HostFacts, type PoolInbound } from '../src/domain/control-model';
 import { poolRankMemoryLimit } from '../src/domain/isolation';
 import { PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
 import { addHost, type Allocation, allocationsOnHost, setHostStatus, standing } from '../src/domain/scheduler';
@@ -97,6 +97,9 @@ export const POOL_SHARING_TERMS_FIRST_PATCH = 'pool-reads-sharing-terms-first';
 
 /** How long a probe waits on an unreachable host's task queue, for settings carried from before hostProbeMs. */
 const DEFAULT_HOST_PROBE_MS = 600_000;
+/** Missed signals read per local activity: a page's result is one marker in the history. */
+const MISSED_SIGNALS_PAGE = 2000;
+
 /** An agent that answers with ranks of jobs that left the host stops them at its next heartbeat: ask again soon. */
 const PROBE_AGAIN_MS = 3_000;
 
@@ -355,39 +358,60 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   );
 
   // ---- capacity ------------------------------------------------------------------------------------
-  setHandler(requestCapacitySignal, async (req) => {
-    if (deleting) {
-      await refuse(req.workflowId, `node pool ${pool.name} is being deleted`);
-      return;
+  /** What each pool signal does; the handlers below and the signals a last run missed both come here. */
+  async function onSignal(signal: PoolInbound): Promise<void> {
+    switch (signal.name) {
+      case 'requestCapacity': {
+        const req = signal.args;
+        if (deleting) {
+          await refuse(req.workflowId, `node pool ${pool.name} is being deleted`);
+          return;
+        }
+        const limit = poolCapacityLimit(pool);
+        if (req.ranks > limit) {
+          await refuse(req.workflowId, `node pool ${pool.name} can never hold ${req.ranks} ranks: it has at most ${limit}`);
+          return;
+        }
+        if (state.request(req, now()) === 'queued') dirty = true;
+        return;
+      }
+      case 'releaseCapacity':
+        state.release(signal.args.jobName);
+        dirty = true;
+        return;
+      case 'jobState': {
+        const j = state.jobs[signal.args.jobName];
+        if (j && !isTerminal(signal.args.state)) j.state = signal.args.state;
+        return;
+      }
+      case 'checkJobs':
+        for (const name of signal.args.jobNames) if (sched.allocations[name]) toCheck.add(name);
+        return;
+      case 'hostLost': {
+        const { host, reason } = signal.args;
+        log.warn('host lost', { host, reason });
+        setHostStatus(sched, host, 'unreachable');
+        state.touchCapacity();
+        dirty = true;
+        if (patched(POOL_LOST_HOSTS_RETURN_PATCH)) {
+          probeUntilBack(host);
+          sayStatus(true);
+        }
+        return;
+      }
     }
-    const limit = poolCapacityLimit(pool);
-    if (req.ranks > limit) {
-      await refuse(req.workflowId, `node pool ${pool.name} can never hold ${req.ranks} ranks: it has at most ${limit}`);
-      return;
-    }
-    if (state.request(req, now()) === 'queued') dirty = true;
-  });
-  setHandler(releaseCapacitySignal, ({ jobName }) => {
-    state.release(jobName);
-    dirty = true;
-  });
-  setHandler(jobStateSignal, ({ jobName, state: jobState }) => {
-    const j = state.jobs[jobName];
-    if (j && !isTerminal(jobState)) j.state = jobState;
-  });
-  setHandler(checkJobsSignal, ({ jobNames }) => {
-    for (const name of jobNames) if (sched.allocations[name]) toCheck.add(name);
-  });
-  setHandler(hostLostSignal, ({ host, reason }) => {
-    log.warn('host lost', { host, reason });
-    setHostStatus(sched, host, 'unreachable');
-    state.touchCapacity();
-    dirty = true;
-    if (patched(POOL_LOST_HOSTS_RETURN_PATCH)) {
-      probeUntilBack(host);
-      sayStatus(true);
-    }
-  });
+  }
+  /** Pool signals this run has handled, in history order: continue-as-new carries the count ("Signals a run missed"). */
+  let signalsHandled = 0;
+  const handled = (signal: PoolInbound): Promise<void> => {
+    signalsHandled++;
+    return onSignal(signal);
+  };
+  setHandler(requestCapacitySignal, (args) => handled({ name: 'requestCapacity', args }));
+  setHandler(releaseCapacitySignal, (args) => handled({ name: 'releaseCapacity', args }));
+  setHandler(jobStateSignal, (args) => handled({ name: 'jobState', args }));
+  setHandler(checkJobsSignal, (args) => handled({ name: 'checkJobs', args }));
+  setHandler(hostLostSignal, (args) => handled({ name: 'hostLost', args }));
   setHandler(
     joinHostUpdate,
     (reg: HostRegistration) => {
@@ -540,6 +564,25 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     if (undeliverable.length > 0) await forgetClosed(undeliverable);
   }
 
+  /**
+   * Signals a run missed. The server refuses a task that continues as new while signals arrive; the
+   * task that follows may take the state to carry before their handlers run (sdk-dotnet#427), and
+   * the run closes without them: requests lost, found by the queue figure. So each run carries the
+   * number of signals it had handled when it took that state, and the next run reads the ones after
+   * those from its history and handles them first. A repeat changes nothing (a known request, a
+   * release, a job state); one that arrived after its job ended is found by the pool's holder checks.
+   */
+  async function handleMissedSignals(lastRun: NonNullable<NodePoolInput['lastRun']>): Promise<void> {
+    let missed = 0;
+    for (let more = true; more; ) {
+      const page = await control.missedPoolSignals({ workflowId: workflowInfo().workflowId, runId: lastRun.runId, skip: lastRun.signalsHandled + missed, limit: MISSED_SIGNALS_PAGE });
+      for (const signal of page.signals) await onSignal(signal);
+      missed += page.signals.length;
+      more = page.more && page.signals.length > 0;
+    }
+    if (missed > 0) log.warn('handled the signals the last run received after it took the state it carried', { signals: missed, lastRun: lastRun.runId });
+  }
+
   /** Jobs whose workflows closed: their end is recorded (control.closedJobs) and their capacity freed. */
   async function forgetClosed(names: string[]): Promise<void> {
     const { closed } = await control.closedJobs({ names });
@@ -572,6 +615,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
 
   // ---- the scheduling loop -------------------------------------------------------------------------
   await CancellationScope.nonCancellable(async () => {
+    if (input.lastRun) await handleMissedSignals(input.lastRun);
     if (input.recover) {
       // Grants the last run wrote may not have reached their jobs: send them again (a job ignores a
       // second grant; one that ended gives its capacity back). Requests the last run received but never
@@ -643,6 +687,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         settings,
         carried: state.carried(),
         recover: undefined,
+        lastRun: { runId: workflowInfo().runId, signalsHandled },
       });
     }
   });

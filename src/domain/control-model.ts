@@ -56,6 +56,12 @@ export type PoolSignal =
   | { name: 'jobState'; args: { jobName: string; state: BatchJobState } }
   | { name: 'hostLost'; args: { host: string; reason: string } };
 
+/** Every signal a pool handles: its jobs' and an agent's (`checkJobs`). */
+export type PoolInbound = PoolSignal | { name: 'checkJobs'; args: { jobNames: string[] } };
+
+/** The names of the signals a pool handles, as its workflow counts them (workflows/node-pool.ts, missed signals). */
+export const POOL_INBOUND_SIGNALS: ReadonlyArray<PoolInbound['name']> = ['requestCapacity', 'releaseCapacity', 'jobState', 'hostLost', 'checkJobs'];
+
 /** The executors of a job, as hosts report which they can run. */
 export type ExecutorKind = 'shell' | 'python' | 'notebook';
 

@@ -24,6 +24,7 @@ import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import pino from 'pino';
 import type { AgentActivities, ControlActivities, HostOutcome, HostRunInput, ValidateJobResult } from '../../activities/contracts';
+import { missedPoolSignals } from '../../activities/missed-signals';
 import { type BatchJob, type BatchJobSpec } from '../../src/domain/batch-job-model';
 import { DISCONNECTED_MESSAGE, type Environment } from '../../src/domain/environment-model';
 import { hostTaskQueue, fakeHostId } from '../../src/domain/hosts';
@@ -326,6 +327,8 @@ export class FakeWorld {
         return Promise.resolve({ orphans, states });
       },
       poolExists: ({ pool }) => Promise.resolve(this.pools.has(pool)),
+      // The real one: it reads a closed run's history from the server.
+      missedPoolSignals: (input) => missedPoolSignals(client, input),
       // As activities/control.ts: ask first, then read the record; a gone workflow or record is skipped / null.
       watchJobs: async ({ watcher, jobs }) => {
         const states: Record<string, BatchJob['state'] | null> = {};
@@ -704,9 +707,9 @@ export class WorkflowTestbed {
     });
   }
 
-  /** Signals of one name that reached a workflow (its current run), with their payloads. */
-  async signalsAt(workflowId: string, signalName: string): Promise<unknown[]> {
-    const history = await this.client.workflow.getHandle(workflowId).fetchHistory();
+  /** Signals of one name that reached a workflow (its current run, or the run named), with their payloads. */
+  async signalsAt(workflowId: string, signalName: string, runId?: string): Promise<unknown[]> {
+    const history = await this.client.workflow.getHandle(workflowId, runId).fetchHistory();
     const out: unknown[] = [];
     for (const e of history.events ?? []) {
       const a = e.workflowExecutionSignaledEventAttributes;

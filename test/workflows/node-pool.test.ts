@@ -14,7 +14,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { fakeHostAddress, hostTaskQueue } from '../../src/domain/hosts';
 import { type NodePool } from '../../src/domain/node-pool-model';
+import { PoolQueue } from '../../src/domain/pool-queue';
+import { addHost } from '../../src/domain/scheduler';
 import { cancelSignal, getNodePoolQuery } from '../../workflows/messages';
 import { until, WorkflowTestbed } from '../support/workflow-testbed';
 
@@ -177,5 +180,42 @@ describe('node pool workflow races', () => {
     );
     await bed.assertIdle(pool);
     assert.deepEqual(bed.world.queue(pool), []);
+  });
+
+  it('a continued run handles the signals its last run received after the count it carried, and not the ones before', async () => {
+    const poolId = 'missed';
+    const pool = await bed.startPool(poolId, { numNodes: 1 });
+    await bed.client.workflow.getHandle(pool).terminate('test: replaced by a run no worker serves');
+    // The last run: its signals land in its history, and no handler ever runs (nothing polls its queue).
+    const input = bed.poolInput(poolId, bed.world.pools.get(pool) as NodePool, { numNodes: 1 });
+    const last = await bed.client.workflow.start('nodePoolWorkflow', { workflowId: pool, taskQueue: 'no-worker', args: [input], workflowIdReusePolicy: 'ALLOW_DUPLICATE' });
+    const jobs: string[] = [];
+    for (const id of ['missed-a', 'missed-b', 'missed-c']) {
+      const name = await bed.startJob(id, { pool: poolId });
+      bed.agents.behaviour.set(name, { succeed: true });
+      jobs.push(name);
+      await until(`${id}'s request in the last run's history`, async () => (await bed.signalsAt(pool, 'requestCapacity', last.firstExecutionRunId)).length === jobs.length);
+    }
+    await last.terminate('test: the last run closes');
+
+    // It continues with an empty queue, having handled (it says) the first of those three signals.
+    const carried = PoolQueue.fresh(100);
+    addHost(carried.scheduler, 'h0', 1);
+    carried.hosts.h0 = { address: fakeHostAddress(pool, 0), taskQueue: hostTaskQueue(pool, 'h0') };
+    carried.version = 1;
+    await bed.startPoolWorkflow({ ...input, pool: { ...input.pool, state: 'READY' }, carried: carried.carried(), lastRun: { runId: last.firstExecutionRunId, signalsHandled: 1 } });
+
+    const [first, ...rest] = jobs as [string, ...string[]];
+    for (const n of rest) assert.equal((await bed.result(n)).job.state, 'COMPLETED', n);
+    assert.deepEqual(
+      (bed.world.inserted.get(pool) ?? []).map((r) => r.jobName),
+      rest,
+      'the two requests after the count were queued, in their order; the counted one was not',
+    );
+    assert.equal(bed.agents.runsOf(first).length, 0);
+    assert.equal(bed.world.job(first)?.state, 'QUEUED');
+    await bed.client.workflow.getHandle(first).signal(cancelSignal, {});
+    assert.equal((await bed.result(first)).job.state, 'CANCELLED');
+    await bed.assertIdle(pool);
   });
 });
