@@ -366,8 +366,6 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
         if (!delivered) log.warn('node pool not running while releasing capacity; it finds the job ended when it checks its holders');
       });
     };
-    // Stats only; a pool that is not running has no stats to keep.
-    const tellPool = (state: BatchJob['state']): void => void toPool({ name: 'jobState', args: { jobName: input.name, state } });
 
     // Ends a job that holds no ranks (yet): withdraw from the queue and settle the stop request.
     const stopBeforeRunning = async (): Promise<BatchJobResult> => {
@@ -607,7 +605,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
                 if (running === attempt && job.state === 'RUNNING') runLimitHit = true;
               });
             }
-            tellPool('RUNNING');
+            // The pool is not told (V1 sent it a jobState signal): the API counts this job in its record's state.
             continue;
           }
           case 'succeeded': {
@@ -648,7 +646,6 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
             } else {
               transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}: stopping its ranks` });
             }
-            tellPool(job.state);
             await wind();
             if (deleteBy !== undefined) return ended(await finish(true));
             const lost = w.unconfirmedStop();

@@ -6,7 +6,7 @@
 import { defineQuery, defineSignal, defineUpdate, type SignalDefinition } from '@temporalio/workflow';
 import { type BatchJob, type BatchJobSpec, type BatchJobState } from '../src/domain/batch-job-model';
 import { type BatchJobPatch } from '../src/domain/batch-job-patch';
-import { type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
+import { type AllocatedJob, type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
 import { type PoolCarriedState } from '../src/domain/pool-queue';
 import { type CapacityRequestArgs, type EnvironmentUseGrant, type PoolBinding, type EnvironmentUseRequest, type HostFacts, type JobSettings, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
@@ -224,6 +224,12 @@ export interface NodePoolCarriedState {
 export interface NodePoolView {
   pool: NodePool;
   version: number;
+  /**
+   * The jobs holding capacity, in the state the pool knows (PENDING until a job says otherwise; jobs
+   * of batchJobWorkflowV2 do not). The API counts each in its record's state (statsWithJobStates).
+   * Absent from pools of code before it.
+   */
+  allocated?: AllocatedJob[];
 }
 
 export const getNodePoolQuery = defineQuery<NodePoolView>('getNodePool');

@@ -298,7 +298,15 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   ]);
 
   // ---- queries -----------------------------------------------------------------------------------
-  setHandler(getNodePoolQuery, () => ({ pool: view(), version: state.version }), { description: 'The node pool resource with live nodePoolStats.' });
+  setHandler(
+    getNodePoolQuery,
+    () => ({
+      pool: view(),
+      version: state.version,
+      allocated: Object.values(sched.allocations).map((a) => ({ jobName: a.id, ranks: a.ranks, state: state.jobs[a.id]?.state ?? 'PENDING' })),
+    }),
+    { description: "The node pool resource with live nodePoolStats (a job holding capacity counted in the state the pool knows; the API counts it in its record's), and the jobs holding capacity." },
+  );
   setHandler(
     getNodePoolInternalsQuery,
     () => ({

@@ -12,13 +12,15 @@ import {
   getNodePoolQuery,
   type NodePoolInput,
   type NodePoolInternals,
+  type NodePoolView,
   type PoolSettings,
   updateNodePoolUpdate,
 } from '../../workflows/messages';
 import { BatchdAccount, NodePoolState } from '../../workflows/search-attributes';
 import { type AccountLimits } from '../control/account-limits';
 import { ApiError } from '../domain/errors';
-import { type NodePool, type NodePoolSpec, nodePoolCreateBodySchema, okStatus, planNodePoolUpdate, ranksPerNodeOf } from '../domain/node-pool';
+import { type BatchJob } from '../domain/batch-job-model';
+import { type NodePool, type NodePoolSpec, nodePoolCreateBodySchema, okStatus, planNodePoolUpdate, ranksPerNodeOf, statsWithJobStates } from '../domain/node-pool';
 import { resourceName } from '../domain/names';
 import { type PoolUsage, summarizePoolUsage } from '../domain/pool-usage';
 import { parseOrThrow } from '../domain/validation';
@@ -148,14 +150,24 @@ export class NodePoolService {
     return this.live(row.resource);
   }
 
-  /** The pool with live stats from its workflow; the stored projection when the workflow cannot answer. */
+  /**
+   * The pool with live stats from its workflow; the stored projection when the workflow cannot
+   * answer. A job holding capacity is counted in the state its own record says (the pool knows
+   * PENDING; the job knows whether its ranks run).
+   */
   private async live(stored: NodePool): Promise<NodePool> {
+    let view: NodePoolView;
     try {
-      return (await this.deadline(() => this.handle(stored.name).query(getNodePoolQuery))).pool;
+      view = await this.deadline(() => this.handle(stored.name).query(getNodePoolQuery));
     } catch (err) {
       this.d.logger.warn({ pool: stored.name, err: String(err) }, 'node pool query failed; answering from the read model');
       return stored;
     }
+    const allocated = view.allocated ?? [];
+    if (allocated.length === 0) return view.pool;
+    const records = await Promise.all(allocated.map((a) => this.d.store.get<BatchJob>('batchJobs', a.jobName)));
+    const recorded = new Map(allocated.map((a, i) => [a.jobName, records[i]?.resource.state]));
+    return { ...view.pool, nodePoolStats: statsWithJobStates(view.pool.nodePoolStats, allocated, recorded) };
   }
 
   async internals(caller: Principal, id: string): Promise<NodePoolInternals> {

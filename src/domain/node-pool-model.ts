@@ -110,3 +110,43 @@ export function applyNodePoolSpec(pool: NodePool, spec: NodePoolSpec, now: strin
 export function okStatus(message = ''): GatewayStatus {
   return { code: 'OK', message };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Stats of the jobs that hold capacity.
+
+/** A job that holds capacity in a pool, with the state the pool knows it in (PENDING until it says otherwise). */
+export interface AllocatedJob {
+  jobName: string;
+  ranks: number;
+  state: string;
+}
+
+/** States in which a job can hold capacity, as its own record says them. */
+const HOLDING_STATES: ReadonlySet<string> = new Set(['PENDING', 'RUNNING', 'CANCELLING', 'DELETING']);
+
+/**
+ * The pool's stats with each job that holds capacity counted in the state its own record says.
+ * The pool decides capacity; the job owns its state, so the pool's count of a job it granted stays in
+ * the state the pool last knew (PENDING: today's jobs do not signal their pool when their ranks start)
+ * unless the job's record says it is further on. A record that lags (still QUEUED) or is already
+ * terminal (the release is on its way) leaves the pool's state.
+ */
+export function statsWithJobStates(stats: NodePoolStats, allocated: readonly AllocatedJob[], recorded: ReadonlyMap<string, string | undefined>): NodePoolStats {
+  const count = { ...stats.batchJobCount };
+  const ranks = { ...stats.batchJobRanks };
+  const add = (state: string, jobs: number, r: number) => {
+    count[state] = (count[state] ?? 0) + jobs;
+    ranks[state] = (ranks[state] ?? 0) + r;
+    if (count[state] <= 0) {
+      delete count[state];
+      delete ranks[state];
+    }
+  };
+  for (const a of allocated) {
+    const own = recorded.get(a.jobName);
+    if (own === undefined || own === a.state || !HOLDING_STATES.has(own)) continue;
+    add(a.state, -1, -a.ranks);
+    add(own, 1, a.ranks);
+  }
+  return { ...stats, batchJobCount: count, batchJobRanks: ranks };
+}

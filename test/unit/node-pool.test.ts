@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import { ApiError, type FieldViolation } from '../../src/domain/errors';
 import {
   applyNodePoolSpec,
@@ -10,6 +11,7 @@ import {
   type NodePoolSpec,
   planNodePoolUpdate,
   poolCapacityLimit,
+  statsWithJobStates,
   ranksPerNodeOf,
 } from '../../src/domain/node-pool';
 import { parseOrThrow } from '../../src/domain/validation';
@@ -369,5 +371,66 @@ describe('planNodePoolUpdate: growing a fake pool', () => {
   });
   it('leaves maxNodeCount alone when shrinking', () => {
     assert.equal(planNodePoolUpdate(current, { fakeNodePool: { numNodes: 1 } }).maxNodeCount, 2);
+  });
+});
+
+describe('statsWithJobStates', () => {
+  const base = { nodeCount: 1, ranksPerNode: 8, environmentCount: 0, environmentRanks: 0 };
+
+  it("counts a granted job in its record's state once the record is further on, and keeps the pool's otherwise", () => {
+    const stats = { ...base, batchJobCount: { QUEUED: 2, PENDING: 3 }, batchJobRanks: { QUEUED: 5, PENDING: 7 } };
+    const allocated = [
+      { jobName: 'a', ranks: 4, state: 'PENDING' },
+      { jobName: 'b', ranks: 2, state: 'PENDING' },
+      { jobName: 'c', ranks: 1, state: 'PENDING' },
+    ];
+    const recorded = new Map<string, string | undefined>([
+      ['a', 'RUNNING'],
+      ['b', 'QUEUED'], // its record lags the grant
+      ['c', 'COMPLETED'], // ended; its release is on its way
+    ]);
+    assert.deepEqual(statsWithJobStates(stats, allocated, recorded), {
+      ...base,
+      batchJobCount: { QUEUED: 2, PENDING: 2, RUNNING: 1 },
+      batchJobRanks: { QUEUED: 5, PENDING: 3, RUNNING: 4 },
+    });
+  });
+
+  it('omits a state that no job is left in, and changes nothing when every record agrees', () => {
+    const stats = { ...base, batchJobCount: { PENDING: 1 }, batchJobRanks: { PENDING: 8 } };
+    const allocated = [{ jobName: 'a', ranks: 8, state: 'PENDING' }];
+    assert.deepEqual(statsWithJobStates(stats, allocated, new Map([['a', 'CANCELLING']])).batchJobCount, { CANCELLING: 1 });
+    assert.deepEqual(statsWithJobStates(stats, allocated, new Map([['a', 'PENDING']])), stats);
+    assert.deepEqual(statsWithJobStates(stats, allocated, new Map()), stats);
+  });
+
+  it('matches a reference: each granted job counted once, in its own live state or else the pool\'s (property)', () => {
+    const STATES = ['CREATING', 'QUEUED', 'PENDING', 'RUNNING', 'CANCELLING', 'DELETING', 'COMPLETED', 'FAILED', 'CANCELLED'];
+    const job = fc.record({ ranks: fc.integer({ min: 1, max: 8 }), pool: fc.constantFrom('PENDING', 'RUNNING', 'CANCELLING'), own: fc.option(fc.constantFrom(...STATES), { nil: undefined }) });
+    fc.assert(
+      fc.property(fc.array(job, { maxLength: 12 }), fc.nat({ max: 5 }), (jobs, queued) => {
+        const tally = (states: Array<[string, number]>) => {
+          const count: Record<string, number> = {};
+          const ranks: Record<string, number> = {};
+          for (const [s, r] of states) {
+            count[s] = (count[s] ?? 0) + 1;
+            ranks[s] = (ranks[s] ?? 0) + r;
+          }
+          return { count, ranks };
+        };
+        const queuedStates: Array<[string, number]> = Array.from({ length: queued }, () => ['QUEUED', 1]);
+        const byPool = tally([...queuedStates, ...jobs.map((j): [string, number] => [j.pool, j.ranks])]);
+        const live = new Set(['PENDING', 'RUNNING', 'CANCELLING', 'DELETING']);
+        const expected = tally([...queuedStates, ...jobs.map((j): [string, number] => [j.own !== undefined && live.has(j.own) ? j.own : j.pool, j.ranks])]);
+        const got = statsWithJobStates(
+          { ...base, batchJobCount: byPool.count, batchJobRanks: byPool.ranks },
+          jobs.map((j, i) => ({ jobName: `j${i}`, ranks: j.ranks, state: j.pool })),
+          new Map(jobs.map((j, i) => [`j${i}`, j.own])),
+        );
+        assert.deepEqual(got.batchJobCount, expected.count);
+        assert.deepEqual(got.batchJobRanks, expected.ranks);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
