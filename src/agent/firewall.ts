@@ -7,7 +7,7 @@
  * IPv6 through `ip6tables` where present.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { type ControlPlaneEndpoint, firewallRuleArgs } from '../domain/isolation';
 
@@ -18,6 +18,23 @@ export interface FirewallOptions {
   uidFirst: number;
   uidLast: number;
   endpoints: ControlPlaneEndpoint[];
+  /** The process the rules belong to, as `<pid>@<start time>` (processStamp); this process when absent. */
+  owner?: string;
+}
+
+/**
+ * A process as `<pid>@<start time in clock ticks since boot>` (field 22 of /proc/<pid>/stat), which
+ * tells it from a later process given the same pid; undefined when no such process runs.
+ */
+export function processStamp(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return start ? `${pid}@${start}` : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function run(tool: string, args: string[]): boolean {
@@ -41,15 +58,21 @@ function toolPresent(tool: string): boolean {
 export class RankFirewall {
   private readonly tools: Array<{ tool: string; family: 4 | 6 }> = [];
 
-  constructor(private readonly o: FirewallOptions) {}
+  private readonly owner: string;
+
+  constructor(private readonly o: FirewallOptions) {
+    this.owner = o.owner ?? processStamp(process.pid) ?? String(process.pid);
+  }
 
   private jump(): string[] {
-    return ['OUTPUT', '-m', 'owner', '--uid-owner', `${this.o.uidFirst}-${this.o.uidLast}`, '-m', 'comment', '--comment', `batchd:${this.o.dataDir}`, '-j', this.o.chain];
+    return ['OUTPUT', '-m', 'owner', '--uid-owner', `${this.o.uidFirst}-${this.o.uidLast}`, '-m', 'comment', '--comment', `batchd:${this.o.dataDir}#${this.owner}`, '-j', this.o.chain];
   }
 
   /**
-   * Rules of instances that died without removing them (SIGKILL) and whose DATA_DIR is gone: they
-   * would reset ranks' connections to ports some later service may hand out as MASTER_PORT.
+   * Rules of instances that died without removing them (SIGKILL, or an exit before it could): they
+   * would reset ranks' connections to ports that later services hand out, as MASTER_PORT or to a
+   * notebook's kernel. Stale when the process that installed them no longer runs (the jump names it,
+   * `#<pid>@<start time>`), or, for jumps from before that, when their DATA_DIR is gone.
    */
   private removeStale(tool: string): void {
     let rules: string;
@@ -58,12 +81,22 @@ export class RankFirewall {
     } catch {
       return;
     }
-    for (const line of rules.split('\n')) {
-      const m = /^-A (OUTPUT .*--comment "?batchd:([^"\s]+)"? -j (BATCHD-[0-9A-F]+))$/.exec(line.trim());
-      if (!m || existsSync(m[2]!)) continue;
-      run(tool, ['-D', ...m[1]!.split(' ').map((w) => w.replace(/^"|"$/g, ''))]);
-      run(tool, ['-F', m[3]!]);
-      run(tool, ['-X', m[3]!]);
+    const jumps = rules
+      .split('\n')
+      .map((line) => /^-A (OUTPUT .*--comment "?batchd:([^"\s#]+)(?:#(\d+)@(\d+))?"? -j (BATCHD-[0-9A-F]+))$/.exec(line.trim()))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map(([, rule = '', dataDir = '', pid, start, chain = '']) => ({
+        rule,
+        chain,
+        alive: pid !== undefined ? processStamp(Number(pid)) === `${pid}@${start}` : existsSync(dataDir),
+      }));
+    for (const jump of jumps) {
+      if (jump.alive) continue;
+      run(tool, ['-D', ...jump.rule.split(' ').map((w) => w.replace(/^"|"$/g, ''))]);
+      // A chain a live jump still uses (another life of the same DATA_DIR) keeps its rules.
+      if (jumps.some((j) => j.alive && j.chain === jump.chain)) continue;
+      run(tool, ['-F', jump.chain]);
+      run(tool, ['-X', jump.chain]);
     }
   }
 

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -41,9 +41,11 @@ describe('host agents in their own processes', () => {
     startAgent('r2');
     await waitFor('two hosts to join', async () => ((await nodeCount()) === 2 ? true : undefined), 60_000);
   });
+  const badDir = mkdtempSync(join(tmpdir(), 'batchd-agent-bad-'));
   after(async () => {
     for (const child of agents.values()) await killAndWait(child, 'SIGKILL');
     await t?.stop();
+    for (const dir of [...agentDirs.values(), badDir]) rmSync(dir, { recursive: true, force: true });
   });
 
   it('runs a job across both agents and stores the logs they ship', async () => {
@@ -87,7 +89,7 @@ describe('host agents in their own processes', () => {
   it('refuses an agent whose slots do not match the pool’s machine type', async () => {
     const child = spawnRole(
       'agent',
-      { DATA_DIR: mkdtempSync(join(tmpdir(), 'batchd-agent-bad-')), TEMPORAL_ADDRESS: t.service.temporalAddress, LOG_LEVEL: 'warn' },
+      { DATA_DIR: badDir, TEMPORAL_ADDRESS: t.service.temporalAddress, LOG_LEVEL: 'warn' },
       ['--pool', POOL, '--host', 'wrong', '--gpus', '4'],
     );
     let stderr = '';

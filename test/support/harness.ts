@@ -179,10 +179,12 @@ export async function waitForState(api: Api, account: string, id: string, states
 /**
  * A host agent of `pool` as its own process, joined to the test service as a remote host joins:
  * through Temporal, shipping logs to the API with the service's agent token. `dataDir` is the agent's
- * own DATA_DIR (a fresh one by default); a restarted agent is given its previous one.
+ * own DATA_DIR (a fresh one by default, removed when the agent exits); a restarted agent is given its
+ * previous one, which the caller removes.
  */
-export function spawnAgent(t: TestService, pool: string, host: string, dataDir = mkdtempSync(join(tmpdir(), `batchd-agent-${host}-`))): ChildProcess {
-  return spawnRole(
+export function spawnAgent(t: TestService, pool: string, host: string, dir?: string): ChildProcess {
+  const dataDir = dir ?? mkdtempSync(join(tmpdir(), `batchd-agent-${host}-`));
+  const child = spawnRole(
     'agent',
     {
       DATA_DIR: dataDir,
@@ -194,6 +196,8 @@ export function spawnAgent(t: TestService, pool: string, host: string, dataDir =
     },
     ['--pool', pool, '--host', host, '--address', '127.0.0.1'],
   );
+  if (dir === undefined) child.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+  return child;
 }
 
 /** A role of the service as its own process (`node dist/src/main.js <roles>`), for tests that kill it. */
