@@ -688,7 +688,10 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       // History grew large: start afresh with the same state, on the pools' task queue.
       await condition(allHandlersFinished);
       await condition(() => reported >= state.version);
-      if (state.needsSync()) await sync();
+      // Until nothing is unwritten: a request whose handler ran in the activation that resolved a
+      // sync is pending again, and the state carried must not hold unwritten changes. (Was `if`: a
+      // history in which one sync sufficed takes the same path.)
+      while (state.needsSync()) await sync();
       await makeContinueAsNewFunc<typeof nodePoolWorkflow>({ taskQueue: settings.taskQueue })({
         ...input,
         pool,
