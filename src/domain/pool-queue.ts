@@ -155,6 +155,8 @@ export class PoolQueue {
   private readonly counters: QueueCounters;
   /** Requests admitted since the last sync, in seq order. */
   private pendingInserts: QueueEntry[] = [];
+  /** Their job names: a burst of thousands in one task must not cost a scan per request. */
+  private pendingNames = new Set<string>();
   /** Jobs to delete from the stored queue at the next sync. */
   private pendingRemoves = new Set<string>();
   /** The capacity changed since the last snapshot was written. */
@@ -235,6 +237,7 @@ export class PoolQueue {
       enqueuedAt: legacy.jobs[r.id]?.enqueuedAt ?? now,
       ...(r.avoidHosts ? { avoidHosts: r.avoidHosts } : {}),
     }));
+    state.pendingNames = new Set(state.pendingInserts.map((r) => r.jobName));
     state.capacityChanged = true;
     return state;
   }
@@ -301,7 +304,7 @@ export class PoolQueue {
   }
 
   has(jobName: string): boolean {
-    return this.scheduler.allocations[jobName] !== undefined || this.jobs[jobName] !== undefined || this.pendingInserts.some((r) => r.jobName === jobName);
+    return this.scheduler.allocations[jobName] !== undefined || this.jobs[jobName] !== undefined || this.pendingNames.has(jobName);
   }
 
   /**
@@ -315,6 +318,7 @@ export class PoolQueue {
     const avoidHosts = avoidList(req.avoidHosts);
     const entry: QueueEntry = { jobName: req.jobName, workflowId: req.workflowId, ranks: req.ranks, seq, enqueuedAt: now, ...(avoidHosts ? { avoidHosts } : {}), ...termsOf(req) };
     this.pendingInserts.push(entry);
+    this.pendingNames.add(req.jobName);
     this.pendingRemoves.delete(req.jobName);
     // The window takes it when it sorts before the window's boundary (or the window holds everything).
     if (this.withinBoundary(entry)) this.admit(entry);
@@ -326,7 +330,7 @@ export class PoolQueue {
 
   /** A job ended or left the queue: frees its slots or withdraws its request. Idempotent. */
   release(jobName: string): 'freed' | 'dequeued' | 'unknown' {
-    const pending = this.pendingInserts.findIndex((r) => r.jobName === jobName);
+    const pending = this.pendingNames.has(jobName) ? this.pendingInserts.findIndex((r) => r.jobName === jobName) : -1;
     const ranks = this.scheduler.queue.find((r) => r.id === jobName)?.ranks ?? 0;
     const result = releaseSlots(this.scheduler, jobName);
     delete this.jobs[jobName];
@@ -337,6 +341,7 @@ export class PoolQueue {
     if (pending >= 0) {
       // Never written: forget it here, and make sure the store does not keep it either.
       const [entry] = this.pendingInserts.splice(pending, 1);
+      this.pendingNames.delete(jobName);
       this.dequeued(entry?.ranks ?? 0);
       this.pendingRemoves.add(jobName);
       return 'dequeued';
@@ -401,6 +406,7 @@ export class PoolQueue {
       if (this.counters.loadedPriority !== DEFAULT_PRIORITY) step.read.afterPriority = this.counters.loadedPriority;
     }
     this.pendingInserts = [];
+    this.pendingNames = new Set();
     this.pendingRemoves = new Set();
     this.capacityChanged = false;
     return step;
@@ -410,7 +416,8 @@ export class PoolQueue {
   applySync(step: PoolSyncStep, outcome: PoolSyncOutcome): void {
     this.counters.length = outcome.length + this.pendingInserts.length;
     this.counters.ranks = outcome.ranks + this.pendingInserts.reduce((n, r) => n + r.ranks, 0);
-    this.counters.maxRanks = Math.max(outcome.maxRanks, ...this.pendingInserts.map((r) => r.ranks));
+    // Not Math.max(...pending): a burst of 100,000 would overflow the call's arguments.
+    this.counters.maxRanks = this.pendingInserts.reduce((m, r) => Math.max(m, r.ranks), outcome.maxRanks);
     if (!step.read || this.counters.loadedAll) return;
     const inWindow = new Set(this.scheduler.queue.map((r) => r.id));
     const boundary = this.boundary();
