@@ -442,7 +442,9 @@ export class PoolQueue {
       this.counters.loadedPriority = keyOf(last).priority;
     }
     // Requests admitted while the step was in flight that now sort inside the boundary join the window.
-    for (const entry of this.pendingInserts) if (!inWindow.has(entry.jobName) && this.withinBoundary(entry) && !this.scheduler.queue.some((r) => r.id === entry.jobName)) this.admit(entry);
+    // (Pending names are distinct, so the window as it is now tells which are in it already.)
+    const present = new Set(this.scheduler.queue.map((r) => r.id));
+    for (const entry of this.pendingInserts) if (!inWindow.has(entry.jobName) && this.withinBoundary(entry) && !present.has(entry.jobName)) this.admit(entry);
     this.trim();
   }
 
