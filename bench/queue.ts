@@ -12,6 +12,8 @@
  * - created → QUEUED lag (read model: the QUEUED record's updateTime − createTime), p50/p99;
  * - one scheduling step at that depth: a pass over the pool's window plus its store step (the same
  *   PoolQueue and store code the workflow runs), p50/p99 over 200 steps;
+ * - one pool task that handles a burst of 50,000 requests before its next sync, against ten tasks of
+ *   5,000 (linear: about 1×);
  * - service and Temporal memory per queued job;
  * - the time for the head to start once the holder ends, and the pool's grant rate after it.
  */
@@ -76,6 +78,24 @@ async function queuedLags(e: BenchEnv): Promise<number[]> {
     after = result.nextAfter;
   }
   return lags;
+}
+
+/**
+ * One pool task that handles a burst of `n` requests before its next sync (PoolQueue.request, as the
+ * handler runs it), against the same requests as ten tasks of n/10: equal when the cost is linear in
+ * the burst. A scan per request made it quadratic: 50,000 took 10 s, past a workflow task's timeout.
+ */
+function burstCost(n: number): { burstMs: number; tenthsMs: number } {
+  const handle = (count: number, from: number): number => {
+    const q = PoolQueue.fresh(1000);
+    const t0 = performance.now();
+    for (let i = from; i < from + count; i++) q.request({ jobName: `accounts/default/batchJobs/burst-${i}`, workflowId: `burst-${i}`, ranks: 1 }, '2026-01-01T00:00:00.000Z');
+    return performance.now() - t0;
+  };
+  const burstMs = handle(n, 0);
+  let tenthsMs = 0;
+  for (let k = 0; k < 10; k++) tenthsMs += handle(n / 10, k * (n / 10));
+  return { burstMs, tenthsMs };
 }
 
 /** One scheduling step at the queue's real depth: a pass over a full window, then the store step. */
@@ -156,6 +176,8 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
     const temporal1 = rssMiB(e.devServer.process.pid);
     const steps = summarize(await stepCost(e, window, 200));
     o.log(`    one scheduling step (pass over a ${window}-job window + store step) at this depth: p50 ${fmt(steps.p50, 2)} ms, p99 ${fmt(steps.p99, 2)} ms`);
+    const burst = burstCost(50_000);
+    o.log(`    one pool task handling 50,000 requests before its sync: ${fmt(burst.burstMs, 0)} ms (ten tasks of 5,000: ${fmt(burst.tenthsMs, 0)} ms, ratio ${fmt(burst.burstMs / burst.tenthsMs, 2)})`);
 
     // The holder ends (cancelled): how long until the head runs, and how fast the pool hands out its slot after.
     const h0 = performance.now();
@@ -180,8 +202,9 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
       ratio: endRate / startRate,
       extra:
         `created → QUEUED p50 ${fmt(lag.p50, 0)} / p99 ${fmt(lag.p99, 0)} ms; scheduling step p99 ${fmt(steps.p99, 2)} ms; ` +
-        `${fmt(perJobService, 1)} KiB service + ${fmt(perJobTemporal, 1)} KiB Temporal per queued job; head ran ${fmt(headMs / 1000, 1)} s after the holder ended`,
-      details: { n, concurrency, window, load, startRate, endRate, inPool, queued: lags.length, lag, steps, rss0, rss1, temporal0, temporal1, perJobService, perJobTemporal, headMs, drainCount, drainPerSecond },
+        `${fmt(perJobService, 1)} KiB service + ${fmt(perJobTemporal, 1)} KiB Temporal per queued job; head ran ${fmt(headMs / 1000, 1)} s after the holder ended; ` +
+        `a 50,000-request burst in one pool task ${fmt(burst.burstMs, 0)} ms (${fmt(burst.burstMs / burst.tenthsMs, 2)}× ten tasks of 5,000)`,
+      details: { n, concurrency, window, load, startRate, endRate, inPool, queued: lags.length, lag, steps, burst, rss0, rss1, temporal0, temporal1, perJobService, perJobTemporal, headMs, drainCount, drainPerSecond },
     };
   } finally {
     await e.stop();
