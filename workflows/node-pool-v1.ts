@@ -25,7 +25,7 @@ import {
 } from '@temporalio/workflow';
 import { type BatchJobState, isTerminal } from '../src/domain/batch-job-model';
 import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../src/domain/hosts';
-import { applyNodePoolSpec, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
+import { applyNodePoolSpec, capacityRefusal, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
 import {
   addHost,
   emptyScheduler,
@@ -193,13 +193,9 @@ export async function nodePoolWorkflowV1(input: NodePoolInput): Promise<void> {
 
   // ---- capacity ------------------------------------------------------------------------------------
   setHandler(requestCapacitySignal, async (req) => {
-    if (deleting) {
-      await refuse(req.workflowId, `node pool ${pool.name} is being deleted`);
-      return;
-    }
-    const limit = poolCapacityLimit(pool);
-    if (req.ranks > limit) {
-      await refuse(req.workflowId, `node pool ${pool.name} can never hold ${req.ranks} ranks: it has at most ${limit}`);
+    const refusal = capacityRefusal(pool, req.ranks, deleting);
+    if (refusal !== undefined) {
+      await refuse(req.workflowId, refusal);
       return;
     }
     if (enqueue(sched, req.jobName, req.ranks) === 'queued') {

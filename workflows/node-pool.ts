@@ -34,7 +34,7 @@ import {
 import type { AgentActivities, HostProbeAnswer } from '../activities/contracts';
 import { type BatchJobState, isTerminal } from '../src/domain/batch-job-model';
 import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../src/domain/hosts';
-import { applyNodePoolSpec, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
+import { applyNodePoolSpec, capacityRefusal, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
 import { type HostFacts, type PoolInbound } from '../src/domain/control-model';
 import { poolRankMemoryLimit } from '../src/domain/isolation';
 import { PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
@@ -371,13 +371,9 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     switch (signal.name) {
       case 'requestCapacity': {
         const req = signal.args;
-        if (deleting) {
-          await refuse(req.workflowId, `node pool ${pool.name} is being deleted`);
-          return;
-        }
-        const limit = poolCapacityLimit(pool);
-        if (req.ranks > limit) {
-          await refuse(req.workflowId, `node pool ${pool.name} can never hold ${req.ranks} ranks: it has at most ${limit}`);
+        const refusal = capacityRefusal(pool, req.ranks, deleting);
+        if (refusal !== undefined) {
+          await refuse(req.workflowId, refusal);
           return;
         }
         if (state.request(req, now()) === 'queued') dirty = true;

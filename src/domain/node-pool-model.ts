@@ -5,6 +5,7 @@
  * cached workflow, so nothing here may load zod or build a schema (docs/performance.md §7). The
  * create body and update planning are in node-pool.ts, which re-exports all of this.
  */
+import { type BatchJobState } from './batch-job-model';
 import { type GrpcCodeName } from './errors';
 import { isGpuType, machineType, type MachineType, ranksPerHost } from './machine-types';
 
@@ -100,6 +101,14 @@ export function poolCapacityLimit(spec: Pick<NodePoolSpec, 'fakeNodePool' | 'eks
   return hosts * ranksPerNodeOf(spec);
 }
 
+/** Why a pool refuses a request for `ranks` outright (being deleted, or never that big), or undefined. */
+export function capacityRefusal(pool: Pick<NodePool, 'name' | 'fakeNodePool' | 'eksNodePool' | 'maxNodeCount'>, ranks: number, deleting: boolean): string | undefined {
+  if (deleting) return `node pool ${pool.name} is being deleted`;
+  const limit = poolCapacityLimit(pool);
+  if (ranks > limit) return `node pool ${pool.name} can never hold ${ranks} ranks: it has at most ${limit}`;
+  return undefined;
+}
+
 /** The pool after an update: the new spec replaces the old one, so a cleared displayName goes away. */
 export function applyNodePoolSpec(pool: NodePool, spec: NodePoolSpec, now: string): NodePool {
   const { displayName: _old, fakeNodePool: _fake, eksNodePool: _eks, ...rest } = pool;
@@ -118,11 +127,11 @@ export function okStatus(message = ''): GatewayStatus {
 export interface AllocatedJob {
   jobName: string;
   ranks: number;
-  state: string;
+  state: BatchJobState;
 }
 
 /** States in which a job can hold capacity, as its own record says them. */
-const HOLDING_STATES: ReadonlySet<string> = new Set(['PENDING', 'RUNNING', 'CANCELLING', 'DELETING']);
+const HOLDING_STATES: ReadonlySet<BatchJobState> = new Set<BatchJobState>(['PENDING', 'RUNNING', 'CANCELLING', 'DELETING']);
 
 /**
  * The pool's stats with each job that holds capacity counted in the state its own record says.
@@ -131,10 +140,10 @@ const HOLDING_STATES: ReadonlySet<string> = new Set(['PENDING', 'RUNNING', 'CANC
  * unless the job's record says it is further on. A record that lags (still QUEUED) or is already
  * terminal (the release is on its way) leaves the pool's state.
  */
-export function statsWithJobStates(stats: NodePoolStats, allocated: readonly AllocatedJob[], recorded: ReadonlyMap<string, string | undefined>): NodePoolStats {
+export function statsWithJobStates(stats: NodePoolStats, allocated: readonly AllocatedJob[], recorded: ReadonlyMap<string, BatchJobState | undefined>): NodePoolStats {
   const count = { ...stats.batchJobCount };
   const ranks = { ...stats.batchJobRanks };
-  const add = (state: string, jobs: number, r: number) => {
+  const add = (state: BatchJobState, jobs: number, r: number) => {
     count[state] = (count[state] ?? 0) + jobs;
     ranks[state] = (ranks[state] ?? 0) + r;
     if (count[state] <= 0) {

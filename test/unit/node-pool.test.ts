@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { BATCH_JOB_STATES, type BatchJobState } from '../../src/domain/batch-job-model';
 import { ApiError, type FieldViolation } from '../../src/domain/errors';
 import {
+  type AllocatedJob,
   applyNodePoolSpec,
+  capacityRefusal,
   FAKE_POOL_MAX_NODES,
   isGpuPool,
   type NodePool,
@@ -207,6 +210,13 @@ describe('node pool capacity helpers', () => {
     assert.equal(poolCapacityLimit(spec({ eksNodePool: { instanceType: 'm5.xlarge' } })), 1);
   });
 
+  it('capacityRefusal: a pool being deleted, or a request past its capacity limit, is refused outright', () => {
+    const pool = { name: 'accounts/a/nodePools/p', ...spec({ fakeNodePool: fake(2, 'g5.12xlarge') }) };
+    assert.equal(capacityRefusal(pool, 8, false), undefined);
+    assert.equal(capacityRefusal(pool, 9, false), 'node pool accounts/a/nodePools/p can never hold 9 ranks: it has at most 8');
+    assert.equal(capacityRefusal(pool, 1, true), 'node pool accounts/a/nodePools/p is being deleted');
+  });
+
   it('throws on a spec that never passed validation', () => {
     assert.throws(() => ranksPerNodeOf({ fakeNodePool: { machineType: 'nope', numNodes: 1 } }), /no known machine type/);
   });
@@ -379,12 +389,12 @@ describe('statsWithJobStates', () => {
 
   it("counts a granted job in its record's state once the record is further on, and keeps the pool's otherwise", () => {
     const stats = { ...base, batchJobCount: { QUEUED: 2, PENDING: 3 }, batchJobRanks: { QUEUED: 5, PENDING: 7 } };
-    const allocated = [
+    const allocated: AllocatedJob[] = [
       { jobName: 'a', ranks: 4, state: 'PENDING' },
       { jobName: 'b', ranks: 2, state: 'PENDING' },
       { jobName: 'c', ranks: 1, state: 'PENDING' },
     ];
-    const recorded = new Map<string, string | undefined>([
+    const recorded = new Map<string, BatchJobState | undefined>([
       ['a', 'RUNNING'],
       ['b', 'QUEUED'], // its record lags the grant
       ['c', 'COMPLETED'], // ended; its release is on its way
@@ -398,15 +408,14 @@ describe('statsWithJobStates', () => {
 
   it('omits a state that no job is left in, and changes nothing when every record agrees', () => {
     const stats = { ...base, batchJobCount: { PENDING: 1 }, batchJobRanks: { PENDING: 8 } };
-    const allocated = [{ jobName: 'a', ranks: 8, state: 'PENDING' }];
-    assert.deepEqual(statsWithJobStates(stats, allocated, new Map([['a', 'CANCELLING']])).batchJobCount, { CANCELLING: 1 });
-    assert.deepEqual(statsWithJobStates(stats, allocated, new Map([['a', 'PENDING']])), stats);
+    const allocated: AllocatedJob[] = [{ jobName: 'a', ranks: 8, state: 'PENDING' }];
+    assert.deepEqual(statsWithJobStates(stats, allocated, new Map<string, BatchJobState>([['a', 'CANCELLING']])).batchJobCount, { CANCELLING: 1 });
+    assert.deepEqual(statsWithJobStates(stats, allocated, new Map<string, BatchJobState>([['a', 'PENDING']])), stats);
     assert.deepEqual(statsWithJobStates(stats, allocated, new Map()), stats);
   });
 
   it('matches a reference: each granted job counted once, in its own live state or else the pool\'s (property)', () => {
-    const STATES = ['CREATING', 'QUEUED', 'PENDING', 'RUNNING', 'CANCELLING', 'DELETING', 'COMPLETED', 'FAILED', 'CANCELLED'];
-    const job = fc.record({ ranks: fc.integer({ min: 1, max: 8 }), pool: fc.constantFrom('PENDING', 'RUNNING', 'CANCELLING'), own: fc.option(fc.constantFrom(...STATES), { nil: undefined }) });
+    const job = fc.record({ ranks: fc.integer({ min: 1, max: 8 }), pool: fc.constantFrom<BatchJobState>('PENDING', 'RUNNING', 'CANCELLING'), own: fc.option(fc.constantFrom(...BATCH_JOB_STATES), { nil: undefined }) });
     fc.assert(
       fc.property(fc.array(job, { maxLength: 12 }), fc.nat({ max: 5 }), (jobs, queued) => {
         const tally = (states: Array<[string, number]>) => {
@@ -420,7 +429,7 @@ describe('statsWithJobStates', () => {
         };
         const queuedStates: Array<[string, number]> = Array.from({ length: queued }, () => ['QUEUED', 1]);
         const byPool = tally([...queuedStates, ...jobs.map((j): [string, number] => [j.pool, j.ranks])]);
-        const live = new Set(['PENDING', 'RUNNING', 'CANCELLING', 'DELETING']);
+        const live = new Set<BatchJobState>(['PENDING', 'RUNNING', 'CANCELLING', 'DELETING']);
         const expected = tally([...queuedStates, ...jobs.map((j): [string, number] => [j.own !== undefined && live.has(j.own) ? j.own : j.pool, j.ranks])]);
         const got = statsWithJobStates(
           { ...base, batchJobCount: byPool.count, batchJobRanks: byPool.ranks },
