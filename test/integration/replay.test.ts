@@ -113,9 +113,9 @@ describe('workflow histories replay against this build', () => {
     await waitForState(t.api, 'default', 'replay-cancelled', 'CANCELLED');
     await waitForState(t.api, 'default', 'replay-cancelled-queued', 'CANCELLED');
     for (const id of ['replay-done', 'replay-fails', 'replay-cancelled', 'replay-cancelled-queued', 'replay-deleted', 'replay-retried', 'replay-run-limit', 'replay-dependent']) {
-      histories.set(`batch-job-${id}`, await job(id).fetchHistory());
+      histories.set(`batch-job-${id}`, await closedHistory(id));
     }
-    histories.set('environment-with-snapshots', await t.service.client.workflow.getHandle('accounts/default/environments/replay-env').fetchHistory());
+    histories.set('environment-with-snapshots', await atRest(t.service.client.workflow.getHandle('accounts/default/environments/replay-env')));
     histories.set('sweep', await sweep.fetchHistory());
     // The GPU pool's runs: the first one that continued as new (with the one-pass grants in it).
     const gpu = 'accounts/default/nodePools/default-gpu';
@@ -131,7 +131,7 @@ describe('workflow histories replay against this build', () => {
       return undefined;
     }, 120_000, 500);
     histories.set('node-pool-continued-as-new', first);
-    histories.set('node-pool-default-cpu', await t.service.client.workflow.getHandle('accounts/default/nodePools/default-cpu').fetchHistory());
+    histories.set('node-pool-default-cpu', await atRest(t.service.client.workflow.getHandle('accounts/default/nodePools/default-cpu')));
     // A pool told that one of its hosts was lost (as a job tells it), whose agent answers its probe.
     assert.equal((await t.api.post(`${A}/nodePools`, { nodePoolId: 'replay-lost', nodePool: { fakeNodePool: { machineType: 'm5.xlarge', numNodes: 2 } } })).status, 200);
     const lossy = t.service.client.workflow.getHandle('accounts/default/nodePools/replay-lost');
@@ -156,9 +156,20 @@ describe('workflow histories replay against this build', () => {
     await waitForState(t.api, 'default', 'replay-preempts', 'COMPLETED');
     const requeued = await waitForState(t.api, 'default', 'replay-preempted', 'COMPLETED');
     assert.equal(requeued.attempt, 2);
-    for (const id of ['replay-preempted', 'replay-preempts']) histories.set(`batch-job-${id}`, await job(id).fetchHistory());
+    for (const id of ['replay-preempted', 'replay-preempts']) histories.set(`batch-job-${id}`, await closedHistory(id));
     histories.set('node-pool-preempted', await atRest(t.service.client.workflow.getHandle('accounts/default/nodePools/replay-prio')));
   });
+
+  /**
+   * A job's whole history. The API says a job's end as soon as its last step wrote the record, before
+   * the workflow task that ran that step completes and records its marker; a history fetched in between
+   * ends without it, and its replay would run the step for real.
+   */
+  async function closedHistory(id: string): Promise<History> {
+    const handle = job(id);
+    await handle.result();
+    return handle.fetchHistory();
+  }
 
   /** A workflow's history once it is done for now: no workflow task in flight, nothing new for a moment. */
   async function atRest(handle: { fetchHistory(): Promise<History> }): Promise<History> {
@@ -186,7 +197,7 @@ describe('workflow histories replay against this build', () => {
       const seqs = localActivitySeqs(history);
       if (name.startsWith('batch-job-') || name.startsWith('node-pool-')) assert.ok(seqs.length > 0, `${name} ran local activities`);
       assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), `${name}: local activity markers out of schedule order: ${seqs.join(',')}`);
-      await Worker.runReplayHistory(bundle, history, name);
+      await Worker.runReplayHistory(bundle, history, name).catch((err: Error) => assert.fail(`${name} did not replay: ${err.message}`));
     }
     if (process.env.BATCHD_WRITE_HISTORY_FIXTURES === '1') {
       const commit = currentCommit();
