@@ -40,6 +40,7 @@ import { openReadModel } from './store/open-read-model';
 import { ensureTemporalCli } from './temporal/cli';
 import { connectClient, connectWorker } from './temporal/connection';
 import { installRuntime } from './temporal/runtime';
+import { workflowWorkerOptions } from './temporal/workflow-worker';
 import { type SupervisedDevServer, superviseDevServer } from './temporal/dev-server';
 import { describeError } from './temporal/errors';
 import { controlWorkerProblem, temporalProblem } from './temporal/health';
@@ -203,6 +204,8 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
           namespace: config.TEMPORAL_NAMESPACE,
           taskQueue,
           ...workflowSource(),
+          // The limit on one activation, above the task timeout (src/temporal/workflow-worker.ts).
+          ...workflowWorkerOptions(),
           activities,
           // Live workflows stay cached, so a signal or query does not replay a whole history.
           maxCachedWorkflows,

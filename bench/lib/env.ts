@@ -20,6 +20,7 @@ import { benchActivities } from './bench-activities';
 import { BenchApi, freePort } from './http';
 import { type ClosedLoopResult } from './load';
 import { sleep } from './stats';
+import { workflowWorkerOptions } from '../../src/temporal/workflow-worker';
 
 export const BENCH_KEY = 'bench-key-0123456789abcdef';
 export const BENCH_TASK_QUEUE = 'bench-baseline';
@@ -178,6 +179,7 @@ export async function startBenchWorker(address: string, namespace: string): Prom
     namespace,
     taskQueue: BENCH_TASK_QUEUE,
     workflowBundle: { code: await benchBundle() },
+    ...workflowWorkerOptions(),
     activities: benchActivities,
     maxCachedWorkflows: 2000,
     maxConcurrentActivityTaskExecutions: 256,

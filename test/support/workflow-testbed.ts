@@ -35,6 +35,7 @@ import { compareKeys, keyOf } from '../../src/domain/pool-queue';
 import { requestTermsOf } from '../../src/domain/sharing';
 import { ensureTemporalCli } from '../../src/temporal/cli';
 import { installRuntime } from '../../src/temporal/runtime';
+import { workflowWorkerOptions } from '../../src/temporal/workflow-worker';
 import type { batchJobWorkflowV2 } from '../../workflows/batch-job';
 import type { environmentWorkflow } from '../../workflows/environment';
 import type { nodePoolWorkflow } from '../../workflows/node-pool';
@@ -512,6 +513,7 @@ export class WorkflowTestbed {
             connection: env.nativeConnection,
             taskQueue,
             workflowBundle: { codePath: join(__dirname, '..', '..', 'workflow-bundle.js') },
+            ...workflowWorkerOptions(),
             activities,
             maxCachedWorkflows: 200,
             shutdownGraceTime: '1 second',
