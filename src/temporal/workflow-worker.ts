@@ -4,15 +4,16 @@
  *
  * **The limit on one activation.** The SDK stops a workflow activation that runs longer than its
  * `isolateExecutionTimeout` (5 s by default, a watchdog on the sandbox's `vm` script) and fails the
- * workflow task as a "potential deadlock". That is below the workflow task timeout, Temporal's default
- * of 10 s, which every batchd workflow keeps. So a task that was slow but finite failed on every retry
- * and its workflow never moved again; a pool's task is such a task when thousands of signals reach it
- * at once (`bench/experiments/pool-activation.ts`: 9,000 signals in one task take 4.4 s on this
- * project's idle 2-core machine, more when it is loaded). Worse, the watchdog fires inside the
- * sandbox's microtasks, where a `vm` timeout corrupts the worker thread's async-hook stack (Node.js 20,
- * reproduced here): the next message to the thread aborts the whole process with "async hook stack has
- * become corrupted". 9,900 signals into one pool task on a loaded machine did exactly that, and so did
- * the 20,000-job queue figure of docs/performance.md (run 8).
+ * workflow task as a "potential deadlock". That is below the workflow task timeout, Temporal's
+ * default of 10 s, which every batchd workflow keeps. So a task that was slow but finite failed on
+ * every retry and its workflow never moved again; a pool's task is such a task when thousands of
+ * signals reach it at once (`bench/experiments/pool-activation.ts`: 9,000 signals in one task take
+ * 4.4 s on this project's idle 2-core machine, more when it is loaded). Worse, the watchdog fires
+ * inside the sandbox's microtasks, where a `vm` timeout corrupts the worker thread's async-hook
+ * stack (Node.js 20; `bench/experiments/vm-timeout-abort.ts` reproduces it): the next message to
+ * the thread aborts the whole process with "async hook stack has become corrupted". 9,900 signals
+ * into one pool task on a loaded machine did exactly that; it is the abort the 20,000-job queue
+ * figure of docs/performance.md (run 8) met after a pool task of 5.05 s.
  *
  * So the limit is twice the task timeout: the server's timeout decides when a task took too long (it
  * is retried), and the watchdog only stops code that never yields. The task timeout itself stays 10 s:

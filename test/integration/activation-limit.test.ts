@@ -4,7 +4,7 @@
  * pool that took thousands of signals at once never moved again) and the watchdog's `vm` timeout could
  * corrupt the worker thread and abort the process. Workers of batchd's workflows share
  * `workflowWorkerOptions()` (src/temporal/workflow-worker.ts); this runs one of them, with a real
- * Temporal server, against an activation of 7 s.
+ * Temporal server, against an activation of 6 s.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ import { DEFAULT_WORKFLOW_TASK_TIMEOUT_MS, WORKFLOW_ACTIVATION_LIMIT_MS, workflo
 import { until } from '../support/workflow-testbed';
 
 const ET = temporal.api.enums.v1.EventType;
-const SLOW_MS = 7_000;
+const SLOW_MS = 6_000;
 
 describe('a workflow activation slower than the SDK’s default 5 s limit', () => {
   let env: TestWorkflowEnvironment;
