@@ -245,8 +245,12 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
     return lines.join('\n');
   };
 
-  /** What visibility's BatchJobState says: PENDING (usually milliseconds) is not written there. */
-  let indexed: JobState = job.state;
+  /**
+   * What visibility's BatchJobState says: PENDING (usually milliseconds) is not written there, nor a
+   * state it already says. It starts as the job's start (or the upsert below) said (the API starts
+   * jobs QUEUED: JOB_STARTS_VISIBLE_AS), so the same history always takes the same path.
+   */
+  let indexed: string = job.state;
   const transition = (event: LifecycleEvent): void => {
     job = apply(job, event, now());
     version++;
@@ -262,6 +266,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
     upsertSearchAttributes(jobSearchAttributes(input.account, job));
     upsertMemo(jobMemo(job));
   }
+  indexed = workflowInfo().typedSearchAttributes.get(BatchJobState) ?? job.state;
   setCurrentDetails(describe());
 
   /** Pool signals for the reporter's next step, each with whoever waits to know if it was delivered. */

@@ -35,6 +35,16 @@ export function jobSearchAttributes(account: string, job: { nodePoolId: string; 
   ];
 }
 
+/**
+ * The state visibility says as the API starts a job's workflow: QUEUED, not CREATING. The API admitted
+ * the job before starting it, and the job's first task asks its pool for capacity (or waits for its
+ * dependencies, also QUEUED), so CREATING would last one task and cost every job an upsert, a billable
+ * Action, to leave it. The workflow writes visibility's state only where it differs from what its
+ * start said (`indexed` in workflows/batch-job.ts), so a job started with CREATING, as before this,
+ * still writes QUEUED. The API's record says CREATING until the job's first step writes QUEUED.
+ */
+export const JOB_STARTS_VISIBLE_AS = 'QUEUED';
+
 export function jobMemo(job: { nodePoolId: string; displayName?: string; numRanks: number; createdBy: string }): Record<string, unknown> {
   return { displayName: job.displayName ?? null, numRanks: job.numRanks, nodePoolId: job.nodePoolId, createdBy: job.createdBy };
 }

@@ -22,7 +22,7 @@ import {
   updateBatchJobUpdate,
 } from '../../workflows/messages';
 import type { batchJobWorkflowV2 } from '../../workflows/batch-job';
-import { jobMemo, jobSearchAttributes } from '../../workflows/search-attributes';
+import { JOB_STARTS_VISIBLE_AS, jobMemo, jobSearchAttributes } from '../../workflows/search-attributes';
 import { type Config } from '../config';
 import { type AccountLimits } from '../control/account-limits';
 import { type Admission, admitDependencies, admitJob } from '../control/admission';
@@ -122,7 +122,7 @@ export class BatchJobService {
         args: [input],
         workflowIdConflictPolicy: 'FAIL',
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-        typedSearchAttributes: jobSearchAttributes(caller.account, { ...spec, createdBy: caller.email, state: 'CREATING' }),
+        typedSearchAttributes: jobSearchAttributes(caller.account, { ...spec, createdBy: caller.email, state: JOB_STARTS_VISIBLE_AS }),
         memo: jobMemo({ ...spec, createdBy: caller.email }),
         staticSummary: `batch job ${id}: ${spec.numRanks} rank(s) on node pool ${spec.nodePoolId}`,
         staticDetails: `Created by ${caller.email} through the API.${admission.imageRef ? ` Image: ${admission.imageRef}.` : ''}`,

@@ -54,7 +54,7 @@ import {
   preemptSignal,
   watchEndSignal,
 } from '../../workflows/messages';
-import { ALL_SEARCH_ATTRIBUTES, jobSearchAttributes } from '../../workflows/search-attributes';
+import { ALL_SEARCH_ATTRIBUTES, JOB_STARTS_VISIBLE_AS, jobSearchAttributes } from '../../workflows/search-attributes';
 
 export const ACCOUNT = 'default';
 export const CONTROL_QUEUE = 'wf-test-control';
@@ -478,6 +478,8 @@ export interface JobOptions {
   spec?: Partial<BatchJobSpec>;
   /** The job workflow type: today's (V2) unless a test checks that the frozen V1 still runs. */
   workflowType?: 'batchJobWorkflowV2' | 'batchJobWorkflow';
+  /** BatchJobState as the job starts: as the API starts it today (V1: CREATING, as it started V1 jobs). */
+  startVisibleAs?: string;
 }
 
 /** A dev server, the control workers on the real bundle with the fake world, and fake agents per host. */
@@ -646,7 +648,7 @@ export class WorkflowTestbed {
       taskQueue: CONTROL_QUEUE,
       args: [{ name, account: ACCOUNT, jobId: id, spec, createdBy: 'ann@example.com', createTime, settings: options.settings ?? FAST_JOB_SETTINGS }],
       workflowIdConflictPolicy: 'FAIL',
-      typedSearchAttributes: jobSearchAttributes(ACCOUNT, { ...spec, createdBy: 'ann@example.com', state: 'CREATING' }),
+      typedSearchAttributes: jobSearchAttributes(ACCOUNT, { ...spec, createdBy: 'ann@example.com', state: options.startVisibleAs ?? (options.workflowType === 'batchJobWorkflow' ? 'CREATING' : JOB_STARTS_VISIBLE_AS) }),
       // A task held open by a gated local activity is heartbeated (completed, and a new one started) at
       // 80% of this; the default 10 s would cost 8 s whenever a test needs that new task.
       workflowTaskTimeout: JOB_TASK_TIMEOUT,

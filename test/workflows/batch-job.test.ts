@@ -331,13 +331,19 @@ describe('batch job workflow races', () => {
     return { patches, upserts };
   }
 
-  it('a V2 job writes no patch marker, and visibility\'s state only as it changes there: QUEUED, RUNNING, the end', async () => {
+  it('a V2 job writes no patch marker, and visibility\'s state only as it changes there: started QUEUED, then RUNNING, the end', async () => {
     await bed.startPool('v2-cost', { numNodes: 1 });
     const name = await bed.startJob('v2-cost-job', { pool: 'v2-cost' });
     await bed.reported(name, 'RUNNING');
     for (const r of bed.agents.runsOf(name)) r.end({ outcome: 'succeeded' });
     assert.equal((await bed.result(name)).job.state, 'COMPLETED');
-    assert.deepEqual(await markersAndUpserts(name), { patches: 0, upserts: ['BatchJobState=QUEUED', 'BatchJobState=RUNNING', 'BatchJobState=COMPLETED'] });
+    assert.deepEqual(await markersAndUpserts(name), { patches: 0, upserts: ['BatchJobState=RUNNING', 'BatchJobState=COMPLETED'] });
+    // A job started as the API started them before (CREATING) still says QUEUED as it queues.
+    const before = bed.jobName('v2-cost-created');
+    bed.agents.behaviour.set(before, { succeed: true });
+    await bed.startJob('v2-cost-created', { pool: 'v2-cost', startVisibleAs: 'CREATING' });
+    assert.equal((await bed.result(before)).job.state, 'COMPLETED');
+    assert.deepEqual((await markersAndUpserts(before)).upserts, ['BatchJobState=QUEUED', 'BatchJobState=RUNNING', 'BatchJobState=COMPLETED']);
   });
 
   it('the frozen V1 type still runs its jobs on this worker: one to COMPLETED, one cancelled while QUEUED', async () => {
