@@ -41,7 +41,9 @@ export function jobSearchAttributes(account: string, job: { nodePoolId: string; 
  * dependencies, also QUEUED), so CREATING would last one task and cost every job an upsert, a billable
  * Action, to leave it. The workflow writes visibility's state only where it differs from what its
  * start said (`indexed` in workflows/batch-job.ts), so a job started with CREATING, as before this,
- * still writes QUEUED. The API's record says CREATING until the job's first step writes QUEUED.
+ * still writes QUEUED. The API's record says CREATING until the job's first step writes QUEUED. A
+ * parent workflow's child jobs still start CREATING (workflows/child.ts): their first task validates
+ * them, which the API did for its own.
  */
 export const JOB_STARTS_VISIBLE_AS = 'QUEUED';
 
