@@ -19,7 +19,6 @@ import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { workflowWorkerOptions } from '../../src/temporal/workflow-worker';
-import { okStatus, type NodePool } from '../../src/domain/node-pool-model';
 import { requestCapacitySignal } from '../../workflows/messages';
 import { WorkflowTestbed } from '../../test/support/workflow-testbed';
 import { eventMs, eventName } from '../lib/history';
@@ -32,21 +31,7 @@ async function one(bed: WorkflowTestbed, n: number): Promise<string> {
   const id = `activation-${n}`;
   const name = bed.poolName(id);
   const taskQueue = `activation-queue-${n}`;
-  const time = new Date().toISOString();
-  const pool: NodePool = {
-    name,
-    minNodeCount: 0,
-    maxNodeCount: 1,
-    overprovisionNodeCount: 0,
-    annotations: {},
-    fakeNodePool: { machineType: 'g5.xlarge', numNodes: 1 },
-    createTime: time,
-    updateTime: time,
-    state: 'CREATING',
-    status: okStatus(),
-    nodePoolStats: { nodeCount: 0, ranksPerNode: 0, environmentCount: 0, environmentRanks: 0, batchJobCount: {}, batchJobRanks: {} },
-  };
-  bed.world.pools.set(name, pool);
+  const pool = bed.addPool(id, { numNodes: 1 });
   const input = bed.poolInput(id, pool, { numNodes: 1, queueWindow: 1000 });
   const handle = await bed.client.workflow.start('nodePoolWorkflow', { workflowId: name, taskQueue, args: [{ ...input, settings: { ...input.settings, taskQueue } }] });
   // Grants go to one running workflow that nothing serves, so the first request holds the pool's one

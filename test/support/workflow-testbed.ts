@@ -551,6 +551,15 @@ export class WorkflowTestbed {
 
   /** Starts a fake pool's workflow on the pools' task queue, and an agent for each of its hosts. */
   async startPool(id: string, options: PoolOptions): Promise<string> {
+    const pool = this.addPool(id, options);
+    const name = pool.name;
+    for (let i = 0; i < options.numNodes; i++) await this.startAgent(name, fakeHostId(i));
+    await this.startPoolWorkflow(this.poolInput(id, pool, options));
+    return name;
+  }
+
+  /** A new fake pool's record, as NodePoolService makes it, known to the world (no agents, no workflow). */
+  addPool(id: string, options: PoolOptions): NodePool {
     const name = this.poolName(id);
     const time = new Date().toISOString();
     const pool: NodePool = {
@@ -567,9 +576,7 @@ export class WorkflowTestbed {
       nodePoolStats: { nodeCount: 0, ranksPerNode: 0, environmentCount: 0, environmentRanks: 0, batchJobCount: {}, batchJobRanks: {} },
     };
     this.world.pools.set(name, pool);
-    for (let i = 0; i < options.numNodes; i++) await this.startAgent(name, fakeHostId(i));
-    await this.startPoolWorkflow(this.poolInput(id, pool, options));
-    return name;
+    return pool;
   }
 
   poolInput(id: string, pool: NodePool, options: PoolOptions, recover?: NodePoolInput['recover']): NodePoolInput {
