@@ -245,12 +245,17 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
     return lines.join('\n');
   };
 
+  if (workflowInfo().typedSearchAttributes.get(BatchdAccount) === undefined) {
+    // Started without our attributes (e.g. by a parent workflow that set none): add them now.
+    upsertSearchAttributes(jobSearchAttributes(input.account, job));
+    upsertMemo(jobMemo(job));
+  }
   /**
    * What visibility's BatchJobState says: PENDING (usually milliseconds) is not written there, nor a
-   * state it already says. It starts as the job's start (or the upsert below) said (the API starts
+   * state it already says. It starts as the job's start (or the upsert above) said (the API starts
    * jobs QUEUED: JOB_STARTS_VISIBLE_AS), so the same history always takes the same path.
    */
-  let indexed: string = job.state;
+  let indexed: string = workflowInfo().typedSearchAttributes.get(BatchJobState) ?? job.state;
   const transition = (event: LifecycleEvent): void => {
     job = apply(job, event, now());
     version++;
@@ -261,12 +266,6 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
     setCurrentDetails(describe());
   };
 
-  if (workflowInfo().typedSearchAttributes.get(BatchdAccount) === undefined) {
-    // Started without our attributes (e.g. by a parent workflow that set none): add them now.
-    upsertSearchAttributes(jobSearchAttributes(input.account, job));
-    upsertMemo(jobMemo(job));
-  }
-  indexed = workflowInfo().typedSearchAttributes.get(BatchJobState) ?? job.state;
   setCurrentDetails(describe());
 
   /** Pool signals for the reporter's next step, each with whoever waits to know if it was delivered. */
