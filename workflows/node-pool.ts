@@ -95,6 +95,14 @@ export const POOL_SHARED_SCHEDULING_PATCH = 'pool-shared-scheduling';
  */
 export const POOL_SHARING_TERMS_FIRST_PATCH = 'pool-reads-sharing-terms-first';
 
+/**
+ * Before it continues as new, a run syncs until nothing is unwritten, not once: a request whose
+ * handler ran in the activation that resolved that sync is pending again, and the state carried must
+ * hold no unwritten change. Runs from before it synced once; a closed one of those whose second
+ * check would have found work replays with its single sync.
+ */
+export const POOL_SYNCS_UNTIL_WRITTEN_PATCH = 'pool-syncs-until-written';
+
 /** How long a probe waits on an unreachable host's task queue, for settings carried from before hostProbeMs. */
 const DEFAULT_HOST_PROBE_MS = 600_000;
 /** Missed signals read per local activity: a page's result is one marker in the history. */
@@ -684,10 +692,10 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       // History grew large: start afresh with the same state, on the pools' task queue.
       await condition(allHandlersFinished);
       await condition(() => reported >= state.version);
-      // Until nothing is unwritten: a request whose handler ran in the activation that resolved a
-      // sync is pending again, and the state carried must not hold unwritten changes. (Was `if`: a
-      // history in which one sync sufficed takes the same path.)
-      while (state.needsSync()) await sync();
+      // Until nothing is unwritten (POOL_SYNCS_UNTIL_WRITTEN_PATCH); runs from before it synced once.
+      if (patched(POOL_SYNCS_UNTIL_WRITTEN_PATCH)) {
+        while (state.needsSync()) await sync();
+      } else if (state.needsSync()) await sync();
       await makeContinueAsNewFunc<typeof nodePoolWorkflow>({ taskQueue: settings.taskQueue })({
         ...input,
         pool,
