@@ -1,8 +1,9 @@
 /**
  * Experiment: the critical path of one 1-rank `true` job, event by event. Creates a 1-GPU fake pool,
- * warms up with a few jobs, then runs N jobs one after another and prints, for the last one, its own
- * history and its pool's events in the same window on one clock (ms since the job's POST), so a
- * round trip shows as the gap between two lines.
+ * runs N jobs one after another, then N floor workflows (one activity running `bash -c true`), and
+ * prints the last floor's history, then the last job's history with its pool's events in the same
+ * window, each on one clock (ms since its start or POST), so a round trip shows as the gap between
+ * two lines. Every job's total goes to stderr.
  *
  *   node dist/bench/experiments/job-timeline.js [N=5]
  */
@@ -19,8 +20,9 @@ function detail(e: Event): string {
   return a ? ` (${a})` : '';
 }
 
-function job0ms(l: { ms?: number }): string {
-  return l.ms === undefined ? '' : `${l.ms} ms`;
+/** One event as a line: ms since t0, whose history it is in, its type and what it names. */
+function line(t0: number, who: string, e: Event): string {
+  return `${(eventMs(e) - t0).toFixed(1).padStart(7)}  ${who}  ${eventName(e)}${detail(e)}`;
 }
 
 async function main(): Promise<void> {
@@ -28,7 +30,7 @@ async function main(): Promise<void> {
   const e = await startBenchEnv({ benchWorker: true });
   try {
     await createFakePool(e, 'timeline', 'p4d.24xlarge', 1);
-    let last: { name: string; t0: number; ms?: number } | undefined;
+    let last: { name: string; t0: number; ms: number } | undefined;
     for (let i = 0; i < n; i++) {
       const t0 = Date.now();
       const name = await createJob(e.api, { nodePoolId: 'timeline', numRanks: 1, shellExecutor: { command: 'true' } }, `t-${i}`);
@@ -44,15 +46,15 @@ async function main(): Promise<void> {
       await h.result();
       if (i === n - 1) {
         console.log(`floor (${Date.now() - t0} ms):`);
-        for (const x of await historyOf(e.client, `floor-${i}`)) console.log(`${(eventMs(x) - t0).toFixed(1).padStart(7)}  floor ${eventName(x)}${detail(x)}`);
+        for (const x of await historyOf(e.client, `floor-${i}`)) console.log(line(t0, 'floor', x));
       }
     }
-    console.log(`job (${job0ms(last)}):`);
+    console.log(`job (${last.ms} ms):`);
     const job = await historyOf(e.client, last.name);
     const end = eventMs(job[job.length - 1] as Event);
     const pool = (await historyOf(e.client, 'accounts/default/nodePools/timeline')).filter((x) => eventMs(x) >= last.t0 && eventMs(x) <= end + 50);
-    const lines = [...job.map((x) => ({ who: 'job ', x })), ...pool.map((x) => ({ who: 'pool', x }))].sort((a, b) => eventMs(a.x) - eventMs(b.x));
-    for (const { who, x } of lines) console.log(`${(eventMs(x) - last.t0).toFixed(1).padStart(7)}  ${who}  ${eventName(x)}${detail(x)}`);
+    const merged = [...job.map((x) => ({ who: 'job ', x })), ...pool.map((x) => ({ who: 'pool', x }))].sort((a, b) => eventMs(a.x) - eventMs(b.x));
+    for (const { who, x } of merged) console.log(line(last.t0, who, x));
   } finally {
     await e.stop();
   }
