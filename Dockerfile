@@ -44,4 +44,5 @@ COPY --from=build --chown=root:root /app/dist ./dist
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
-ENTRYPOINT ["node", "dist/src/main.js"]
+# The preload leaves the SDK's stack-trace hook out of the workflow threads (src/temporal/workflow-threads.ts).
+ENTRYPOINT ["node", "--require", "./dist/src/temporal/workflow-threads.js", "dist/src/main.js"]

@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { workflowThreadsNodeArgs } from '../src/temporal/workflow-worker';
 import { ensureTestPrerequisites } from './test-prerequisites';
 
 const root = join(__dirname, '..');
@@ -54,6 +55,8 @@ for (const phase of phases) {
     process.execPath,
     [
       '--enable-source-maps',
+      // Test files run batchd's workflows as the service does (src/temporal/workflow-threads.ts).
+      ...workflowThreadsNodeArgs(),
       '--test',
       `--test-concurrency=${phase.concurrency}`,
       // No test may hang the run: each gets at most this long (TEST_TIMEOUT_MS).

@@ -40,7 +40,7 @@ import { openReadModel } from './store/open-read-model';
 import { ensureTemporalCli } from './temporal/cli';
 import { connectClient, connectWorker } from './temporal/connection';
 import { installRuntime } from './temporal/runtime';
-import { workflowWorkerOptions } from './temporal/workflow-worker';
+import { WORKFLOW_THREADS_PRELOAD, workflowThreadsPreloaded, workflowWorkerOptions } from './temporal/workflow-worker';
 import { type SupervisedDevServer, superviseDevServer } from './temporal/dev-server';
 import { describeError } from './temporal/errors';
 import { controlWorkerProblem, temporalProblem } from './temporal/health';
@@ -221,6 +221,12 @@ export async function startService(options: ServiceOptions): Promise<RunningServ
         workers.push(worker);
       }
       logger.info({ taskQueue: config.TASK_QUEUE, poolTaskQueue: config.POOL_TASK_QUEUE }, 'control worker polling');
+      if (!workflowThreadsPreloaded()) {
+        logger.warn(
+          { preload: `--require ${WORKFLOW_THREADS_PRELOAD}` },
+          "started without the workflow-thread preload: the SDK's stack-trace hook stays on, so every promise in workflow code builds a source-mapped stack (a pool task 2.4-3x as long per signal, docs/performance.md, run 11); start node with the preload, as npm start does",
+        );
+      }
     }
 
     const pools = new NodePoolService({

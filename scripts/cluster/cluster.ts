@@ -17,6 +17,7 @@ import { msToTs } from '@temporalio/common/lib/time';
 import { grpc, temporal } from '@temporalio/proto';
 import { Client as PgClient } from 'pg';
 import { ensureSearchAttributes } from '../../src/temporal/search-attributes';
+import { workflowThreadsNodeArgs } from '../../src/temporal/workflow-worker';
 import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import {
   ACCOUNT,
@@ -144,7 +145,7 @@ function commandOf(o: ClusterOptions, p: ProcessSpec, serverDir: string): { file
       };
     case 'api':
     case 'worker':
-      return { file: process.execPath, args: ['--enable-source-maps', MAIN, p.roles as string], env: { ...base, ...p.env } };
+      return { file: process.execPath, args: ['--enable-source-maps', ...workflowThreadsNodeArgs(), MAIN, p.roles as string], env: { ...base, ...p.env } };
     case 'agent':
       return {
         file: 'ip',

@@ -23,6 +23,7 @@
  * The option is the SDK's own (`WorkerOptionsWithDefaults.isolateExecutionTimeout`, honoured by
  * `Worker.create`), not yet in its public `WorkerOptions` type.
  */
+import { join } from 'node:path';
 import type { WorkerOptions } from '@temporalio/worker';
 
 /** Temporal's default workflow task timeout, which every batchd workflow keeps. */
@@ -33,4 +34,23 @@ export const WORKFLOW_ACTIVATION_LIMIT_MS = 2 * DEFAULT_WORKFLOW_TASK_TIMEOUT_MS
 
 export function workflowWorkerOptions(): Partial<WorkerOptions> {
   return { isolateExecutionTimeout: WORKFLOW_ACTIVATION_LIMIT_MS } as Partial<WorkerOptions>;
+}
+
+/**
+ * The module every process that runs batchd's workflows preloads (./workflow-threads.ts: it leaves
+ * the SDK's stack-trace promise hook out of the workflow threads).
+ */
+export const WORKFLOW_THREADS_PRELOAD = join(__dirname, 'workflow-threads.js');
+
+/** Node.js arguments, before the script, for a process that runs batchd's workflows. */
+export function workflowThreadsNodeArgs(): string[] {
+  return ['--require', WORKFLOW_THREADS_PRELOAD];
+}
+
+/** Set by ./workflow-threads.ts in the main thread of a process that preloads it. */
+export const PRELOADED = Symbol.for('batchd.workflowThreadsPreloaded');
+
+/** Whether this process was started with the preload (its workflow threads then have no stack-trace hook). */
+export function workflowThreadsPreloaded(): boolean {
+  return (globalThis as Record<symbol, unknown>)[PRELOADED] === true;
 }

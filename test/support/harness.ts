@@ -11,6 +11,7 @@ import pino from 'pino';
 import { loadConfig } from '../../src/config';
 import { ALL_ROLES, type Role, type RunningService, startService } from '../../src/service';
 import { ensureTemporalCli } from '../../src/temporal/cli';
+import { workflowThreadsNodeArgs } from '../../src/temporal/workflow-worker';
 import { freePort } from './ports';
 import { checkApiResponse } from './openapi-check';
 
@@ -203,7 +204,7 @@ export function spawnAgent(t: TestService, pool: string, host: string, dir?: str
 /** A role of the service as its own process (`node dist/src/main.js <roles>`), for tests that kill it. */
 export function spawnRole(roles: string, env: Record<string, string>, args: string[] = []): ChildProcess {
   const main = join(__dirname, '..', '..', 'src', 'main.js');
-  const child = spawn(process.execPath, [main, roles, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...workflowThreadsNodeArgs(), main, roles, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const prefix = `[${roles}] `;
   const forward = (chunk: Buffer) => {
     if (process.env.TEST_LOG_LEVEL) process.stderr.write(chunk.toString().replace(/^/gm, prefix));

@@ -481,7 +481,8 @@ describe('deployment: Dockerfile', () => {
     assert.ok(user && user !== 'root' && user !== '0', `the runtime stage runs as ${user ?? 'root'}`);
     assert.match(runtime, /DATA_DIR=\/data/);
     assert.match(runtime, /^VOLUME \["\/data"\]$/m);
-    assert.match(runtime, /^ENTRYPOINT \["node", "dist\/src\/main\.js"\]$/m);
+    // Workflow threads without the SDK's stack-trace hook, as npm start runs them (src/temporal/workflow-threads.ts).
+    assert.match(runtime, /^ENTRYPOINT \["node", "--require", "\.\/dist\/src\/temporal\/workflow-threads\.js", "dist\/src\/main\.js"\]$/m);
   });
 
   it('keeps secrets and local builds out of the build context', () => {
