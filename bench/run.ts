@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   const log = (line: string) => process.stderr.write(`${line}\n`);
   log(`bench: ${quick ? 'quick' : 'full'} suite, figures ${selected.join(', ')}`);
-  log(`machine: ${machine.cpuModel} × ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, Temporal CLI ${machine.temporalCli}, load ${machine.loadAverage1m}`);
+  log(`machine: ${machine.cpuModel} × ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, Temporal CLI ${machine.temporalCli}, load ${machine.loadAverage1m}, workflow threads ${machine.workflowThreads}`);
 
   const started = Date.now();
   const results: Record<string, unknown> = {};

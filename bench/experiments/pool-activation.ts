@@ -3,7 +3,8 @@
  * workflow task takes when N capacity requests reached the pool while no worker served it (as they pile
  * up behind a busy worker), against the SDK's 5 s limit on one activation.
  *
- *   node dist/bench/experiments/pool-activation.js [N...]      # default 1000 5000 20000
+ *   node --require ./dist/src/temporal/workflow-threads.js dist/bench/experiments/pool-activation.js [N...]
+ *                                                     # default 1000 5000 20000; without --require, as the SDK ships
  *
  * For each N: a pool workflow starts on a task queue that no worker polls, N `requestCapacity`
  * signals reach it (1-rank requests on a 1-GPU pool: the first holds it, the rest queue), then a worker
@@ -18,7 +19,7 @@
 import { join } from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
-import { workflowWorkerOptions } from '../../src/temporal/workflow-worker';
+import { workflowThreadsPreloaded, workflowWorkerOptions } from '../../src/temporal/workflow-worker';
 import { requestCapacitySignal } from '../../workflows/messages';
 import { WorkflowTestbed } from '../../test/support/workflow-testbed';
 import { eventMs, eventName } from '../lib/history';
@@ -98,6 +99,8 @@ async function one(bed: WorkflowTestbed, n: number): Promise<string> {
 async function main(): Promise<void> {
   const sizes = process.argv.slice(2).map(Number);
   const bed = await WorkflowTestbed.start();
+  // The service preloads src/temporal/workflow-threads.ts (npm start): run with it to measure what it runs.
+  console.log(`workflow threads: ${workflowThreadsPreloaded() ? 'preloaded (no SDK stack-trace hook, as the service runs)' : 'as the SDK ships (stack-trace hook on)'}`);
   try {
     for (const n of sizes.length > 0 ? sizes : [1000, 5000, 20_000]) console.log(await one(bed, n));
   } finally {

@@ -20,7 +20,7 @@ import { benchActivities } from './bench-activities';
 import { BenchApi, freePort } from './http';
 import { type ClosedLoopResult } from './load';
 import { sleep } from './stats';
-import { workflowWorkerOptions } from '../../src/temporal/workflow-worker';
+import { workflowThreadsPreloaded, workflowWorkerOptions } from '../../src/temporal/workflow-worker';
 
 export const BENCH_KEY = 'bench-key-0123456789abcdef';
 export const BENCH_TASK_QUEUE = 'bench-baseline';
@@ -348,6 +348,8 @@ export interface MachineInfo {
   temporalCli: string;
   kernel: string;
   loadAverage1m: number;
+  /** How this process's workflow threads run: without the SDK's stack-trace hook (the preload, as the service runs) or as the SDK ships. */
+  workflowThreads: 'preloaded' | 'sdk-default';
 }
 
 export function machineInfo(): MachineInfo {
@@ -380,5 +382,6 @@ export function machineInfo(): MachineInfo {
     temporalCli,
     kernel,
     loadAverage1m: load,
+    workflowThreads: workflowThreadsPreloaded() ? 'preloaded' : 'sdk-default',
   };
 }
