@@ -159,12 +159,19 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
     // A queue cut short (refused creates, the time bound) is not the queue this figure is about.
     if (load.completed < n) throw new Error(`only ${load.completed} of ${n} jobs were created (${load.errors} errors; first: ${load.firstErrors[0] ?? 'none'})`);
 
-    // Every request reaches the pool (its queue counts them all), and every job reports QUEUED.
-    const deadline = Date.now() + 30 * 60_000;
+    // Every request reaches the pool (its queue counts them all), and every job reports QUEUED. The
+    // bound grows with the queue: a full run's 100,000 first tasks drained at 24-41/s on 2 cores
+    // (docs/performance.md, run 11), past a fixed 30 minutes.
+    const deadline = Date.now() + 30 * 60_000 + load.completed * 30;
     let inPool = 0;
+    let lastLog = Date.now();
     while (Date.now() < deadline) {
       inPool = await internals(e).then((v) => v.queueSummary?.length ?? 0, () => inPool);
       if (inPool >= load.completed) break;
+      if (Date.now() - lastLog >= 60_000) {
+        lastLog = Date.now();
+        o.log(`    ${inPool} of ${load.completed} in the pool's queue`);
+      }
       await sleep(2000);
     }
     const lags = await queuedLags(e);
