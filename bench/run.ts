@@ -1,7 +1,7 @@
 /**
  * `npm run bench` — builds, then runs every figure, each beside its baseline in the same run:
  *
- *   npm run bench                 # all figures (under 15 minutes on 2 cores)
+ *   npm run bench                 # all figures (about 70 minutes on 2 cores, most of it the 100,000-job queue)
  *   npm run bench -- --quick      # the same figures with small counts (under 2 minutes)
  *   npm run bench -- list memory  # only the named figures (names below; --quick combines)
  *   npm run bench -- --cluster    # api-create and sustained on the cluster of `npm run cluster` (as root)
