@@ -115,8 +115,9 @@ describe('npm start', () => {
       const children = childrenOf(npm.pid!);
       assert.equal(children.length, 1, 'npm runs one child');
       const service = children[0]!;
-      const [program, script] = readFileSync(`/proc/${service}/cmdline`, 'utf8').split('\0');
-      assert.match(`${program} ${script}`, /node dist\/src\/main\.js$/, 'the child is the service itself, not a shell around it');
+      const argv = readFileSync(`/proc/${service}/cmdline`, 'utf8').split('\0').filter((a) => a !== '');
+      // The service itself, not a shell around it, with the workflow-thread preload (src/temporal/workflow-threads.ts).
+      assert.match(argv.join(' '), /^node --require \.\/dist\/src\/temporal\/workflow-threads\.js dist\/src\/main\.js$/, 'the child is the service itself, not a shell around it');
       // The dev server's command line names the data folder.
       assert.equal(processesMatching(dataDir).length, 1, 'the embedded dev server runs');
 
