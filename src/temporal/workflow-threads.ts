@@ -7,8 +7,8 @@
  * installs a V8 promise hook in each workflow thread that, for every promise workflow code creates,
  * builds an `Error`, formats its stack and maps every frame through the bundle's source map
  * (sdk-typescript#1587). A pool task that takes 5,000 capacity requests spent 361 µs per signal with
- * the hook and 139 µs without; a sustained 1-rank job cost 62 ms of service CPU with it and 42 ms
- * without (docs/performance.md, "The SDK's stack-trace hook"). Nothing else reads what it records:
+ * the hook and 148 µs without; a sustained 1-rank job cost 52 ms of service CPU with it and 43 ms
+ * without (medians; docs/performance.md, run 11). Nothing else reads what it records:
  * workflow errors keep their source-mapped stacks (a separate part of the SDK, left installed), and
  * what a workflow is doing is in its current details (`setCurrentDetails`), which every batchd
  * workflow keeps up to date. Without the hook the SDK answers `__stack_trace` with "Workflow stack
