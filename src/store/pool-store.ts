@@ -18,10 +18,15 @@ import { DEFAULT_PRIORITY } from '../domain/sharing';
 export type QueueRow = QueueEntry;
 
 export interface PoolSnapshot {
-  /** The pool's state version when it was written; a write never replaces a newer snapshot. */
+  /** The pool's state version when it was written; an unchecked write never replaces a newer snapshot. */
   version: number;
   /** The capacity state as the workflow carries it (JSON). */
   state: unknown;
+}
+
+/** A snapshot as stored: with the number of the step that wrote it (each step that writes one counts 1 up). */
+export interface StoredPoolSnapshot extends PoolSnapshot {
+  step: number;
 }
 
 /** One atomic step of a pool: what joined and left its queue, its capacity, and the next window rows. */
@@ -34,6 +39,12 @@ export interface PoolSync {
   snapshot?: PoolSnapshot;
   /** Rows to read after the writes, in queue order after the key (afterPriority, default 0; afterSeq): the window's refill. */
   read?: { afterSeq: number; afterPriority?: number; limit: number };
+  /**
+   * The step number of the stored snapshot this step follows (0: none yet). When the store holds a
+   * later one, a step of a workflow task that was never kept wrote it (its grants may be out), so this
+   * step writes nothing and answers `lost` instead. Absent: unchecked (runs from before the check).
+   */
+  expectStep?: number;
 }
 
 export interface PoolSyncResult {
@@ -47,10 +58,17 @@ export interface PoolSyncResult {
   ranks: number;
   maxRanks: number;
   rows: QueueRow[];
+  /** The stored snapshot's step number after this step (0: none). */
+  step: number;
+  /**
+   * Present when the store held a later snapshot than `expectStep`: this step wrote and read
+   * nothing, and this is what the lost step wrote.
+   */
+  lost?: StoredPoolSnapshot;
 }
 
 export interface LoadedPool {
-  snapshot?: PoolSnapshot;
+  snapshot?: StoredPoolSnapshot;
   length: number;
   ranks: number;
   maxRanks: number;

@@ -25,7 +25,7 @@ import { avoidHostsColumn, type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, 
 import { DEFAULT_PRIORITY } from '../domain/sharing';
 
 /** Bumped when the tables change; a database written by a newer build is refused. */
-export const POSTGRES_SCHEMA_VERSION = 4; // 2: the pools' queue and snapshot tables; 3: pool_queue.avoid_hosts; 4: pool_queue.priority and terms
+export const POSTGRES_SCHEMA_VERSION = 5; // 2: the pools' queue and snapshot tables; 3: pool_queue.avoid_hosts; 4: pool_queue.priority and terms; 5: pool_state.step
 /** Serialises schema creation between processes starting at once (pg_advisory_xact_lock key, "batchd"). */
 const SCHEMA_LOCK_KEY = 0x6261746368;
 const SCHEMA_TABLE = 'read_model_schema';
@@ -131,7 +131,36 @@ export class PostgresReadModel implements ReadModel {
   }
 
   syncPool(step: PoolSync): Promise<PoolSyncResult> {
-    return this.transaction('READ COMMITTED', async (client) => {
+    return this.transaction('READ COMMITTED', async (client): Promise<PoolSyncResult> => {
+      // The snapshot first: a step that follows a lost one writes nothing (pool-store.ts, expectStep).
+      // The row lock orders this step after any other of the same pool (a lost task's step may still run).
+      const stored = (await client.query<{ version: number; step: number }>(`SELECT version, step FROM ${POOL_STATE_TABLE} WHERE pool = $1 FOR UPDATE`, bind([step.pool]))).rows[0];
+      const lostStep = async (): Promise<PoolSyncResult> => {
+        const lost = (await client.query<{ version: number; state: unknown; step: number }>(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([step.pool]))).rows[0]!;
+        return { inserted: 0, removed: 0, ...(await queueTotals(client, step.pool)), rows: [], step: lost.step, lost };
+      };
+      const storedStep = stored?.step ?? 0;
+      if (step.expectStep !== undefined && storedStep > step.expectStep) return lostStep();
+      let stepNumber = storedStep;
+      if (step.snapshot && (step.expectStep !== undefined || !stored || step.snapshot.version >= stored.version)) {
+        // A checked step follows the stored snapshot, so it replaces it whatever its version; an
+        // unchecked one (runs from before the check) only when its version is not older.
+        stepNumber = storedStep + 1;
+        const params = bind([step.pool, step.snapshot.version, JSON.stringify(step.snapshot.state), stepNumber]);
+        if (stored) {
+          await client.query(`UPDATE ${POOL_STATE_TABLE} SET version = $2, state = $3, step = $4 WHERE pool = $1`, params);
+        } else if (step.expectStep !== undefined) {
+          // No row to lock: if another step inserted one meanwhile, that step came first and this one follows it.
+          const result = await client.query(`INSERT INTO ${POOL_STATE_TABLE} (pool, version, state, step) VALUES ($1, $2, $3, $4) ON CONFLICT (pool) DO NOTHING`, params);
+          if ((result.rowCount ?? 0) === 0) return lostStep();
+        } else {
+          const result = await client.query<{ step: number }>(
+            `INSERT INTO ${POOL_STATE_TABLE} (pool, version, state, step) VALUES ($1, $2, $3, $4) ON CONFLICT (pool) DO UPDATE SET version = excluded.version, state = excluded.state, step = ${POOL_STATE_TABLE}.step + 1 WHERE excluded.version >= ${POOL_STATE_TABLE}.version RETURNING step`,
+            params,
+          );
+          stepNumber = result.rows[0]?.step ?? (await client.query<{ step: number }>(`SELECT step FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([step.pool]))).rows[0]!.step;
+        }
+      }
       let inserted = 0;
       let insertedRanks = 0;
       let removed = 0;
@@ -161,22 +190,16 @@ export class PostgresReadModel implements ReadModel {
           bind([step.pool, inserted - removed, insertedRanks - removedRanks]),
         );
       }
-      if (step.snapshot) {
-        await client.query(
-          `INSERT INTO ${POOL_STATE_TABLE} (pool, version, state) VALUES ($1, $2, $3) ON CONFLICT (pool) DO UPDATE SET version = excluded.version, state = excluded.state WHERE excluded.version >= ${POOL_STATE_TABLE}.version`,
-          bind([step.pool, step.snapshot.version, JSON.stringify(step.snapshot.state)]),
-        );
-      }
       const rows = step.read ? await queueRows(client, step.pool, readAfter(step.read), step.read.limit) : [];
-      return { inserted, removed, ...(await queueTotals(client, step.pool)), rows };
+      return { inserted, removed, ...(await queueTotals(client, step.pool)), rows, step: stepNumber };
     });
   }
 
   loadPool(pool: string, windowSize: number): Promise<LoadedPool> {
     return this.transaction('REPEATABLE READ READ ONLY', async (client) => {
-      const row = (await client.query<{ version: number; state: unknown }>(`SELECT version, state FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0];
+      const row = (await client.query<{ version: number; state: unknown; step: number }>(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0];
       return {
-        ...(row ? { snapshot: { version: row.version, state: row.state } } : {}),
+        ...(row ? { snapshot: { version: row.version, state: row.state, step: row.step } } : {}),
         ...(await queueTotals(client, pool)),
         maxSeq: (await client.query<{ n: number }>(`SELECT COALESCE(MAX(seq), 0)::bigint AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0]!.n,
         rows: await queueRows(client, pool, undefined, windowSize),
@@ -332,7 +355,9 @@ async function createSchema(client: PoolClient): Promise<void> {
   await client.query(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_ranks ON ${POOL_QUEUE_TABLE} (pool, ranks)`);
   await client.query(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_order ON ${POOL_QUEUE_TABLE} (pool, priority DESC, seq)`);
   await client.query(`CREATE TABLE IF NOT EXISTS ${POOL_TOTALS_TABLE} (pool text COLLATE "C" PRIMARY KEY, length bigint NOT NULL, ranks bigint NOT NULL)`);
-  await client.query(`CREATE TABLE IF NOT EXISTS ${POOL_STATE_TABLE} (pool text COLLATE "C" PRIMARY KEY, version bigint NOT NULL, state json NOT NULL)`);
+  await client.query(`CREATE TABLE IF NOT EXISTS ${POOL_STATE_TABLE} (pool text COLLATE "C" PRIMARY KEY, version bigint NOT NULL, state json NOT NULL, step bigint NOT NULL DEFAULT 0)`);
+  // Schema 5: the step number of each snapshot (0 for snapshots from before it).
+  if (stored < 5) await client.query(`ALTER TABLE ${POOL_STATE_TABLE} ADD COLUMN IF NOT EXISTS step bigint NOT NULL DEFAULT 0`);
   await client.query(
     `INSERT INTO ${SCHEMA_TABLE} (version) VALUES ($1) ON CONFLICT (singleton) DO UPDATE SET version = excluded.version`,
     [POSTGRES_SCHEMA_VERSION],

@@ -27,8 +27,8 @@ function putSql(spec: TableSpec): string {
   return `${insertSql(spec)} ON CONFLICT (name) DO UPDATE SET ${updates.join(', ')} WHERE excluded.version > ${spec.table}.version`;
 }
 
-/** 2: the pools' queue and snapshot tables. 3: pool_queue.avoid_hosts. 4: pool_queue.priority and terms. */
-const SCHEMA_VERSION = 4;
+/** 2: the pools' queue and snapshot tables. 3: pool_queue.avoid_hosts. 4: pool_queue.priority and terms. 5: pool_state.step. */
+const SCHEMA_VERSION = 5;
 const STATEMENT_CACHE_LIMIT = 500;
 
 export interface SqliteReadModelOptions {
@@ -106,7 +106,23 @@ export class SqliteReadModel implements ReadModel {
 
   syncPool(step: PoolSync): Promise<PoolSyncResult> {
     return settle(() =>
-      this.db.transaction(() => {
+      this.db.transaction((): PoolSyncResult => {
+        // The snapshot first: a step that follows a lost one writes nothing (pool-store.ts, expectStep).
+        const stored = this.statement(`SELECT version, step FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(step.pool) as { version: number; step: number } | undefined;
+        const storedStep = stored?.step ?? 0;
+        if (step.expectStep !== undefined && storedStep > step.expectStep) {
+          const lost = this.statement(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(step.pool) as { version: number; state: string; step: number };
+          return { inserted: 0, removed: 0, ...this.queueTotals(step.pool), rows: [], step: storedStep, lost: { version: lost.version, state: JSON.parse(lost.state) as unknown, step: lost.step } };
+        }
+        let stepNumber = storedStep;
+        if (step.snapshot && (step.expectStep !== undefined || !stored || step.snapshot.version >= stored.version)) {
+          // A checked step follows the stored snapshot, so it replaces it whatever its version; an
+          // unchecked one (runs from before the check) only when its version is not older.
+          stepNumber = storedStep + 1;
+          this.statement(
+            `INSERT INTO ${POOL_STATE_TABLE} (pool, version, state, step) VALUES (?, ?, ?, ?) ON CONFLICT (pool) DO UPDATE SET version = excluded.version, state = excluded.state, step = excluded.step`,
+          ).run(step.pool, step.snapshot.version, JSON.stringify(step.snapshot.state), stepNumber);
+        }
         let inserted = 0;
         let insertedRanks = 0;
         let removed = 0;
@@ -134,13 +150,8 @@ export class SqliteReadModel implements ReadModel {
             `INSERT INTO ${POOL_TOTALS_TABLE} (pool, length, ranks) VALUES (?, ?, ?) ON CONFLICT (pool) DO UPDATE SET length = length + excluded.length, ranks = ranks + excluded.ranks`,
           ).run(step.pool, inserted - removed, insertedRanks - removedRanks);
         }
-        if (step.snapshot) {
-          this.statement(
-            `INSERT INTO ${POOL_STATE_TABLE} (pool, version, state) VALUES (?, ?, ?) ON CONFLICT (pool) DO UPDATE SET version = excluded.version, state = excluded.state WHERE excluded.version >= ${POOL_STATE_TABLE}.version`,
-          ).run(step.pool, step.snapshot.version, JSON.stringify(step.snapshot.state));
-        }
         const rows = step.read ? this.queueRows(step.pool, readAfter(step.read), step.read.limit) : [];
-        return { inserted, removed, ...this.queueTotals(step.pool), rows };
+        return { inserted, removed, ...this.queueTotals(step.pool), rows, step: stepNumber };
       })(),
     );
   }
@@ -148,9 +159,9 @@ export class SqliteReadModel implements ReadModel {
   loadPool(pool: string, windowSize: number): Promise<LoadedPool> {
     return settle(() =>
       this.db.transaction(() => {
-        const row = this.statement(`SELECT version, state FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(pool) as { version: number; state: string } | undefined;
+        const row = this.statement(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(pool) as { version: number; state: string; step: number } | undefined;
         return {
-          ...(row ? { snapshot: { version: row.version, state: JSON.parse(row.state) as unknown } } : {}),
+          ...(row ? { snapshot: { version: row.version, state: JSON.parse(row.state) as unknown, step: row.step } } : {}),
           ...this.queueTotals(pool),
           maxSeq: (this.statement(`SELECT COALESCE(MAX(seq), 0) AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`).get(pool) as { n: number }).n,
           rows: this.queueRows(pool, undefined, windowSize),
@@ -268,7 +279,12 @@ export class SqliteReadModel implements ReadModel {
       this.db.exec(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_ranks ON ${POOL_QUEUE_TABLE} (pool, ranks)`);
       this.db.exec(`CREATE INDEX IF NOT EXISTS ${POOL_QUEUE_TABLE}_by_pool_order ON ${POOL_QUEUE_TABLE} (pool, priority DESC, seq)`);
       this.db.exec(`CREATE TABLE IF NOT EXISTS ${POOL_TOTALS_TABLE} (pool TEXT PRIMARY KEY, length INTEGER NOT NULL, ranks INTEGER NOT NULL) STRICT`);
-      this.db.exec(`CREATE TABLE IF NOT EXISTS ${POOL_STATE_TABLE} (pool TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL) STRICT`);
+      this.db.exec(`CREATE TABLE IF NOT EXISTS ${POOL_STATE_TABLE} (pool TEXT PRIMARY KEY, version INTEGER NOT NULL, state TEXT NOT NULL, step INTEGER NOT NULL DEFAULT 0) STRICT`);
+      // Schema 5: the step number of each snapshot (0 for snapshots from before it).
+      if (current < 5) {
+        const columns = this.db.pragma(`table_info(${POOL_STATE_TABLE})`) as Array<{ name: string }>;
+        if (!columns.some((c) => c.name === 'step')) this.db.exec(`ALTER TABLE ${POOL_STATE_TABLE} ADD COLUMN step INTEGER NOT NULL DEFAULT 0`);
+      }
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     })();
   }

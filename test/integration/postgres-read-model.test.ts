@@ -75,22 +75,26 @@ describe('PostgresReadModel: the database', () => {
     await assert.rejects(PostgresReadModel.connect(url), new RegExp(`schema version ${POSTGRES_SCHEMA_VERSION + 1}, newer than this build's ${POSTGRES_SCHEMA_VERSION}`));
   });
 
-  it('adds pool_queue.avoid_hosts, priority and terms to a database of schema 2, keeping its queued rows in order', async () => {
+  it('adds pool_queue.avoid_hosts, priority, terms and pool_state.step to a database of schema 2, keeping its queued rows in order and its snapshot', async () => {
     const url = await freshDatabase();
     await (await PostgresReadModel.connect(url)).close();
-    // Schema 2 was schema 4 without the three columns (and the index on priority).
+    // Schema 2 was schema 5 without the four columns (and the index on priority).
     await sql(url, 'DROP INDEX pool_queue_by_pool_order');
     for (const column of ['avoid_hosts', 'priority', 'terms']) await sql(url, `ALTER TABLE pool_queue DROP COLUMN ${column}`);
+    await sql(url, 'ALTER TABLE pool_state DROP COLUMN step');
+    await sql(url, `INSERT INTO pool_state (pool, version, state) VALUES ('p', 7, '{"hosts":[]}')`);
     await sql(url, 'UPDATE read_model_schema SET version = 2');
     await sql(url, SCHEMA_2_ROW_SQL);
     const store = await PostgresReadModel.connect(url);
     try {
       await store.syncPool({ pool: 'p', inserts: MIGRATED_INSERTS, removes: [] });
       assert.deepEqual((await store.loadPool('p', 10)).rows, MIGRATED_QUEUE);
+      assert.deepEqual((await store.loadPool('p', 0)).snapshot, { version: 7, state: { hosts: [] }, step: 0 }, 'a snapshot from before step numbers is step 0');
+      assert.equal((await store.syncPool({ pool: 'p', inserts: [], removes: [], snapshot: { version: 8, state: {} }, expectStep: 0 })).step, 1);
     } finally {
       await store.close();
     }
-    assert.deepEqual(await sql(url, 'SELECT version FROM read_model_schema'), [{ version: 4 }]);
+    assert.deepEqual(await sql(url, 'SELECT version FROM read_model_schema'), [{ version: 5 }]);
     const columns = await sql<{ column_name: string; data_type: string; is_nullable: string }>(
       url,
       "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'pool_queue' AND column_name IN ('avoid_hosts', 'priority', 'terms') ORDER BY column_name",
@@ -100,6 +104,27 @@ describe('PostgresReadModel: the database', () => {
       { column_name: 'priority', data_type: 'integer', is_nullable: 'NO' },
       { column_name: 'terms', data_type: 'json', is_nullable: 'YES' },
     ]);
+  });
+
+  it('lets one of two checked steps that follow the same snapshot write, at the same time, with or without a stored row', async () => {
+    const url = await freshDatabase();
+    const a = await PostgresReadModel.connect(url);
+    const b = await PostgresReadModel.connect(url);
+    try {
+      // A lost task's step still running while its retry steps (two processes, two connections).
+      for (const expectStep of [0, 1]) {
+        const step = (who: string) => ({ pool: 'p', inserts: [], removes: [], snapshot: { version: 1, state: { who } }, expectStep });
+        const results = await Promise.all([a.syncPool(step('a')), b.syncPool(step('b'))]);
+        const written = results.filter((r) => r.lost === undefined);
+        assert.equal(written.length, 1, `expectStep ${expectStep}: exactly one writes`);
+        assert.equal(written[0]!.step, expectStep + 1);
+        const refused = results.find((r) => r.lost !== undefined)!;
+        assert.deepEqual(refused.lost, (await a.loadPool('p', 0)).snapshot, 'the other answers what the first wrote');
+      }
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 
   it('keeps timestamps fixed-width UTC text even against writes that bypass the model', async () => {

@@ -41,13 +41,15 @@ describe('SqliteReadModel: the file', () => {
 });
 
 describe('SqliteReadModel: schema migration', () => {
-  it('adds pool_queue.avoid_hosts, priority and terms to a file of schema 2, keeping its queued rows in order, and refuses a newer file', async () => {
+  it('adds pool_queue.avoid_hosts, priority, terms and pool_state.step to a file of schema 2, keeping its queued rows in order and its snapshot, and refuses a newer file', async () => {
     const path = join(dir, 'schema-2.db');
     await new SqliteReadModel(path).close();
-    // Schema 2 was schema 4 without the three columns (and the index on priority).
+    // Schema 2 was schema 5 without the four columns (and the index on priority).
     const raw = new Database(path);
     raw.exec('DROP INDEX pool_queue_by_pool_order');
     for (const column of ['avoid_hosts', 'priority', 'terms']) raw.exec(`ALTER TABLE pool_queue DROP COLUMN ${column}`);
+    raw.exec('ALTER TABLE pool_state DROP COLUMN step');
+    raw.prepare(`INSERT INTO pool_state (pool, version, state) VALUES ('p', 7, '{"hosts":[]}')`).run();
     raw.pragma('user_version = 2');
     raw.prepare(SCHEMA_2_ROW_SQL).run();
     raw.close();
@@ -56,14 +58,16 @@ describe('SqliteReadModel: schema migration', () => {
     try {
       await store.syncPool({ pool: 'p', inserts: MIGRATED_INSERTS, removes: [] });
       assert.deepEqual((await store.loadPool('p', 10)).rows, MIGRATED_QUEUE);
+      assert.deepEqual((await store.loadPool('p', 0)).snapshot, { version: 7, state: { hosts: [] }, step: 0 }, 'a snapshot from before step numbers is step 0');
+      assert.equal((await store.syncPool({ pool: 'p', inserts: [], removes: [], snapshot: { version: 8, state: {} }, expectStep: 0 })).step, 1);
     } finally {
       await store.close();
     }
     const after = new Database(path);
-    assert.equal(after.pragma('user_version', { simple: true }), 4);
-    after.pragma('user_version = 5');
+    assert.equal(after.pragma('user_version', { simple: true }), 5);
+    after.pragma('user_version = 6');
     after.close();
-    assert.throws(() => new SqliteReadModel(path), /schema version 5, newer than this build's 4/);
+    assert.throws(() => new SqliteReadModel(path), /schema version 6, newer than this build's 5/);
   });
 });
 

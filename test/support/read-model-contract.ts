@@ -431,10 +431,10 @@ export function readModelContract(name: string, open: () => Promise<ReadModel>, 
 
       it('writes, dedupes, removes and reads a queue in seq order, with its totals, in one step', async () => {
         const first = await store.syncPool({ pool: P, inserts: [row(1), row(2, 4), row(3)], removes: [], read: { afterSeq: 0, limit: 2 } });
-        assert.deepEqual(first, { inserted: 3, removed: 0, length: 3, ranks: 6, maxRanks: 4, rows: [row(1), row(2, 4)] });
+        assert.deepEqual(first, { inserted: 3, removed: 0, length: 3, ranks: 6, maxRanks: 4, rows: [row(1), row(2, 4)], step: 0 });
         // A job queued again (a new seq) stays where it was; a removal of an unknown job counts nothing.
         const second = await store.syncPool({ pool: P, inserts: [{ ...row(1), seq: 9 }, row(4)], removes: ['accounts/a/batchJobs/j2', 'nope'], read: { afterSeq: 1, limit: 10 } });
-        assert.deepEqual(second, { inserted: 1, removed: 1, length: 3, ranks: 3, maxRanks: 1, rows: [row(3), row(4)] });
+        assert.deepEqual(second, { inserted: 1, removed: 1, length: 3, ranks: 3, maxRanks: 1, rows: [row(3), row(4)], step: 0 });
         // Inserted and removed in one step (granted at once): nothing stays.
         const third = await store.syncPool({ pool: P, inserts: [row(5)], removes: ['accounts/a/batchJobs/j5'] });
         assert.equal(third.length, 3);
@@ -487,9 +487,32 @@ export function readModelContract(name: string, open: () => Promise<ReadModel>, 
         });
         await store.syncPool({ pool: P, inserts: [], removes: [], snapshot: { version: 4, state: { hosts: ['stale'] } } });
         const loaded = await store.loadPool(P, 2);
-        assert.deepEqual(loaded, { snapshot: { version: 5, state: { hosts: ['h0'] } }, length: 3, ranks: 3, maxRanks: 1, maxSeq: 3, rows: [row(1), row(2)] });
+        assert.deepEqual(loaded, { snapshot: { version: 5, state: { hosts: ['h0'] }, step: 1 }, length: 3, ranks: 3, maxRanks: 1, maxSeq: 3, rows: [row(1), row(2)] });
         await store.dropPool(P);
         assert.deepEqual(await store.loadPool(P, 2), { length: 0, ranks: 0, maxRanks: 0, maxSeq: 0, rows: [] });
+      });
+
+      it('a checked step that follows a later stored snapshot (a lost step) writes and reads nothing and answers what that step wrote', async () => {
+        // Step 1 writes the queue and the first snapshot; a step of a task that was never kept writes step 2.
+        const first = await store.syncPool({ pool: P, inserts: [row(1), row(2)], removes: [], snapshot: { version: 3, state: { grants: [] } }, expectStep: 0 });
+        assert.equal(first.step, 1);
+        const lostStep = await store.syncPool({ pool: P, inserts: [], removes: ['accounts/a/batchJobs/j1'], snapshot: { version: 4, state: { grants: ['j1'] } }, expectStep: 1 });
+        assert.equal(lostStep.step, 2);
+        // The retried task decides again from step 1: its step is refused whole.
+        const retry = await store.syncPool({ pool: P, inserts: [row(3)], removes: ['accounts/a/batchJobs/j2'], snapshot: { version: 4, state: { grants: ['j2'] } }, expectStep: 1, read: { afterSeq: 0, limit: 10 } });
+        assert.deepEqual(retry, { inserted: 0, removed: 0, length: 1, ranks: 1, maxRanks: 1, rows: [], step: 2, lost: { version: 4, state: { grants: ['j1'] }, step: 2 } });
+        assert.deepEqual(await store.queuedJobs(P, 10), ['accounts/a/batchJobs/j2'], 'neither its insert nor its removal was written');
+        // Following step 2, it is written, whatever its version: the step number orders checked snapshots.
+        const next = await store.syncPool({ pool: P, inserts: [row(3)], removes: [], snapshot: { version: 4, state: { grants: ['j1', 'j2'] } }, expectStep: 2 });
+        assert.equal(next.step, 3);
+        assert.equal(next.lost, undefined);
+        assert.deepEqual((await store.loadPool(P, 10)).snapshot, { version: 4, state: { grants: ['j1', 'j2'] }, step: 3 });
+        // A step without a snapshot is checked too, and leaves the number as it is.
+        assert.equal((await store.syncPool({ pool: P, inserts: [], removes: [], expectStep: 2 })).lost?.step, 3);
+        assert.equal((await store.syncPool({ pool: P, inserts: [], removes: [], expectStep: 3 })).step, 3);
+        // An unchecked step (a run from before the check) is written as before, and counts a step.
+        assert.equal((await store.syncPool({ pool: P, inserts: [], removes: [], snapshot: { version: 9, state: {} } })).step, 4);
+        assert.equal((await store.syncPool({ pool: P, inserts: [], removes: [], snapshot: { version: 8, state: { stale: true } } })).step, 4, 'an older version is not written');
       });
     });
   });

@@ -30,7 +30,7 @@ import { DISCONNECTED_MESSAGE, type Environment } from '../../src/domain/environ
 import { hostTaskQueue, fakeHostId } from '../../src/domain/hosts';
 import { resourceName } from '../../src/domain/names';
 import { isGpuPool, type NodePool, okStatus, ranksPerNodeOf } from '../../src/domain/node-pool-model';
-import { type PoolSnapshot, type QueueRow, readAfter } from '../../src/store/pool-store';
+import { type QueueRow, readAfter, type StoredPoolSnapshot } from '../../src/store/pool-store';
 import { compareKeys, keyOf } from '../../src/domain/pool-queue';
 import { requestTermsOf } from '../../src/domain/sharing';
 import { ensureTemporalCli } from '../../src/temporal/cli';
@@ -157,7 +157,9 @@ export class FakeWorld {
   readonly reports: StoredReport[] = [];
   readonly pools = new Map<string, NodePool>();
   readonly queues = new Map<string, Map<string, QueueRow>>();
-  readonly snapshots = new Map<string, PoolSnapshot>();
+  readonly snapshots = new Map<string, StoredPoolSnapshot>();
+  /** Steps refused because a later snapshot was stored (pool-store.ts expectStep), per pool. */
+  readonly lostSteps = new Map<string, number>();
   /** Every sync step's inserts, in order: the order in which each pool admitted its requests. */
   readonly inserted = new Map<string, QueueRow[]>();
   readonly removed: string[] = [];
@@ -237,6 +239,18 @@ export class FakeWorld {
       poolSettings: () => Promise.reject(new Error('tests always pass PoolSettings in the pool input')),
       syncPool: async (step) => {
         await this.gates.pass(`sync:${step.pool}`);
+        // As the stores: a checked step that follows an older snapshot than the stored one writes nothing.
+        const before = this.snapshots.get(step.pool);
+        const storedStep = before?.step ?? 0;
+        if (step.expectStep !== undefined && storedStep > step.expectStep) {
+          this.lostSteps.set(step.pool, (this.lostSteps.get(step.pool) ?? 0) + 1);
+          return { inserted: 0, removed: 0, ...totals(this.queue(step.pool)), rows: [], step: storedStep, lost: structuredClone(before!), undeliverable: [] };
+        }
+        let stepNumber = storedStep;
+        if (step.snapshot && (step.expectStep !== undefined || !before || before.version <= step.snapshot.version)) {
+          stepNumber = storedStep + 1;
+          this.snapshots.set(step.pool, { ...structuredClone(step.snapshot), step: stepNumber });
+        }
         const rows = this.queues.get(step.pool) ?? new Map<string, QueueRow>();
         this.queues.set(step.pool, rows);
         let inserted = 0;
@@ -248,8 +262,6 @@ export class FakeWorld {
         }
         let removed = 0;
         for (const n of step.removes) if (rows.delete(n)) removed++;
-        const before = this.snapshots.get(step.pool);
-        if (step.snapshot && (!before || before.version <= step.snapshot.version)) this.snapshots.set(step.pool, structuredClone(step.snapshot));
         const sorted = this.queue(step.pool);
         const after = step.read && readAfter(step.read);
         const read = step.read && after ? sorted.filter((r) => compareKeys(keyOf(r), after) > 0).slice(0, step.read.limit) : [];
@@ -277,7 +289,7 @@ export class FakeWorld {
             undeliverable.push(p.jobName);
           }
         }
-        return { inserted, removed, ...totals(sorted), rows: read, undeliverable };
+        return { inserted, removed, ...totals(sorted), rows: read, step: stepNumber, undeliverable };
       },
       signalPool: async ({ pool, signal }) => {
         try {
