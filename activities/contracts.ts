@@ -99,12 +99,10 @@ export interface ControlActivities {
   poolSettings(): Promise<PoolSettings>;
   /**
    * One atomic step of a pool's queue and capacity snapshot; answers the queue's totals and the rows
-   * asked for. The step's grants are sent once it is written (a job ignores a grant it already has,
-   * so a retried step is harmless); jobs whose workflows are closed are answered as undeliverable.
-   */
-  /**
-   * Writes one step of a pool, then sends what it decided: grants, and preemptions (a running job asked
-   * to stop for a higher-priority one). `undeliverable`: jobs of either whose workflows are gone.
+   * asked for. Once it is written it sends what the pool decided: grants, and preemptions (a running
+   * job asked to stop for a higher-priority one). A job ignores a grant it already has, so a retried
+   * step is harmless. `undeliverable`: jobs of either whose workflows are gone. A step that follows a
+   * lost one (`lost` in the answer) writes nothing and sends nothing.
    */
   syncPool(step: PoolSync & { grants?: GrantDelivery[]; preempts?: PreemptDelivery[] }): Promise<PoolSyncResult & { undeliverable: string[]; sharing?: PoolSharingPolicy }>;
   /** Sends a job's signal to its pool; delivered is false when the pool's workflow is not running. */

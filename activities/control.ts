@@ -157,6 +157,10 @@ export function createControlActivities({ store, logs, config, client, knowsUser
 
     async syncPool({ grants, preempts, ...step }) {
       const result = await store.syncPool(step);
+      // The pool's sharing terms as the file says now: the pass after this step applies them.
+      const policy = sharing ? poolSharingPolicy(sharing(), step.pool) : undefined;
+      // A step of a task that was never kept wrote after the one this step follows: the pool decides again first.
+      if (result.lost) return { ...result, undeliverable: [], ...(policy ? { sharing: policy } : {}) };
       const undeliverable: string[] = [];
       const send = async (jobName: string, deliver: () => Promise<void>) => {
         try {
@@ -171,8 +175,6 @@ export function createControlActivities({ store, logs, config, client, knowsUser
         ...(grants ?? []).map((g) => send(g.jobName, () => clientOf().workflow.getHandle(g.workflowId).signal(capacityGrantedSignal, g.grant))),
         ...(preempts ?? []).map((p) => send(p.jobName, () => clientOf().workflow.getHandle(p.workflowId).signal(preemptSignal, { by: p.by, reason: p.reason }))),
       ]);
-      // The pool's sharing terms as the file says now: the pass after this step applies them.
-      const policy = sharing ? poolSharingPolicy(sharing(), step.pool) : undefined;
       return { ...result, undeliverable, ...(policy ? { sharing: policy } : {}) };
     },
 

@@ -103,6 +103,15 @@ export const POOL_SHARING_TERMS_FIRST_PATCH = 'pool-reads-sharing-terms-first';
  */
 export const POOL_SYNCS_UNTIL_WRITTEN_PATCH = 'pool-syncs-until-written';
 
+/**
+ * Each step says which stored snapshot it follows, and the store refuses one that follows an older
+ * snapshot than the stored one: a step of a workflow task that was never kept (its worker died after
+ * the step, or the task outlived its timeout) wrote that, and may have sent its grants. The run then
+ * takes its own pass back, takes the lost step's allocations as given, sends their grants again and
+ * passes again (PoolQueue.followLostStep). Runs from before it never check.
+ */
+export const POOL_STEPS_CHECKED_PATCH = 'pool-steps-follow-the-stored-one';
+
 /** How long a probe waits on an unreachable host's task queue, for settings carried from before hostProbeMs. */
 const DEFAULT_HOST_PROBE_MS = 600_000;
 /** Missed signals read per local activity: a page's result is one marker in the history. */
@@ -125,13 +134,18 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   const grantsByActivity = patched(POOL_GRANTS_BY_ACTIVITY_PATCH);
   // Preemptions go out by the sync step, as grants do on runs with grants by activity.
   const shared = grantsByActivity && patched(POOL_SHARED_SCHEDULING_PATCH);
+  // Only grants sent by the step can be held back by it.
+  const stepsChecked = grantsByActivity && patched(POOL_STEPS_CHECKED_PATCH);
   /** The quotas and fair share the operator's sharing file sets for this pool, as the last sync read them. */
   let sharing: PoolSharingPolicy | undefined;
   let sharingRead = false;
   const settings: PoolSettings = input.settings ?? (await control.poolSettings());
   let pool: NodePool = input.pool;
   const state = await initialState(input, settings);
+  if (stepsChecked) state.checkSteps();
   const sched = state.scheduler;
+  /** Grants and preemptions of a lost step, or of a refused one, to send with the next step that is written. */
+  let resend: { grants: Allocation[]; preempt: Preemption[] } = { grants: [], preempt: [] };
   let reported = input.carried ? state.version : 0;
   let dirty = true;
   let deleting = pool.state === 'DELETING';
@@ -519,15 +533,32 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
    */
   async function sync(allocations: Allocation[] = [], preempt: Preemption[] = []): Promise<void> {
     const step = state.takeSync();
-    const grants = allocations.map((a) => ({ jobName: a.id, workflowId: state.jobs[a.id]?.workflowId ?? a.id, grant: grantOf(a) }));
-    const preempts = preempt.map(({ victim, by }) => ({ jobName: victim, workflowId: state.jobs[victim]?.workflowId ?? victim, by, reason: preemptionReason(victim, by) }));
+    // Those a refused step left to send, while they still stand (a job ignores a second grant or stop).
+    const sending = [...resend.grants.filter((a) => sched.allocations[a.id] === a && !allocations.includes(a)), ...allocations];
+    const stopping = [...resend.preempt.filter((p) => sched.preemptions?.[p.victim] === p.by && !preempt.some((q) => q.victim === p.victim)), ...preempt];
+    const grants = sending.map((a) => ({ jobName: a.id, workflowId: state.jobs[a.id]?.workflowId ?? a.id, grant: grantOf(a) }));
+    const preempts = stopping.map(({ victim, by }) => ({ jobName: victim, workflowId: state.jobs[victim]?.workflowId ?? victim, by, reason: preemptionReason(victim, by) }));
     const outcome = await control.syncPool({ pool: input.name, ...step, ...(grants.length > 0 ? { grants } : {}), ...(preempts.length > 0 ? { preempts } : {}) });
-    state.applySync(step, outcome);
-    if (outcome.rows.length > 0) dirty = true;
     if (shared) {
       sharing = outcome.sharing;
       sharingRead = true;
     }
+    if (outcome.lost) {
+      // Nothing of this step was written or sent. What it meant to send and what the lost step sent go with the next.
+      const adopted = state.followLostStep(step, outcome.lost);
+      resend = { grants: [...sending, ...adopted.grants], preempt: [...stopping, ...adopted.preempt] };
+      for (const name of adopted.unknown) toCheck.add(name);
+      log.warn('a step of a workflow task that was not kept wrote after the snapshot this step followed: took its allocations as given, deciding again', {
+        storedStep: outcome.lost.step,
+        adopted: adopted.grants.map((a) => a.id),
+        ...(adopted.unplaced.length > 0 ? { unplaced: adopted.unplaced } : {}),
+      });
+      dirty = true;
+      return;
+    }
+    resend = { grants: [], preempt: [] };
+    state.applySync(step, outcome);
+    if (outcome.rows.length > 0) dirty = true;
     // Results recorded before grants went by activity have no undeliverable list.
     const undeliverable = outcome.undeliverable ?? [];
     if (undeliverable.length > 0) await forgetClosed(undeliverable);

@@ -23,7 +23,7 @@
  */
 import { type BatchJobState } from './batch-job-model';
 import { type HostFacts } from './control-model';
-import { type Allocation, avoidList, emptyScheduler, type QueuedRequest, release as releaseSlots, type RequestTerms, schedule, scheduleShared, type SchedulerState, termsOf } from './scheduler';
+import { type Allocation, avoidList, emptyScheduler, type QueuedRequest, release as releaseSlots, type RequestTerms, type Reservation, schedule, scheduleShared, type SchedulerState, termsOf } from './scheduler';
 import { DEFAULT_PRIORITY, type SharingPolicy } from './sharing';
 
 /** Carried state: 3 adds the priority-ordered window's boundary (`loadedPriority`, `loadedAll`). */
@@ -103,6 +103,12 @@ export interface PoolCarriedState {
   jobs: Record<string, PoolJob>;
   version: number;
   queue: QueueCounters;
+  /**
+   * The step number of the stored snapshot this state follows (pool-store.ts `expectStep`). Absent in
+   * state carried from before step numbers (and before the first step that answered one): the next
+   * step is unchecked and learns it. An optional field, so the format stays 3.
+   */
+  storedStep?: number;
 }
 
 /** The carried state of pools from before priorities: the same, with a seq-ordered window. */
@@ -137,6 +143,8 @@ export interface PoolSyncStep {
   snapshot?: { version: number; state: PoolRecoverySnapshot };
   /** Rows after the key (afterPriority, afterSeq) in key order; afterPriority absent: 0 (steps from before priorities). */
   read?: { afterSeq: number; afterPriority?: number; limit: number };
+  /** The stored snapshot's step number this step follows (checked steps only). */
+  expectStep?: number;
 }
 
 export interface PoolSyncOutcome {
@@ -144,6 +152,35 @@ export interface PoolSyncOutcome {
   ranks: number;
   maxRanks: number;
   rows: QueueEntry[];
+  /** The stored snapshot's step number after the step (absent in results recorded before step numbers). */
+  step?: number;
+}
+
+/** What a step of a workflow task that was never kept wrote: the snapshot a refused step answers. */
+export interface LostStep {
+  step: number;
+  version: number;
+  state: unknown;
+}
+
+/** What the pool takes over from a lost step: grants and preemptions to send again, and holders it did not know. */
+export interface AdoptedStep {
+  grants: Allocation[];
+  preempt: Array<{ victim: string; by: string }>;
+  /** Adopted holders this state knew nothing of: perhaps ended since; the pool asks whether their workflows closed. */
+  unknown: string[];
+  /** Allocations of the lost step whose slots this state holds otherwise (never expected): left out, named for the log. */
+  unplaced: string[];
+}
+
+/** What the last pass changed, kept until its step is written, so that a refused step's pass can be taken back. */
+interface PassRecord {
+  grants: Allocation[];
+  /** The granted requests as they were queued. */
+  taken: QueuedRequest[];
+  /** The reservation before the pass. */
+  reservation: Reservation | null;
+  preempt: Array<{ victim: string; by: string }>;
 }
 
 export class PoolQueue {
@@ -161,6 +198,12 @@ export class PoolQueue {
   private pendingRemoves = new Set<string>();
   /** The capacity changed since the last snapshot was written. */
   private capacityChanged = false;
+  /** The stored snapshot's step number this state follows; undefined: not known yet. */
+  private storedStep: number | undefined;
+  /** Steps carry `expectStep` (runs with the check: node-pool.ts POOL_STEPS_CHECKED_PATCH). */
+  private checked = false;
+  /** The last pass, until its step is written. */
+  private lastPass: PassRecord | undefined;
 
   private constructor(
     carried: PoolCarriedState,
@@ -171,6 +214,7 @@ export class PoolQueue {
     this.jobs = carried.jobs;
     this.version = carried.version;
     this.counters = { ...carried.queue };
+    this.storedStep = carried.storedStep;
   }
 
   static fresh(windowSize: number): PoolQueue {
@@ -249,7 +293,7 @@ export class PoolQueue {
    */
   static recover(
     snapshot: PoolRecoverySnapshot,
-    loaded: { length: number; ranks: number; maxRanks: number; maxSeq: number; rows: QueueEntry[] },
+    loaded: { length: number; ranks: number; maxRanks: number; maxSeq: number; rows: QueueEntry[]; snapshot?: { step?: number } },
     version: number,
     windowSize: number,
   ): PoolQueue {
@@ -278,6 +322,8 @@ export class PoolQueue {
           loadedPriority: all || !last ? DEFAULT_PRIORITY : keyOf(last).priority,
           loadedAll: all,
         },
+        // A store from before step numbers answers none: the first step learns it.
+        ...(loaded.snapshot?.step !== undefined ? { storedStep: loaded.snapshot.step } : loaded.snapshot ? {} : { storedStep: 0 }),
       },
       windowSize,
     );
@@ -367,7 +413,11 @@ export class PoolQueue {
    * ask running jobs to stop; without, first come first served in the window's order.
    */
   pass(policy?: SharingPolicy): { grants: Allocation[]; preempt: Array<{ victim: string; by: string }> } {
+    const queued = [...this.scheduler.queue];
+    const reservation = this.scheduler.reservation;
     const { grants, preempt } = policy ? scheduleShared(this.scheduler, policy) : { grants: schedule(this.scheduler), preempt: [] };
+    const granted = new Set(grants.map((a) => a.id));
+    this.lastPass = { grants, taken: grants.length > 0 ? queued.filter((r) => granted.has(r.id)) : [], reservation, preempt };
     if (preempt.length > 0) this.capacityChanged = true;
     for (const a of grants) {
       this.pendingRemoves.add(a.id);
@@ -400,6 +450,7 @@ export class PoolQueue {
    */
   takeSync(): PoolSyncStep {
     const step: PoolSyncStep = { inserts: this.pendingInserts, removes: [...this.pendingRemoves] };
+    if (this.checked && this.storedStep !== undefined) step.expectStep = this.storedStep;
     if (this.capacityChanged) step.snapshot = { version: this.version, state: this.recoverySnapshot() };
     if (this.wantsRefill()) {
       step.read = { afterSeq: this.counters.loadedThrough, limit: this.windowSize - this.scheduler.queue.length };
@@ -414,6 +465,9 @@ export class PoolQueue {
 
   /** Applies the store's answer to a step from takeSync: the true queue length, and the rows read into the window. */
   applySync(step: PoolSyncStep, outcome: PoolSyncOutcome): void {
+    if (outcome.step !== undefined) this.storedStep = outcome.step;
+    // The pass before this step is written; its grants go out.
+    this.lastPass = undefined;
     this.counters.length = outcome.length + this.pendingInserts.length;
     this.counters.ranks = outcome.ranks + this.pendingInserts.reduce((n, r) => n + r.ranks, 0);
     // Not Math.max(...pending): a burst of 100,000 would overflow the call's arguments.
@@ -500,7 +554,107 @@ export class PoolQueue {
   /** The state to carry across continue-as-new. Call only when nothing is pending (after a sync). */
   carried(): PoolCarriedState {
     if (this.pendingInserts.length > 0 || this.pendingRemoves.size > 0) throw new Error('the pool has unwritten queue changes; sync before continuing as new');
-    return { format: POOL_STATE_FORMAT, scheduler: this.scheduler, hosts: this.hosts, jobs: this.jobs, version: this.version, queue: { ...this.counters } };
+    return {
+      format: POOL_STATE_FORMAT,
+      scheduler: this.scheduler,
+      hosts: this.hosts,
+      jobs: this.jobs,
+      version: this.version,
+      queue: { ...this.counters },
+      ...(this.storedStep !== undefined ? { storedStep: this.storedStep } : {}),
+    };
+  }
+
+  /** From now on every step says which stored snapshot it follows, once that is known (takeSync's `expectStep`). */
+  checkSteps(): void {
+    this.checked = true;
+  }
+
+  /**
+   * The store refused `step` (from takeSync): a step of a workflow task that was never kept (its worker
+   * died, or it outlived its task timeout) wrote `lost` after the snapshot this state follows, and may
+   * have sent its grants. This task decided again, with the signals that arrived since, and may have
+   * decided otherwise; so its last pass is taken back, the lost step's allocations are taken as given
+   * (each on the slots it was granted), and the pool passes again. Nothing of `step` was written: it
+   * is pending again, with the snapshot.
+   *
+   * An allocation of the lost step whose job this state does not know any more (it ended since, or its
+   * request was trimmed from the window) is adopted too: a job that may run must hold its slots. Those
+   * are named in `unknown` for the pool to ask whether their workflows closed.
+   */
+  followLostStep(step: PoolSyncStep, lost: LostStep): AdoptedStep {
+    // 1. The refused step's writes are pending again (before anything admitted while it was in flight).
+    this.pendingInserts = [...step.inserts, ...this.pendingInserts];
+    this.pendingNames = new Set(this.pendingInserts.map((r) => r.jobName));
+    for (const name of step.removes) this.pendingRemoves.add(name);
+    this.capacityChanged = true;
+    // 2. Its pass is taken back: its grants were never sent.
+    const pass = this.lastPass;
+    this.lastPass = undefined;
+    if (pass) {
+      for (const allocation of pass.grants) {
+        // Released while the step was in flight (a withdrawn request): nothing to give back.
+        if (this.scheduler.allocations[allocation.id] !== allocation) continue;
+        releaseSlots(this.scheduler, allocation.id);
+        const request = pass.taken.find((r) => r.id === allocation.id);
+        if (!request) continue;
+        this.pendingRemoves.delete(allocation.id);
+        this.requeue(request);
+      }
+      // The next pass makes its reservation again where the one it had then no longer holds.
+      if (pass.grants.length > 0) this.scheduler.reservation = pass.reservation && this.scheduler.queue.some((r) => r.id === pass.reservation?.requestId) ? pass.reservation : null;
+      // Its stops were never sent either.
+      for (const { victim, by } of pass.preempt) if (this.scheduler.preemptions?.[victim] === by) delete this.scheduler.preemptions[victim];
+    }
+    // 3. The lost step's allocations, as granted.
+    const snapshot = lost.state as PoolRecoverySnapshot;
+    const adopted: AdoptedStep = { grants: [], preempt: [], unknown: [], unplaced: [] };
+    for (const allocation of Object.values(snapshot.scheduler.allocations)) {
+      if (this.scheduler.allocations[allocation.id]) continue;
+      const free = allocation.hosts.every((a) => {
+        const host = this.scheduler.hosts.find((h) => h.id === a.host);
+        return host !== undefined && a.slots.every((slot) => slot < host.used.length && host.used[slot] === null);
+      });
+      if (!free) {
+        adopted.unplaced.push(allocation.id);
+        continue;
+      }
+      const known = this.has(allocation.id);
+      // Out of the queue (window, unwritten requests, store), as a grant takes it.
+      const left = this.release(allocation.id);
+      if (!known || left === 'unknown') adopted.unknown.push(allocation.id);
+      const taken: Allocation = { ...allocation, hosts: allocation.hosts.map((a) => ({ ...a, slots: [...a.slots] })) };
+      for (const a of taken.hosts) {
+        const host = this.scheduler.hosts.find((h) => h.id === a.host);
+        for (const slot of a.slots) if (host) host.used[slot] = taken.id;
+      }
+      this.scheduler.allocations[taken.id] = taken;
+      this.jobs[taken.id] = { ...(snapshot.jobs[taken.id] ?? { workflowId: taken.id, ranks: taken.ranks }), state: 'PENDING' };
+      adopted.grants.push(taken);
+    }
+    for (const [victim, by] of Object.entries(snapshot.scheduler.preemptions ?? {})) {
+      if (!this.scheduler.allocations[victim] || this.scheduler.preemptions?.[victim] !== undefined || !this.scheduler.queue.some((r) => r.id === by)) continue;
+      this.scheduler.preemptions ??= {};
+      this.scheduler.preemptions[victim] = by;
+      adopted.preempt.push({ victim, by });
+    }
+    this.storedStep = lost.step;
+    this.version = Math.max(this.version, lost.version);
+    this.trim();
+    return adopted;
+  }
+
+  /** A granted request back in the window, at its place in key order (a pass taken back). */
+  private requeue(request: QueuedRequest): void {
+    const queue = this.scheduler.queue;
+    const key = keyOf(request);
+    let at = queue.length;
+    while (at > 0 && compareKeys(keyOf(queue[at - 1] as QueuedRequest), key) > 0) at--;
+    queue.splice(at, 0, request);
+    const job = this.jobs[request.id];
+    if (job) job.state = 'QUEUED';
+    this.counters.length++;
+    this.counters.ranks += request.ranks;
   }
 
   /** Where the queue stands for the counters' checks (tests, internals query). */

@@ -18,7 +18,7 @@ import { fakeHostAddress, hostTaskQueue } from '../../src/domain/hosts';
 import { type NodePool } from '../../src/domain/node-pool-model';
 import { PoolQueue } from '../../src/domain/pool-queue';
 import { addHost } from '../../src/domain/scheduler';
-import { cancelSignal, getNodePoolQuery } from '../../workflows/messages';
+import { cancelSignal, capacityGrantedSignal, getNodePoolQuery } from '../../workflows/messages';
 import { until, WorkflowTestbed } from '../support/workflow-testbed';
 
 describe('node pool workflow races', () => {
@@ -177,6 +177,81 @@ describe('node pool workflow races', () => {
       bed.agents.runs.filter((r) => r.jobName.includes('/rec-')).map((r) => r.jobName),
       [holder, ...queued, unwritten],
       'every job ran once, in arrival order, the unwritten request last',
+    );
+    await bed.assertIdle(pool);
+    assert.deepEqual(bed.world.queue(pool), []);
+  });
+
+  it('a step that follows one a lost task wrote: the lost grant stands, the job the retry chose instead waits for it', async () => {
+    const poolId = 'lost';
+    const pool = await bed.startPool(poolId, { numNodes: 1 });
+    const holder = await bed.startJob('lost-holder', { pool: poolId });
+    await bed.reported(holder, 'RUNNING');
+    const a = bed.jobName('lost-a');
+    const urgent = bed.jobName('lost-urgent');
+    const b = bed.jobName('lost-b');
+    for (const n of [a, urgent, b]) bed.agents.behaviour.set(n, { succeed: false });
+    await bed.startJob('lost-a', { pool: poolId });
+    await bed.reported(a, 'QUEUED');
+    // A step in flight (b's request) while the holder ends and a job of higher priority asks.
+    bed.world.gates.hold(`sync:${pool}`);
+    await bed.startJob('lost-b', { pool: poolId });
+    await bed.world.gates.reached(`sync:${pool}`);
+    for (const r of bed.agents.runsOf(holder)) r.end({ outcome: 'succeeded' });
+    await bed.startJob('lost-urgent', { pool: poolId, spec: { priority: 10 } });
+    await until('the holder\'s release and the urgent request wait in the pool\'s history', async () => {
+      const released = (await bed.signalsAt(pool, 'releaseCapacity')).some((p) => (p as { jobName?: string }).jobName === holder);
+      const asked = (await bed.signalsAt(pool, 'requestCapacity')).some((p) => (p as { jobName?: string }).jobName === urgent);
+      return released && asked;
+    });
+    // b's step is written; the next one (the holder's end and the urgent request, in one task) is held.
+    bed.world.gates.open(`sync:${pool}`);
+    bed.world.gates.hold(`sync:${pool}`);
+    await bed.world.gates.reached(`sync:${pool}`);
+    assert.deepEqual(bed.world.grantsSent.filter((n) => n === urgent), [], 'held before its grant went out');
+
+    // Meanwhile, a task the server never kept (it saw the holder's end, not the urgent request) wrote
+    // its step: `a` on the holder's slot, its row gone; and its grant went out.
+    const stored = bed.world.snapshots.get(pool);
+    assert.ok(stored);
+    const lost = structuredClone(stored);
+    const state = lost.state as ReturnType<PoolQueue['recoverySnapshot']>;
+    const slot = state.scheduler.allocations[holder];
+    assert.ok(slot, 'the stored snapshot places the holder');
+    state.scheduler.allocations = { [a]: { ...slot, id: a } };
+    for (const h of state.scheduler.hosts) h.used = h.used.map((u) => (u === holder ? a : u));
+    state.jobs = { [a]: { workflowId: a, ranks: 1, state: 'PENDING' } };
+    bed.world.snapshots.set(pool, { ...lost, step: stored.step + 1 });
+    bed.world.queues.get(pool)?.delete(a);
+    const grantToA = {
+      pool,
+      gpu: true,
+      masterPort: slot.masterPort,
+      hosts: slot.hosts.map((h) => ({ host: h.host, address: state.hosts[h.host]?.address ?? '', taskQueue: state.hosts[h.host]?.taskQueue ?? '', slots: h.slots })),
+    };
+    await bed.client.workflow.getHandle(a).signal(capacityGrantedSignal, grantToA);
+    await bed.reported(a, 'RUNNING');
+    bed.world.gates.open(`sync:${pool}`);
+
+    // The held step is refused; the pool takes `a`'s grant as given and sends it again; urgent waits for it.
+    await until('the pool followed the lost step', async () => {
+      const i = await bed.internals(pool);
+      return bed.world.lostSteps.get(pool) === 1 && Object.keys(i.allocations).join() === a && i.reservation?.requestId === urgent ? i : undefined;
+    });
+    await until('the grant sent again reached a', async () => (await bed.signalsAt(a, 'capacityGranted')).length === 2);
+    assert.equal(bed.agents.runsOf(urgent).length, 0, 'urgent did not start on a\'s slot');
+    assert.equal((await bed.jobView(urgent)).job.state, 'QUEUED');
+    assert.equal(bed.agents.runsOf(a).length, 1, 'a ran once, ignoring the second grant');
+
+    for (const n of [a, urgent, b]) {
+      await until(`${n} runs`, () => bed.agents.runsOf(n).length === 1);
+      for (const r of bed.agents.runsOf(n)) r.end({ outcome: 'succeeded' });
+      assert.equal((await bed.result(n)).job.state, 'COMPLETED', n);
+    }
+    assert.deepEqual(
+      bed.agents.runs.filter((r) => r.jobName.includes('/lost-')).map((r) => r.jobName),
+      [holder, a, urgent, b],
+      'one job at a time on the one slot: the lost grant first, then priority',
     );
     await bed.assertIdle(pool);
     assert.deepEqual(bed.world.queue(pool), []);
