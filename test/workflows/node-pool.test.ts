@@ -11,9 +11,13 @@
  *   received but never written, and a grant it sends again that its holder ignores.
  * - A host declared lost whose agent still polls comes back by the pool's probe, but only once the
  *   agent no longer runs ranks of the job that lost it; meanwhile the pool's status names it.
+ * - A step that follows one a lost task wrote (a later snapshot in the store): the lost grant stands on
+ *   its slot, the job the retry would have placed there waits for it, and the run replays.
  */
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Worker } from '@temporalio/worker';
 import { fakeHostAddress, hostTaskQueue } from '../../src/domain/hosts';
 import { type NodePool } from '../../src/domain/node-pool-model';
 import { PoolQueue } from '../../src/domain/pool-queue';
@@ -255,6 +259,9 @@ describe('node pool workflow races', () => {
     );
     await bed.assertIdle(pool);
     assert.deepEqual(bed.world.queue(pool), []);
+    // The refused step's marker holds the lost snapshot: the run replays through the same path.
+    const history = await bed.client.workflow.getHandle(pool).fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: { codePath: join(__dirname, '..', '..', 'workflow-bundle.js') } }, history, pool);
   });
 
   it('a continued run handles the signals its last run received after the count it carried, and not the ones before', async () => {
