@@ -9,9 +9,13 @@
  * - A job created while the pool's workflow is closed waits instead of failing, and runs.
  * - A running job terminated by an operator is noticed by its pool (its capacity comes back, the
  *   queue moves on) and is recorded FAILED, saying why; a GET before that writes nothing.
+ * - A step that a lost workflow task wrote to the store (written here through the store, as the pool's
+ *   step writes it): the pool's next step is refused, the lost grant stands on its host and goes out,
+ *   and the job the pool had chosen otherwise waits for it.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { type PoolQueue } from '../../src/domain/pool-queue';
 import { getNodePoolInternalsQuery, type NodePoolInternals } from '../../workflows/messages';
 import { type BatchJobBody, gatesIn, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
@@ -113,5 +117,65 @@ describe('a pool that cannot die', () => {
     const stored = await t.service.store.get<BatchJobBody & { name: string; createTime: string; updateTime: string }>('batchJobs', 'accounts/default/batchJobs/doomed');
     assert.equal(stored?.resource.state, 'FAILED', 'the pool recorded the end');
     assert.match(stored?.resource.status ?? '', /its workflow terminated/);
+  });
+
+  it('follows a step that a lost workflow task wrote to the store: its grant stands and goes out, the job the pool chose otherwise waits', async () => {
+    const TWO = 'accounts/default/nodePools/two';
+    const made = await t.api.post(`${A}/nodePools`, { nodePoolId: 'two', nodePool: { fakeNodePool: { machineType: 'g5.xlarge', numNodes: 2 } } });
+    assert.equal(made.status, 200, JSON.stringify(made.body));
+    const two = () => t.service.client.workflow.getHandle(TWO).query<NodePoolInternals>(getNodePoolInternalsQuery);
+    const on = async (id: string, body: Record<string, unknown>) => {
+      const r = await t.api.post(`${A}/batchJobs?batchJobId=${id}`, { nodePoolId: 'two', ...body });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    };
+    const name = (id: string) => `accounts/default/batchJobs/${id}`;
+    // One host runs a holder; a 2-host job of higher priority reserves both; `small` waits behind it.
+    await on('two-holder', { shellExecutor: { command: heldUntil('two-holder') } });
+    await waitForState(t.api, 'default', 'two-holder', 'RUNNING');
+    await on('two-head', { shellExecutor: { command: 'echo ran two-head' }, numRanks: 2, priority: 10 });
+    await on('two-small', { shellExecutor: { command: 'echo ran two-small' } });
+    const waiting = await waitFor('the head reserves, small waits', async () => {
+      const v = await two();
+      return v.reservation?.requestId === name('two-head') && v.queue.length === 2 ? v : undefined;
+    });
+    const busy = waiting.allocations[name('two-holder')]?.hosts[0];
+    const free = waiting.hosts.find((h) => h.host !== busy)?.host;
+    assert.ok(busy !== undefined && free !== undefined);
+
+    // A task the server never kept (it had not seen the head's request) gave `small` the free host and
+    // wrote that step, as the pool's own step would; its worker died before the grant went out.
+    const loaded = await t.service.store.loadPool(TWO, 0);
+    assert.ok(loaded.snapshot);
+    const snapshot = structuredClone(loaded.snapshot.state) as ReturnType<PoolQueue['recoverySnapshot']>;
+    const holder = snapshot.scheduler.allocations[name('two-holder')];
+    assert.ok(holder);
+    snapshot.scheduler.allocations[name('two-small')] = { id: name('two-small'), ranks: 1, hosts: [{ host: free, slots: [0] }], masterPort: holder.masterPort + 1 };
+    const host = snapshot.scheduler.hosts.find((h) => h.id === free);
+    assert.ok(host);
+    host.used[0] = name('two-small');
+    snapshot.jobs[name('two-small')] = { workflowId: name('two-small'), ranks: 1, state: 'PENDING' };
+    const lost = await t.service.store.syncPool({ pool: TWO, inserts: [], removes: [name('two-small')], snapshot: { version: loaded.snapshot.version, state: snapshot }, expectStep: loaded.snapshot.step });
+    assert.equal(lost.step, loaded.snapshot.step + 1);
+
+    // The pool's next step (a new request) follows the older snapshot: refused; the pool takes the lost grant as given and sends it.
+    await on('two-late', { shellExecutor: { command: 'echo ran two-late' } });
+    const small = await waitForState(t.api, 'default', 'two-small', 'COMPLETED', 30_000);
+    assert.equal((await t.api.get<BatchJobBody>(`${A}/batchJobs/two-head`)).body.state, 'QUEUED', 'the head still waits for the holder');
+    assert.equal((await t.api.get<BatchJobBody>(`${A}/batchJobs/two-holder`)).body.state, 'RUNNING');
+    const pool = await two();
+    assert.equal(pool.reservation?.requestId, name('two-head'));
+    assert.ok(((await t.service.store.loadPool(TWO, 0)).snapshot?.step ?? 0) > lost.step, 'the pool wrote after the lost step');
+
+    open('two-holder');
+    const head = await waitForState(t.api, 'default', 'two-head', 'COMPLETED', 30_000);
+    const late = await waitForState(t.api, 'default', 'two-late', 'COMPLETED', 30_000);
+    assert.ok((small.startTime ?? '') < (head.startTime ?? ''), 'small ran on the host the lost step gave it, before the head');
+    assert.ok((head.startTime ?? '') <= (late.startTime ?? ''), 'then priority');
+    const logs = await t.api.get<{ entries: Array<{ message: string }> }>(`${A}/batchJobs/two-small:getLogs`);
+    assert.deepEqual(logs.body.entries.map((e) => e.message), ['ran two-small'], 'small ran once');
+    await waitFor('the pool is idle', async () => {
+      const v = await two();
+      return v.queueSummary?.length === 0 && Object.keys(v.allocations).length === 0 ? v : undefined;
+    });
   });
 });
