@@ -34,7 +34,7 @@ import {
 } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
 import type { AgentActivities, HostRunInput, PoolBinding, PoolSignal, ValidateJobResult } from '../activities/contracts';
-import { type BatchJob, type BatchJobState as JobState, executorOf, isTerminal, type JobDependency } from '../src/domain/batch-job-model';
+import { type BatchJob, type BatchJobState as JobState, creatingStatus, executorOf, isTerminal, type JobDependency } from '../src/domain/batch-job-model';
 import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
 import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-patch';
 import { attemptEnd, type AttemptStep, AttemptWatch, describeProblem, type HostResult, ranksOnHosts, summariseHosts } from '../src/domain/job-attempt';
@@ -112,7 +112,8 @@ function initialJob(input: BatchJobInput): BatchJob {
     updateTime: input.createTime,
     createdBy: input.createdBy,
     state: 'CREATING',
-    status: 'validating the job',
+    // As the API wrote it (version 1) for a job it admitted.
+    status: creatingStatus(input.admitted !== undefined, input.spec.nodePoolId),
   };
 }
 

@@ -29,7 +29,7 @@ import { type Admission, admitDependencies, admitJob } from '../control/admissio
 import { closedJobs } from '../control/closed-jobs';
 import { admitExecutor } from '../control/executor-admission';
 import { purgeJob } from '../control/purge';
-import { type BatchJob, batchJobCreateSchema, type BatchJobPlacement, type BatchJobSpec, isTerminal } from '../domain/batch-job';
+import { type BatchJob, batchJobCreateSchema, type BatchJobPlacement, type BatchJobSpec, creatingStatus, isTerminal } from '../domain/batch-job';
 import { isCancellable } from '../domain/batch-job-lifecycle';
 import { applyBatchJobPatch, deepEqual, planBatchJobUpdate } from '../domain/batch-job-update';
 import { type DryRun, dryRun, type JobTiming } from '../domain/dry-run';
@@ -131,7 +131,7 @@ export class BatchJobService {
       if (err instanceof WorkflowExecutionAlreadyStartedError) throw new ApiError('ALREADY_EXISTS', `batch job "${id}" already exists`);
       throw fromTemporal(err) ?? err;
     }
-    const job: BatchJob = { ...spec, name, createTime, updateTime: createTime, createdBy: caller.email, state: 'CREATING', status: 'validating the job' };
+    const job: BatchJob = { ...spec, name, createTime, updateTime: createTime, createdBy: caller.email, state: 'CREATING', status: creatingStatus(true, spec.nodePoolId) };
     // Read-your-writes for list; the workflow's own first report lands here too if this process dies now.
     await this.d.store.putIfAbsent('batchJobs', caller.account, job, 0);
     return job;

@@ -25,6 +25,15 @@ export function isTerminal(state: BatchJobState): boolean {
   return TERMINAL_STATES.includes(state);
 }
 
+/**
+ * A CREATING job's status. The API admits a job before it starts its workflow, so such a job waits
+ * only for its workflow's first task, which queues it (after a burst of creates, a while); a job a
+ * parent workflow starts is validated by its own workflow first.
+ */
+export function creatingStatus(admitted: boolean, nodePoolId: string): string {
+  return admitted ? `accepted; waiting for its workflow to queue it in node pool ${nodePoolId}` : 'validating the job';
+}
+
 export function isBatchJobState(value: string): value is BatchJobState {
   return (BATCH_JOB_STATES as readonly string[]).includes(value);
 }
