@@ -513,12 +513,7 @@ export class PoolQueue {
 
   /** Puts a request into the window at its place in key order, then keeps the window to its size. */
   private admit(entry: QueueEntry): void {
-    const queue = this.scheduler.queue;
-    const key = keyOf(entry);
-    let at = queue.length;
-    // Requests mostly arrive at the back: search from there.
-    while (at > 0 && compareKeys(keyOf(queue[at - 1] as QueuedRequest), key) > 0) at--;
-    queue.splice(at, 0, queuedRequestOf(entry));
+    this.placeInWindow(queuedRequestOf(entry));
     this.jobs[entry.jobName] = { workflowId: entry.workflowId, ranks: entry.ranks, state: 'QUEUED', enqueuedAt: entry.enqueuedAt };
     this.trim();
   }
@@ -644,13 +639,19 @@ export class PoolQueue {
     return adopted;
   }
 
-  /** A granted request back in the window, at its place in key order (a pass taken back). */
-  private requeue(request: QueuedRequest): void {
+  /** Puts a request into the window at its place in key order. */
+  private placeInWindow(request: QueuedRequest): void {
     const queue = this.scheduler.queue;
     const key = keyOf(request);
     let at = queue.length;
+    // Requests mostly arrive at the back: search from there.
     while (at > 0 && compareKeys(keyOf(queue[at - 1] as QueuedRequest), key) > 0) at--;
     queue.splice(at, 0, request);
+  }
+
+  /** A granted request back in the window, at its place in key order (a pass taken back). */
+  private requeue(request: QueuedRequest): void {
+    this.placeInWindow(request);
     const job = this.jobs[request.id];
     if (job) job.state = 'QUEUED';
     this.counters.length++;
