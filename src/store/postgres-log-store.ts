@@ -12,6 +12,7 @@
  * - U+0000 is stored as U+FFFD (storableText), as the SQLite store does.
  */
 import { Pool, type PoolClient } from 'pg';
+import { inTransaction } from './postgres-client';
 import { compileLogQuery, type LogEntry, LOG_COLUMNS, type LogCursor, LogPageFiller, type LogPage, type LogQuery, type LogStore, storableText } from './log-store';
 
 /** Bumped when the tables change; a database written by a newer build is refused. */
@@ -63,17 +64,7 @@ export class PostgresLogStore implements LogStore {
     // Without a listener, an idle connection's error (server restart) would crash the process.
     pool.on('error', (error) => options.onIdleError?.(error));
     try {
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
-        await createSchema(client);
-        await client.query('COMMIT');
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw error;
-      } finally {
-        client.release();
-      }
+      await inTransaction(pool, 'READ COMMITTED', createSchema);
     } catch (error) {
       await pool.end().catch(() => undefined);
       throw error;

@@ -16,6 +16,7 @@
  *   becomes U+FFFD on both sides of every comparison; the body keeps the exact resource.
  */
 import { Pool, type PoolClient, type QueryResultRow, TypeOverrides } from 'pg';
+import { inTransaction, withClient } from './postgres-client';
 import { ApiError } from '../domain/errors';
 import { type FilterExpr } from '../domain/filter';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
@@ -222,12 +223,7 @@ export class PostgresReadModel implements ReadModel {
   }
 
   async queuedJobs(pool: string, limit: number): Promise<string[]> {
-    const client = await this.pool.connect();
-    try {
-      return (await queueRows(client, pool, undefined, limit)).map((r) => r.jobName);
-    } finally {
-      client.release();
-    }
+    return withClient(this.pool, async (client) => (await queueRows(client, pool, undefined, limit)).map((r) => r.jobName));
   }
 
   async dropPool(pool: string): Promise<void> {
@@ -251,23 +247,8 @@ export class PostgresReadModel implements ReadModel {
     return { sql: `account = $1 AND (${compiled.sql})`, params: [account, ...compiled.params] };
   }
 
-  private async transaction<T>(mode: string, work: (client: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query(`BEGIN ISOLATION LEVEL ${mode}`);
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      // A connection that cannot even roll back is dropped from the pool rather than reused.
-      await client.query('ROLLBACK').catch((rollbackError: unknown) => {
-        broken = rollbackError instanceof Error ? rollbackError : new Error(String(rollbackError));
-      });
-      throw error;
-    } finally {
-      client.release(broken);
-    }
+  private transaction<T>(mode: string, work: (client: PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, mode, work);
   }
 }
 

@@ -7,6 +7,7 @@
  * - no job is lost (both replicas answer for every one of them);
  * - none is stuck (every job is final within 2 minutes of the restart);
  * - no rank ran twice (each rank creates a lock file with O_EXCL; a second start leaves a `.twice` mark);
+ * - every process of the cluster runs (one that died is reported first, with the end of its log);
  * - no process is left behind (every process of the cluster descends from one it started);
  * - every host is ready and the pool at full capacity;
  * - every completed job's logs are complete, read from each replica;
@@ -23,7 +24,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { alive, type ClusterState, down, leftovers, poolUsage, readSecrets, readState, signalProcess, startOne, up } from '../../scripts/cluster/cluster';
+import { alive, type ClusterState, down, leftovers, logTail, poolUsage, readSecrets, readState, signalProcess, startOne, up } from '../../scripts/cluster/cluster';
 import { type ClusterOptions, bridgeAddress, layoutOf, POOL_ID, portsOf, processesOf } from '../../scripts/cluster/plan';
 
 const DIR = '/tmp/batchd-cluster-suite';
@@ -226,6 +227,9 @@ async function logsOf(api: string, id: string): Promise<string[]> {
 async function settle(jobs: Job[], restartedAt: number, prober: Prober): Promise<{ problems: string[]; states: Map<string, { state: string; status: string }> }> {
   const problems: string[] = [];
   const states = new Map<string, { state: string; status: string }>();
+  // Every other answer below depends on the cluster's processes: one that died is named first, with why.
+  const died = (): string[] => Object.entries((readState(DIR) as ClusterState).processes).filter(([, p]) => !alive(p.pid)).map(([name]) => name);
+  const deadAtRestart = died();
   // None lost, none stuck: final within 2 minutes of the restart, seen through either replica.
   const deadline = restartedAt + 120_000;
   for (const job of jobs) {
@@ -283,6 +287,7 @@ async function settle(jobs: Job[], restartedAt: number, prober: Prober): Promise
     await sleep(500);
   }
   if (stray.length > 0) problems.push(`processes left behind: ${stray.join('; ')}`);
+  for (const name of new Set([...deadAtRestart, ...died()])) problems.unshift(`${name} is not running; the end of its log:\n${logTail(options, name, 1500)}`);
   if (prober.count === 0) problems.push('no request reached the replicas');
   problems.push(...prober.violations.slice(0, 20).map((v) => `bad answer: ${v}`));
   return { problems, states };

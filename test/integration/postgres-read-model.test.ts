@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { Client } from 'pg';
 import { ApiError } from '../../src/domain/errors';
 import { openReadModel } from '../../src/store/open-read-model';
 import { POSTGRES_SCHEMA_VERSION, PostgresReadModel } from '../../src/store/postgres-read-model';
@@ -124,6 +125,32 @@ describe('PostgresReadModel: the database', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('outlives its connection dying inside a transaction (a database restart): the call fails, the process stays up, the next call works', async () => {
+    const url = await freshDatabase();
+    const store = await PostgresReadModel.connect(url);
+    const holder = new Client({ connectionString: url, application_name: 'row-holder' });
+    await holder.connect();
+    try {
+      await store.syncPool({ pool: 'p', inserts: [], removes: [], snapshot: { version: 1, state: {} }, expectStep: 0 });
+      // Another connection holds the snapshot's row lock, so the store's next step waits inside its transaction.
+      await holder.query('BEGIN');
+      await holder.query('SELECT step FROM pool_state WHERE pool = $1 FOR UPDATE', ['p']);
+      const step = assert.rejects(store.syncPool({ pool: 'p', inserts: [], removes: [], snapshot: { version: 2, state: {} }, expectStep: 1 }), /terminat/);
+      const waiting = "FROM pg_stat_activity WHERE application_name = 'batchd' AND wait_event_type = 'Lock'";
+      for (let i = 0; i < 100 && (await sql(url, `SELECT pid ${waiting}`)).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      // Its backend ends as in a restart: an error for the running query, then the socket closes. The
+      // checked-out connection's 'error' event, with no listener, would end this process here.
+      assert.equal((await sql(url, `SELECT pg_terminate_backend(pid) ${waiting}`)).length, 1, 'the waiting step was found and ended');
+      await step;
+      await holder.query('ROLLBACK');
+      const next = await store.syncPool({ pool: 'p', inserts: [], removes: [], snapshot: { version: 2, state: {} }, expectStep: 1 });
+      assert.equal(next.step, 2, 'the next step runs on a new connection and writes');
+    } finally {
+      await holder.end();
+      await store.close();
     }
   });
 
