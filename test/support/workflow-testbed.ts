@@ -173,6 +173,9 @@ export class FakeWorld {
   readonly live = new Set<string>();
   /** Per job: what validateJob answers instead of admitting it. */
   readonly validation = new Map<string, ValidateJobResult>();
+  /** Per pool: every how many sync steps one fails after it wrote and sent (its worker's answer lost), so the step is retried. */
+  readonly failSyncEvery = new Map<string, number>();
+  private syncCount = new Map<string, number>();
 
   queue(pool: string): QueueRow[] {
     return [...(this.queues.get(pool)?.values() ?? [])].sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
@@ -289,6 +292,10 @@ export class FakeWorld {
             undeliverable.push(p.jobName);
           }
         }
+        const n = (this.syncCount.get(step.pool) ?? 0) + 1;
+        this.syncCount.set(step.pool, n);
+        const every = this.failSyncEvery.get(step.pool);
+        if (every !== undefined && n % every === 0) throw new Error(`step ${n} of ${step.pool} written and sent; its answer is lost`);
         return { inserted, removed, ...totals(sorted), rows: read, step: stepNumber, undeliverable };
       },
       signalPool: async ({ pool, signal }) => {
