@@ -575,7 +575,6 @@ export function formatStatus(rows: ProcessStatus[]): string {
 }
 
 /** The end of a process's log, for an error that says why it stopped. */
-/** The end of one process's log (for a report of why it exited). */
 export function logTail(o: ClusterOptions, name: string, chars = 2000): string {
   try {
     const text = readFileSync(join(layoutOf(o).logs, `${name}.log`), 'utf8');

@@ -11,7 +11,7 @@ import { type Pool, type PoolClient } from 'pg';
 
 /** Runs `work` on one connection of `pool`; a connection that failed underneath is dropped, not reused. */
 export function withClient<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
-  return held(pool, (client) => work(client));
+  return held(pool, work);
 }
 
 /**

@@ -208,14 +208,15 @@ function strays(): string[] {
   return out;
 }
 
-/** Jobs each of whose ranks has finished its work (its .done mark), whatever became of the report. */
-function finishedJobs(jobs: Job[]): Set<string> {
-  const marks = new Set(readdirSync(join(layoutOf(options).workspace, 'locks')).filter((f) => f.endsWith('.done')));
-  return new Set(jobs.filter((j) => Array.from({ length: j.ranks }, (_, r) => `${j.id}-a1-r${r}.done`).every((m) => marks.has(m))).map((j) => j.id));
+/** The marks ranks left in the lock directory that end in `suffix` (`.twice`, `.done`). */
+function rankMarks(suffix: string): string[] {
+  return readdirSync(join(layoutOf(options).workspace, 'locks')).filter((f) => f.endsWith(suffix));
 }
 
-function twiceMarks(): string[] {
-  return readdirSync(join(layoutOf(options).workspace, 'locks')).filter((f) => f.endsWith('.twice'));
+/** Jobs each of whose ranks has finished its work (its .done mark), whatever became of the report. */
+function finishedJobs(jobs: Job[]): Set<string> {
+  const marks = new Set(rankMarks('.done'));
+  return new Set(jobs.filter((j) => Array.from({ length: j.ranks }, (_, r) => `${j.id}-a1-r${r}.done`).every((m) => marks.has(m))).map((j) => j.id));
 }
 
 async function logsOf(api: string, id: string): Promise<string[]> {
@@ -260,7 +261,7 @@ async function settle(jobs: Job[], restartedAt: number, prober: Prober): Promise
       if (!s) problems.push(`${api} does not know ${job.id}: lost`);
     }
   }
-  const twice = twiceMarks();
+  const twice = rankMarks('.twice');
   if (twice.length > 0) problems.push(`ranks started twice: ${twice.join(', ')}`);
   // Every host ready, the pool at full capacity.
   const full = options.hosts * options.slotsPerHost;

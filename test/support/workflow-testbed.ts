@@ -175,7 +175,7 @@ export class FakeWorld {
   readonly validation = new Map<string, ValidateJobResult>();
   /** Per pool: every how many sync steps one fails after it wrote and sent (its worker's answer lost), so the step is retried. */
   readonly failSyncEvery = new Map<string, number>();
-  private syncCount = new Map<string, number>();
+  private readonly syncCount = new Map<string, number>();
 
   queue(pool: string): QueueRow[] {
     return [...(this.queues.get(pool)?.values() ?? [])].sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
