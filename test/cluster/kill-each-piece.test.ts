@@ -317,8 +317,14 @@ async function killAndRestart(scenario: string, name: string, downMs: number): P
     const onKilledHost = new Set<string>();
     const killed = processesOf(options, readSecrets(options)).find((p) => p.name === name);
     if (killed?.host) {
-      const u = await poolUsage(options);
-      for (const j of u.hosts.find((h) => h.host === killed.host?.id)?.slotJobs ?? []) if (j) onKilledHost.add(j);
+      // Killed while a job is at work there: a job whose ranks all finished may still be listed (its release on the way).
+      const host = killed.host.id;
+      const listed = await until(`a job at work on ${host}`, 60_000, async () => {
+        const on = new Set((await poolUsage(options)).hosts.find((h) => h.host === host)?.slotJobs.filter((j): j is string => !!j) ?? []);
+        const finished = finishedJobs(jobs);
+        return [...on].some((j) => !finished.has(j)) ? on : undefined;
+      });
+      for (const j of listed) onKilledHost.add(j);
     }
     const api = killed?.kind === 'api' ? `http://${bridgeAddress(options)}:${killed.port}` : undefined;
     if (api) prober.down.add(api);
