@@ -220,6 +220,7 @@ export class BatchJobService {
     const row = await this.d.store.get<BatchJobRecord>('batchJobs', name);
     if (!row) throw ApiError.notFound(`batch job "${id}"`);
     if (isTerminal(row.resource.state)) return row.resource;
+    if (row.resource.state === 'CREATING' && row.version <= 1) return this.unreported(row.resource);
     try {
       const view = await this.query(name);
       return view.job;
@@ -228,10 +229,28 @@ export class BatchJobService {
       const away = await this.d.temporalProblem?.();
       if (away) throw new ApiError('UNAVAILABLE', away);
       const ended = await this.endedWithoutReport(row.resource);
-      if (ended) return ended;
+      if (typeof ended === 'object') return ended;
       this.d.logger.warn({ job: name, err: describeError(err) }, 'job query failed; answering from the read model');
       return row.resource;
     }
+  }
+
+  /**
+   * A job whose workflow has reported nothing since it was accepted (the API's record, version 0, or
+   * a child job's first CREATING report, version 1): the record is what the workflow's query would
+   * answer, so it is answered without one. A query would wait for the workflow's first task, which a
+   * backlog of created jobs can hold back for minutes. The server's describe (no worker involved, no
+   * billable Action) still tells a running workflow from one that closed before its first report.
+   */
+  private async unreported(job: BatchJob): Promise<BatchJob> {
+    const ended = await this.endedWithoutReport(job);
+    if (typeof ended === 'object') return ended;
+    if (ended === 'unknown') {
+      // As for a failed query: a server that is away is said, not hidden behind a record that may be behind.
+      const away = await this.d.temporalProblem?.();
+      if (away) throw new ApiError('UNAVAILABLE', away);
+    }
+    return job;
   }
 
   /**
@@ -261,20 +280,21 @@ export class BatchJobService {
   /**
    * A job whose workflow closed without a final report (an operator terminated it) is shown FAILED,
    * saying so. Reads never write: its pool records that end and frees its capacity when it next checks
-   * its holders (control.closedJobs), the one path by which such an end is written.
+   * its holders (control.closedJobs), the one path by which such an end is written. 'running' when its
+   * workflow still runs, 'unknown' when the server did not say.
    */
-  private async endedWithoutReport(job: BatchJob): Promise<BatchJob | undefined> {
+  private async endedWithoutReport(job: BatchJob): Promise<BatchJob | 'running' | 'unknown'> {
     let status: string;
     try {
       const d = await this.d.client.workflow.getHandle(job.name).describe();
-      if (d.status.name === 'RUNNING') return undefined;
+      if (d.status.name === 'RUNNING') return 'running';
       if (d.status.name === 'COMPLETED') {
         // It ended normally just now: its final report is in the read model.
-        return (await this.d.store.get<BatchJobRecord>('batchJobs', job.name))?.resource;
+        return (await this.d.store.get<BatchJobRecord>('batchJobs', job.name))?.resource ?? 'unknown';
       }
       status = `its workflow ${d.status.name.toLowerCase().replaceAll('_', ' ')}`;
     } catch (err) {
-      if (!(err instanceof WorkflowNotFoundError)) return undefined;
+      if (!(err instanceof WorkflowNotFoundError)) return 'unknown';
       status = 'its workflow no longer exists';
     }
     const at = job.updateTime;

@@ -2,8 +2,10 @@
  * BatchJobService.update's paths that a live server cannot hit on demand: the job's workflow closing
  * between the read and the update (fall back to the ended-job path), the workflow's own refusal
  * (kept), a transient failure while the workflow still runs (not retried as ended), and the
- * versioned, change-only write of an ended job. Temporal is a stub; the read model is in memory with
- * the real store's rule (a write lands only when its version is newer).
+ * versioned, change-only write of an ended job. And get's answer for a job whose workflow has not
+ * reported yet: from its record, without a query, unless its workflow closed or the server is away.
+ * Temporal is a stub; the read model is in memory with the real store's rule (a write lands only when
+ * its version is newer).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -100,10 +102,14 @@ interface Stub {
   status: () => string;
 }
 
-function service(store: MemoryReadModel, stub: Stub): { service: BatchJobService; updates: () => number } {
+function service(store: MemoryReadModel, stub: Stub, temporalProblem?: () => Promise<string | undefined>): { service: BatchJobService; updates: () => number; queries: () => number } {
   let updates = 0;
+  let queries = 0;
   const handle = {
-    query: () => Promise.resolve({ job: stub.live(), version: 1 }),
+    query: () => {
+      queries++;
+      return Promise.resolve({ job: stub.live(), version: 1 });
+    },
     executeUpdate: () => {
       updates++;
       return stub.executeUpdate();
@@ -121,8 +127,9 @@ function service(store: MemoryReadModel, stub: Stub): { service: BatchJobService
     logs: {} as LogStore,
     config: { TASK_QUEUE: 'q', HOST_HEARTBEAT_TIMEOUT_MS: 1000, HOST_START_TIMEOUT_MS: 1000, RANK_STOP_GRACE_MS: 1000, dataDir: '/tmp', POOL_QUEUE_WINDOW: 1000 },
     logger: pino({ level: 'silent' }),
+    ...(temporalProblem ? { temporalProblem } : {}),
   });
-  return { service: svc, updates: () => updates };
+  return { service: svc, updates: () => updates, queries: () => queries };
 }
 
 async function rejects(p: Promise<unknown>, code: string, pattern?: RegExp): Promise<void> {
@@ -218,5 +225,53 @@ describe('BatchJobService.update', () => {
     const { service: svc, updates } = service(store, { live: () => job({ state: 'DELETING' }), executeUpdate: () => assert.fail('planned first'), status: () => 'RUNNING' });
     await rejects(svc.update(ANN, 'job', { displayName: 'x' }, undefined), 'FAILED_PRECONDITION', /being deleted/);
     assert.equal(updates(), 0);
+  });
+});
+
+describe('BatchJobService.get of a job whose workflow has not reported yet', () => {
+  const accepted = () => job({ state: 'CREATING', status: 'accepted; waiting for its workflow to queue it in node pool cpu' });
+
+  it('answers the record the API wrote (version 0) or a child job\'s first report (version 1) without querying the workflow', async () => {
+    for (const version of [0, 1]) {
+      const store = new MemoryReadModel();
+      await store.put('batchJobs', 'acme', accepted(), version);
+      const { service: svc, queries } = service(store, { live: () => job({ state: 'QUEUED' }), executeUpdate: () => assert.fail('no update'), status: () => 'RUNNING' });
+      assert.deepEqual(await svc.get(ANN, 'job'), accepted(), `version ${version}`);
+      assert.equal(queries(), 0, `version ${version}: no query waits for the workflow's first task`);
+    }
+  });
+
+  it('still queries once the workflow has reported (version 2 on), and answers what the workflow says', async () => {
+    const store = new MemoryReadModel();
+    await store.put('batchJobs', 'acme', job({ state: 'CREATING', status: 'registering with its environment' }), 2);
+    const { service: svc, queries } = service(store, { live: () => job({ state: 'PENDING', status: 'starting' }), executeUpdate: () => assert.fail('no update'), status: () => 'RUNNING' });
+    assert.equal((await svc.get(ANN, 'job')).state, 'PENDING');
+    assert.equal(queries(), 1);
+  });
+
+  it('says FAILED when the workflow closed before its first report, and writes nothing', async () => {
+    const store = new MemoryReadModel();
+    await store.put('batchJobs', 'acme', accepted(), 0);
+    const writes = store.writes;
+    const { service: svc, queries } = service(store, { live: () => assert.fail('not queried'), executeUpdate: () => assert.fail('no update'), status: () => 'TERMINATED' });
+    const got = await svc.get(ANN, 'job');
+    assert.equal(got.state, 'FAILED');
+    assert.match(got.status, /the job's workflow ended without finishing the job \(its workflow terminated\)/);
+    assert.equal(queries(), 0);
+    assert.equal(store.writes, writes, 'a read never writes');
+  });
+
+  it('answers 503 when the server does not describe the workflow and is away; the record when it is not away', async () => {
+    const store = new MemoryReadModel();
+    await store.put('batchJobs', 'acme', accepted(), 0);
+    const silent: Stub = {
+      live: () => assert.fail('not queried'),
+      executeUpdate: () => assert.fail('no update'),
+      status: () => {
+        throw new Error('14 UNAVAILABLE: connection refused');
+      },
+    };
+    await rejects(service(store, silent, () => Promise.resolve('the Temporal server at 127.0.0.1:7233 does not answer')).service.get(ANN, 'job'), 'UNAVAILABLE', /does not answer/);
+    assert.deepEqual(await service(store, silent, () => Promise.resolve(undefined)).service.get(ANN, 'job'), accepted());
   });
 });
