@@ -5,7 +5,10 @@
  * capacity once, and reports the final job before it completes.
  *
  * Cancel and delete arrive as signals (or as Temporal's own cancellation, treated as cancel); a PATCH
- * arrives as an update; `getBatchJob` answers the current job at any time.
+ * arrives as an update; `getBatchJob` answers the current job at any time. The job's state and the
+ * rules of which message counts are JobWorkflowState (src/domain/job-workflow-state.ts), and an
+ * attempt's from its grant to its end AttemptWatch (src/domain/job-attempt.ts): this file feeds them
+ * messages and results and carries out the flow, the reports and the activities.
  *
  * V2 is V1 (workflows/batch-job-v1.ts, frozen) with every patch of V1 in force and none of their
  * markers: a job is short-lived, so a new type for new starts is cheaper than a patch marker (and the
@@ -35,16 +38,17 @@ import {
 import { TimeoutType } from '@temporalio/common';
 import type { AgentActivities, HostRunInput, PoolBinding, PoolSignal, ValidateJobResult } from '../activities/contracts';
 import { type BatchJob, type BatchJobState as JobState, creatingStatus, executorOf, isTerminal, type JobDependency } from '../src/domain/batch-job-model';
-import { apply, isCancellable, type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
-import { applyBatchJobPatch, type BatchJobPatch, patchProblem } from '../src/domain/batch-job-patch';
+import { type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
+import { type BatchJobPatch } from '../src/domain/batch-job-patch';
+import { ApiError } from '../src/domain/errors';
 import { attemptEnd, type AttemptStep, AttemptWatch, describeProblem, type HostResult, ranksOnHosts, summariseHosts } from '../src/domain/job-attempt';
 import { type AttemptEnd, dependencyVerdict, durationMs, formatDuration, retryDecision } from '../src/domain/job-policy';
+import { JobWorkflowState, requesterOf } from '../src/domain/job-workflow-state';
 import { requestTermsOf } from '../src/domain/sharing';
 import { numberRanks, rankEnvironment } from '../src/domain/ranks';
 import {
   type BatchJobInput,
   type BatchJobResult,
-  type BatchJobView,
   cancelSignal,
   type CapacityGrant,
   capacityGrantedSignal,
@@ -56,7 +60,6 @@ import {
   type GrantedHost,
   type JobSettings,
   ranksStartedSignal,
-  type StopRequest,
   updateBatchJobUpdate,
   watchEndSignal,
 } from './messages';
@@ -135,93 +138,67 @@ function hostFailure(host: string, err: unknown, settings: JobSettings): HostRes
 }
 
 export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJobResult> {
-  let job = initialJob(input);
-  let version = 1;
   // The API wrote the CREATING record (version 1's content) when it admitted the job; a job started
   // otherwise (a parent workflow) reports it here.
-  let reported = input.admitted ? 1 : 0;
+  const s = new JobWorkflowState<CapacityGrant>({ job: initialJob(input), reported: input.admitted ? 1 : 0 });
   let finished = false;
-  let placement: BatchJobView['placement'];
-  let cancelBy: string | undefined;
-  let deleteBy: string | undefined;
-  let grant: CapacityGrant | undefined;
-  let refusal: string | undefined;
   /** The current attempt's hosts, from its grant to its end. */
   let watch: AttemptWatch | undefined;
   /** Every host any attempt's ranks were handed to: a delete removes their folders there. */
   const ranOn = new Map<string, GrantedHost>();
   let attempt = 1;
-  /** Who preempted the current attempt (its pool asked for its capacity back), and why. */
-  let preemption: { by: string; reason?: string } | undefined;
-  /** Jobs waiting on this one (their dependsOn), told when it ends. */
-  const watchers = new Set<string>();
-  /** How the jobs this one depends on ended, as they told it (null: deleted). */
-  const dependencyEnds = new Map<string, JobState | null>();
 
-  const requester = (r: StopRequest | undefined) => (typeof r?.requestedBy === 'string' && r.requestedBy ? r.requestedBy : 'an operator');
-  const stopWanted = () => cancelBy !== undefined || deleteBy !== undefined;
-
-  setHandler(getBatchJobQuery, () => ({ job, version, ...(placement ? { placement } : {}) }), {
+  setHandler(getBatchJobQuery, () => s.view(), {
     description: 'The batch job resource as the API returns it, its version, and where its ranks run.',
   });
   setHandler(
     cancelSignal,
     (request) => {
-      if (cancelBy !== undefined || deleteBy !== undefined) return;
-      if (!isCancellable(job.state)) {
-        log.info('cancel ignored', { state: job.state });
-        return;
-      }
-      cancelBy = requester(request);
+      if (s.askCancel(requesterOf(request)) === 'not-cancellable') log.info('cancel ignored', { state: s.state });
     },
     { description: 'Cancel the job: stop its ranks, release its capacity, end CANCELLED. Payload: {"requestedBy": "<who>"} (optional).' },
   );
   setHandler(
     deleteSignal,
     (request) => {
-      if (deleteBy === undefined) deleteBy = requester(request);
+      s.askDelete(requesterOf(request));
     },
     { description: 'Delete the job: stop it if it runs, release its capacity, then remove it and its logs.' },
   );
   setHandler(capacityGrantedSignal, (g) => {
-    if (!grant) grant = g;
+    s.granted(g);
   });
   setHandler(capacityRefusedSignal, ({ reason }) => {
-    refusal ??= reason;
+    s.refused(reason);
   });
   setHandler(ranksStartedSignal, ({ host }) => {
     watch?.hostStarted(host);
   });
   setHandler(preemptSignal, ({ by, reason }) => {
-    // Only an attempt that holds capacity can be preempted; the first request wins.
-    if (preemption === undefined && (job.state === 'PENDING' || job.state === 'RUNNING') && typeof by === 'string') {
-      preemption = { by, ...(typeof reason === 'string' ? { reason } : {}) };
-    }
+    s.preempt(by, reason);
   });
   setHandler(watchEndSignal, ({ watcher }) => {
-    if (typeof watcher === 'string' && watcher) watchers.add(watcher);
+    s.addWatcher(watcher);
   });
   setHandler(dependencyEndedSignal, ({ batchJob, state }) => {
-    if (typeof batchJob === 'string' && !dependencyEnds.has(batchJob)) dependencyEnds.set(batchJob, state ?? null);
+    s.dependencyEnded(batchJob, state);
   });
   setHandler(
     updateBatchJobUpdate,
     async (patch: BatchJobPatch) => {
-      job = applyBatchJobPatch(job, patch, now());
-      version++;
-      upsertSearchAttributes([{ key: BatchJobDisplayName, value: job.displayName ?? '' }]);
-      upsertMemo({ displayName: job.displayName ?? null });
-      const mine = version;
-      await condition(() => reported >= mine);
-      return job;
+      const mine = s.applyPatch(patch, now());
+      upsertSearchAttributes([{ key: BatchJobDisplayName, value: s.job.displayName ?? '' }]);
+      upsertMemo({ displayName: s.job.displayName ?? null });
+      await condition(() => s.reported >= mine);
+      return s.job;
     },
     {
       validator: (patch: BatchJobPatch) => {
-        if (job.state === 'DELETING' || deleteBy !== undefined) {
-          throw apiFailure('FAILED_PRECONDITION', 'the job is being deleted');
+        try {
+          s.checkPatch(patch);
+        } catch (err) {
+          throw err instanceof ApiError ? apiFailure(err.code, err.message) : err;
         }
-        const problem = patchProblem(patch);
-        if (problem) throw apiFailure('INVALID_ARGUMENT', problem);
       },
       description: 'Change displayName, annotations or shared; returns the job once the change is visible to list.',
     },
@@ -230,44 +207,24 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
   // Temporal's own cancellation (`temporal workflow cancel`) is a cancel request like any other.
   CancellationScope.current().cancelRequested.catch(() => {
     const parent = workflowInfo().parent;
-    if (cancelBy === undefined && deleteBy === undefined && isCancellable(job.state)) {
-      cancelBy = parent ? `its parent workflow ${parent.workflowId}` : 'an operator (workflow cancellation)';
-    }
+    s.askCancel(parent ? `its parent workflow ${parent.workflowId}` : 'an operator (workflow cancellation)');
   });
-
-  const describe = (): string => {
-    const lines = [`**${job.state}** · ${job.status}`, '', `${job.numRanks} rank(s) on node pool \`${job.nodePoolId}\`, created by ${job.createdBy}`];
-    if (placement) {
-      const byHost = new Map<string, number[]>();
-      for (const r of placement.ranks) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r.rank]);
-      lines.push('', `master ${placement.masterAddr}:${placement.masterPort}`, '');
-      for (const [host, ranks] of byHost) lines.push(`- ${host}: ranks ${ranks.join(', ')}`);
-    }
-    return lines.join('\n');
-  };
 
   if (workflowInfo().typedSearchAttributes.get(BatchdAccount) === undefined) {
     // Started without our attributes (e.g. by a parent workflow that set none): add them now.
-    upsertSearchAttributes(jobSearchAttributes(input.account, job));
-    upsertMemo(jobMemo(job));
+    upsertSearchAttributes(jobSearchAttributes(input.account, s.job));
+    upsertMemo(jobMemo(s.job));
   }
-  /**
-   * What visibility's BatchJobState says: PENDING (usually milliseconds) is not written there, nor a
-   * state it already says. It starts as the job's start (or the upsert above) said (the API starts
-   * jobs QUEUED: JOB_STARTS_VISIBLE_AS), so the same history always takes the same path.
-   */
-  let indexed: string = workflowInfo().typedSearchAttributes.get(BatchJobState) ?? job.state;
+  // What visibility's BatchJobState says starts as the job's start (or the upsert above) said (the API
+  // starts jobs QUEUED: JOB_STARTS_VISIBLE_AS), so the same history always takes the same path.
+  s.indexedAs(workflowInfo().typedSearchAttributes.get(BatchJobState) ?? s.state);
   const transition = (event: LifecycleEvent): void => {
-    job = apply(job, event, now());
-    version++;
-    if (job.state !== indexed && job.state !== 'PENDING') {
-      indexed = job.state;
-      upsertSearchAttributes([{ key: BatchJobState, value: job.state }]);
-    }
-    setCurrentDetails(describe());
+    const visible = s.transition(event, now());
+    if (visible !== undefined) upsertSearchAttributes([{ key: BatchJobState, value: visible }]);
+    setCurrentDetails(s.summary());
   };
 
-  setCurrentDetails(describe());
+  setCurrentDetails(s.summary());
 
   /** Pool signals for the reporter's next step, each with whoever waits to know if it was delivered. */
   const outbox: Array<{ pool: string; signal: PoolSignal; delivered: (d: boolean) => void }> = [];
@@ -286,27 +243,28 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
   // still reports how it ended.
   const reporter = CancellationScope.nonCancellable(async () => {
     for (;;) {
-      await condition(() => version > reported || outbox.length > 0 || finished);
-      if (version <= reported && outbox.length === 0) return;
-      const v = version;
+      await condition(() => s.unreported || outbox.length > 0 || finished);
+      if (!s.unreported && outbox.length === 0) return;
+      const v = s.version;
+      const report = s.unreported;
       const sending = outbox.splice(0);
       const { delivered } = await control.jobStep({
         signals: sending.map(({ pool, signal }) => ({ pool, signal })),
-        ...(v > reported ? { report: { kind: 'batchJobs' as const, account: input.account, resource: job, version: v } } : {}),
+        ...(report ? { report: { kind: 'batchJobs' as const, account: input.account, resource: s.job, version: v } } : {}),
       });
-      if (v > reported) reported = v;
+      s.reportedThrough(v);
       unsent -= sending.length;
-      sending.forEach((s, i) => s.delivered(delivered[i] === true));
+      sending.forEach((out, i) => out.delivered(delivered[i] === true));
     }
   });
   /** Everything changed and sent so far has landed. */
-  const settled = () => reported >= version && unsent === 0;
+  const settled = () => !s.unreported && unsent === 0;
 
   const finish = async (deleted: boolean): Promise<BatchJobResult> => {
     await condition(settled);
     if (deleted && ranOn.size > 0) {
       const hosts = [...ranOn.values()];
-      transition({ type: 'status', status: `${job.status}; removing its ranks' folders on ${hosts.map((h) => h.host).join(', ')}` });
+      transition({ type: 'status', status: `${s.job.status}; removing its ranks' folders on ${hosts.map((h) => h.host).join(', ')}` });
       await Promise.all(
         hosts.map((h) =>
           purgerOn(h)
@@ -318,11 +276,12 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
     }
     if (deleted) await control.purgeJob({ account: input.account, name: input.name, jobId: input.jobId });
     // After the final record is written: a job that asks later reads it there (control.watchJobs).
-    if (watchers.size > 0) await control.notifyJobEnded({ job: input.name, state: deleted ? null : job.state, watchers: [...watchers] });
+    const watchers = s.watchers;
+    if (watchers.length > 0) await control.notifyJobEnded({ job: input.name, state: deleted ? null : s.state, watchers: [...watchers] });
     await condition(allHandlersFinished);
     finished = true;
     await reporter;
-    return { job, deleted };
+    return { job: s.job, deleted };
   };
 
   return CancellationScope.nonCancellable(async (): Promise<BatchJobResult> => {
@@ -335,8 +294,8 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
         ? { ok: true, spec: input.spec, pool: admitted.pool, settings: given, ...(admitted.imageRef !== undefined ? { imageRef: admitted.imageRef } : {}) }
         : await control.validateJob({ name: input.name, account: input.account, spec: input.spec, createdBy: input.createdBy });
     if (!validation.ok) {
-      if (deleteBy !== undefined) {
-        transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}` });
+      if (s.deleteBy !== undefined) {
+        transition({ type: 'delete-requested', status: `being deleted by ${s.deleteBy}` });
         return finish(true);
       }
       transition({ type: 'invalid', status: `invalid job: ${validation.message}` });
@@ -355,7 +314,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       imageRef !== undefined
         ? `; the local runtime runs ranks directly on the host (image ${imageRef} is exposed as BATCH_JOB_IMAGE_REF, not pulled)`
         : '';
-    if (policy && job.attempt === undefined) job = { ...job, attempt };
+    if (policy && s.job.attempt === undefined) s.setAttempt(attempt);
     /** "attempt 2 of 3: " on a job that may retry; nothing on one that runs once. */
     const attemptPrefix = () => (maxAttempts > 1 ? `attempt ${attempt} of ${maxAttempts}: ` : '');
 
@@ -374,14 +333,14 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
 
     // Ends a job that holds no ranks (yet): withdraw from the queue and settle the stop request.
     const stopBeforeRunning = async (): Promise<BatchJobResult> => {
-      if (deleteBy !== undefined) {
-        transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}` });
+      if (s.deleteBy !== undefined) {
+        transition({ type: 'delete-requested', status: `being deleted by ${s.deleteBy}` });
         releaseCapacity();
         return finish(true);
       }
-      transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}` });
+      transition({ type: 'cancel-requested', status: `cancelling at the request of ${s.cancelBy ?? 'an operator'}` });
       releaseCapacity();
-      transition({ type: 'cancelled', status: `cancelled by ${cancelBy ?? 'an operator'} before it started` });
+      transition({ type: 'cancelled', status: `cancelled by ${s.cancelBy ?? 'an operator'} before it started` });
       return deleteAfterEnd();
     };
 
@@ -393,15 +352,15 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       const stay = ++queueStay;
       queueLimitHit = false;
       void sleep(queueLimitMs).then(() => {
-        if (stay === queueStay && job.state === 'QUEUED') queueLimitHit = true;
+        if (stay === queueStay && s.state === 'QUEUED') queueLimitHit = true;
       });
     };
     /** Into QUEUED (or a new reason while there): the first time, validation's transition, and the queue clock starts. */
     const queuedBecause = (status: string): void => {
-      if (job.state === 'CREATING') {
+      if (s.state === 'CREATING') {
         transition({ type: 'validated', status });
         startQueueClock();
-      } else if (status !== job.status) {
+      } else if (status !== s.job.status) {
         transition({ type: 'status', status });
       }
     };
@@ -411,7 +370,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       return deleteAfterEnd();
     };
 
-    if (stopWanted()) return stopBeforeRunning();
+    if (s.stopWanted) return stopBeforeRunning();
 
     // ---- QUEUED behind its dependencies ------------------------------------------------------
     if (spec.dependsOn && spec.dependsOn.length > 0) {
@@ -433,26 +392,22 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       for (const host of outcome.avoid) avoid.add(host);
       const ended = attempt;
       attempt++;
-      job = { ...job, attempt };
-      grant = undefined;
-      refusal = undefined;
-      preemption = undefined;
+      s.nextAttempt(attempt);
       transition({
         type: 'requeued',
         status: `attempt ${ended} of ${maxAttempts} failed: ${outcome.message}; retrying because ${outcome.why}, as attempt ${attempt} in ${formatDuration(outcome.delayMs)}`,
       });
       startQueueClock();
-      await condition(() => stopWanted() || queueLimitHit, outcome.delayMs);
-      if (grant !== undefined) {
+      await condition(() => s.stopWanted || queueLimitHit, outcome.delayMs);
+      if (s.dropGrant() !== undefined) {
         // A grant that came while nothing was asked (a pool recovering from before the release): give it back.
-        grant = undefined;
         released = false;
         releaseCapacity();
       }
       watch = undefined;
-      placement = undefined;
+      s.clearPlacement();
       released = true; // the failed attempt's capacity went back before the retry was announced
-      if (stopWanted()) return stopBeforeRunning();
+      if (s.stopWanted) return stopBeforeRunning();
       if (queueLimitHit) return failQueueLimit('before its retry could queue');
       released = false;
     }
@@ -464,8 +419,8 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       /** After a failed attempt has stopped and released: the retry its policy grants, or FAILED saying why not. */
       const retryOrFail = async (end: AttemptEnd, message: string, avoidNext: string[]): Promise<AttemptOutcome> => {
         const decision = retryDecision(policy, attempt, end);
-        if (!decision.retry || stopWanted()) {
-          const why = decision.retry ? `a ${deleteBy !== undefined ? 'delete' : 'cancel'} was asked for` : decision.why;
+        if (!decision.retry || s.stopWanted) {
+          const why = decision.retry ? `a ${s.deleteBy !== undefined ? 'delete' : 'cancel'} was asked for` : decision.why;
           transition({ type: 'failed', status: `${attemptPrefix()}${message}; not retried: ${why}` });
           return ended(await deleteAfterEnd());
         }
@@ -475,27 +430,27 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       const request = {
         jobName: input.name,
         workflowId: workflowInfo().workflowId,
-        ranks: job.numRanks,
+        ranks: s.job.numRanks,
         ...(avoid.size > 0 ? { avoidHosts: [...avoid] } : {}),
         // Data in the request only: pools from before sharing ignore it.
         ...requestTermsOf(input.account, spec, attempt),
       };
-      const wanted = `${job.numRanks} ${unit}${job.numRanks === 1 ? '' : 's'}`;
+      const wanted = `${s.job.numRanks} ${unit}${s.job.numRanks === 1 ? '' : 's'}`;
       // QUEUED as the request goes out, so that both take one step: a request almost always lands, and
       // the rare one that does not is said right after.
-      queuedBecause(`${attemptPrefix()}queued in node pool ${job.nodePoolId}: waiting for ${wanted}`);
+      queuedBecause(`${attemptPrefix()}queued in node pool ${s.job.nodePoolId}: waiting for ${wanted}`);
       const delivered = await toPool({ name: 'requestCapacity', args: request });
       if (!delivered) {
         // A pool that still exists only has its workflow closed: the watchdog restarts it, and the
         // recovered pool queues this job from its QUEUED record (pool-recovery.ts).
         if (!(await control.poolExists({ pool: poolBinding.workflowId }))) {
-          transition({ type: 'invalid', status: `node pool ${job.nodePoolId} no longer exists` });
+          transition({ type: 'invalid', status: `node pool ${s.job.nodePoolId} no longer exists` });
           return ended(await deleteAfterEnd());
         }
-        queuedBecause(`${attemptPrefix()}queued: waiting for node pool ${job.nodePoolId} to be restarted (its workflow is not running), then for ${wanted}`);
+        queuedBecause(`${attemptPrefix()}queued: waiting for node pool ${s.job.nodePoolId} to be restarted (its workflow is not running), then for ${wanted}`);
       }
       // Undelivered, it also asks again now and then, in case the recovered pool's scan came too early.
-      const answered = () => grant !== undefined || refusal !== undefined || stopWanted() || queueLimitHit;
+      const answered = () => s.grant !== undefined || s.refusal !== undefined || s.stopWanted || queueLimitHit;
       if (delivered) await condition(answered);
       else {
         while (!(await condition(answered, '30 seconds'))) {
@@ -504,27 +459,28 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
         }
         await condition(answered);
       }
-      if (!grant && refusal !== undefined) {
+      const refusal = s.refusal;
+      if (!s.grant && refusal !== undefined) {
         released = true; // a refused request holds nothing
         transition({ type: 'failed', status: refusal });
         return ended(await deleteAfterEnd());
       }
       // The limit wins over a grant that came in the same task: the end (release, FAILED report) may
       // already have run in a task the server refused, and a retried task must decide the same.
-      if (queueLimitHit && !stopWanted()) return ended(await failQueueLimit(`in node pool ${job.nodePoolId}'s queue`));
-      if (!grant || stopWanted()) return ended(await stopBeforeRunning());
-      const g: CapacityGrant = grant;
+      if (queueLimitHit && !s.stopWanted) return ended(await failQueueLimit(`in node pool ${s.job.nodePoolId}'s queue`));
+      const g = s.grant;
+      if (!g || s.stopWanted) return ended(await stopBeforeRunning());
 
       // ---- PENDING: hand each host its ranks ------------------------------------------------
       const hostRanks = numberRanks(g.hosts.map((h) => ({ host: h.host, slots: h.slots })));
       const master = g.hosts[0];
       if (!master) throw ApplicationFailure.nonRetryable('a grant without hosts');
-      placement = {
+      s.placed({
         masterAddr: master.address,
         masterPort: g.masterPort,
         ranks: hostRanks.flatMap((h) => h.ranks.map((r) => ({ rank: r.rank, host: h.host, slot: r.slot }))),
-      };
-      transition({ type: 'granted', status: `${attemptPrefix()}starting ${ranksOnHosts(job.numRanks, g.hosts.length)}: ${summariseHosts(g.hosts)}` });
+      });
+      transition({ type: 'granted', status: `${attemptPrefix()}starting ${ranksOnHosts(s.job.numRanks, g.hosts.length)}: ${summariseHosts(g.hosts)}` });
       const executor = executorOf(spec);
       const launches: Array<{ host: GrantedHost; input: HostRunInput }> = hostRanks.map((hr, i) => {
         const host = g.hosts[i];
@@ -546,7 +502,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
               env: rankEnvironment({
                 jobName: input.name,
                 jobId: input.jobId,
-                worldSize: job.numRanks,
+                worldSize: s.job.numRanks,
                 nnodes: g.hosts.length,
                 nodeRank: hr.nodeRank,
                 localWorldSize: hr.ranks.length,
@@ -600,14 +556,14 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       // ---- RUNNING until every rank ends, one fails, the run limit passes, or a stop is asked for
       for (;;) {
         let step: AttemptStep | undefined;
-        await condition(() => (step = w.next({ pending: job.state === 'PENDING', stopWanted: stopWanted(), preempted: preemption !== undefined, runLimitHit })) !== undefined);
+        await condition(() => (step = w.next({ pending: s.state === 'PENDING', stopWanted: s.stopWanted, preempted: s.preemption !== undefined, runLimitHit })) !== undefined);
         switch (step?.kind) {
           case 'started': {
-            transition({ type: 'started', status: `${attemptPrefix()}running ${ranksOnHosts(job.numRanks, g.hosts.length)}: ${summariseHosts(g.hosts)}${runtimeNote}` });
+            transition({ type: 'started', status: `${attemptPrefix()}running ${ranksOnHosts(s.job.numRanks, g.hosts.length)}: ${summariseHosts(g.hosts)}${runtimeNote}` });
             if (runLimitMs !== undefined) {
               const running = attempt;
               void sleep(runLimitMs).then(() => {
-                if (running === attempt && job.state === 'RUNNING') runLimitHit = true;
+                if (running === attempt && s.state === 'RUNNING') runLimitHit = true;
               });
             }
             // The pool is not told (V1 sent it a jobState signal): the API counts this job in its record's state.
@@ -617,7 +573,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
             await Promise.all(runs);
             releaseCapacity();
             const used = w.usage();
-            transition({ type: 'succeeded', status: `${attemptPrefix()}all ${job.numRanks} rank${job.numRanks === 1 ? '' : 's'} exited with code 0${used ? `; ${used}` : ''}` });
+            transition({ type: 'succeeded', status: `${attemptPrefix()}all ${s.job.numRanks} rank${s.job.numRanks === 1 ? '' : 's'} exited with code 0${used ? `; ${used}` : ''}` });
             return ended(await deleteAfterEnd());
           }
           case 'failed': {
@@ -631,7 +587,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
             return retryOrFail(attemptEnd(step.host, step.result), message, [...new Set([step.host, ...w.failedHosts()])]);
           }
           case 'preempted': {
-            const by = preemption ?? { by: 'its pool' };
+            const by = s.preemption ?? { by: 'its pool' };
             await wind();
             const message = `preempted by batch job ${by.by.split('/').pop() ?? by.by}${by.reason ? ` (${by.reason})` : ''}: its ranks were stopped`;
             return retryOrFail({ kind: 'preempted', message }, message, []);
@@ -646,16 +602,16 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
           }
           default: {
             // A stop was asked for.
-            if (deleteBy !== undefined) {
-              transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}: stopping its ranks` });
+            if (s.deleteBy !== undefined) {
+              transition({ type: 'delete-requested', status: `being deleted by ${s.deleteBy}: stopping its ranks` });
             } else {
-              transition({ type: 'cancel-requested', status: `cancelling at the request of ${cancelBy ?? 'an operator'}: stopping its ranks` });
+              transition({ type: 'cancel-requested', status: `cancelling at the request of ${s.cancelBy ?? 'an operator'}: stopping its ranks` });
             }
             await wind();
-            if (deleteBy !== undefined) return ended(await finish(true));
+            if (s.deleteBy !== undefined) return ended(await finish(true));
             const lost = w.unconfirmedStop();
             if (lost) transition({ type: 'failed', status: `cancel could not confirm every rank stopped: ${describeProblem(lost[0], lost[1])}` });
-            else transition({ type: 'cancelled', status: `cancelled by ${cancelBy ?? 'an operator'}` });
+            else transition({ type: 'cancelled', status: `cancelled by ${s.cancelBy ?? 'an operator'}` });
             return ended(await deleteAfterEnd());
           }
         }
@@ -677,13 +633,13 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
     const lastSeen = new Map<string, JobState | null>();
     for (const [name, state] of Object.entries(states)) {
       lastSeen.set(name, state);
-      if (!dependencyEnds.has(name) && (state === null || isTerminal(state))) dependencyEnds.set(name, state);
+      if (state === null || isTerminal(state)) s.dependencyEnded(name, state);
     }
     const id = (name: string) => name.split('/').pop() ?? name;
     for (;;) {
       const waiting: string[] = [];
       for (const d of deps) {
-        const end = dependencyEnds.get(d.batchJob);
+        const end = s.dependencyEnds.get(d.batchJob);
         const verdict = end === undefined ? 'waiting' : dependencyVerdict(d.condition, end ?? undefined);
         if (verdict === 'impossible') {
           return { impossible: `dependency ${id(d.batchJob)} ${end === null ? 'was deleted' : `ended ${end}`}, and this job needed it to end ${d.condition}; it never ran` };
@@ -695,17 +651,17 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       }
       if (waiting.length === 0) return 'met';
       queuedBecause(`waiting for its dependencies: batch job ${waiting.join(', batch job ')}`);
-      const known = dependencyEnds.size;
-      await condition(() => dependencyEnds.size > known || stopWanted() || queueLimitHit());
-      if (stopWanted()) return 'stop';
-      if (dependencyEnds.size === known && queueLimitHit()) return 'queue-limit';
+      const known = s.dependencyEnds.size;
+      await condition(() => s.dependencyEnds.size > known || s.stopWanted || queueLimitHit());
+      if (s.stopWanted) return 'stop';
+      if (s.dependencyEnds.size === known && queueLimitHit()) return 'queue-limit';
     }
   }
 
   /** A job that ended may still be deleted before the workflow closes (a delete racing the end). */
   async function deleteAfterEnd(): Promise<BatchJobResult> {
-    if (deleteBy !== undefined) {
-      transition({ type: 'delete-requested', status: `being deleted by ${deleteBy}` });
+    if (s.deleteBy !== undefined) {
+      transition({ type: 'delete-requested', status: `being deleted by ${s.deleteBy}` });
       return finish(true);
     }
     return finish(false);
