@@ -32,6 +32,7 @@ const FIGURES: Record<string, () => Promise<Figure>> = {
   'temporal-cost': async () => (await import('./temporal-cost')).run,
   scheduler: async () => (await import('./scheduler-figure')).run,
   list: async () => (await import('./list')).run,
+  get: async () => (await import('./get')).run,
   memory: async () => (await import('./memory')).run,
   queue: async () => (await import('./queue')).run,
 };

@@ -44,7 +44,6 @@ import { type BatchJobRecord, type ListQuery, type ReadModel } from '../store/re
 import { type Principal } from './auth';
 import { poolNameOf, poolSharingPolicy, type SharingConfig } from '../domain/sharing-config';
 import { checkNames } from './batch-delete';
-import { describeError } from '../temporal/errors';
 import { fromTemporal } from './errors';
 
 export interface BatchJobServiceDeps {
@@ -209,7 +208,7 @@ export class BatchJobService {
     }
   }
 
-  /** The current job: from its workflow while it lives, else its archived record. */
+  /** The current job, from the read model: its workflow's last report, or its archived record. */
   async get(caller: Principal, id: string): Promise<BatchJob> {
     const job = await this.current(this.name(caller.account, id), id);
     const [enriched] = await this.enrichQueued(caller.account, [job]);
@@ -220,33 +219,24 @@ export class BatchJobService {
     const row = await this.d.store.get<BatchJobRecord>('batchJobs', name);
     if (!row) throw ApiError.notFound(`batch job "${id}"`);
     if (isTerminal(row.resource.state)) return row.resource;
-    if (row.resource.state === 'CREATING' && row.version <= 1) return this.unreported(row.resource);
-    try {
-      const view = await this.query(name);
-      return view.job;
-    } catch (err) {
-      // No answer because the server is away: the read model may be behind, so say so (503) rather than answer from it.
-      const away = await this.d.temporalProblem?.();
-      if (away) throw new ApiError('UNAVAILABLE', away);
-      const ended = await this.endedWithoutReport(row.resource);
-      if (typeof ended === 'object') return ended;
-      this.d.logger.warn({ job: name, err: describeError(err) }, 'job query failed; answering from the read model');
-      return row.resource;
-    }
+    return this.live(row.resource);
   }
 
   /**
-   * A job whose workflow has reported nothing since it was accepted (the API's record, version 0, or
-   * a child job's first CREATING report, version 1): the record is what the workflow's query would
-   * answer, so it is answered without one. A query would wait for the workflow's first task, which a
-   * backlog of created jobs can hold back for minutes. The server's describe (no worker involved, no
-   * billable Action) still tells a running workflow from one that closed before its first report.
+   * A live job is answered from its record, not by a query of its workflow. The workflow writes every
+   * change there within the workflow task that made it (its reporter's local activity runs before the
+   * task completes), so the record is the workflow's state as of its last completed task, the same
+   * one list shows. A query would be a billable Action on every GET (and clients poll), and it waits
+   * for a worker: behind a backlog of created jobs, or with no control worker running, it would wait
+   * its deadline out. The server's describe (no worker involved, not billed) still tells a running
+   * workflow from one that closed without its final report, and a server that does not answer from
+   * one that does.
    */
-  private async unreported(job: BatchJob): Promise<BatchJob> {
+  private async live(job: BatchJob): Promise<BatchJob> {
     const ended = await this.endedWithoutReport(job);
     if (typeof ended === 'object') return ended;
     if (ended === 'unknown') {
-      // As for a failed query: a server that is away is said, not hidden behind a record that may be behind.
+      // A server that is away is said (503), not hidden behind a record that may be behind.
       const away = await this.d.temporalProblem?.();
       if (away) throw new ApiError('UNAVAILABLE', away);
     }

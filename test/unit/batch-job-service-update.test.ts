@@ -2,8 +2,9 @@
  * BatchJobService.update's paths that a live server cannot hit on demand: the job's workflow closing
  * between the read and the update (fall back to the ended-job path), the workflow's own refusal
  * (kept), a transient failure while the workflow still runs (not retried as ended), and the
- * versioned, change-only write of an ended job. And get's answer for a job whose workflow has not
- * reported yet: from its record, without a query, unless its workflow closed or the server is away.
+ * versioned, change-only write of an ended job. And get's answer for a live job: from its record,
+ * never by a query of its workflow, unless its workflow closed without its final report (FAILED) or
+ * the server is away (503).
  * Temporal is a stub; the read model is in memory with the real store's rule (a write lands only when
  * its version is newer).
  */
@@ -228,28 +229,25 @@ describe('BatchJobService.update', () => {
   });
 });
 
-describe('BatchJobService.get of a job whose workflow has not reported yet', () => {
+describe('BatchJobService.get of a live job', () => {
   const accepted = () => job({ state: 'CREATING', status: 'accepted; waiting for its workflow to queue it in node pool cpu' });
 
-  it('answers the record the API wrote (version 0) or a child job\'s first report (version 1) without querying the workflow', async () => {
-    for (const version of [0, 1]) {
+  it('answers its record, whatever its version, without querying the workflow', async () => {
+    for (const [version, record] of [
+      [0, accepted()],
+      [1, accepted()],
+      [4, job({ state: 'PENDING', status: 'starting 1 rank on 1 host' })],
+      [9, job({ state: 'RUNNING', status: 'running' })],
+    ] as const) {
       const store = new MemoryReadModel();
-      await store.put('batchJobs', 'acme', accepted(), version);
-      const { service: svc, queries } = service(store, { live: () => job({ state: 'QUEUED' }), executeUpdate: () => assert.fail('no update'), status: () => 'RUNNING' });
-      assert.deepEqual(await svc.get(ANN, 'job'), accepted(), `version ${version}`);
-      assert.equal(queries(), 0, `version ${version}: no query waits for the workflow's first task`);
+      await store.put('batchJobs', 'acme', record, version);
+      const { service: svc, queries } = service(store, { live: () => job({ state: 'CANCELLING' }), executeUpdate: () => assert.fail('no update'), status: () => 'RUNNING' });
+      assert.deepEqual(await svc.get(ANN, 'job'), record, `version ${version}`);
+      assert.equal(queries(), 0, `version ${version}: no query`);
     }
   });
 
-  it('still queries once the workflow has reported (version 2 on), and answers what the workflow says', async () => {
-    const store = new MemoryReadModel();
-    await store.put('batchJobs', 'acme', job({ state: 'CREATING', status: 'registering with its environment' }), 2);
-    const { service: svc, queries } = service(store, { live: () => job({ state: 'PENDING', status: 'starting' }), executeUpdate: () => assert.fail('no update'), status: () => 'RUNNING' });
-    assert.equal((await svc.get(ANN, 'job')).state, 'PENDING');
-    assert.equal(queries(), 1);
-  });
-
-  it('says FAILED when the workflow closed before its first report, and writes nothing', async () => {
+  it('says FAILED when the workflow closed without its final report, and writes nothing', async () => {
     const store = new MemoryReadModel();
     await store.put('batchJobs', 'acme', accepted(), 0);
     const writes = store.writes;
