@@ -35,11 +35,11 @@ describe('the control worker dies mid-job', () => {
       });
       assert.equal(r.status, 200, JSON.stringify(r.body));
       await waitForState(t.api, 'default', 'survivor', 'RUNNING', 60_000);
-      // The query answers from the workflow; the read model is written just after. Kill once it has
-      // RUNNING too, so the answer without a worker below can be checked exactly.
+      // GET reads the read model, which the workflow writes within the task that made the change;
+      // check the record itself before the kill, so the answer without a worker below is exact.
       await waitFor('RUNNING in the read model', async () => ((await t!.service.store.get<BatchJobRecord>('batchJobs', 'accounts/default/batchJobs/survivor'))?.resource.state === 'RUNNING' ? true : undefined), 30_000);
       await killAndWait(worker, 'SIGKILL');
-      // While no worker runs, get still answers (from the read model).
+      // While no worker runs, get still answers, at once (from the read model).
       const during = await t.api.get<BatchJobBody>(`${A}/batchJobs/survivor`);
       assert.equal(during.status, 200);
       assert.equal(during.body.state, 'RUNNING');
