@@ -2,7 +2,8 @@
  * Figure `get`: `GET batchJobs/{id}` of a live job over HTTP, one request at a time, with the Temporal
  * requests each one makes. Two jobs on a 1-host fake pool of 8 GPUs: an 8-rank holder RUNNING
  * `sleep`, and a 1-rank job QUEUED behind it. Requests alternate between the two, and with the
- * baseline, so all see the same moments of the machine.
+ * baseline, so all see the same moments of the machine. Then 8 clients poll the QUEUED job at once,
+ * whose queue-standing queries share their pool's (src/api/coalescing-reader.ts).
  *
  * Baseline: the same record read straight from the store (`store.get` in this process), which is
  * all a GET must do; the rest is HTTP, auth, the workflow's describe, and for a QUEUED job its queue
@@ -80,6 +81,28 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
         v.storeMs.push(performance.now() - t);
       }
     }
+    // The QUEUED job polled by several clients at once: their standing queries share the pool's.
+    const clients = 8;
+    const each = Math.ceil(n / clients);
+    const polled = variants[1];
+    if (!polled) throw new Error('no QUEUED variant');
+    const concurrentMs: number[] = [];
+    const c0 = await frontendRequests(e.metricsUrl);
+    await Promise.all(
+      Array.from({ length: clients }, async () => {
+        for (let i = 0; i < each; i++) {
+          const t = performance.now();
+          await polled.http();
+          concurrentMs.push(performance.now() - t);
+        }
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 3000));
+    const concurrentRpc = diffCounts(await frontendRequests(e.metricsUrl), c0);
+    const concurrent = summarize(concurrentMs);
+    const concurrentQueries = (concurrentRpc.QueryWorkflow ?? 0) / (clients * each);
+    o.log(`    QUEUED, ${clients} clients at once: HTTP p50/p99 ${fmt(concurrent.p50, 2)}/${fmt(concurrent.p99, 2)} ms; ${fmt(concurrentQueries, 2)} queries per GET`);
+
     const [running, waiting] = variants.map((v) => ({
       http: summarize(v.httpMs),
       store: summarize(v.storeMs),
@@ -100,8 +123,9 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
       ratio: running.http.p50 / running.store.p50,
       extra:
         `p99 ${fmt(running.http.p99, 1)} ms (store ${fmt(running.store.p99, 1)}); ${perGet(running)}; ` +
-        `a QUEUED job ${fmt(waiting.http.p50, 1)}/${fmt(waiting.http.p99, 1)} ms p50/p99, ${perGet(waiting)}; ${n} requests each`,
-      details: { n, running, waiting },
+        `a QUEUED job ${fmt(waiting.http.p50, 1)}/${fmt(waiting.http.p99, 1)} ms p50/p99, ${perGet(waiting)}; ${n} requests each; ` +
+        `the QUEUED job polled by ${clients} clients at once ${fmt(concurrent.p50, 1)}/${fmt(concurrent.p99, 1)} ms, ${fmt(concurrentQueries, 2)} queries per GET`,
+      details: { n, running, waiting, concurrent: { clients, each, latency: concurrent, rpc: concurrentRpc } },
     };
   } finally {
     await e.stop();

@@ -44,6 +44,7 @@ import { type BatchJobRecord, type ListQuery, type ReadModel } from '../store/re
 import { type Principal } from './auth';
 import { poolNameOf, poolSharingPolicy, type SharingConfig } from '../domain/sharing-config';
 import { checkNames } from './batch-delete';
+import { CoalescingReader } from './coalescing-reader';
 import { fromTemporal } from './errors';
 
 export interface BatchJobServiceDeps {
@@ -67,8 +68,14 @@ type StoredPool = NodePool & { name: string; createTime: string; updateTime: str
 
 export class BatchJobService {
   private anyStateQueries: WorkflowClient | undefined;
+  /** QUEUED jobs' standing: one query per pool in flight, shared by the requests that wait for it. */
+  private readonly standings: CoalescingReader<QueueStanding>;
 
-  constructor(private readonly d: BatchJobServiceDeps) {}
+  constructor(private readonly d: BatchJobServiceDeps) {
+    this.standings = new CoalescingReader((poolName, names) =>
+      this.d.client.withDeadline(Date.now() + 2000, () => this.d.client.workflow.getHandle(poolName).query(queueStandingQuery, names)),
+    );
+  }
 
   private name(account: string, id: string): string {
     return resourceName(account, 'batchJobs', id);
@@ -300,7 +307,9 @@ export class BatchJobService {
   /**
    * QUEUED jobs say where they stand: their place from the pool store (any depth of queue), and what
    * they wait for from the pool's workflow (one query per pool on the page; it knows the head of its
-   * queue). A pool that does not answer still leaves the places.
+   * queue). Requests that arrive while a pool's query runs share its next one (CoalescingReader), so
+   * clients polling many QUEUED jobs of a pool make one query at a time. A pool that does not answer
+   * still leaves the places.
    */
   private async enrichQueued(account: string, jobs: BatchJob[]): Promise<BatchJob[]> {
     const byPool = new Map<string, BatchJob[]>();
@@ -316,7 +325,7 @@ export class BatchJobService {
         const places = await this.d.store.queuePositions(poolName, names);
         let standings: Record<string, QueueStanding> = {};
         try {
-          standings = await this.d.client.withDeadline(Date.now() + 2000, () => this.d.client.workflow.getHandle(poolName).query(queueStandingQuery, names));
+          standings = await this.standings.get(poolName, names);
         } catch (err) {
           this.d.logger.debug({ pool: poolName, err: String(err) }, 'queue standing unavailable');
         }
