@@ -40,7 +40,6 @@ import type { AgentActivities, HostRunInput, PoolBinding, PoolSignal, ValidateJo
 import { type BatchJob, type BatchJobState as JobState, creatingStatus, executorOf, isTerminal, type JobDependency } from '../src/domain/batch-job-model';
 import { type LifecycleEvent } from '../src/domain/batch-job-lifecycle';
 import { type BatchJobPatch } from '../src/domain/batch-job-patch';
-import { ApiError } from '../src/domain/errors';
 import { attemptEnd, type AttemptStep, AttemptWatch, describeProblem, type HostResult, ranksOnHosts, summariseHosts } from '../src/domain/job-attempt';
 import { type AttemptEnd, dependencyVerdict, durationMs, formatDuration, retryDecision } from '../src/domain/job-policy';
 import { JobWorkflowState, requesterOf } from '../src/domain/job-workflow-state';
@@ -64,7 +63,7 @@ import {
   watchEndSignal,
 } from './messages';
 import { controlInOrder as control } from './control';
-import { apiFailure } from './failures';
+import { rule } from './failures';
 import { BatchdAccount, BatchJobDisplayName, BatchJobState, jobMemo, jobSearchAttributes } from './search-attributes';
 
 
@@ -193,13 +192,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       return s.job;
     },
     {
-      validator: (patch: BatchJobPatch) => {
-        try {
-          s.checkPatch(patch);
-        } catch (err) {
-          throw err instanceof ApiError ? apiFailure(err.code, err.message) : err;
-        }
-      },
+      validator: (patch: BatchJobPatch) => rule(() => s.checkPatch(patch)),
       description: 'Change displayName, annotations or shared; returns the job once the change is visible to list.',
     },
   );

@@ -26,7 +26,6 @@ import {
 } from '@temporalio/workflow';
 import { type EnvironmentSpec } from '../src/domain/environment-model';
 import { EnvironmentState } from '../src/domain/environment-state';
-import { ApiError } from '../src/domain/errors';
 import {
   createSnapshotUpdate,
   deleteEnvironmentUpdate,
@@ -38,7 +37,7 @@ import {
   useEnvironmentUpdate,
 } from './messages';
 import { control } from './control';
-import { apiFailure } from './failures';
+import { rule } from './failures';
 import { BatchdAccount } from './search-attributes';
 
 
@@ -49,14 +48,6 @@ function now(): string {
   return new Date().toISOString();
 }
 
-/** Runs a rule of the domain; its refusal (an ApiError) is thrown as the API failure the caller sees. */
-function rule<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    throw err instanceof ApiError ? apiFailure(err.code, err.message) : err;
-  }
-}
 
 export async function environmentWorkflow(input: EnvironmentInput): Promise<void> {
   const state = new EnvironmentState({ account: input.account, environmentId: input.environmentId, environment: input.environment, carried: input.carried });
