@@ -129,11 +129,12 @@ export class HostAgent {
 
   /** Joins the pool; a refusal (wrong slots, pool full, pool being deleted) says why in one line. */
   private async join(): Promise<string> {
+    const capabilities = await hostCapabilities();
     try {
       const answer = await this.o.client.workflow
         .getHandle(this.o.poolName)
         .executeUpdate(joinHostUpdate, {
-          args: [{ host: this.o.host, slots: this.o.slots, address: this.o.address, ...hostCapabilities(), isolation: this.o.isolation.mode }],
+          args: [{ host: this.o.host, slots: this.o.slots, address: this.o.address, ...capabilities, isolation: this.o.isolation.mode }],
         });
       return answer.taskQueue;
     } catch (err) {
