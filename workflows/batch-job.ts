@@ -63,6 +63,7 @@ import {
   watchEndSignal,
 } from './messages';
 import { controlInOrder as control } from './control';
+import { now } from './clock';
 import { rule } from './failures';
 import { BatchdAccount, BatchJobDisplayName, BatchJobState, jobMemo, jobSearchAttributes } from './search-attributes';
 
@@ -100,10 +101,6 @@ function purgerOn(host: GrantedHost) {
     retry: { initialInterval: '1 second', maximumInterval: '1 minute', backoffCoefficient: 2 },
     summary: `remove folders on ${host.host}`,
   });
-}
-
-function now(): string {
-  return new Date().toISOString();
 }
 
 function initialJob(input: BatchJobInput): BatchJob {

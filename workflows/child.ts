@@ -32,6 +32,7 @@ import { ID_RULE, isValidId, resourceName } from '../src/domain/names';
 import type { batchJobWorkflowV2 } from './batch-job';
 import { type BatchJobInput, type BatchJobResult } from './messages';
 import { apiFailure } from './failures';
+import { now } from './clock';
 import { jobMemo, jobSearchAttributes } from './search-attributes';
 
 /** The control worker's task queue (TASK_QUEUE), unless the deployment changed it. */
@@ -80,7 +81,7 @@ export async function startBatchJob(body: unknown, options: BatchJobChildOptions
   }
   const spec = admitted.spec;
 
-  const input: BatchJobInput = { name, account: options.account, jobId: options.batchJobId, spec, createdBy, createTime: new Date().toISOString() };
+  const input: BatchJobInput = { name, account: options.account, jobId: options.batchJobId, spec, createdBy, createTime: now() };
   try {
     return await startChild<typeof batchJobWorkflowV2>(patched(CHILD_JOBS_V2_PATCH) ? 'batchJobWorkflowV2' : 'batchJobWorkflow', {
       workflowId: name,

@@ -37,16 +37,13 @@ import {
   useEnvironmentUpdate,
 } from './messages';
 import { control } from './control';
+import { now } from './clock';
 import { rule } from './failures';
 import { BatchdAccount } from './search-attributes';
 
 
 /** Handlers woken together by a freed lock take it one at a time (test/workflows/environment.test.ts). */
 export const ENVIRONMENT_LOCK_PATCH = 'environment-lock-one-holder';
-
-function now(): string {
-  return new Date().toISOString();
-}
 
 
 export async function environmentWorkflow(input: EnvironmentInput): Promise<void> {

@@ -55,16 +55,13 @@ import {
 } from './messages';
 import { control } from './control';
 import { PoolQueue } from '../src/domain/pool-queue';
+import { now } from './clock';
 import type { nodePoolWorkflow } from './node-pool';
 
 /** The patch behind which a format-1 pool migrates to format 2 (see the header). */
 export const POOL_V1_MIGRATE_PATCH = 'pool-v1-migrate';
 import { BatchdAccount, NodePoolState } from './search-attributes';
 
-
-function now(): string {
-  return new Date().toISOString();
-}
 
 function failedPrecondition(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: 'ApiError:FAILED_PRECONDITION', message, nonRetryable: true });

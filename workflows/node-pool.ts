@@ -62,6 +62,7 @@ import {
 } from './messages';
 import { control } from './control';
 import { apiFailure } from './failures';
+import { now } from './clock';
 import { nodePoolWorkflowV1 } from './node-pool-v1';
 import { BatchdAccount, NodePoolState } from './search-attributes';
 
@@ -121,10 +122,6 @@ const MISSED_SIGNALS_PAGE = 2000;
 const PROBE_AGAIN_MS = 3_000;
 
 type Preemption = { victim: string; by: string };
-
-function now(): string {
-  return new Date().toISOString();
-}
 
 const failedPrecondition = (message: string) => apiFailure('FAILED_PRECONDITION', message);
 
