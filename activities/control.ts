@@ -79,9 +79,10 @@ export function createControlActivities({ store, logs, config, client, knowsUser
         if (mustBeNew) await limits?.checkJob(account);
         const use = { jobName: name, register: temporalEnvironmentRegistrar(clientOf) };
         const admission = await admitJob(store, { account, email: createdBy }, parsed, use, sharing?.());
-        await admitExecutor(parsed, parsed.nodePoolId, () =>
-          clientOf().withDeadline(Date.now() + 2000, () => clientOf().workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
-        );
+        await admitExecutor(parsed, parsed.nodePoolId, {
+          stored: async () => (await store.poolSnapshot(admission.pool.workflowId))?.state,
+          live: () => clientOf().withDeadline(Date.now() + 2000, () => clientOf().workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
+        });
         return {
           ok: true,
           spec: parsed,

@@ -37,7 +37,7 @@ import { fakeHostAddress, fakeHostId, fakeHostIndex, hostTaskQueue } from '../sr
 import { applyNodePoolSpec, capacityRefusal, type NodePool, type NodePoolSpec, isGpuPool, okStatus, poolCapacityLimit, ranksPerNodeOf } from '../src/domain/node-pool-model';
 import { type HostFacts, type PoolInbound } from '../src/domain/control-model';
 import { poolRankMemoryLimit } from '../src/domain/isolation';
-import { PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
+import { hostFactsOf, PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
 import { addHost, type Allocation, allocationsOnHost, setHostStatus, standing } from '../src/domain/scheduler';
 import { priorityOf, shareStanding } from '../src/domain/sharing';
 import { type PoolSharingPolicy } from '../src/domain/sharing-config';
@@ -198,11 +198,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
 
   const view = (): NodePool => ({ ...pool, nodePoolStats: stats() });
 
-  const factsOf = (host: string): HostFacts => {
-    const h = state.hosts[host];
-    if (!h) return {};
-    return { ...(h.executors ? { executors: h.executors } : {}), ...(h.python ? { python: h.python } : {}), ...(h.isolation ? { isolation: h.isolation } : {}) };
-  };
+  const factsOf = (host: string): HostFacts => hostFactsOf(state.hosts[host]);
 
   const changed = () => {
     state.version++;

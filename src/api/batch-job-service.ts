@@ -94,9 +94,10 @@ export class BatchJobService {
     const name = this.name(caller.account, id);
     const spec = await admitDependencies(this.d.store, caller.account, name, parsed, true);
     const admission = await admitJob(this.d.store, caller, spec, undefined, this.d.sharing?.());
-    await admitExecutor(spec, spec.nodePoolId, () =>
-      this.d.client.withDeadline(Date.now() + 2000, () => this.d.client.workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
-    );
+    await admitExecutor(spec, spec.nodePoolId, {
+      stored: async () => (await this.d.store.poolSnapshot(admission.pool.workflowId))?.state,
+      live: () => this.d.client.withDeadline(Date.now() + 2000, () => this.d.client.workflow.getHandle(admission.pool.workflowId).query(getHostFactsQuery)),
+    });
     if (await this.d.store.get('batchJobs', name)) throw new ApiError('ALREADY_EXISTS', `batch job "${id}" already exists`);
     await this.d.limits?.checkJob(caller.account);
     return { id, name, spec, admission };

@@ -136,6 +136,28 @@ export interface PoolRecoverySnapshot {
   lastSeq: number;
 }
 
+/** What a host's agent reported when it joined (executors, python, isolation), and nothing else of its endpoint. */
+export function hostFactsOf(endpoint: HostEndpoint | undefined): HostFacts {
+  if (!endpoint) return {};
+  return {
+    ...(endpoint.executors ? { executors: endpoint.executors } : {}),
+    ...(endpoint.python ? { python: endpoint.python } : {}),
+    ...(endpoint.isolation ? { isolation: endpoint.isolation } : {}),
+  };
+}
+
+/**
+ * Each host of a stored recovery snapshot, with its status and its agent's report: what the pool's
+ * getHostFacts query answered when the snapshot was written. Undefined for anything else (no snapshot,
+ * or one of another format).
+ */
+export function snapshotHostFacts(snapshot: unknown): Array<{ host: string; status: string } & HostFacts> | undefined {
+  const s = snapshot as Partial<PoolRecoverySnapshot> | undefined;
+  if (s?.format !== POOL_SNAPSHOT_FORMAT || !s.scheduler || !s.hosts) return undefined;
+  const endpoints = s.hosts;
+  return s.scheduler.hosts.map((h) => ({ host: h.id, status: h.status, ...hostFactsOf(endpoints[h.id]) }));
+}
+
 /** One step to write to the store, and what to read back. */
 export interface PoolSyncStep {
   inserts: QueueEntry[];

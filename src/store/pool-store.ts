@@ -4,7 +4,7 @@
  *
  * Unlike the read model, this is a source of truth. The pool's workflow is its only writer (through
  * the `syncPool` and `loadPool` local activities), so queue order and capacity keep one owner; the
- * API only reads it (queue positions). The workflow keeps just the head of the queue in memory (its
+ * API only reads it (queue positions, and the hosts' reports for admission). The workflow keeps just the head of the queue in memory (its
  * window), so neither its state carried across continue-as-new nor its history grows with the queue.
  *
  * Ordering: `seq` is assigned by the workflow, one per request, increasing; the queue's order is
@@ -89,6 +89,8 @@ export interface PoolStore {
   syncPool(step: PoolSync): Promise<PoolSyncResult>;
   /** The snapshot (if any), the queue's length and its first `windowSize` rows. */
   loadPool(pool: string, windowSize: number): Promise<LoadedPool>;
+  /** The snapshot alone, as the pool's last step wrote it (one keyed read): its hosts, for the API's admission. */
+  poolSnapshot(pool: string): Promise<StoredPoolSnapshot | undefined>;
   /** Where the named jobs stand in the pool's queue (the API's queued status). */
   queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions>;
   /** The names of the jobs queued in the pool, in queue order, at most `limit` (operators and recovery). */

@@ -22,7 +22,7 @@ import { type FilterExpr } from '../domain/filter';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { type ColumnSpec, columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileListPage, listPageOf } from './sql-list';
-import { avoidHostsColumn, type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, queueOrderSql, type QueuePositions, type QueueRow, queueRowOf, queueTermsColumn, readAfter, type StoredQueueRow } from './pool-store';
+import { avoidHostsColumn, type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, queueOrderSql, type QueuePositions, type QueueRow, queueRowOf, queueTermsColumn, readAfter, type StoredPoolSnapshot, type StoredQueueRow } from './pool-store';
 import { DEFAULT_PRIORITY } from '../domain/sharing';
 
 /** Bumped when the tables change; a database written by a newer build is refused. */
@@ -206,6 +206,11 @@ export class PostgresReadModel implements ReadModel {
         rows: await queueRows(client, pool, undefined, windowSize),
       };
     });
+  }
+
+  async poolSnapshot(pool: string): Promise<StoredPoolSnapshot | undefined> {
+    const row = (await this.pool.query<{ version: number; state: unknown; step: number }>(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0];
+    return row ? { version: row.version, state: row.state, step: row.step } : undefined;
   }
 
   queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions> {

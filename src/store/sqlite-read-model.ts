@@ -10,7 +10,7 @@ import { DEFAULT_PRIORITY } from '../domain/sharing';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileListPage, listPageOf } from './sql-list';
-import { avoidHostsColumn, type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, queueOrderSql, type QueuePositions, type QueueRow, queueRowOf, queueTermsColumn, readAfter, type StoredQueueRow } from './pool-store';
+import { avoidHostsColumn, type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, queueOrderSql, type QueuePositions, type QueueRow, queueRowOf, queueTermsColumn, readAfter, type StoredPoolSnapshot, type StoredQueueRow } from './pool-store';
 
 // The tables and the resource → row mapping are shared with the other backends; re-exported for existing callers.
 export { filterColumns, orderColumns, TABLES } from './read-model-tables';
@@ -168,6 +168,13 @@ export class SqliteReadModel implements ReadModel {
         };
       })(),
     );
+  }
+
+  poolSnapshot(pool: string): Promise<StoredPoolSnapshot | undefined> {
+    return settle(() => {
+      const row = this.statement(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(pool) as { version: number; state: string; step: number } | undefined;
+      return row ? { version: row.version, state: JSON.parse(row.state) as unknown, step: row.step } : undefined;
+    });
   }
 
   queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions> {

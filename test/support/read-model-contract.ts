@@ -507,6 +507,8 @@ export function readModelContract(name: string, open: () => Promise<ReadModel>, 
         assert.equal(next.step, 3);
         assert.equal(next.lost, undefined);
         assert.deepEqual((await store.loadPool(P, 10)).snapshot, { version: 4, state: { grants: ['j1', 'j2'] }, step: 3 });
+        assert.deepEqual(await store.poolSnapshot(P), { version: 4, state: { grants: ['j1', 'j2'] }, step: 3 }, 'the snapshot alone reads the same');
+        assert.equal(await store.poolSnapshot('accounts/a/nodePools/none'), undefined);
         // A step without a snapshot is checked too, and leaves the number as it is.
         assert.equal((await store.syncPool({ pool: P, inserts: [], removes: [], expectStep: 2 })).lost?.step, 3);
         assert.equal((await store.syncPool({ pool: P, inserts: [], removes: [], expectStep: 3 })).step, 3);

@@ -82,6 +82,9 @@ class MemoryReadModel implements ReadModel {
   loadPool(): never {
     throw new Error('not used');
   }
+  poolSnapshot(): never {
+    throw new Error('not used');
+  }
   queuePositions(): never {
     throw new Error('not used');
   }
