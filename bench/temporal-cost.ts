@@ -116,22 +116,31 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
       o.log(`      floor: ${fc.events} events, ${factions.total} Actions (heartbeats ${fhb}); 1-hour: ${fmt(hoursActions(factions, hosts, FLOOR_HEARTBEATS_PER_SECOND), 0)} Actions vs ${fmt(hoursActions(actions, hosts, rate), 0)}`);
     }
 
-    // The same 1-rank job with a retry policy it never uses: it must cost exactly what the plain one does.
-    const withPolicy = await (async () => {
+    /**
+     * A 1-rank variant of the plain job, its Actions excluding heartbeats: its own and its pool's
+     * events, and the workflow queries made while it was created and ran (the API's, at create).
+     */
+    const variant = async (body: Record<string, unknown>, id: string): Promise<{ actions: number; queries: number }> => {
       const poolBefore = (await historyOf(e.client, POOL_WORKFLOW)).length;
-      const name = await createJob(
-        e.api,
-        { nodePoolId: POOL_ID, numRanks: 1, retryPolicy: { maxAttempts: 3, exitCodes: ['1-255'], conditions: ['HOST_LOST', 'OUT_OF_MEMORY'] }, shellExecutor: { command: `sleep ${seconds}` } },
-        'cost-retry-policy',
-      );
-      const result = (await within(e.client.workflow.getHandle(name).result(), 120_000, 'job with a retry policy')) as { job: { state: string; status: string } };
+      const rpc0 = await frontendRequests(e.metricsUrl);
+      const name = await createJob(e.api, { nodePoolId: POOL_ID, numRanks: 1, ...body }, id);
+      const result = (await within(e.client.workflow.getHandle(name).result(), 120_000, `job ${id}`)) as { job: { state: string; status: string } };
       if (result.job.state !== 'COMPLETED') throw new Error(`${name} ended ${result.job.state}: ${result.job.status}`);
       const pool = countEvents((await settledHistory(e.client, POOL_WORKFLOW, o.quick ? 1000 : 1500)).slice(poolBefore));
-      const actions = billableActions(addCounts(countEvents(await historyOf(e.client, name)), pool), 0);
-      return actions.total - actions.heartbeats;
-    })();
+      const queries = diffCounts(await frontendRequests(e.metricsUrl), rpc0).QueryWorkflow ?? 0;
+      const actions = billableActions(addCounts(countEvents(await historyOf(e.client, name)), pool), 0, queries);
+      return { actions: actions.total - actions.heartbeats, queries };
+    };
+    // The same 1-rank job with a retry policy it never uses: it must cost exactly what the plain one does.
+    const withPolicy = await variant(
+      { retryPolicy: { maxAttempts: 3, exitCodes: ['1-255'], conditions: ['HOST_LOST', 'OUT_OF_MEMORY'] }, shellExecutor: { command: `sleep ${seconds}` } },
+      'cost-retry-policy',
+    );
+    // A python job: its create checks that a host of the pool can run python (executor-admission.ts).
+    const python = await variant({ pythonExecutor: { targetType: 'MODULE', target: 'timeit', args: ['-n', '1', 'pass'] } }, 'cost-python');
     const plainOne = (measured[0] as Measured).actions;
-    o.log(`    1 rank with an unused retryPolicy: ${withPolicy} Actions excluding heartbeats, against ${plainOne.total - plainOne.heartbeats} without one`);
+    o.log(`    1 rank with an unused retryPolicy: ${withPolicy.actions} Actions excluding heartbeats, against ${plainOne.total - plainOne.heartbeats} without one`);
+    o.log(`    1 rank, python: ${python.actions} Actions excluding heartbeats, of which ${python.queries} queries`);
 
     const one = measured[0] as Measured;
     const oneFloor = floors[0] as Measured;
@@ -177,11 +186,11 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
       baselineLabel: 'one workflow with one heartbeating activity per host, same command',
       ratio: (one.actions.total - one.actions.heartbeats) / Math.max(1, oneFloor.actions.total - oneFloor.actions.heartbeats),
       extra:
-        `8 ranks: ${eight?.actionsExcludingHeartbeats ?? '?'}, 64 ranks: ${sixtyFour?.actionsExcludingHeartbeats ?? '?'}, 1 rank with an unused retryPolicy: ${withPolicy}; ` +
+        `8 ranks: ${eight?.actionsExcludingHeartbeats ?? '?'}, 64 ranks: ${sixtyFour?.actionsExcludingHeartbeats ?? '?'}, 1 rank with an unused retryPolicy: ${withPolicy.actions}, 1 rank of python: ${python.actions} (${python.queries} queries); ` +
         `heartbeats reaching the server ${fmt(one.heartbeatRatePerHostSecond, 2)}/host/s (server counter), so a 1-hour job costs ` +
         `${table.map((r) => `${fmt(r.actionsPerJobHour, 0)}`).join(' / ')} Actions for 1/8/64 ranks ` +
         `($${table.map((r) => fmt(r.dollarsPerJobHour, 3)).join(' / ')} at $50/M; floor ${table.map((r) => fmt(r.floorActionsPerJobHour, 0)).join(' / ')})`,
-      details: { sleepSeconds: seconds, pricePerMillion: PRICE_PER_MILLION, table, measured, floors, unusedRetryPolicyActions: withPolicy },
+      details: { sleepSeconds: seconds, pricePerMillion: PRICE_PER_MILLION, table, measured, floors, unusedRetryPolicyActions: withPolicy.actions, python },
     };
   } finally {
     await e.stop();
