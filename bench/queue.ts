@@ -15,7 +15,11 @@
  * - one pool task that handles a burst of 50,000 requests before its next sync, against ten tasks of
  *   5,000 (linear: about 1×);
  * - service and Temporal memory per queued job;
- * - the time for the head to start once the holder ends, and the pool's grant rate after it.
+ * - the time for the head to start once the holder ends, and the pool's grant rate after it;
+ * - whether the queue then runs in its order: its first BENCH_QUEUE_DRAIN jobs (default 1,000, --quick
+ *   100; at most N) are read from the pool's stored queue before the holder ends; each must complete and start after
+ *   the one before it, and no other job may start before the last of them. The figure fails if not.
+ *   BENCH_QUEUE_DRAIN=N drains the whole queue (one GPU: about 4 jobs a second on this machine).
  */
 import { performance } from 'node:perf_hooks';
 import { PoolQueue } from '../src/domain/pool-queue';
@@ -125,6 +129,63 @@ async function stepCost(e: BenchEnv, window: number, steps: number): Promise<num
   return durations;
 }
 
+/** Waits until the last of `order` has COMPLETED, with a line of progress a minute. */
+async function drain(e: BenchEnv, order: readonly string[], timeoutMs: number, log: (line: string) => void): Promise<void> {
+  const last = order[order.length - 1];
+  if (last === undefined) return;
+  const deadline = Date.now() + timeoutMs;
+  let lastLog = Date.now();
+  while ((await stateOf(e, last.split('/').pop() ?? last)) !== 'COMPLETED') {
+    if (Date.now() > deadline) throw new Error(`the first ${order.length} of the queue did not complete within ${timeoutMs} ms`);
+    if (Date.now() - lastLog >= 60_000) {
+      lastLog = Date.now();
+      const done = await e.service.store.list<BatchJobRecord>('batchJobs', { account: 'default', filter: { kind: 'cmp', field: 'state', op: '=', value: 'COMPLETED' }, orderBy: [{ field: 'name', desc: false }], pageSize: 1 });
+      log(`    draining: ${done.totalSize} of ${order.length} completed`);
+    }
+    await sleep(500);
+  }
+}
+
+/**
+ * Whether the jobs of `order` (the queue's first, in its order) ran in that order: on one GPU each
+ * starts after the one before it. Also counts jobs outside them that started before the last of them
+ * (a job that jumped the queue).
+ */
+async function ranInOrder(e: BenchEnv, order: readonly string[]): Promise<{ outOfOrder: number; ahead: number; problems: string[] }> {
+  const problems: string[] = [];
+  let outOfOrder = 0;
+  let previous = -Infinity;
+  for (const name of order) {
+    const job = (await e.service.store.get<BatchJobRecord>('batchJobs', name))?.resource;
+    const started = job?.startTime !== undefined ? Date.parse(job.startTime) : NaN;
+    if (job?.state !== 'COMPLETED' || !(started > previous)) {
+      outOfOrder++;
+      problems.push(`${name} is ${job?.state ?? 'absent'}, started ${job?.startTime ?? 'never'}`);
+    }
+    if (started > previous) previous = started;
+  }
+  const mine = new Set(order);
+  let ahead = 0;
+  let after: unknown[] | undefined;
+  for (let page = 0; page < 1000; page++) {
+    const result = await e.service.store.list<BatchJobRecord>('batchJobs', {
+      account: 'default',
+      filter: { kind: 'cmp', field: 'state', op: '=', value: 'COMPLETED' },
+      orderBy: [{ field: 'name', desc: false }],
+      pageSize: 1000,
+      ...(after ? { after } : {}),
+    });
+    for (const job of result.items) {
+      if (mine.has(job.name) || job.startTime === undefined || Date.parse(job.startTime) >= previous) continue;
+      ahead++;
+      problems.push(`${job.name} started ${job.startTime}, before the last of the queue's first ${order.length}`);
+    }
+    if (!result.nextAfter) break;
+    after = result.nextAfter;
+  }
+  return { outOfOrder, ahead, problems };
+}
+
 export async function run(o: FigureOptions): Promise<FigureResult> {
   const n = Number(process.env.BENCH_QUEUE_JOBS ?? (o.quick ? 1000 : 100_000));
   const concurrency = 24;
@@ -186,16 +247,27 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
     const burst = burstCost(50_000);
     o.log(`    one pool task handling 50,000 requests before its sync: ${fmt(burst.burstMs, 0)} ms (ten tasks of 5,000: ${fmt(burst.tenthsMs, 0)} ms, ratio ${fmt(burst.burstMs / burst.tenthsMs, 2)})`);
 
-    // The holder ends (cancelled): how long until the head runs, and how fast the pool hands out its slot after.
+    // The holder ends (cancelled): how long until the head runs, and whether the queue then runs in its
+    // order. Its order as the pool grants it (priority, then arrival at the pool) is read first.
+    const drainCount = Math.min(Number(process.env.BENCH_QUEUE_DRAIN ?? (o.quick ? 100 : 1000)), load.completed);
+    const order = await e.service.store.queuedJobs(POOL, drainCount);
+    if (order.length < drainCount) throw new Error(`the pool's stored queue holds ${order.length} jobs, not the ${drainCount} to drain`);
+    const idOf = (name: string) => name.split('/').pop() ?? name;
     const h0 = performance.now();
     const cancelled = await e.api.post(`/v1/accounts/default/batchJobs/holder:cancel`, {});
     if (cancelled.status !== 200) throw new Error(`cancelling the holder: ${cancelled.status} ${JSON.stringify(cancelled.body)}`);
-    await waitState(e, 'q-0', ['RUNNING', 'COMPLETED'], 120_000);
+    await waitState(e, idOf(order[0] ?? ''), ['RUNNING', 'COMPLETED'], 120_000);
     const headMs = performance.now() - h0;
-    const drainCount = Math.min(50, load.completed);
-    await waitState(e, `q-${drainCount - 1}`, 'COMPLETED', 300_000);
+    // One GPU runs them one at a time: a bound of 2 s a job, plus 5 minutes.
+    await drain(e, order, drainCount * 2000 + 300_000, o.log);
     const drainPerSecond = drainCount / ((performance.now() - h0) / 1000);
-    o.log(`    head RUNNING ${fmt(headMs, 0)} ms after the holder ended; first ${drainCount} completed at ${fmt(drainPerSecond, 2)} jobs/s (one GPU)`);
+    const inOrder = await ranInOrder(e, order);
+    o.log(
+      `    head RUNNING ${fmt(headMs, 0)} ms after the holder ended; the first ${drainCount} of the queue completed at ${fmt(drainPerSecond, 2)} jobs/s (one GPU): ` +
+        `${inOrder.outOfOrder} started out of the queue's order, ${inOrder.ahead} other jobs started before the last of them`,
+    );
+    // A queue that runs out of order is a bug, not a figure.
+    if (inOrder.outOfOrder > 0 || inOrder.ahead > 0) throw new Error(`the queue did not run in order: ${inOrder.problems.slice(0, 5).join('; ')}`);
 
     const perJobService = ((rss1 - rss0) * 1024) / Math.max(1, lags.length);
     const perJobTemporal = ((temporal1 - temporal0) * 1024) / Math.max(1, lags.length);
@@ -210,8 +282,9 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
       extra:
         `created → QUEUED p50 ${fmt(lag.p50, 0)} / p99 ${fmt(lag.p99, 0)} ms; scheduling step p99 ${fmt(steps.p99, 2)} ms; ` +
         `${fmt(perJobService, 1)} KiB service + ${fmt(perJobTemporal, 1)} KiB Temporal per queued job; head ran ${fmt(headMs / 1000, 1)} s after the holder ended; ` +
+        `the first ${drainCount} ran in the queue's order (${fmt(drainPerSecond, 2)} jobs/s); ` +
         `a 50,000-request burst in one pool task ${fmt(burst.burstMs, 0)} ms (${fmt(burst.burstMs / burst.tenthsMs, 2)}× ten tasks of 5,000)`,
-      details: { n, concurrency, window, load, startRate, endRate, inPool, queued: lags.length, lag, steps, burst, rss0, rss1, temporal0, temporal1, perJobService, perJobTemporal, headMs, drainCount, drainPerSecond },
+      details: { n, concurrency, window, load, startRate, endRate, inPool, queued: lags.length, lag, steps, burst, rss0, rss1, temporal0, temporal1, perJobService, perJobTemporal, headMs, drainCount, drainPerSecond, inOrder: { outOfOrder: inOrder.outOfOrder, ahead: inOrder.ahead } },
     };
   } finally {
     await e.stop();
