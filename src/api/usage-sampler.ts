@@ -1,7 +1,11 @@
 /**
- * The pool usage sampler: every `USAGE_SAMPLE_MS` (30 s by default) the API process asks each node
- * pool's workflow for its hosts and queue and keeps the totals — slots in use, capacity, queue
- * length — in an in-memory ring buffer of one hour per pool (src/domain/pool-usage.ts). That is what
+ * The pool usage sampler: every `USAGE_SAMPLE_MS` (30 s by default) the API process reads each node
+ * pool's hosts and queue length and keeps the totals — slots in use, capacity, queue length — in an
+ * in-memory ring buffer of one hour per pool (src/domain/pool-usage.ts). It reads them from the pool
+ * store (the snapshot the pool's last step wrote, and the queue's kept length), not from the pool's
+ * workflow: a sample costs no billable query and no activation of the pool, and a snapshot a step
+ * behind the pool is exact enough for a chart of 30-second points. A pool with no snapshot yet is
+ * asked. That is what
  * `:getUsageHistory` and the console's chart show. The samples are deliberately not durable: they are
  * a view of the last hour for people, lost on restart, and each API replica keeps its own; Prometheus
  * (`/metrics`) is the place for long-term history.
@@ -10,6 +14,7 @@ import { type Client } from '@temporalio/client';
 import { type Logger } from 'pino';
 import { getNodePoolInternalsQuery } from '../../workflows/messages';
 import { type NodePool } from '../domain/node-pool';
+import { snapshotHosts } from '../domain/pool-queue';
 import { type PoolUsage, samplesForWindow, summarizePoolUsage, UsageHistory, type UsageSample, usageSampleOf } from '../domain/pool-usage';
 import { type ReadModel, type StoredResource } from '../store/read-model';
 
@@ -19,6 +24,17 @@ export const USAGE_WINDOW_MS = 60 * 60 * 1000;
 export async function readPoolUsage(client: Client, poolName: string, timeoutMs = 2000): Promise<PoolUsage> {
   const internals = await client.withDeadline(Date.now() + timeoutMs, () => client.workflow.getHandle(poolName).query(getNodePoolInternalsQuery));
   return summarizePoolUsage(internals, new Date());
+}
+
+/**
+ * A pool's usage as its store holds it: the hosts of its last snapshot and the queue's length (no
+ * oldest wait: the store keeps no head in memory). Undefined when the pool has written no snapshot.
+ */
+export async function storedPoolUsage(store: ReadModel, poolName: string): Promise<PoolUsage | undefined> {
+  const hosts = snapshotHosts((await store.poolSnapshot(poolName))?.state);
+  if (!hosts) return undefined;
+  const { length } = await store.queuePositions(poolName, []);
+  return summarizePoolUsage({ hosts, queue: [], queueSummary: { length } }, new Date());
 }
 
 export interface UsageSamplerDeps {
@@ -63,7 +79,7 @@ export class UsageSampler {
       pools.map(async (pool) => {
         let usage: PoolUsage;
         try {
-          usage = await readPoolUsage(this.d.client, pool.name);
+          usage = (await storedPoolUsage(this.d.store, pool.name)) ?? (await readPoolUsage(this.d.client, pool.name));
         } catch (err) {
           this.d.logger.debug({ pool: pool.name, err: String(err) }, 'pool did not answer the usage sampler');
           return;

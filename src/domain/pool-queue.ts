@@ -23,7 +23,7 @@
  */
 import { type BatchJobState } from './batch-job-model';
 import { type HostFacts } from './control-model';
-import { type Allocation, avoidList, emptyScheduler, type QueuedRequest, release as releaseSlots, type RequestTerms, type Reservation, schedule, scheduleShared, type SchedulerState, termsOf } from './scheduler';
+import { type Allocation, avoidList, emptyScheduler, type HostStatus, type QueuedRequest, release as releaseSlots, type RequestTerms, type Reservation, schedule, scheduleShared, type SchedulerState, termsOf } from './scheduler';
 import { DEFAULT_PRIORITY, type SharingPolicy } from './sharing';
 
 /** Carried state: 3 adds the priority-ordered window's boundary (`loadedPriority`, `loadedAll`). */
@@ -156,6 +156,16 @@ export function snapshotHostFacts(snapshot: unknown): Array<{ host: string; stat
   if (s?.format !== POOL_SNAPSHOT_FORMAT || !s.scheduler || !s.hosts) return undefined;
   const endpoints = s.hosts;
   return s.scheduler.hosts.map((h) => ({ host: h.id, status: h.status, ...hostFactsOf(endpoints[h.id]) }));
+}
+
+/**
+ * A stored recovery snapshot's hosts as the usage summary reads them (src/domain/pool-usage.ts): each
+ * host's status, slots and the job in each slot. Undefined for anything else.
+ */
+export function snapshotHosts(snapshot: unknown): Array<{ host: string; status: HostStatus; slots: number; used: Array<string | null> }> | undefined {
+  const s = snapshot as Partial<PoolRecoverySnapshot> | undefined;
+  if (s?.format !== POOL_SNAPSHOT_FORMAT || !s.scheduler) return undefined;
+  return s.scheduler.hosts.map((h) => ({ host: h.id, status: h.status, slots: h.slots, used: h.used }));
 }
 
 /** One step to write to the store, and what to read back. */
