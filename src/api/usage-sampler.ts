@@ -4,11 +4,10 @@
  * in-memory ring buffer of one hour per pool (src/domain/pool-usage.ts). It reads them from the pool
  * store (the snapshot the pool's last step wrote, and the queue's kept length), not from the pool's
  * workflow: a sample costs no billable query and no activation of the pool, and a snapshot a step
- * behind the pool is exact enough for a chart of 30-second points. A pool with no snapshot yet is
- * asked. That is what
- * `:getUsageHistory` and the console's chart show. The samples are deliberately not durable: they are
- * a view of the last hour for people, lost on restart, and each API replica keeps its own; Prometheus
- * (`/metrics`) is the place for long-term history.
+ * behind the pool is exact enough for a chart of 30-second points; a pool with no snapshot yet is
+ * asked. The samples are what `:getUsageHistory` and the console's chart show. They are deliberately
+ * not durable: they are a view of the last hour for people, lost on restart, and each API replica
+ * keeps its own; Prometheus (`/metrics`) is the place for long-term history.
  */
 import { type Client } from '@temporalio/client';
 import { type Logger } from 'pino';
@@ -81,7 +80,7 @@ export class UsageSampler {
         try {
           usage = (await storedPoolUsage(this.d.store, pool.name)) ?? (await readPoolUsage(this.d.client, pool.name));
         } catch (err) {
-          this.d.logger.debug({ pool: pool.name, err: String(err) }, 'pool did not answer the usage sampler');
+          this.d.logger.debug({ pool: pool.name, err: String(err) }, 'pool usage unavailable to the sampler');
           return;
         }
         this.historyOf(pool.name).add(usageSampleOf(usage));

@@ -152,10 +152,8 @@ export function hostFactsOf(endpoint: HostEndpoint | undefined): HostFacts {
  * or one of another format).
  */
 export function snapshotHostFacts(snapshot: unknown): Array<{ host: string; status: string } & HostFacts> | undefined {
-  const s = snapshot as Partial<PoolRecoverySnapshot> | undefined;
-  if (s?.format !== POOL_SNAPSHOT_FORMAT || !s.scheduler || !s.hosts) return undefined;
-  const endpoints = s.hosts;
-  return s.scheduler.hosts.map((h) => ({ host: h.id, status: h.status, ...hostFactsOf(endpoints[h.id]) }));
+  const s = recoverySnapshotOf(snapshot);
+  return s?.scheduler.hosts.map((h) => ({ host: h.id, status: h.status, ...hostFactsOf(s.hosts[h.id]) }));
 }
 
 /**
@@ -163,9 +161,13 @@ export function snapshotHostFacts(snapshot: unknown): Array<{ host: string; stat
  * host's status, slots and the job in each slot. Undefined for anything else.
  */
 export function snapshotHosts(snapshot: unknown): Array<{ host: string; status: HostStatus; slots: number; used: Array<string | null> }> | undefined {
+  return recoverySnapshotOf(snapshot)?.scheduler.hosts.map((h) => ({ host: h.id, status: h.status, slots: h.slots, used: h.used }));
+}
+
+/** A stored snapshot as this format writes it, or undefined (none, or another format). */
+function recoverySnapshotOf(snapshot: unknown): PoolRecoverySnapshot | undefined {
   const s = snapshot as Partial<PoolRecoverySnapshot> | undefined;
-  if (s?.format !== POOL_SNAPSHOT_FORMAT || !s.scheduler) return undefined;
-  return s.scheduler.hosts.map((h) => ({ host: h.id, status: h.status, slots: h.slots, used: h.used }));
+  return s?.format === POOL_SNAPSHOT_FORMAT && s.scheduler && s.hosts ? (s as PoolRecoverySnapshot) : undefined;
 }
 
 /** One step to write to the store, and what to read back. */

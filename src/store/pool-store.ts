@@ -4,8 +4,9 @@
  *
  * Unlike the read model, this is a source of truth. The pool's workflow is its only writer (through
  * the `syncPool` and `loadPool` local activities), so queue order and capacity keep one owner; the
- * API only reads it (queue positions, and the hosts' reports for admission). The workflow keeps just the head of the queue in memory (its
- * window), so neither its state carried across continue-as-new nor its history grows with the queue.
+ * API only reads it (queue positions; the hosts in the snapshot, for admission and usage samples). The
+ * workflow keeps just the head of the queue in memory (its window), so neither its state carried
+ * across continue-as-new nor its history grows with the queue.
  *
  * Ordering: `seq` is assigned by the workflow, one per request, increasing; the queue's order is
  * priority (higher first), then seq (pool-queue.ts `compareKeys`), and every read follows it. A job is
@@ -89,7 +90,7 @@ export interface PoolStore {
   syncPool(step: PoolSync): Promise<PoolSyncResult>;
   /** The snapshot (if any), the queue's length and its first `windowSize` rows. */
   loadPool(pool: string, windowSize: number): Promise<LoadedPool>;
-  /** The snapshot alone, as the pool's last step wrote it (one keyed read): its hosts, for the API's admission. */
+  /** The snapshot alone, as the pool's last step wrote it (one keyed read): its hosts, for admission and usage samples. */
   poolSnapshot(pool: string): Promise<StoredPoolSnapshot | undefined>;
   /** Where the named jobs stand in the pool's queue (the API's queued status). */
   queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions>;

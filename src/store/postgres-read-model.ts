@@ -137,7 +137,7 @@ export class PostgresReadModel implements ReadModel {
       // The row lock orders this step after any other of the same pool (a lost task's step may still run).
       const stored = (await client.query<{ version: number; step: number }>(`SELECT version, step FROM ${POOL_STATE_TABLE} WHERE pool = $1 FOR UPDATE`, bind([step.pool]))).rows[0];
       const lostStep = async (): Promise<PoolSyncResult> => {
-        const lost = (await client.query<{ version: number; state: unknown; step: number }>(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([step.pool]))).rows[0]!;
+        const lost = (await snapshotRow(client, step.pool)) as StoredPoolSnapshot;
         return { inserted: 0, removed: 0, ...(await queueTotals(client, step.pool)), rows: [], step: lost.step, lost };
       };
       const storedStep = stored?.step ?? 0;
@@ -198,9 +198,9 @@ export class PostgresReadModel implements ReadModel {
 
   loadPool(pool: string, windowSize: number): Promise<LoadedPool> {
     return this.transaction('REPEATABLE READ READ ONLY', async (client) => {
-      const row = (await client.query<{ version: number; state: unknown; step: number }>(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0];
+      const snapshot = await snapshotRow(client, pool);
       return {
-        ...(row ? { snapshot: { version: row.version, state: row.state, step: row.step } } : {}),
+        ...(snapshot ? { snapshot } : {}),
         ...(await queueTotals(client, pool)),
         maxSeq: (await client.query<{ n: number }>(`SELECT COALESCE(MAX(seq), 0)::bigint AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0]!.n,
         rows: await queueRows(client, pool, undefined, windowSize),
@@ -208,9 +208,8 @@ export class PostgresReadModel implements ReadModel {
     });
   }
 
-  async poolSnapshot(pool: string): Promise<StoredPoolSnapshot | undefined> {
-    const row = (await this.pool.query<{ version: number; state: unknown; step: number }>(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0];
-    return row ? { version: row.version, state: row.state, step: row.step } : undefined;
+  poolSnapshot(pool: string): Promise<StoredPoolSnapshot | undefined> {
+    return snapshotRow(this.pool, pool);
   }
 
   queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions> {
@@ -259,6 +258,12 @@ export class PostgresReadModel implements ReadModel {
 
 function queueLength(client: PoolClient, pool: string): Promise<number> {
   return client.query<{ n: number }>(`SELECT COALESCE((SELECT length FROM ${POOL_TOTALS_TABLE} WHERE pool = $1), 0)::bigint AS n`, bind([pool])).then((r) => r.rows[0]!.n);
+}
+
+/** A pool's stored snapshot (the driver parses its JSON column), read by a pool client or the pool itself. */
+async function snapshotRow(client: Pick<PoolClient, 'query'>, pool: string): Promise<StoredPoolSnapshot | undefined> {
+  const row = (await client.query<{ version: number; state: unknown; step: number }>(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = $1`, bind([pool]))).rows[0];
+  return row ? { version: row.version, state: row.state, step: row.step } : undefined;
 }
 
 async function queueTotals(client: PoolClient, pool: string): Promise<{ length: number; ranks: number; maxRanks: number }> {

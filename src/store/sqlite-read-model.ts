@@ -111,8 +111,8 @@ export class SqliteReadModel implements ReadModel {
         const stored = this.statement(`SELECT version, step FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(step.pool) as { version: number; step: number } | undefined;
         const storedStep = stored?.step ?? 0;
         if (step.expectStep !== undefined && storedStep > step.expectStep) {
-          const lost = this.statement(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(step.pool) as { version: number; state: string; step: number };
-          return { inserted: 0, removed: 0, ...this.queueTotals(step.pool), rows: [], step: storedStep, lost: { version: lost.version, state: JSON.parse(lost.state) as unknown, step: lost.step } };
+          const lost = this.snapshotRow(step.pool) as StoredPoolSnapshot;
+          return { inserted: 0, removed: 0, ...this.queueTotals(step.pool), rows: [], step: storedStep, lost };
         }
         let stepNumber = storedStep;
         if (step.snapshot && (step.expectStep !== undefined || !stored || step.snapshot.version >= stored.version)) {
@@ -159,9 +159,9 @@ export class SqliteReadModel implements ReadModel {
   loadPool(pool: string, windowSize: number): Promise<LoadedPool> {
     return settle(() =>
       this.db.transaction(() => {
-        const row = this.statement(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(pool) as { version: number; state: string; step: number } | undefined;
+        const snapshot = this.snapshotRow(pool);
         return {
-          ...(row ? { snapshot: { version: row.version, state: JSON.parse(row.state) as unknown, step: row.step } } : {}),
+          ...(snapshot ? { snapshot } : {}),
           ...this.queueTotals(pool),
           maxSeq: (this.statement(`SELECT COALESCE(MAX(seq), 0) AS n FROM ${POOL_QUEUE_TABLE} WHERE pool = ?`).get(pool) as { n: number }).n,
           rows: this.queueRows(pool, undefined, windowSize),
@@ -171,10 +171,12 @@ export class SqliteReadModel implements ReadModel {
   }
 
   poolSnapshot(pool: string): Promise<StoredPoolSnapshot | undefined> {
-    return settle(() => {
-      const row = this.statement(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(pool) as { version: number; state: string; step: number } | undefined;
-      return row ? { version: row.version, state: JSON.parse(row.state) as unknown, step: row.step } : undefined;
-    });
+    return settle(() => this.snapshotRow(pool));
+  }
+
+  private snapshotRow(pool: string): StoredPoolSnapshot | undefined {
+    const row = this.statement(`SELECT version, state, step FROM ${POOL_STATE_TABLE} WHERE pool = ?`).get(pool) as { version: number; state: string; step: number } | undefined;
+    return row ? { version: row.version, state: JSON.parse(row.state) as unknown, step: row.step } : undefined;
   }
 
   queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions> {
