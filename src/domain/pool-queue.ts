@@ -22,6 +22,7 @@
  * send grants); unit tests drive it directly.
  */
 import { type BatchJobState } from './batch-job-model';
+import { type GrantTerms } from './capacity-claim';
 import { type HostFacts } from './control-model';
 import { type Allocation, avoidList, emptyScheduler, type HostStatus, type QueuedRequest, release as releaseSlots, type RequestTerms, type Reservation, schedule, scheduleShared, type SchedulerState, termsOf } from './scheduler';
 import { DEFAULT_PRIORITY, type SharingPolicy } from './sharing';
@@ -109,6 +110,8 @@ export interface PoolCarriedState {
    * step is unchecked and learns it. An optional field, so the format stays 3.
    */
   storedStep?: number;
+  /** The stored snapshot this state follows is open to claims (capacity-claim.ts); absent: closed. */
+  open?: true;
 }
 
 /** The carried state of pools from before priorities: the same, with a seq-ordered window. */
@@ -134,6 +137,12 @@ export interface PoolRecoverySnapshot {
   /** Jobs holding allocations. */
   jobs: Record<string, PoolJob>;
   lastSeq: number;
+  /** What every grant of the pool says beyond its allocation (written by pools that lend: capacity-claim.ts). */
+  terms?: GrantTerms;
+  /** Jobs may claim its free slots and give back what they hold (capacity-claim.ts). */
+  open?: true;
+  /** Jobs that claimed or gave back since the pool last wrote it, in order (never written by the pool). */
+  claimed?: string[];
 }
 
 /** What a host's agent reported when it joined (executors, python, isolation), and nothing else of its endpoint. */
@@ -165,7 +174,7 @@ export function snapshotHosts(snapshot: unknown): Array<{ host: string; status: 
 }
 
 /** A stored snapshot as this format writes it, or undefined (none, or another format). */
-function recoverySnapshotOf(snapshot: unknown): PoolRecoverySnapshot | undefined {
+export function recoverySnapshotOf(snapshot: unknown): PoolRecoverySnapshot | undefined {
   const s = snapshot as Partial<PoolRecoverySnapshot> | undefined;
   return s?.format === POOL_SNAPSHOT_FORMAT && s.scheduler && s.hosts ? (s as PoolRecoverySnapshot) : undefined;
 }
@@ -205,6 +214,10 @@ export interface AdoptedStep {
   unknown: string[];
   /** Allocations of the lost step whose slots this state holds otherwise (never expected): left out, named for the log. */
   unplaced: string[];
+  /** Jobs that claimed their capacity in the store meanwhile (capacity-claim.ts): taken as allocations; they have their grants. */
+  claims: string[];
+  /** Jobs that gave theirs back in the store meanwhile: freed. */
+  returned: string[];
 }
 
 /** What the last pass changed, kept until its step is written, so that a refused step's pass can be taken back. */
@@ -238,6 +251,12 @@ export class PoolQueue {
   private checked = false;
   /** The last pass, until its step is written. */
   private lastPass: PassRecord | undefined;
+  /** Terms to lend with (capacity-claim.ts): set by the pool's workflow while it may lend; undefined: it may not. */
+  private lendTerms: GrantTerms | undefined;
+  /** The stored snapshot this state follows is open to claims. */
+  private writtenOpen: boolean;
+  /** A step was taken and its outcome is not applied yet; whether it writes an open snapshot. */
+  private inFlight: { open: boolean } | undefined;
 
   private constructor(
     carried: PoolCarriedState,
@@ -249,6 +268,7 @@ export class PoolQueue {
     this.version = carried.version;
     this.counters = { ...carried.queue };
     this.storedStep = carried.storedStep;
+    this.writtenOpen = carried.open === true;
   }
 
   static fresh(windowSize: number): PoolQueue {
@@ -358,6 +378,7 @@ export class PoolQueue {
         },
         // A store from before step numbers answers none: the first step learns it.
         ...(loaded.snapshot?.step !== undefined ? { storedStep: loaded.snapshot.step } : loaded.snapshot ? {} : { storedStep: 0 }),
+        ...(snapshot.open ? { open: true as const } : {}),
       },
       windowSize,
     );
@@ -475,7 +496,49 @@ export class PoolQueue {
 
   /** True when something must be written before anything else may be acted on. */
   needsSync(): boolean {
-    return this.pendingInserts.length > 0 || this.pendingRemoves.size > 0 || this.capacityChanged || this.wantsRefill();
+    return this.pendingInserts.length > 0 || this.pendingRemoves.size > 0 || this.capacityChanged || this.wantsRefill() || this.opensOrCloses();
+  }
+
+  /**
+   * Lends the pool's free slots while nothing waits for them (capacity-claim.ts), with these terms in
+   * every grant; undefined: lends nothing (a pool being deleted, or one whose passes apply quotas or
+   * fair share, which a claim cannot). The workflow says so before each step.
+   */
+  lendWith(terms: GrantTerms | undefined): void {
+    if (terms && this.lendTerms && terms.gpu === this.lendTerms.gpu && terms.rankMemoryLimitBytes === this.lendTerms.rankMemoryLimitBytes) return;
+    if (terms === undefined && this.lendTerms === undefined) return;
+    this.lendTerms = terms;
+    // The snapshot carries the terms: a change is written.
+    this.capacityChanged = true;
+  }
+
+  /**
+   * Nothing waits: no request queued (in the window, the store or unwritten), no head reservation, no
+   * stop asked for; and the pool lends, on checked steps (a claim is only safe against a step that names
+   * the snapshot it follows).
+   */
+  private wantsOpen(): boolean {
+    const s = this.scheduler;
+    return (
+      this.lendTerms !== undefined &&
+      this.checked &&
+      this.storedStep !== undefined &&
+      this.counters.length === 0 &&
+      this.pendingInserts.length === 0 &&
+      s.queue.length === 0 &&
+      s.reservation === null &&
+      Object.keys(s.preemptions ?? {}).length === 0
+    );
+  }
+
+  /** The stored snapshot is open and should close, or the other way round. */
+  private opensOrCloses(): boolean {
+    return this.wantsOpen() !== this.writtenOpen;
+  }
+
+  /** Jobs may be claiming in the store now: its snapshot is open, or a step in flight opens it. */
+  mayBeClaimed(): boolean {
+    return this.writtenOpen || this.inFlight?.open === true;
   }
 
   /**
@@ -485,7 +548,8 @@ export class PoolQueue {
   takeSync(): PoolSyncStep {
     const step: PoolSyncStep = { inserts: this.pendingInserts, removes: [...this.pendingRemoves] };
     if (this.checked && this.storedStep !== undefined) step.expectStep = this.storedStep;
-    if (this.capacityChanged) step.snapshot = { version: this.version, state: this.recoverySnapshot() };
+    if (this.capacityChanged || this.opensOrCloses()) step.snapshot = { version: this.version, state: this.recoverySnapshot() };
+    this.inFlight = { open: step.snapshot?.state.open === true || (step.snapshot === undefined && this.writtenOpen) };
     if (this.wantsRefill()) {
       step.read = { afterSeq: this.counters.loadedThrough, limit: this.windowSize - this.scheduler.queue.length };
       if (this.counters.loadedPriority !== DEFAULT_PRIORITY) step.read.afterPriority = this.counters.loadedPriority;
@@ -500,6 +564,8 @@ export class PoolQueue {
   /** Applies the store's answer to a step from takeSync: the true queue length, and the rows read into the window. */
   applySync(step: PoolSyncStep, outcome: PoolSyncOutcome): void {
     if (outcome.step !== undefined) this.storedStep = outcome.step;
+    if (step.snapshot) this.writtenOpen = step.snapshot.state.open === true;
+    this.inFlight = undefined;
     // The pass before this step is written; its grants go out.
     this.lastPass = undefined;
     this.counters.length = outcome.length + this.pendingInserts.length;
@@ -577,7 +643,8 @@ export class PoolQueue {
       const j = this.jobs[id];
       if (j) jobs[id] = j;
     }
-    return { format: POOL_SNAPSHOT_FORMAT, scheduler, hosts: this.hosts, jobs, lastSeq: this.counters.lastSeq };
+    const lending = this.lendTerms ? { terms: this.lendTerms, ...(this.wantsOpen() ? { open: true as const } : {}) } : {};
+    return { format: POOL_SNAPSHOT_FORMAT, scheduler, hosts: this.hosts, jobs, lastSeq: this.counters.lastSeq, ...lending };
   }
 
   /** The state to carry across continue-as-new. Call only when nothing is pending (after a sync). */
@@ -591,6 +658,7 @@ export class PoolQueue {
       version: this.version,
       queue: { ...this.counters },
       ...(this.storedStep !== undefined ? { storedStep: this.storedStep } : {}),
+      ...(this.writtenOpen ? { open: true as const } : {}),
     };
   }
 
@@ -635,11 +703,27 @@ export class PoolQueue {
       // Its stops were never sent either.
       for (const { victim, by } of pass.preempt) if (this.scheduler.preemptions?.[victim] === by) delete this.scheduler.preemptions[victim];
     }
-    // 3. The lost step's allocations, as granted.
+    this.inFlight = undefined;
     const snapshot = lost.state as PoolRecoverySnapshot;
-    const adopted: AdoptedStep = { grants: [], preempt: [], unknown: [], unplaced: [] };
+    const adopted: AdoptedStep = { grants: [], preempt: [], unknown: [], unplaced: [], claims: [], returned: [] };
+    // 3. On a pool that lends, what the snapshot no longer holds was given back there (capacity-claim.ts).
+    // (A step the pool lost freed only what this state freed too: that release is in this run's history.)
+    if (snapshot.terms !== undefined) {
+      for (const id of Object.keys(this.scheduler.allocations)) {
+        if (snapshot.scheduler.allocations[id]) continue;
+        this.release(id);
+        adopted.returned.push(id);
+      }
+    }
+    // 4. The lost step's allocations, as granted.
+    const claimed = new Set(snapshot.claimed ?? []);
     for (const allocation of Object.values(snapshot.scheduler.allocations)) {
       if (this.scheduler.allocations[allocation.id]) continue;
+      // A host a shrink removed here once idle may hold a claim made before the shrink: it stays, draining, until that ends.
+      for (const a of allocation.hosts) {
+        const there = snapshot.scheduler.hosts.find((h) => h.id === a.host);
+        if (there && !this.scheduler.hosts.some((h) => h.id === a.host)) this.scheduler.hosts.push({ id: there.id, slots: there.slots, status: 'draining', used: new Array<string | null>(there.slots).fill(null) });
+      }
       const free = allocation.hosts.every((a) => {
         const host = this.scheduler.hosts.find((h) => h.id === a.host);
         return host !== undefined && a.slots.every((slot) => slot < host.used.length && host.used[slot] === null);
@@ -651,7 +735,8 @@ export class PoolQueue {
       const known = this.has(allocation.id);
       // Out of the queue (window, unwritten requests, store), as a grant takes it.
       const left = this.release(allocation.id);
-      if (!known || left === 'unknown') adopted.unknown.push(allocation.id);
+      const claim = claimed.has(allocation.id);
+      if (!claim && (!known || left === 'unknown')) adopted.unknown.push(allocation.id);
       const taken: Allocation = { ...allocation, hosts: allocation.hosts.map((a) => ({ ...a, slots: [...a.slots] })) };
       for (const a of taken.hosts) {
         const host = this.scheduler.hosts.find((h) => h.id === a.host);
@@ -659,7 +744,9 @@ export class PoolQueue {
       }
       this.scheduler.allocations[taken.id] = taken;
       this.jobs[taken.id] = { ...(snapshot.jobs[taken.id] ?? { workflowId: taken.id, ranks: taken.ranks }), state: 'PENDING' };
-      adopted.grants.push(taken);
+      // A claimer has its grant from its claim; a lost step's grant may never have been sent.
+      if (claim) adopted.claims.push(taken.id);
+      else adopted.grants.push(taken);
     }
     for (const [victim, by] of Object.entries(snapshot.scheduler.preemptions ?? {})) {
       if (!this.scheduler.allocations[victim] || this.scheduler.preemptions?.[victim] !== undefined || !this.scheduler.queue.some((r) => r.id === by)) continue;
@@ -668,6 +755,7 @@ export class PoolQueue {
       adopted.preempt.push({ victim, by });
     }
     this.storedStep = lost.step;
+    this.writtenOpen = snapshot.open === true;
     this.version = Math.max(this.version, lost.version);
     this.trim();
     return adopted;

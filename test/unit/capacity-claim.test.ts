@@ -1,0 +1,362 @@
+/**
+ * Capacity claimed in the pool's store (src/domain/capacity-claim.ts): a pool with nothing waiting
+ * writes an open snapshot; jobs claim placements in it and give them back there, each one step of the
+ * snapshot's compare-and-set register; the pool's next step is refused and it takes the store's
+ * allocations as given (PoolQueue.followLostStep).
+ *
+ * The store is in memory with the pool store's step semantics (pool-store.ts `syncPool`, `amendPoolSnapshot`).
+ * The property test interleaves jobs' claims, returns, requests and releases with the pool's steps,
+ * each split where a real one is (the pass and the step's write in one task, the result applied in a
+ * later activation, signals in between), and checks them against a reference model of who holds which slot.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { type CapacityGrant, claimCapacity, type ClaimRequest, giveBackCapacity, grantOf } from '../../src/domain/capacity-claim';
+import { compareKeys, keyOf, type LostStep, PoolQueue, type PoolRecoverySnapshot, type PoolSyncOutcome, type PoolSyncStep, type QueueEntry } from '../../src/domain/pool-queue';
+import { addHost, type Allocation, setHostStatus } from '../../src/domain/scheduler';
+
+const POOL = 'accounts/a/nodePools/p';
+const TERMS = { pool: POOL, gpu: true };
+const T = '2026-12-01T00:00:00.000Z';
+const NOW = 1_000;
+
+/** One pool's queue rows and snapshot: the pool's steps (checked) and the jobs' amendments, each counting the step up. */
+class Store {
+  rows = new Map<string, QueueEntry>();
+  snapshot: LostStep | undefined;
+
+  sync(step: PoolSyncStep): PoolSyncOutcome & { lost?: LostStep } {
+    const stored = this.snapshot?.step ?? 0;
+    if (step.expectStep !== undefined && stored > step.expectStep) return { ...this.totals(), rows: [], step: stored, lost: structuredClone(this.snapshot) };
+    for (const r of step.inserts) if (!this.rows.has(r.jobName)) this.rows.set(r.jobName, r);
+    for (const name of step.removes) this.rows.delete(name);
+    if (step.snapshot) this.snapshot = { step: stored + 1, version: step.snapshot.version, state: structuredClone(step.snapshot.state) };
+    const after = step.read && { priority: step.read.afterPriority ?? 0, seq: step.read.afterSeq };
+    const rows = step.read && after ? this.sorted().filter((r) => compareKeys(keyOf(r), after) > 0).slice(0, step.read.limit) : [];
+    return { ...this.totals(), rows, step: this.snapshot?.step ?? 0 };
+  }
+
+  claim(request: ClaimRequest): CapacityGrant | undefined {
+    const answer = claimCapacity(this.snapshot?.state, request, NOW);
+    if (answer.kind === 'ask-pool') return undefined;
+    if (answer.kind === 'claimed') this.amend(answer.state);
+    return answer.grant;
+  }
+
+  giveBack(jobName: string): boolean {
+    const state = giveBackCapacity(this.snapshot?.state, jobName);
+    if (state) this.amend(state);
+    return state !== undefined;
+  }
+
+  get state(): PoolRecoverySnapshot | undefined {
+    return this.snapshot?.state as PoolRecoverySnapshot | undefined;
+  }
+
+  private amend(state: PoolRecoverySnapshot): void {
+    const s = this.snapshot as LostStep;
+    this.snapshot = { step: s.step + 1, version: s.version, state: structuredClone(state) };
+  }
+
+  sorted(): QueueEntry[] {
+    return [...this.rows.values()].sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
+  }
+
+  private totals() {
+    const sorted = this.sorted();
+    return { length: sorted.length, ranks: sorted.reduce((n, r) => n + r.ranks, 0), maxRanks: Math.max(0, ...sorted.map((r) => r.ranks)) };
+  }
+}
+
+function lendingPool(hosts: number, slots: number): PoolQueue {
+  const q = PoolQueue.fresh(50);
+  q.checkSteps();
+  q.lendWith(TERMS);
+  for (let h = 0; h < hosts; h++) addHost(q.scheduler, `h${h}`, slots);
+  return q;
+}
+
+/** The workflow's loop, run to a written step: pass, step, and on a refusal follow and pass again. Returns the grants it sends. */
+function settle(q: PoolQueue, store: Store): Allocation[] {
+  const sent: Allocation[] = [];
+  let resend: Allocation[] = [];
+  for (let i = 0; i < 20; i++) {
+    const { grants } = q.pass({ now: NOW });
+    const step = q.takeSync();
+    const outcome = store.sync(step);
+    if (outcome.lost) {
+      resend = [...resend, ...grants, ...q.followLostStep(step, outcome.lost).grants];
+      continue;
+    }
+    q.applySync(step, outcome);
+    sent.push(...resend.filter((a) => q.scheduler.allocations[a.id] === a), ...grants);
+    resend = [];
+    if (!q.needsSync()) return sent;
+  }
+  assert.fail('the pool did not settle');
+}
+
+const request = (jobName: string, ranks: number, extra: Partial<ClaimRequest> = {}): ClaimRequest => ({ jobName, workflowId: jobName, ranks, ...extra });
+const slotKeys = (g: { hosts: Array<{ host: string; slots: number[] }> }) => g.hosts.flatMap((h) => h.slots.map((s) => `${h.host}/${s}`));
+
+/** Every used slot names an allocation that names it back, in the pool's memory or a stored snapshot. */
+function assertConsistent(scheduler: PoolRecoverySnapshot['scheduler']): void {
+  const owners = new Map<string, string>();
+  for (const h of scheduler.hosts) h.used.forEach((u, slot) => u !== null && owners.set(`${h.id}/${slot}`, u));
+  const held = new Map<string, string>();
+  for (const a of Object.values(scheduler.allocations)) for (const k of slotKeys(a)) held.set(k, a.id);
+  assert.deepEqual(Object.fromEntries([...owners].sort()), Object.fromEntries([...held].sort()));
+}
+
+describe('capacity claims', () => {
+  it('an idle pool writes an open snapshot with its grant terms; a claim places the job there as the pool would, one step on', () => {
+    const store = new Store();
+    const q = lendingPool(2, 4);
+    settle(q, store);
+    assert.equal(store.state?.open, true);
+    assert.deepEqual(store.state?.terms, TERMS);
+    const step = store.snapshot?.step ?? 0;
+
+    const grant = store.claim(request('a', 3));
+    assert.ok(grant);
+    assert.equal(store.snapshot?.step, step + 1);
+    assert.deepEqual(grant, grantOf(store.state.scheduler.allocations.a!, store.state.hosts, TERMS), 'the grant the pool would send');
+    assert.equal(grant.hosts.length, 1, 'packed onto one host, as the pool packs');
+    assert.deepEqual(store.state?.claimed, ['a']);
+    assert.equal(store.state?.jobs.a?.state, 'PENDING');
+    assertConsistent(store.state.scheduler);
+
+    // Asked again (a repeated step): the same grant, nothing written.
+    assert.deepEqual(store.claim(request('a', 3)), grant);
+    assert.equal(store.snapshot?.step, step + 1);
+  });
+
+  it('a gang that does not fit, or a closed snapshot, asks the pool', () => {
+    const store = new Store();
+    const q = lendingPool(1, 2);
+    settle(q, store);
+    assert.equal(claimCapacity(store.state, request('big', 3), NOW).kind, 'ask-pool');
+    assert.ok(store.claim(request('a', 2)));
+    assert.deepEqual(claimCapacity(store.state, request('b', 1), NOW), { kind: 'ask-pool', why: 'no-fit' });
+
+    // The pool has a request waiting: its step closes the snapshot, and no claim jumps the queue.
+    q.request({ jobName: 'b', workflowId: 'b', ranks: 1 }, T);
+    settle(q, store);
+    assert.equal(store.state?.open, undefined);
+    assert.ok(store.giveBack('a') === false, 'a closed snapshot takes nothing back: the pool is told');
+    q.release('a');
+    assert.deepEqual(settle(q, store).map((g) => g.id), ['b'], 'the waiting job gets the slots');
+    assert.equal(store.state?.open, true, 'nothing waits any more: open again');
+    assert.equal(claimCapacity(store.state, request('c', 1), NOW).kind, 'claimed');
+  });
+
+  it('the pool takes claims and returns as given at its next step, sends claimers no grant, and checks none of them', () => {
+    const store = new Store();
+    const q = lendingPool(2, 2);
+    q.request({ jobName: 'pooled', workflowId: 'pooled', ranks: 2 }, T);
+    assert.deepEqual(settle(q, store).map((g) => g.id), ['pooled']);
+    assert.equal(store.state?.open, true);
+    const claimed = store.claim(request('c1', 1));
+    assert.ok(claimed);
+    assert.ok(store.giveBack('pooled'), 'a job the pool granted gives its slots back in the store');
+    assert.ok(store.claim(request('c2', 2)));
+
+    // A host is lost: the pool's step follows the claims first.
+    setHostStatus(q.scheduler, 'h1', 'unreachable');
+    q.touchCapacity();
+    const step = q.takeSync();
+    const outcome = store.sync(step);
+    assert.ok(outcome.lost, 'the claims moved the stored step on: the pool step is refused');
+    const adopted = q.followLostStep(step, outcome.lost);
+    assert.deepEqual(adopted.grants, [], 'claimers have their grants');
+    assert.deepEqual(adopted.unknown, [], 'and are not asked about');
+    assert.deepEqual(adopted.claims.sort(), ['c1', 'c2']);
+    assert.deepEqual(adopted.returned, ['pooled']);
+    assert.deepEqual(Object.keys(q.scheduler.allocations).sort(), ['c1', 'c2']);
+    assert.deepEqual(slotKeys(q.scheduler.allocations.c1!), slotKeys(claimed));
+    assertConsistent(q.scheduler);
+    settle(q, store);
+    assert.deepEqual(store.state?.claimed, undefined, 'the pool writes no claims list');
+    assert.deepEqual(Object.keys(store.state.scheduler.allocations).sort(), ['c1', 'c2']);
+  });
+
+  it('a claim on a host a shrink has since removed as idle keeps the host, draining, until the claimer ends', () => {
+    const store = new Store();
+    const q = lendingPool(2, 1);
+    settle(q, store);
+    assert.ok(store.claim(request('a', 1)));
+    assert.ok(store.claim(request('b', 1)));
+    // The pool shrinks to one host before it has seen the claims: h1 is idle in its memory, and goes.
+    setHostStatus(q.scheduler, 'h1', 'draining');
+    q.touchCapacity();
+    assert.equal(q.scheduler.hosts.length, 1);
+    settle(q, store);
+    assert.deepEqual(
+      q.scheduler.hosts.map((h) => [h.id, h.status, h.used.filter((u) => u !== null).length]),
+      [
+        ['h0', 'ready', 1],
+        ['h1', 'draining', 1],
+      ],
+    );
+    assertConsistent(q.scheduler);
+    q.release(Object.keys(q.scheduler.allocations).find((id) => q.scheduler.allocations[id]?.hosts[0]?.host === 'h1')!);
+    assert.deepEqual(q.scheduler.hosts.map((h) => h.id), ['h0'], 'then it leaves');
+  });
+
+  it('the snapshot stays closed while a pool does not lend, and closes when lending stops', () => {
+    const store = new Store();
+    const q = PoolQueue.fresh(10);
+    q.checkSteps();
+    addHost(q.scheduler, 'h0', 2);
+    settle(q, store);
+    assert.equal(store.state?.open, undefined);
+    assert.equal(store.state?.terms, undefined);
+    assert.equal(claimCapacity(store.state, request('a', 1), NOW).kind, 'ask-pool');
+    q.lendWith(TERMS);
+    settle(q, store);
+    assert.equal(store.state?.open, true);
+    assert.equal(q.mayBeClaimed(), true);
+    q.lendWith(undefined);
+    assert.equal(q.needsSync(), true);
+    settle(q, store);
+    assert.equal(store.state?.open, undefined);
+    assert.equal(q.mayBeClaimed(), false);
+  });
+
+  it('carried across continue-as-new, the pool still knows its stored snapshot is open', () => {
+    const store = new Store();
+    const q = lendingPool(1, 2);
+    settle(q, store);
+    const next = PoolQueue.resume(structuredClone(q.carried()), 50, T);
+    next.checkSteps();
+    assert.equal(next.mayBeClaimed(), true);
+    next.lendWith(TERMS);
+    next.request({ jobName: 'w', workflowId: 'w', ranks: 3 }, T);
+    settle(next, store);
+    assert.equal(store.state?.open, undefined, 'a request waits: closed');
+  });
+
+  it('property: no slot is ever held by two jobs, a queued request is never overtaken by a claim, and every job is served', () => {
+    type Job = { name: string; ranks: number; phase: 'idle' | 'asked' | 'holding' | 'done'; grant?: CapacityGrant; served: boolean };
+    type Command =
+      | { kind: 'job'; job: number }
+      | { kind: 'take' }
+      | { kind: 'apply' }
+      | { kind: 'host'; host: number; status: 'ready' | 'unreachable' };
+    const command: fc.Arbitrary<Command> = fc.oneof(
+      { weight: 6, arbitrary: fc.record({ kind: fc.constant('job' as const), job: fc.nat(5) }) },
+      { weight: 3, arbitrary: fc.constant({ kind: 'take' as const }) },
+      { weight: 3, arbitrary: fc.constant({ kind: 'apply' as const }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('host' as const), host: fc.nat(2), status: fc.constantFrom('ready' as const, 'unreachable' as const) }) },
+    );
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 6, maxLength: 6 }), fc.array(command, { maxLength: 80 }), (sizes, commands) => {
+        const store = new Store();
+        const q = lendingPool(3, 2);
+        settle(q, store);
+        const jobs: Job[] = sizes.map((ranks, i) => ({ name: `j${i}`, ranks, phase: 'idle', served: false }));
+        const byName = new Map(jobs.map((j) => [j.name, j]));
+        /** A step taken and written, its outcome not yet applied (signals may arrive meanwhile). */
+        let inFlight: { step: PoolSyncStep; outcome: ReturnType<Store['sync']>; grants: Allocation[] } | undefined;
+        let resend: Allocation[] = [];
+
+        const deliver = (grants: Allocation[]) => {
+          for (const a of grants) {
+            const job = byName.get(a.id);
+            if (!job) continue;
+            if (job.phase === 'asked') {
+              job.phase = 'holding';
+              job.grant = grantOf(a, q.hosts, TERMS);
+              job.served = true;
+            } else if (job.phase !== 'holding') {
+              q.release(job.name); // a grant nobody waits for goes back (the job's dropGrant)
+            }
+          }
+        };
+        const apply = () => {
+          if (!inFlight) return;
+          const { step, outcome, grants } = inFlight;
+          inFlight = undefined;
+          if (outcome.lost) {
+            resend = [...resend, ...grants, ...q.followLostStep(step, outcome.lost).grants];
+            return;
+          }
+          q.applySync(step, outcome);
+          deliver([...resend.filter((a) => q.scheduler.allocations[a.id] === a), ...grants]);
+          resend = [];
+        };
+        const take = () => {
+          if (inFlight) return;
+          const { grants } = q.pass({ now: NOW });
+          if (grants.length === 0 && !q.needsSync()) return;
+          const step = q.takeSync();
+          inFlight = { step, outcome: store.sync(step), grants };
+        };
+        /** The safety check: what the jobs hold never overlaps, and the store is consistent. */
+        const check = () => {
+          const seen = new Map<string, string>();
+          for (const j of jobs) {
+            if (j.phase !== 'holding' || !j.grant) continue;
+            for (const k of slotKeys(j.grant)) {
+              assert.equal(seen.get(k), undefined, `${k} held by ${seen.get(k)} and ${j.name}`);
+              seen.set(k, j.name);
+            }
+          }
+          if (store.state) assertConsistent(store.state.scheduler);
+          if (store.rows.size > 0) assert.notEqual(store.state?.open, true, 'a request is queued in the store while claims are open');
+        };
+
+        for (const c of commands) {
+          if (c.kind === 'take') take();
+          else if (c.kind === 'apply') apply();
+          else if (c.kind === 'host') {
+            const id = `h${c.host}`;
+            setHostStatus(q.scheduler, id, c.status);
+            q.touchCapacity();
+          } else {
+            const job = jobs[c.job]!;
+            if (job.phase === 'idle' || job.phase === 'done') {
+              job.phase = 'asked';
+              const grant = store.claim(request(job.name, job.ranks));
+              if (grant) {
+                job.phase = 'holding';
+                job.grant = grant;
+                job.served = true;
+              } else q.request({ jobName: job.name, workflowId: job.name, ranks: job.ranks }, T);
+            } else if (job.phase === 'holding') {
+              job.phase = 'done';
+              job.grant = undefined;
+              if (!store.giveBack(job.name)) q.release(job.name);
+            }
+          }
+          check();
+        }
+        // Every host back, every holder done; then the pool runs until every asking job was served and is done.
+        for (let h = 0; h < 3; h++) setHostStatus(q.scheduler, `h${h}`, 'ready');
+        q.touchCapacity();
+        for (let round = 0; round < 40 && jobs.some((j) => j.phase !== 'done' && j.phase !== 'idle'); round++) {
+          for (const j of jobs) {
+            if (j.phase !== 'holding') continue;
+            j.phase = 'done';
+            j.grant = undefined;
+            if (!store.giveBack(j.name)) q.release(j.name);
+          }
+          check();
+          take();
+          apply();
+          check();
+        }
+        for (const j of jobs) assert.ok(j.phase === 'done' || j.phase === 'idle', `${j.name} still ${j.phase}`);
+        take();
+        apply();
+        settle(q, store);
+        assert.deepEqual(Object.keys(q.scheduler.allocations), [], 'every slot is free again');
+        assert.deepEqual(Object.keys(store.state!.scheduler.allocations), []);
+        assert.equal(store.state?.open, true, 'and the idle pool lends again');
+        assert.equal(q.length, 0);
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
