@@ -68,6 +68,12 @@ export interface PoolSyncResult {
   lost?: StoredPoolSnapshot;
 }
 
+/** What an amendment answers, and the state it writes (absent: it writes nothing). */
+export interface PoolAmendment<T> {
+  answer: T;
+  write?: unknown;
+}
+
 export interface LoadedPool {
   snapshot?: StoredPoolSnapshot;
   length: number;
@@ -92,6 +98,13 @@ export interface PoolStore {
   loadPool(pool: string, windowSize: number): Promise<LoadedPool>;
   /** The snapshot alone, as the pool's last step wrote it (one keyed read): its hosts, for admission and usage samples. */
   poolSnapshot(pool: string): Promise<StoredPoolSnapshot | undefined>;
+  /**
+   * A job's claim on the snapshot, or its return (src/domain/capacity-claim.ts), in one transaction:
+   * `amend` reads the stored state (undefined: no snapshot) and answers, and what it gives as `write`
+   * replaces the state and counts the step number one up (the version stays), so the pool's next step
+   * is refused and follows it. The row is locked from the read to the write.
+   */
+  amendPoolSnapshot<T>(pool: string, amend: (state: unknown) => PoolAmendment<T>): Promise<T>;
   /** Where the named jobs stand in the pool's queue (the API's queued status). */
   queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions>;
   /** The names of the jobs queued in the pool, in queue order, at most `limit` (operators and recovery). */

@@ -22,7 +22,7 @@ import { type FilterExpr } from '../domain/filter';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { type ColumnSpec, columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileListPage, listPageOf } from './sql-list';
-import { avoidHostsColumn, type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, queueOrderSql, type QueuePositions, type QueueRow, queueRowOf, queueTermsColumn, readAfter, type StoredPoolSnapshot, type StoredQueueRow } from './pool-store';
+import { avoidHostsColumn, type LoadedPool, type PoolAmendment, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, queueOrderSql, type QueuePositions, type QueueRow, queueRowOf, queueTermsColumn, readAfter, type StoredPoolSnapshot, type StoredQueueRow } from './pool-store';
 import { DEFAULT_PRIORITY } from '../domain/sharing';
 
 /** Bumped when the tables change; a database written by a newer build is refused. */
@@ -210,6 +210,16 @@ export class PostgresReadModel implements ReadModel {
 
   poolSnapshot(pool: string): Promise<StoredPoolSnapshot | undefined> {
     return snapshotRow(this.pool, pool);
+  }
+
+  amendPoolSnapshot<T>(pool: string, amend: (state: unknown) => PoolAmendment<T>): Promise<T> {
+    return this.transaction('READ COMMITTED', async (client): Promise<T> => {
+      // The row lock orders the amendment with the pool's steps (syncPool locks the same row).
+      const row = (await client.query<{ state: unknown }>(`SELECT state FROM ${POOL_STATE_TABLE} WHERE pool = $1 FOR UPDATE`, bind([pool]))).rows[0];
+      const { answer, write } = amend(row?.state);
+      if (write !== undefined) await client.query(`UPDATE ${POOL_STATE_TABLE} SET state = $2, step = step + 1 WHERE pool = $1`, bind([pool, JSON.stringify(write)]));
+      return answer;
+    });
   }
 
   queuePositions(pool: string, jobNames: readonly string[]): Promise<QueuePositions> {

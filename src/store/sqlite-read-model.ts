@@ -10,7 +10,7 @@ import { DEFAULT_PRIORITY } from '../domain/sharing';
 import { type JobCount, type ListPage, type ListQuery, type ReadModel, type ResourceKind, type StoredResource } from './read-model';
 import { columnNames, JOB_COUNTS_SQL, FILTER_COLUMNS, indexName, ORDER_COLUMNS, rowOf, TABLES, type TableSpec, updatedColumns } from './read-model-tables';
 import { compileFilter, compileListPage, listPageOf } from './sql-list';
-import { avoidHostsColumn, type LoadedPool, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, queueOrderSql, type QueuePositions, type QueueRow, queueRowOf, queueTermsColumn, readAfter, type StoredPoolSnapshot, type StoredQueueRow } from './pool-store';
+import { avoidHostsColumn, type LoadedPool, type PoolAmendment, POOL_QUEUE_TABLE, POOL_STATE_TABLE, POOL_TOTALS_TABLE, type PoolSync, type PoolSyncResult, queueOrderSql, type QueuePositions, type QueueRow, queueRowOf, queueTermsColumn, readAfter, type StoredPoolSnapshot, type StoredQueueRow } from './pool-store';
 
 // The tables and the resource → row mapping are shared with the other backends; re-exported for existing callers.
 export { filterColumns, orderColumns, TABLES } from './read-model-tables';
@@ -172,6 +172,17 @@ export class SqliteReadModel implements ReadModel {
 
   poolSnapshot(pool: string): Promise<StoredPoolSnapshot | undefined> {
     return settle(() => this.snapshotRow(pool));
+  }
+
+  amendPoolSnapshot<T>(pool: string, amend: (state: unknown) => PoolAmendment<T>): Promise<T> {
+    return settle(() =>
+      // IMMEDIATE: the write lock from the read on, so no step of the pool comes between.
+      this.db.transaction((): T => {
+        const { answer, write } = amend(this.snapshotRow(pool)?.state);
+        if (write !== undefined) this.statement(`UPDATE ${POOL_STATE_TABLE} SET state = ?, step = step + 1 WHERE pool = ?`).run(JSON.stringify(write), pool);
+        return answer;
+      }).immediate(),
+    );
   }
 
   private snapshotRow(pool: string): StoredPoolSnapshot | undefined {

@@ -516,6 +516,35 @@ export function readModelContract(name: string, open: () => Promise<ReadModel>, 
         assert.equal((await store.syncPool({ pool: P, inserts: [], removes: [], snapshot: { version: 9, state: {} } })).step, 4);
         assert.equal((await store.syncPool({ pool: P, inserts: [], removes: [], snapshot: { version: 8, state: { stale: true } } })).step, 4, 'an older version is not written');
       });
+
+      it('amendPoolSnapshot: a job\'s claim writes the state and counts the step one up; the pool\'s next step follows it', async () => {
+        const P = 'accounts/a/nodePools/amended';
+        await store.syncPool({ pool: P, inserts: [], removes: [], snapshot: { version: 3, state: { held: [] } }, expectStep: 0 });
+        const seen: unknown[] = [];
+        const answer = await store.amendPoolSnapshot(P, (state) => {
+          seen.push(state);
+          return { answer: 'claimed', write: { held: ['j1'] } };
+        });
+        assert.equal(answer, 'claimed');
+        assert.deepEqual(seen, [{ held: [] }], 'it reads the stored state');
+        assert.deepEqual(await store.poolSnapshot(P), { version: 3, state: { held: ['j1'] }, step: 2 }, 'written one step on, the version kept');
+        // An amendment that writes nothing leaves the step; one of a pool without a snapshot reads undefined.
+        assert.equal(await store.amendPoolSnapshot(P, () => ({ answer: 1 })), 1);
+        assert.equal((await store.poolSnapshot(P))?.step, 2);
+        assert.equal(await store.amendPoolSnapshot('accounts/a/nodePools/none', (state) => ({ answer: state })), undefined);
+        // The pool's step that followed step 1 is refused and answers the claim.
+        const refused = await store.syncPool({ pool: P, inserts: [], removes: [], snapshot: { version: 4, state: { held: [] } }, expectStep: 1 });
+        assert.deepEqual(refused.lost, { version: 3, state: { held: ['j1'] }, step: 2 });
+        // Claims that race each other are applied one after the other: none is lost.
+        await Promise.all(
+          ['j2', 'j3', 'j4', 'j5'].map((job) =>
+            store.amendPoolSnapshot(P, (state) => ({ answer: undefined, write: { held: [...(state as { held: string[] }).held, job] } })),
+          ),
+        );
+        const after = await store.poolSnapshot(P);
+        assert.deepEqual(((after?.state as { held: string[] }).held).sort(), ['j1', 'j2', 'j3', 'j4', 'j5']);
+        assert.equal(after?.step, 6);
+      });
     });
   });
 }

@@ -85,6 +85,9 @@ class MemoryReadModel implements ReadModel {
   poolSnapshot(): never {
     throw new Error('not used');
   }
+  amendPoolSnapshot(): never {
+    throw new Error('not used');
+  }
   queuePositions(): never {
     throw new Error('not used');
   }
