@@ -10,6 +10,7 @@ import { type JobSettings, type PoolBinding, type PoolInbound, type PoolSettings
 import { type HostResult } from '../src/domain/job-attempt';
 import { type PoolSharingPolicy } from '../src/domain/sharing-config';
 import { type RequestTerms } from '../src/domain/scheduler';
+import { type CapacityGrant } from '../src/domain/capacity-claim';
 
 /** A grant to send to a job once the pool's step that made it is written. */
 /** A running job asked to stop and give its capacity back to `by`, a job of higher priority. */
@@ -61,10 +62,21 @@ export interface ReportInput {
   version: number;
 }
 
-/** One step of a job's workflow: signals to its pool, in order, then its record at a version. */
+/**
+ * One step of a job's workflow: signals to its pool, in order, then its record at a version. A
+ * request marked `claim` is first claimed in the pool's store, and a release is first given back
+ * there (src/domain/capacity-claim.ts); only what the store cannot take is signalled.
+ */
 export interface JobStepInput {
-  signals: Array<{ pool: string; signal: PoolSignal }>;
+  signals: Array<{ pool: string; signal: PoolSignal; claim?: true }>;
   report?: ReportInput;
+}
+
+export interface JobStepResult {
+  /** Per signal: it reached the pool (its store, or its workflow); false for a pool whose workflow is not running. */
+  delivered: boolean[];
+  /** Per signal, for a claimed request: its grant (null for any other). Absent when nothing was claimed. */
+  granted?: Array<CapacityGrant | null>;
 }
 
 export interface ControlActivities {
@@ -76,7 +88,7 @@ export interface ControlActivities {
    * for a pool whose workflow is not running), then writes the record. Every part is idempotent
    * (receivers ignore repeats; the record is version-guarded), so a retry repeats the whole step.
    */
-  jobStep(input: JobStepInput): Promise<{ delivered: boolean[] }>;
+  jobStep(input: JobStepInput): Promise<JobStepResult>;
   /** Removes a deleted resource's record. Idempotent. */
   removeResource(input: { kind: ResourceKind; name: string }): Promise<void>;
   /**

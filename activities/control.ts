@@ -22,11 +22,14 @@ import { ApiError } from '../src/domain/errors';
 import { parseOrThrow } from '../src/domain/validation';
 import { type LogStore } from '../src/store/log-store';
 import { type ReadModel } from '../src/store/read-model';
-import { type ControlActivities } from './contracts';
+import { type ControlActivities, type JobStepInput, type JobStepResult } from './contracts';
+import { type PoolStore } from '../src/store/pool-store';
 import { closedJobs } from '../src/control/closed-jobs';
 import { admitExecutor } from '../src/control/executor-admission';
 import { capacityGrantedSignal, dependencyEndedSignal, getHostFactsQuery, preemptSignal, sendPoolSignal, watchEndSignal } from '../workflows/messages';
 import { missedPoolSignals } from './missed-signals';
+import { type CapacityGrant, claimCapacity, closeForRequest, giveBackCapacity } from '../src/domain/capacity-claim';
+import { type PoolSignal } from '../src/domain/control-model';
 import { poolOrphans } from './pool-recovery';
 
 export interface ControlDeps {
@@ -44,6 +47,55 @@ export interface ControlDeps {
   limits?: AccountLimits;
   /** The operator's sharing file: who may use a pool, and the quotas and fair share its passes apply. */
   sharing?: () => SharingConfig;
+}
+
+/**
+ * A job's step: each signal in order, through the pool's store where it takes it, else to the pool's
+ * workflow; then the record. (The workflow testbed runs the same with its store in memory.)
+ */
+export async function runJobStep(
+  step: JobStepInput,
+  deps: { store: Pick<PoolStore, 'amendPoolSnapshot'>; signalPool: ControlActivities['signalPool']; report: ControlActivities['report'] },
+): Promise<JobStepResult> {
+  const delivered: boolean[] = [];
+  const granted: Array<CapacityGrant | null> = [];
+  for (const { pool, signal, claim } of step.signals) {
+    const taken = await viaStore(deps.store, pool, signal, claim === true);
+    granted.push(taken?.grant ?? null);
+    delivered.push(taken ? true : (await deps.signalPool({ pool, signal })).delivered);
+  }
+  if (step.report) await deps.report(step.report);
+  return { delivered, ...(granted.some((g) => g !== null) ? { granted } : {}) };
+}
+
+/**
+ * What the pool's store takes without its workflow (src/domain/capacity-claim.ts): a claimed request
+ * placed in an open snapshot (or already held there) answers its grant; a release of what the job
+ * holds there is given back. Undefined: the pool's workflow is signalled as before.
+ */
+async function viaStore(store: Pick<PoolStore, 'amendPoolSnapshot'>, pool: string, signal: PoolSignal, claim: boolean): Promise<{ grant?: CapacityGrant } | undefined> {
+  if (signal.name === 'requestCapacity' && claim) {
+    return store.amendPoolSnapshot(pool, (state) => {
+      const answer = claimCapacity(state, { ...signal.args, attempt: signal.args.attempt ?? 1 }, Date.now());
+      // Asking the pool: an open snapshot is closed first, so no claim overtakes the request.
+      if (answer.kind === 'ask-pool') return { answer: undefined, ...(answer.close ? { write: answer.close } : {}) };
+      return { answer: { grant: answer.grant }, ...(answer.kind === 'claimed' ? { write: answer.state } : {}) };
+    });
+  }
+  if (signal.name === 'requestCapacity') {
+    const jobName = signal.args.jobName;
+    return store.amendPoolSnapshot(pool, (state) => {
+      const close = closeForRequest(state, jobName);
+      return { answer: undefined, ...(close ? { write: close } : {}) };
+    });
+  }
+  if (signal.name === 'releaseCapacity') {
+    return store.amendPoolSnapshot(pool, (state) => {
+      const write = giveBackCapacity(state, signal.args.jobName);
+      return write ? { answer: {}, write } : { answer: undefined };
+    });
+  }
+  return undefined;
 }
 
 /** Whom a parent workflow acting for no user names as the job's creator (workflows/child.ts). */
@@ -106,11 +158,8 @@ export function createControlActivities({ store, logs, config, client, knowsUser
 
     report,
 
-    async jobStep(step) {
-      const delivered: boolean[] = [];
-      for (const { pool, signal } of step.signals) delivered.push((await signalPool({ pool, signal })).delivered);
-      if (step.report) await report(step.report);
-      return { delivered };
+    jobStep(step) {
+      return runJobStep(step, { store, signalPool, report });
     },
 
     async removeResource({ kind, name }) {

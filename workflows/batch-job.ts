@@ -1,5 +1,6 @@
 /**
- * One workflow per batch job (type `batchJobWorkflowV2`); its state is the job. It queues for capacity
+ * One workflow per batch job (types `batchJobWorkflowV3`, which the API starts, and `batchJobWorkflowV2`,
+ * which parent workflows start: V3 claims capacity in the pool's store first); its state is the job. It queues for capacity
  * at the node pool's workflow, starts each host's ranks through that host's agent, watches them, and on
  * any ending (success, failure, cancel, delete, a lost host) stops what still runs, releases the
  * capacity once, and reports the final job before it completes.
@@ -133,7 +134,22 @@ function hostFailure(host: string, err: unknown, settings: JobSettings): HostRes
   return { outcome: 'error', message: `host ${host} could not run its ranks: ${message}` };
 }
 
+/** Jobs the API started before claims (and children of parent workflows): every request goes to the pool's workflow. */
 export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJobResult> {
+  return runBatchJob(input, false);
+}
+
+/**
+ * V2 whose request is first claimed in the pool's store (src/domain/capacity-claim.ts): on a pool with
+ * nothing waiting, the first step's local activity answers the grant, and the job starts its ranks in
+ * the same task with no signal to or from the pool. A new type, not a patch: the claim's grant is data
+ * that V2 code would ignore, so a V2 worker must never run a history that has one.
+ */
+export async function batchJobWorkflowV3(input: BatchJobInput): Promise<BatchJobResult> {
+  return runBatchJob(input, true);
+}
+
+async function runBatchJob(input: BatchJobInput, claims: boolean): Promise<BatchJobResult> {
   // The API wrote the CREATING record (version 1's content) when it admitted the job; a job started
   // otherwise (a parent workflow) reports it here.
   const s = new JobWorkflowState<CapacityGrant>({ job: initialJob(input), reported: input.admitted ? 1 : 0 });
@@ -216,14 +232,16 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
 
   setCurrentDetails(s.summary());
 
+  /** What a pool signal's step answers: whether it reached the pool, and a claimed request's grant. */
+  type Sent = { delivered: boolean; grant?: CapacityGrant };
   /** Pool signals for the reporter's next step, each with whoever waits to know if it was delivered. */
-  const outbox: Array<{ pool: string; signal: PoolSignal; delivered: (d: boolean) => void }> = [];
+  const outbox: Array<{ pool: string; signal: PoolSignal; claim: boolean; answer: (sent: Sent) => void }> = [];
   /** Signals queued or in a step not yet completed. */
   let unsent = 0;
-  const toPoolOf = (pool: string, signal: PoolSignal): Promise<boolean> =>
-    new Promise((delivered) => {
+  const toPoolOf = (pool: string, signal: PoolSignal, claim = false): Promise<Sent> =>
+    new Promise((answer) => {
       unsent++;
-      outbox.push({ pool, signal, delivered });
+      outbox.push({ pool, signal, claim, answer });
     });
 
   // Every change reaches the read model in order; a PATCH waits for its own version to land. The pool
@@ -238,13 +256,16 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       const v = s.version;
       const report = s.unreported;
       const sending = outbox.splice(0);
-      const { delivered } = await control.jobStep({
-        signals: sending.map(({ pool, signal }) => ({ pool, signal })),
+      const { delivered, granted } = await control.jobStep({
+        signals: sending.map(({ pool, signal, claim }) => ({ pool, signal, ...(claim ? { claim: true as const } : {}) })),
         ...(report ? { report: { kind: 'batchJobs' as const, account: input.account, resource: s.job, version: v } } : {}),
       });
       s.reportedThrough(v);
       unsent -= sending.length;
-      sending.forEach((out, i) => out.delivered(delivered[i] === true));
+      sending.forEach((out, i) => {
+        const grant = granted?.[i];
+        out.answer({ delivered: delivered[i] === true, ...(grant ? { grant } : {}) });
+      });
     }
   });
   /** Everything changed and sent so far has landed. */
@@ -308,15 +329,15 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
     /** "attempt 2 of 3: " on a job that may retry; nothing on one that runs once. */
     const attemptPrefix = () => (maxAttempts > 1 ? `attempt ${attempt} of ${maxAttempts}: ` : '');
 
-    /** Sends a signal to the pool with the reporter's next step; false when its workflow is not running. */
-    const toPool = (signal: PoolSignal): Promise<boolean> => toPoolOf(poolBinding.workflowId, signal);
+    /** Sends a signal to the pool with the reporter's next step; not delivered when its workflow is not running. */
+    const toPool = (signal: PoolSignal, claim = false): Promise<Sent> => toPoolOf(poolBinding.workflowId, signal, claim);
 
     // Sent, not awaited: it goes with the next step, before the record of whatever the job does next.
     let released = false;
     const releaseCapacity = (): void => {
       if (released) return;
       released = true;
-      void toPool({ name: 'releaseCapacity', args: { jobName: input.name } }).then((delivered) => {
+      void toPool({ name: 'releaseCapacity', args: { jobName: input.name } }).then(({ delivered }) => {
         if (!delivered) log.warn('node pool not running while releasing capacity; it finds the job ended when it checks its holders');
       });
     };
@@ -424,12 +445,17 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
         ...(avoid.size > 0 ? { avoidHosts: [...avoid] } : {}),
         // Data in the request only: pools from before sharing ignore it.
         ...requestTermsOf(input.account, spec, attempt),
+        // A claim is this attempt's (capacity-claim.ts): its step run again gets the same grant, a retry never the last one's.
+        ...(claims ? { attempt } : {}),
       };
       const wanted = `${s.job.numRanks} ${unit}${s.job.numRanks === 1 ? '' : 's'}`;
       // QUEUED as the request goes out, so that both take one step: a request almost always lands, and
       // the rare one that does not is said right after.
       queuedBecause(`${attemptPrefix()}queued in node pool ${s.job.nodePoolId}: waiting for ${wanted}`);
-      const delivered = await toPool({ name: 'requestCapacity', args: request });
+      // V3 claims first: on a pool with nothing waiting, the step answers the grant itself.
+      const sent = await toPool({ name: 'requestCapacity', args: request }, claims);
+      if (sent.grant) s.granted(sent.grant);
+      const delivered = sent.delivered;
       if (!delivered) {
         // A pool that still exists only has its workflow closed: the watchdog restarts it, and the
         // recovered pool queues this job from its QUEUED record (pool-recovery.ts).
@@ -444,7 +470,7 @@ export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJob
       if (delivered) await condition(answered);
       else {
         while (!(await condition(answered, '30 seconds'))) {
-          if (await toPool({ name: 'requestCapacity', args: request })) break;
+          if ((await toPool({ name: 'requestCapacity', args: request })).delivered) break;
           log.warn('node pool still not running; waiting for it to be restarted');
         }
         await condition(answered);

@@ -9,6 +9,7 @@ import { type BatchJobPatch } from '../src/domain/batch-job-patch';
 import { type AllocatedJob, type NodePool, type NodePoolSpec } from '../src/domain/node-pool-model';
 import { type QueueStanding, type SchedulerState } from '../src/domain/scheduler';
 import { type PoolCarriedState } from '../src/domain/pool-queue';
+import { type CapacityGrant, type GrantedHost } from '../src/domain/capacity-claim';
 import { type CapacityRequestArgs, type EnvironmentUseGrant, type PoolBinding, type EnvironmentUseRequest, type HostFacts, type JobSettings, type PoolSettings, type PoolSignal } from '../src/domain/control-model';
 
 export type { EnvironmentUseGrant, EnvironmentUseRequest, JobSettings, PoolSettings };
@@ -66,22 +67,8 @@ export const cancelSignal = defineSignal<[StopRequest?]>('cancel');
 export const deleteSignal = defineSignal<[StopRequest?]>('delete');
 export const updateBatchJobUpdate = defineUpdate<BatchJob, [BatchJobPatch]>('updateBatchJob');
 
-/** Sent by a node pool when the whole gang has its slots. */
-export interface CapacityGrant {
-  pool: string;
-  gpu: boolean;
-  masterPort: number;
-  hosts: GrantedHost[];
-  /** The pool's rank memory limit (its batchd.io/rank-memory-limit annotation): bytes, null for none; absent: each agent's default. */
-  rankMemoryLimitBytes?: number | null;
-}
-
-export interface GrantedHost {
-  host: string;
-  address: string;
-  taskQueue: string;
-  slots: number[];
-}
+/** Sent by a node pool when the whole gang has its slots (or answered by the job's claim: src/domain/capacity-claim.ts). */
+export type { CapacityGrant, GrantedHost };
 
 export const capacityGrantedSignal = defineSignal<[CapacityGrant]>('capacityGranted');
 /** Sent by a node pool that can never run the request (pool deleted, or shrunk below the job). */

@@ -38,6 +38,7 @@ import { applyNodePoolSpec, capacityRefusal, type NodePool, type NodePoolSpec, i
 import { type HostFacts, type PoolInbound } from '../src/domain/control-model';
 import { poolRankMemoryLimit } from '../src/domain/isolation';
 import { hostFactsOf, PoolQueue, type PoolRecoverySnapshot } from '../src/domain/pool-queue';
+import { type CapacityGrant, type GrantTerms, grantOf as grantFor } from '../src/domain/capacity-claim';
 import { addHost, type Allocation, allocationsOnHost, setHostStatus, standing } from '../src/domain/scheduler';
 import { priorityOf, shareStanding } from '../src/domain/sharing';
 import { type PoolSharingPolicy } from '../src/domain/sharing-config';
@@ -113,6 +114,13 @@ export const POOL_SYNCS_UNTIL_WRITTEN_PATCH = 'pool-syncs-until-written';
  */
 export const POOL_STEPS_CHECKED_PATCH = 'pool-steps-follow-the-stored-one';
 
+/**
+ * While nothing waits, the pool lends its free slots: the snapshot it writes is open, and jobs claim
+ * placements in it and give them back there without a signal (src/domain/capacity-claim.ts); the
+ * pool's next step is refused and takes them as given. Runs from before it never open their snapshot.
+ */
+export const POOL_LENDS_PATCH = 'pool-lends-idle-slots';
+
 /** How long a probe waits on an unreachable host's task queue, for settings carried from before hostProbeMs. */
 const DEFAULT_HOST_PROBE_MS = 600_000;
 /** Missed signals read per local activity: a page's result is one marker in the history. */
@@ -133,6 +141,10 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   const shared = grantsByActivity && patched(POOL_SHARED_SCHEDULING_PATCH);
   // Only grants sent by the step can be held back by it.
   const stepsChecked = grantsByActivity && patched(POOL_STEPS_CHECKED_PATCH);
+  // A claim is safe only against steps that name the snapshot they follow.
+  const lends = stepsChecked && shared && patched(POOL_LENDS_PATCH);
+  /** A delete waits for the snapshot to close before it counts the pool's live jobs. */
+  let closingForDelete = false;
   /** The quotas and fair share the operator's sharing file sets for this pool, as the last sync read them. */
   let sharing: PoolSharingPolicy | undefined;
   let sharingRead = false;
@@ -199,6 +211,20 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   const view = (): NodePool => ({ ...pool, nodePoolStats: stats() });
 
   const factsOf = (host: string): HostFacts => hostFactsOf(state.hosts[host]);
+
+  /** What every grant of this pool says beyond its allocation. */
+  const grantTerms = (): GrantTerms => {
+    const limit = poolRankMemoryLimit(pool.annotations);
+    return { pool: input.name, gpu, ...(limit === null || typeof limit === 'number' ? { rankMemoryLimitBytes: limit } : {}) };
+  };
+  /**
+   * Lends while it may: a lending run, not being deleted, past its first read of the sharing terms,
+   * and with none that a claim cannot apply (quotas and fair share are decisions over a queue).
+   */
+  const lendNow = (): void => {
+    const may = lends && !deleting && !closingForDelete && sharingRead && sharing?.quotas === undefined && sharing?.fairShare === undefined;
+    state.lendWith(may ? grantTerms() : undefined);
+  };
 
   const changed = () => {
     state.version++;
@@ -391,7 +417,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
           await refuse(req.workflowId, refusal);
           return;
         }
-        if (state.request(req, now()) === 'queued') dirty = true;
+        if (state.request(req, now()) !== 'duplicate') dirty = true;
         return;
       }
       case 'releaseCapacity':
@@ -404,7 +430,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         return;
       }
       case 'checkJobs':
-        for (const name of signal.args.jobNames) if (sched.allocations[name]) toCheck.add(name);
+        // While the snapshot is open, a job may hold a claim this state has not taken yet: checked too.
+        for (const name of signal.args.jobNames) if (sched.allocations[name] || (lends && state.mayBeClaimed())) toCheck.add(name);
         return;
       case 'hostLost': {
         const { host, reason } = signal.args;
@@ -472,6 +499,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     async ({ spec }: { spec: NodePoolSpec }) => {
       pool = applyNodePoolSpec(pool, spec, now());
       reconcileFakeHosts();
+      // Its annotations may change what grants say (the rank memory limit).
+      lendNow();
       changed();
       dirty = true;
       const mine = state.version;
@@ -495,6 +524,18 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   setHandler(
     deleteNodePoolUpdate,
     async (_request: { requestedBy?: string }) => {
+      if (lends) {
+        // Claims made in the store count too: close the snapshot (its step takes them as given), then count again.
+        closingForDelete = true;
+        lendNow();
+        await condition(() => !state.mayBeClaimed());
+        closingForDelete = false;
+        const live = liveJobs();
+        if (live > 0) {
+          lendNow();
+          throw failedPrecondition(`node pool ${pool.name} still has ${live} live batch job(s); cancel or delete them first`);
+        }
+      }
       deleting = true;
       pool = { ...pool, state: 'DELETING', status: okStatus('being deleted') };
       changed();
@@ -505,6 +546,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     },
     {
       validator: (_request: { requestedBy?: string }) => {
+        // While the snapshot is open, jobs may have given back what this state still holds: the handler counts after closing it.
+        if (lends && state.mayBeClaimed()) return;
         const live = liveJobs();
         if (live > 0) throw failedPrecondition(`node pool ${pool.name} still has ${live} live batch job(s); cancel or delete them first`);
       },
@@ -541,12 +584,15 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       const adopted = state.followLostStep(step, outcome.lost);
       resend = { grants: [...sending, ...adopted.grants], preempt: [...stopping, ...adopted.preempt] };
       for (const name of adopted.unknown) toCheck.add(name);
+      dirty = true;
+      // Jobs claimed and gave back in the store while its snapshot was open: the expected refusal.
+      if (adopted.grants.length === 0 && adopted.unknown.length === 0 && adopted.unplaced.length === 0 && adopted.preempt.length === 0 && adopted.claims.length + adopted.returned.length > 0) return;
       log.warn('a step of a workflow task that was not kept wrote after the snapshot this step followed: took its allocations as given, deciding again', {
         storedStep: outcome.lost.step,
         adopted: adopted.grants.map((a) => a.id),
         ...(adopted.unplaced.length > 0 ? { unplaced: adopted.unplaced } : {}),
+        ...(adopted.claims.length > 0 ? { claims: adopted.claims } : {}),
       });
-      dirty = true;
       return;
     }
     resend = { grants: [], preempt: [] };
@@ -563,20 +609,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     return `priority ${priorityOf(head ?? {})} over its ${priorityOf(sched.allocations[victim] ?? {})}, on node pool ${pool.name.split('/').pop() ?? pool.name}`;
   }
 
-  function grantOf(allocation: Allocation) {
-    const limit = poolRankMemoryLimit(pool.annotations);
-    return {
-      pool: input.name,
-      gpu,
-      masterPort: allocation.masterPort,
-      ...(limit === null || typeof limit === 'number' ? { rankMemoryLimitBytes: limit } : {}),
-      hosts: allocation.hosts.map((a) => ({
-        host: a.host,
-        address: state.hosts[a.host]?.address ?? '127.0.0.1',
-        taskQueue: state.hosts[a.host]?.taskQueue ?? hostTaskQueue(input.name, a.host),
-        slots: a.slots,
-      })),
-    };
+  function grantOf(allocation: Allocation): CapacityGrant {
+    return grantFor(allocation, state.hosts, grantTerms());
   }
 
   /** Sends one pass's grants together (as commands, on runs from before grants-by-activity). */
@@ -676,6 +710,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     }
     const continueAsNewAt = input.continueAsNewEvents ?? 4000;
     for (;;) {
+      lendNow();
       setCurrentDetails(describe());
       await condition(
         () =>

@@ -16,12 +16,11 @@ import {
   deleteSignal,
   getBatchJobQuery,
   getHostFactsQuery,
-  getNodePoolInternalsQuery,
   type NodePoolInternals,
   queueStandingQuery,
   updateBatchJobUpdate,
 } from '../../workflows/messages';
-import type { batchJobWorkflowV2 } from '../../workflows/batch-job';
+import type { batchJobWorkflowV3 } from '../../workflows/batch-job';
 import { JOB_STARTS_VISIBLE_AS, jobMemo, jobSearchAttributes } from '../../workflows/search-attributes';
 import { type Config } from '../config';
 import { type AccountLimits } from '../control/account-limits';
@@ -46,6 +45,7 @@ import { poolNameOf, poolSharingPolicy, type SharingConfig } from '../domain/sha
 import { checkNames } from './batch-delete';
 import { CoalescingReader } from './coalescing-reader';
 import { fromTemporal } from './errors';
+import { readPoolInternals } from './pool-internals';
 
 export interface BatchJobServiceDeps {
   client: Client;
@@ -123,7 +123,7 @@ export class BatchJobService {
       admitted: { pool: admission.pool, ...(admission.imageRef !== undefined ? { imageRef: admission.imageRef } : {}) },
     };
     try {
-      await this.d.client.workflow.start<typeof batchJobWorkflowV2>('batchJobWorkflowV2', {
+      await this.d.client.workflow.start<typeof batchJobWorkflowV3>('batchJobWorkflowV3', {
         workflowId: name,
         taskQueue: this.d.config.TASK_QUEUE,
         args: [input],
@@ -156,9 +156,7 @@ export class BatchJobService {
 
     let internals: NodePoolInternals;
     try {
-      internals = await this.d.client.withDeadline(Date.now() + (this.d.queryTimeoutMs ?? 3000), () =>
-        this.d.client.workflow.getHandle(admission.pool.workflowId).query(getNodePoolInternalsQuery),
-      );
+      internals = await readPoolInternals(this.d.client, this.d.store, admission.pool.workflowId, this.d.queryTimeoutMs ?? 3000);
     } catch (err) {
       this.d.logger.warn({ pool: admission.pool.workflowId, err: String(err) }, 'node pool query failed; no dry run');
       throw new ApiError('UNAVAILABLE', `node pool "${spec.nodePoolId}" did not answer, so what would happen to the job is unknown; nothing was created; try again`);

@@ -92,7 +92,7 @@ export class Metrics {
     const usages = await Promise.all(
       pools.map(async (pool): Promise<[string, PoolUsage] | undefined> => {
         try {
-          return [pool.name, await readPoolUsage(this.sources.client, pool.name)];
+          return [pool.name, await readPoolUsage(this.sources.client, this.sources.store, pool.name)];
         } catch (err) {
           this.sources.logger.debug({ pool: pool.name, err: String(err) }, 'pool internals unavailable for metrics');
           return undefined;

@@ -8,7 +8,6 @@ import { type Logger } from 'pino';
 import type { nodePoolWorkflow } from '../../workflows/node-pool';
 import {
   deleteNodePoolUpdate,
-  getNodePoolInternalsQuery,
   getNodePoolQuery,
   type NodePoolInput,
   type NodePoolInternals,
@@ -20,7 +19,10 @@ import { BatchdAccount, NodePoolState } from '../../workflows/search-attributes'
 import { type AccountLimits } from '../control/account-limits';
 import { ApiError } from '../domain/errors';
 import { type BatchJob } from '../domain/batch-job-model';
-import { type NodePool, type NodePoolSpec, nodePoolCreateBodySchema, okStatus, planNodePoolUpdate, ranksPerNodeOf, statsWithJobStates } from '../domain/node-pool';
+import { type NodePool, type NodePoolSpec, nodePoolCreateBodySchema, okStatus, planNodePoolUpdate, ranksPerNodeOf, statsWithHolders, statsWithJobStates } from '../domain/node-pool';
+import { type AllocatedJob } from '../domain/node-pool-model';
+import { withStoredClaims } from '../domain/capacity-claim';
+import { poolClaims, readPoolInternals } from './pool-internals';
 import { resourceName } from '../domain/names';
 import { type PoolUsage, summarizePoolUsage } from '../domain/pool-usage';
 import { parseOrThrow } from '../domain/validation';
@@ -163,16 +165,25 @@ export class NodePoolService {
       this.d.logger.warn({ pool: stored.name, err: String(err) }, 'node pool query failed; answering from the read model');
       return stored;
     }
-    const allocated = view.allocated ?? [];
-    if (allocated.length === 0) return view.pool;
+    // Jobs that claimed or gave back capacity in the pool's store since its last step (capacity-claim.ts).
+    const claims = await poolClaims(this.d.store, stored.name, this.storeWarning(stored.name));
+    const pooled = view.allocated ?? [];
+    const allocated = withStoredClaims(pooled, claims, (a): AllocatedJob => ({ jobName: a.id, ranks: a.ranks, state: 'PENDING' }));
+    const stats = statsWithHolders(view.pool.nodePoolStats, pooled, allocated);
+    if (allocated.length === 0) return { ...view.pool, nodePoolStats: stats };
     const records = await Promise.all(allocated.map((a) => this.d.store.get<BatchJob>('batchJobs', a.jobName)));
     const recorded = new Map(allocated.map((a, i) => [a.jobName, records[i]?.resource.state]));
-    return { ...view.pool, nodePoolStats: statsWithJobStates(view.pool.nodePoolStats, allocated, recorded) };
+    return { ...view.pool, nodePoolStats: statsWithJobStates(stats, allocated, recorded) };
   }
 
+  private storeWarning(pool: string): (err: unknown) => void {
+    return (err) => this.d.logger.warn({ pool, err: String(err) }, 'reading the pool store failed; answering without its claims');
+  }
+
+  /** The pool's workflow's view, with the claims and returns its store holds that it has not taken yet. */
   async internals(caller: Principal, id: string): Promise<NodePoolInternals> {
     const name = await this.existing(caller, id);
-    return this.deadline(() => this.handle(name).query(getNodePoolInternalsQuery));
+    return readPoolInternals(this.d.client, this.d.store, name, this.d.queryTimeoutMs ?? 3000, this.storeWarning(name));
   }
 
   /** The pool's hosts with their slots in use, and its queue, as its workflow holds them now. */

@@ -11,18 +11,18 @@
  */
 import { type Client } from '@temporalio/client';
 import { type Logger } from 'pino';
-import { getNodePoolInternalsQuery } from '../../workflows/messages';
 import { type NodePool } from '../domain/node-pool';
 import { snapshotHosts } from '../domain/pool-queue';
 import { type PoolUsage, samplesForWindow, summarizePoolUsage, UsageHistory, type UsageSample, usageSampleOf } from '../domain/pool-usage';
 import { type ReadModel, type StoredResource } from '../store/read-model';
+import { type PoolStore } from '../store/pool-store';
+import { readPoolInternals } from './pool-internals';
 
 export const USAGE_WINDOW_MS = 60 * 60 * 1000;
 
-/** A pool's usage now, from its workflow (which holds hosts, slots and the head of the queue). */
-export async function readPoolUsage(client: Client, poolName: string, timeoutMs = 2000): Promise<PoolUsage> {
-  const internals = await client.withDeadline(Date.now() + timeoutMs, () => client.workflow.getHandle(poolName).query(getNodePoolInternalsQuery));
-  return summarizePoolUsage(internals, new Date());
+/** A pool's usage now, from its workflow (which holds hosts, slots and the head of the queue) and its store's claims. */
+export async function readPoolUsage(client: Client, store: Pick<PoolStore, 'poolSnapshot'>, poolName: string, timeoutMs = 2000): Promise<PoolUsage> {
+  return summarizePoolUsage(await readPoolInternals(client, store, poolName, timeoutMs), new Date());
 }
 
 /**
@@ -78,7 +78,7 @@ export class UsageSampler {
       pools.map(async (pool) => {
         let usage: PoolUsage;
         try {
-          usage = (await storedPoolUsage(this.d.store, pool.name)) ?? (await readPoolUsage(this.d.client, pool.name));
+          usage = (await storedPoolUsage(this.d.store, pool.name)) ?? (await readPoolUsage(this.d.client, this.d.store, pool.name));
         } catch (err) {
           this.d.logger.debug({ pool: pool.name, err: String(err) }, 'pool usage unavailable to the sampler');
           return;

@@ -103,4 +103,6 @@ export interface CapacityRequestArgs {
   account?: string;
   preemptible?: boolean;
   maxRunMs?: number;
+  /** The job's attempt, sent by jobs that claim first (V3; capacity-claim.ts). The pool's workflow reads nothing of it. */
+  attempt?: number;
 }

@@ -159,3 +159,22 @@ export function statsWithJobStates(stats: NodePoolStats, allocated: readonly All
   }
   return { ...stats, batchJobCount: count, batchJobRanks: ranks };
 }
+
+/** The pool's stats with its holders changed from `from` to `to` (each counted in its state as listed): claims and returns in the pool's store. */
+export function statsWithHolders(stats: NodePoolStats, from: readonly AllocatedJob[], to: readonly AllocatedJob[]): NodePoolStats {
+  const count = { ...stats.batchJobCount };
+  const ranks = { ...stats.batchJobRanks };
+  const add = (a: AllocatedJob, sign: 1 | -1) => {
+    count[a.state] = (count[a.state] ?? 0) + sign;
+    ranks[a.state] = (ranks[a.state] ?? 0) + sign * a.ranks;
+    if (count[a.state]! <= 0) {
+      delete count[a.state];
+      delete ranks[a.state];
+    }
+  };
+  const before = new Set(from.map((a) => a.jobName));
+  const after = new Set(to.map((a) => a.jobName));
+  for (const a of from) if (!after.has(a.jobName)) add(a, -1);
+  for (const a of to) if (!before.has(a.jobName)) add(a, 1);
+  return { ...stats, batchJobCount: count, batchJobRanks: ranks };
+}

@@ -75,6 +75,8 @@ export interface PoolJob {
   ranks: number;
   state: BatchJobState;
   enqueuedAt?: string;
+  /** The attempt whose claim made the allocation (capacity-claim.ts); absent: granted by the pool. */
+  attempt?: number;
 }
 
 export interface QueueCounters {
@@ -143,6 +145,8 @@ export interface PoolRecoverySnapshot {
   open?: true;
   /** Jobs that claimed or gave back since the pool last wrote it, in order (never written by the pool). */
   claimed?: string[];
+  /** Jobs that closed it to ask the pool's workflow instead (never written by the pool): it opens again once their requests arrived. */
+  asking?: string[];
 }
 
 /** What a host's agent reported when it joined (executors, python, isolation), and nothing else of its endpoint. */
@@ -255,8 +259,26 @@ export class PoolQueue {
   private lendTerms: GrantTerms | undefined;
   /** The stored snapshot this state follows is open to claims. */
   private writtenOpen: boolean;
-  /** A step was taken and its outcome is not applied yet; whether it writes an open snapshot. */
-  private inFlight: { open: boolean } | undefined;
+  /** A step was taken and its outcome is not applied yet: whether it writes an open snapshot, and the unknown releases it knew. */
+  private inFlight: { open: boolean; releasedUnknown: string[] } | undefined;
+  /**
+   * Jobs that closed the stored snapshot to ask this pool (capacity-claim.ts) whose requests have not
+   * arrived: it stays closed until they have. Not carried across continue-as-new (a job terminated
+   * between its store step and its signal would keep the pool closed for good; a new run opens again).
+   */
+  private readonly awaited = new Set<string>();
+  /**
+   * Jobs released here that this state did not know, since the last written step: a job that claimed
+   * in the store and, once the snapshot had closed, told the pool it ended before the pool took its
+   * claim. Its claim is not taken (PoolQueue.followLostStep).
+   */
+  private readonly releasedUnknown = new Set<string>();
+  /**
+   * Requests of jobs this state still sees holding an allocation, while its snapshot is open: the job
+   * may have given that allocation back in the store (a retry's new attempt asks again). Decided once
+   * the next step has followed the store (PoolQueue.followLostStep); dropped as repeats if it is written.
+   */
+  private readonly deferred = new Map<string, { req: Parameters<PoolQueue['request']>[0]; now: string }>();
 
   private constructor(
     carried: PoolCarriedState,
@@ -412,7 +434,12 @@ export class PoolQueue {
    * A job asks for capacity. A job already known here is a repeat and changes nothing; one queued only
    * in the store is caught by the store's key at the next sync (and `length` is corrected then).
    */
-  request(req: { jobName: string; workflowId: string; ranks: number; avoidHosts?: readonly string[] } & RequestTerms, now: string): 'queued' | 'duplicate' {
+  request(req: { jobName: string; workflowId: string; ranks: number; avoidHosts?: readonly string[] } & RequestTerms, now: string): 'queued' | 'deferred' | 'duplicate' {
+    this.awaited.delete(req.jobName);
+    if (this.scheduler.allocations[req.jobName] && this.mayBeClaimed()) {
+      this.deferred.set(req.jobName, { req, now });
+      return 'deferred';
+    }
     if (this.has(req.jobName)) return 'duplicate';
     const seq = ++this.counters.lastSeq;
     this.scheduler.seq = seq;
@@ -431,6 +458,7 @@ export class PoolQueue {
 
   /** A job ended or left the queue: frees its slots or withdraws its request. Idempotent. */
   release(jobName: string): 'freed' | 'dequeued' | 'unknown' {
+    this.awaited.delete(jobName);
     const pending = this.pendingNames.has(jobName) ? this.pendingInserts.findIndex((r) => r.jobName === jobName) : -1;
     const ranks = this.scheduler.queue.find((r) => r.id === jobName)?.ranks ?? 0;
     const result = releaseSlots(this.scheduler, jobName);
@@ -454,6 +482,7 @@ export class PoolQueue {
     }
     // Perhaps queued past the window: the store knows, and the next sync corrects the length.
     this.pendingRemoves.add(jobName);
+    this.releasedUnknown.add(jobName);
     return 'unknown';
   }
 
@@ -496,7 +525,7 @@ export class PoolQueue {
 
   /** True when something must be written before anything else may be acted on. */
   needsSync(): boolean {
-    return this.pendingInserts.length > 0 || this.pendingRemoves.size > 0 || this.capacityChanged || this.wantsRefill() || this.opensOrCloses();
+    return this.pendingInserts.length > 0 || this.pendingRemoves.size > 0 || this.capacityChanged || this.wantsRefill() || this.opensOrCloses() || this.deferred.size > 0;
   }
 
   /**
@@ -527,7 +556,8 @@ export class PoolQueue {
       this.pendingInserts.length === 0 &&
       s.queue.length === 0 &&
       s.reservation === null &&
-      Object.keys(s.preemptions ?? {}).length === 0
+      Object.keys(s.preemptions ?? {}).length === 0 &&
+      this.awaited.size === 0
     );
   }
 
@@ -549,7 +579,7 @@ export class PoolQueue {
     const step: PoolSyncStep = { inserts: this.pendingInserts, removes: [...this.pendingRemoves] };
     if (this.checked && this.storedStep !== undefined) step.expectStep = this.storedStep;
     if (this.capacityChanged || this.opensOrCloses()) step.snapshot = { version: this.version, state: this.recoverySnapshot() };
-    this.inFlight = { open: step.snapshot?.state.open === true || (step.snapshot === undefined && this.writtenOpen) };
+    this.inFlight = { open: step.snapshot?.state.open === true || (step.snapshot === undefined && this.writtenOpen), releasedUnknown: [...this.releasedUnknown] };
     if (this.wantsRefill()) {
       step.read = { afterSeq: this.counters.loadedThrough, limit: this.windowSize - this.scheduler.queue.length };
       if (this.counters.loadedPriority !== DEFAULT_PRIORITY) step.read.afterPriority = this.counters.loadedPriority;
@@ -565,7 +595,12 @@ export class PoolQueue {
   applySync(step: PoolSyncStep, outcome: PoolSyncOutcome): void {
     if (outcome.step !== undefined) this.storedStep = outcome.step;
     if (step.snapshot) this.writtenOpen = step.snapshot.state.open === true;
+    // Written: a claim made since is one a release known when the step was taken never meant (a release
+    // that came while it was in flight may be of a claim made after it was written: kept). A deferred
+    // request whose job still holds its allocation here was a repeat.
+    for (const name of this.inFlight?.releasedUnknown ?? []) this.releasedUnknown.delete(name);
     this.inFlight = undefined;
+    this.deferred.clear();
     // The pass before this step is written; its grants go out.
     this.lastPass = undefined;
     this.counters.length = outcome.length + this.pendingInserts.length;
@@ -719,6 +754,12 @@ export class PoolQueue {
     const claimed = new Set(snapshot.claimed ?? []);
     for (const allocation of Object.values(snapshot.scheduler.allocations)) {
       if (this.scheduler.allocations[allocation.id]) continue;
+      // A claimer that ended already and said so here, or that asks again (a later attempt: a job asks
+      // only after its claim, and gives that back first): its slots are free (the next written step drops the claim).
+      if (claimed.has(allocation.id) && (this.releasedUnknown.has(allocation.id) || this.queuedHere(allocation.id))) {
+        adopted.returned.push(allocation.id);
+        continue;
+      }
       // A host a shrink removed here once idle may hold a claim made before the shrink: it stays, draining, until that ends.
       for (const a of allocation.hosts) {
         const there = snapshot.scheduler.hosts.find((h) => h.id === a.host);
@@ -756,9 +797,20 @@ export class PoolQueue {
     }
     this.storedStep = lost.step;
     this.writtenOpen = snapshot.open === true;
+    // Jobs that closed the snapshot to ask: it stays closed until their requests are here.
+    for (const name of snapshot.asking ?? []) if (!this.has(name)) this.awaited.add(name);
+    // Requests that came while their jobs' given-back allocations were still held here.
+    const deferred = [...this.deferred.values()];
+    this.deferred.clear();
+    for (const { req, now } of deferred) this.request(req, now);
     this.version = Math.max(this.version, lost.version);
     this.trim();
     return adopted;
+  }
+
+  /** The job's request is in the window or not yet written. */
+  private queuedHere(jobName: string): boolean {
+    return this.pendingNames.has(jobName) || this.scheduler.queue.some((r) => r.id === jobName);
   }
 
   /** Puts a request into the window at its place in key order. */

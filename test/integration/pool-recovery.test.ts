@@ -16,7 +16,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type PoolQueue } from '../../src/domain/pool-queue';
-import { getNodePoolInternalsQuery, type NodePoolInternals } from '../../workflows/messages';
+import { readPoolInternals } from '../../src/api/pool-internals';
 import { type BatchJobBody, gatesIn, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
@@ -27,7 +27,8 @@ let open: (gate: string) => void;
 describe('a pool that cannot die', () => {
   let t: TestService;
   const poolHandle = () => t.service.client.workflow.getHandle(POOL);
-  const internals = () => poolHandle().query<NodePoolInternals>(getNodePoolInternalsQuery);
+  // As the API answers them: with the claims and returns in the pool's store.
+  const internals = () => readPoolInternals(t.service.client, t.service.store, POOL, 5000);
   const create = async (id: string, command: string) => {
     const r = await t.api.post(`${A}/batchJobs?batchJobId=${id}`, { nodePoolId: 'one', shellExecutor: { command } });
     assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -123,7 +124,7 @@ describe('a pool that cannot die', () => {
     const TWO = 'accounts/default/nodePools/two';
     const made = await t.api.post(`${A}/nodePools`, { nodePoolId: 'two', nodePool: { fakeNodePool: { machineType: 'g5.xlarge', numNodes: 2 } } });
     assert.equal(made.status, 200, JSON.stringify(made.body));
-    const two = () => t.service.client.workflow.getHandle(TWO).query<NodePoolInternals>(getNodePoolInternalsQuery);
+    const two = () => readPoolInternals(t.service.client, t.service.store, TWO, 5000);
     const on = async (id: string, body: Record<string, unknown>) => {
       const r = await t.api.post(`${A}/batchJobs?batchJobId=${id}`, { nodePoolId: 'two', ...body });
       assert.equal(r.status, 200, JSON.stringify(r.body));

@@ -126,8 +126,10 @@ describe('workflow histories replay against this build', () => {
         const h = await t.service.client.workflow.getHandle(gpu, runId).fetchHistory();
         if (h.events?.some((e) => e.workflowExecutionContinuedAsNewEventAttributes)) return h;
       }
-      // Enough short jobs make the history long enough.
-      await post(`replay-filler-${Date.now()}`, { nodePoolId: 'default-gpu', shellExecutor: { command: 'true' } });
+      // Enough short jobs make the history long enough: two that each take the whole pool, so that the
+      // second asks the pool's workflow (a job that fits an idle pool claims it in the store, unseen there).
+      const filler = `replay-filler-${Date.now()}`;
+      for (const n of [1, 2]) await post(`${filler}-${n}`, { nodePoolId: 'default-gpu', numRanks: 16, shellExecutor: { command: 'true' } });
       return undefined;
     }, 120_000, 500);
     histories.set('node-pool-continued-as-new', first);

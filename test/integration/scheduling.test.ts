@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { getNodePoolInternalsQuery, type NodePoolInternals } from '../../workflows/messages';
+import { readPoolInternals } from '../../src/api/pool-internals';
 import { type BatchJobBody, gatesIn, killAndWait, spawnRole, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
@@ -26,7 +26,8 @@ let open: (gate: string) => void;
 describe('gang scheduling on 2 × 8 GPUs', () => {
   let t: TestService;
   const stats = async () => (await t.api.get<Stats>(`${A}/nodePools/gpus:getStats`)).body;
-  const internals = () => t.service.client.workflow.getHandle('accounts/default/nodePools/gpus').query<NodePoolInternals>(getNodePoolInternalsQuery);
+  // As the API answers them: with the claims and returns in the pool's store.
+  const internals = () => readPoolInternals(t.service.client, t.service.store, 'accounts/default/nodePools/gpus', 5000);
 
   before(async () => {
     t = await startTestService({ defaultPools: false });

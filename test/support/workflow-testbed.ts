@@ -30,8 +30,10 @@ import { DISCONNECTED_MESSAGE, type Environment } from '../../src/domain/environ
 import { hostTaskQueue, fakeHostId } from '../../src/domain/hosts';
 import { resourceName } from '../../src/domain/names';
 import { isGpuPool, type NodePool, okStatus, ranksPerNodeOf } from '../../src/domain/node-pool-model';
-import { type QueueRow, readAfter, type StoredPoolSnapshot } from '../../src/store/pool-store';
-import { compareKeys, keyOf } from '../../src/domain/pool-queue';
+import { type PoolAmendment, type QueueRow, readAfter, type StoredPoolSnapshot } from '../../src/store/pool-store';
+import { runJobStep } from '../../activities/control';
+import { internalsWithClaims, storedClaims } from '../../src/domain/capacity-claim';
+import { compareKeys, keyOf, type PoolRecoverySnapshot } from '../../src/domain/pool-queue';
 import { requestTermsOf } from '../../src/domain/sharing';
 import { ensureTemporalCli } from '../../src/temporal/cli';
 import { installRuntime } from '../../src/temporal/runtime';
@@ -160,6 +162,10 @@ export class FakeWorld {
   readonly snapshots = new Map<string, StoredPoolSnapshot>();
   /** Steps refused because a later snapshot was stored (pool-store.ts expectStep), per pool. */
   readonly lostSteps = new Map<string, number>();
+  /** Of those, the ones refused because a step of the pool's own wrote it (not a job's claim, return or close). */
+  readonly lostToPoolSteps = new Map<string, number>();
+  /** The stored step numbers that jobs' amendments wrote, per pool. */
+  private readonly amendedSteps = new Map<string, Set<number>>();
   /** Every sync step's inserts, in order: the order in which each pool admitted its requests. */
   readonly inserted = new Map<string, QueueRow[]>();
   readonly removed: string[] = [];
@@ -176,6 +182,23 @@ export class FakeWorld {
   /** Per pool: every how many sync steps one fails after it wrote and sent (its worker's answer lost), so the step is retried. */
   readonly failSyncEvery = new Map<string, number>();
   private readonly syncCount = new Map<string, number>();
+
+  /** Per pool, the jobs that gave their capacity back in its store (capacity-claim.ts), in order. */
+  readonly storeReturns = new Map<string, string[]>();
+
+  /** As the stores' amendPoolSnapshot: a claim or return written one step on (the pool's next step is refused). */
+  amendPoolSnapshot<T>(pool: string, amend: (state: unknown) => PoolAmendment<T>): Promise<T> {
+    const stored = this.snapshots.get(pool);
+    const { answer, write } = amend(structuredClone(stored?.state));
+    if (write !== undefined && stored) {
+      const held = (state: unknown) => Object.keys((state as PoolRecoverySnapshot).scheduler.allocations);
+      const after = new Set(held(write));
+      for (const gone of held(stored.state).filter((name) => !after.has(name))) this.storeReturns.set(pool, [...(this.storeReturns.get(pool) ?? []), gone]);
+      this.snapshots.set(pool, { ...stored, state: structuredClone(write), step: stored.step + 1 });
+      this.amendedSteps.set(pool, (this.amendedSteps.get(pool) ?? new Set()).add(stored.step + 1));
+    }
+    return Promise.resolve(answer);
+  }
 
   queue(pool: string): QueueRow[] {
     return [...(this.queues.get(pool)?.values() ?? [])].sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
@@ -247,6 +270,7 @@ export class FakeWorld {
         const storedStep = before?.step ?? 0;
         if (step.expectStep !== undefined && storedStep > step.expectStep) {
           this.lostSteps.set(step.pool, (this.lostSteps.get(step.pool) ?? 0) + 1);
+          if (!this.amendedSteps.get(step.pool)?.has(storedStep)) this.lostToPoolSteps.set(step.pool, (this.lostToPoolSteps.get(step.pool) ?? 0) + 1);
           return { inserted: 0, removed: 0, ...totals(this.queue(step.pool)), rows: [], step: storedStep, lost: structuredClone(before!), undeliverable: [] };
         }
         let stepNumber = storedStep;
@@ -375,13 +399,8 @@ export class FakeWorld {
     };
     return {
       ...activities,
-      // As the real step: the signals in order, then the record (with its gate, `report:<job>:<state>`).
-      jobStep: async ({ signals, report }) => {
-        const delivered: boolean[] = [];
-        for (const s of signals) delivered.push((await activities.signalPool(s)).delivered);
-        if (report) await activities.report(report);
-        return { delivered };
-      },
+      // The real step (claims and returns through this store), the record with its gate `report:<job>:<state>`.
+      jobStep: (step) => runJobStep(step, { store: this, signalPool: activities.signalPool, report: activities.report }),
     };
   }
 }
@@ -495,8 +514,8 @@ export interface JobOptions {
   createTime?: string;
   /** Fields of the job beyond pool and ranks (retryPolicy, limits, dependsOn), already normalized. */
   spec?: Partial<BatchJobSpec>;
-  /** The job workflow type: today's (V2) unless a test checks that the frozen V1 still runs. */
-  workflowType?: 'batchJobWorkflowV2' | 'batchJobWorkflow';
+  /** The job workflow type: V2 unless a test checks the API's V3 (claims) or that the frozen V1 still runs. */
+  workflowType?: 'batchJobWorkflowV3' | 'batchJobWorkflowV2' | 'batchJobWorkflow';
   /** BatchJobState as the job starts: as the API starts it today (V1: CREATING, as it started V1 jobs). */
   startVisibleAs?: string;
 }
@@ -714,8 +733,10 @@ export class WorkflowTestbed {
     }
   }
 
+  /** The pool's internals as the API answers them: its workflow's, with the claims and returns in its store (capacity-claim.ts). */
   async internals(pool: string): Promise<NodePoolInternals> {
-    return this.client.workflow.getHandle(pool).query(getNodePoolInternalsQuery);
+    const internals = await this.client.workflow.getHandle(pool).query(getNodePoolInternalsQuery);
+    return internalsWithClaims(internals, storedClaims(this.world.snapshots.get(pool)?.state));
   }
 
   /** A pool holding nothing: no allocation, no queue, every slot free. */
@@ -766,9 +787,10 @@ export class WorkflowTestbed {
     return (history.events ?? []).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === signalName).length;
   }
 
-  /** How many releaseCapacity signals for `job` reached the pool's workflow (its current run). */
+  /** How many times `job` gave its capacity back to the pool: releaseCapacity signals that reached its workflow (its current run), and returns in its store. */
   async releasesAt(pool: string, job: string): Promise<number> {
-    return (await this.signalsAt(pool, 'releaseCapacity')).filter((p) => (p as { jobName?: string } | undefined)?.jobName === job).length;
+    const returns = (this.world.storeReturns.get(pool) ?? []).filter((name) => name === job).length;
+    return returns + (await this.signalsAt(pool, 'releaseCapacity')).filter((p) => (p as { jobName?: string } | undefined)?.jobName === job).length;
   }
 }
 

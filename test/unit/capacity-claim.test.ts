@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { type CapacityGrant, claimCapacity, type ClaimRequest, giveBackCapacity, grantOf } from '../../src/domain/capacity-claim';
+import { type CapacityGrant, claimCapacity, type ClaimRequest, closeForRequest, giveBackCapacity, grantOf } from '../../src/domain/capacity-claim';
 import { compareKeys, keyOf, type LostStep, PoolQueue, type PoolRecoverySnapshot, type PoolSyncOutcome, type PoolSyncStep, type QueueEntry } from '../../src/domain/pool-queue';
 import { addHost, type Allocation, setHostStatus } from '../../src/domain/scheduler';
 
@@ -39,9 +39,18 @@ class Store {
 
   claim(request: ClaimRequest): CapacityGrant | undefined {
     const answer = claimCapacity(this.snapshot?.state, request, NOW);
-    if (answer.kind === 'ask-pool') return undefined;
+    if (answer.kind === 'ask-pool') {
+      if (answer.close) this.amend(answer.close);
+      return undefined;
+    }
     if (answer.kind === 'claimed') this.amend(answer.state);
     return answer.grant;
+  }
+
+  /** A job that asks the pool without claiming (V2): the open snapshot is closed for its request. */
+  ask(jobName: string): void {
+    const close = closeForRequest(this.snapshot?.state, jobName);
+    if (close) this.amend(close);
   }
 
   giveBack(jobName: string): boolean {
@@ -97,7 +106,7 @@ function settle(q: PoolQueue, store: Store): Allocation[] {
   assert.fail('the pool did not settle');
 }
 
-const request = (jobName: string, ranks: number, extra: Partial<ClaimRequest> = {}): ClaimRequest => ({ jobName, workflowId: jobName, ranks, ...extra });
+const request = (jobName: string, ranks: number, extra: Partial<ClaimRequest> = {}): ClaimRequest => ({ jobName, workflowId: jobName, ranks, attempt: 1, ...extra });
 const slotKeys = (g: { hosts: Array<{ host: string; slots: number[] }> }) => g.hosts.flatMap((h) => h.slots.map((s) => `${h.host}/${s}`));
 
 /** Every used slot names an allocation that names it back, in the pool's memory or a stored snapshot. */
@@ -138,7 +147,10 @@ describe('capacity claims', () => {
     settle(q, store);
     assert.equal(claimCapacity(store.state, request('big', 3), NOW).kind, 'ask-pool');
     assert.ok(store.claim(request('a', 2)));
-    assert.deepEqual(claimCapacity(store.state, request('b', 1), NOW), { kind: 'ask-pool', why: 'no-fit' });
+    const noFit = claimCapacity(store.state, request('b', 1), NOW);
+    assert.equal(noFit.kind === 'ask-pool' && noFit.why, 'no-fit');
+    assert.ok(noFit.kind === 'ask-pool' && noFit.close && noFit.close.open === undefined, 'it closes the snapshot for its request');
+    assert.deepEqual(noFit.kind === 'ask-pool' && noFit.close?.asking, ['b']);
 
     // The pool has a request waiting: its step closes the snapshot, and no claim jumps the queue.
     q.request({ jobName: 'b', workflowId: 'b', ranks: 1 }, T);
@@ -237,15 +249,17 @@ describe('capacity claims', () => {
     assert.equal(store.state?.open, undefined, 'a request waits: closed');
   });
 
-  it('property: no slot is ever held by two jobs, a queued request is never overtaken by a claim, and every job is served', () => {
-    type Job = { name: string; ranks: number; phase: 'idle' | 'asked' | 'holding' | 'done'; grant?: CapacityGrant; served: boolean };
+  it('property: no slot is ever held by two jobs, a queued request is never overtaken by a claim, and every job is served (claiming and non-claiming jobs, each asking again after it ended)', () => {
+    type Job = { name: string; ranks: number; phase: 'idle' | 'asked' | 'holding' | 'done'; grant?: CapacityGrant; served: boolean; attempt: number };
     type Command =
       | { kind: 'job'; job: number }
+      | { kind: 'deliver' }
       | { kind: 'take' }
       | { kind: 'apply' }
       | { kind: 'host'; host: number; status: 'ready' | 'unreachable' };
     const command: fc.Arbitrary<Command> = fc.oneof(
       { weight: 6, arbitrary: fc.record({ kind: fc.constant('job' as const), job: fc.nat(5) }) },
+      { weight: 3, arbitrary: fc.constant({ kind: 'deliver' as const }) },
       { weight: 3, arbitrary: fc.constant({ kind: 'take' as const }) },
       { weight: 3, arbitrary: fc.constant({ kind: 'apply' as const }) },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant('host' as const), host: fc.nat(2), status: fc.constantFrom('ready' as const, 'unreachable' as const) }) },
@@ -255,11 +269,19 @@ describe('capacity claims', () => {
         const store = new Store();
         const q = lendingPool(3, 2);
         settle(q, store);
-        const jobs: Job[] = sizes.map((ranks, i) => ({ name: `j${i}`, ranks, phase: 'idle', served: false }));
+        const jobs: Job[] = sizes.map((ranks, i) => ({ name: `j${i}`, ranks, phase: 'idle', served: false, attempt: 0 }));
         const byName = new Map(jobs.map((j) => [j.name, j]));
         /** A step taken and written, its outcome not yet applied (signals may arrive meanwhile). */
         let inFlight: { step: PoolSyncStep; outcome: ReturnType<Store['sync']>; grants: Allocation[] } | undefined;
         let resend: Allocation[] = [];
+        /** Signals on their way to the pool's workflow, in the order sent. */
+        const signals: Array<{ kind: 'request' | 'release'; job: Job }> = [];
+        const receive = () => {
+          const signal = signals.shift();
+          if (!signal) return;
+          if (signal.kind === 'request') q.request({ jobName: signal.job.name, workflowId: signal.job.name, ranks: signal.job.ranks }, T);
+          else q.release(signal.job.name);
+        };
 
         const deliver = (grants: Allocation[]) => {
           for (const a of grants) {
@@ -310,6 +332,7 @@ describe('capacity claims', () => {
         for (const c of commands) {
           if (c.kind === 'take') take();
           else if (c.kind === 'apply') apply();
+          else if (c.kind === 'deliver') receive();
           else if (c.kind === 'host') {
             const id = `h${c.host}`;
             setHostStatus(q.scheduler, id, c.status);
@@ -318,16 +341,21 @@ describe('capacity claims', () => {
             const job = jobs[c.job]!;
             if (job.phase === 'idle' || job.phase === 'done') {
               job.phase = 'asked';
-              const grant = store.claim(request(job.name, job.ranks));
+              job.attempt++;
+              // Even jobs claim (V3); odd ones ask the pool without claiming (V2), closing the snapshot first.
+              if (c.job % 2 === 1) store.ask(job.name);
+              const grant = c.job % 2 === 1 ? undefined : store.claim(request(job.name, job.ranks, { attempt: job.attempt }));
               if (grant) {
+                // No claim overtakes a job that asked the pool before it: each of those holds its slots already.
+                for (const other of jobs) if (other.phase === 'asked' && other !== job) assert.ok(store.state?.scheduler.allocations[other.name], `${job.name} claimed ahead of ${other.name}, which asked the pool first`);
                 job.phase = 'holding';
                 job.grant = grant;
                 job.served = true;
-              } else q.request({ jobName: job.name, workflowId: job.name, ranks: job.ranks }, T);
+              } else signals.push({ kind: 'request', job });
             } else if (job.phase === 'holding') {
               job.phase = 'done';
               job.grant = undefined;
-              if (!store.giveBack(job.name)) q.release(job.name);
+              if (!store.giveBack(job.name)) signals.push({ kind: 'release', job });
             }
           }
           check();
@@ -336,6 +364,7 @@ describe('capacity claims', () => {
         for (let h = 0; h < 3; h++) setHostStatus(q.scheduler, `h${h}`, 'ready');
         q.touchCapacity();
         for (let round = 0; round < 40 && jobs.some((j) => j.phase !== 'done' && j.phase !== 'idle'); round++) {
+          while (signals.length > 0) receive();
           for (const j of jobs) {
             if (j.phase !== 'holding') continue;
             j.phase = 'done';
@@ -356,7 +385,7 @@ describe('capacity claims', () => {
         assert.equal(store.state?.open, true, 'and the idle pool lends again');
         assert.equal(q.length, 0);
       }),
-      { numRuns: 400 },
+      { numRuns: 1500 },
     );
   });
 });

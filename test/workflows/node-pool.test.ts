@@ -80,7 +80,7 @@ describe('node pool workflow races', () => {
       'one slot: jobs started in the order the pool admitted them',
     );
     assert.ok((await runsOf(pool)) >= 3, 'the pool continued as new more than once');
-    if (lostAnswerEvery !== undefined) assert.ok((bed.world.lostSteps.get(pool) ?? 0) > 0, 'a step was run again and refused');
+    if (lostAnswerEvery !== undefined) assert.ok((bed.world.lostToPoolSteps.get(pool) ?? 0) > 0, 'a step was run again and refused');
     await bed.assertIdle(pool);
     assert.deepEqual(bed.world.queue(pool), [], 'the stored queue is empty');
   }
@@ -234,7 +234,9 @@ describe('node pool workflow races', () => {
     assert.deepEqual(bed.world.grantsSent.filter((n) => n === urgent), [], 'held before its grant went out');
 
     // Meanwhile, a task the server never kept (it saw the holder's end, not the urgent request) wrote
-    // its step: `a` on the holder's slot, its row gone; and its grant went out.
+    // its step: `a` on the holder's slot, its row gone; and its grant went out. (Steps refused before:
+    // the first requests closed the pool's open snapshot, capacity-claim.ts.)
+    const refusedBefore = bed.world.lostToPoolSteps.get(pool) ?? 0;
     const stored = bed.world.snapshots.get(pool);
     assert.ok(stored);
     const lost = structuredClone(stored);
@@ -259,7 +261,7 @@ describe('node pool workflow races', () => {
     // The held step is refused; the pool takes `a`'s grant as given and sends it again; urgent waits for it.
     await until('the pool followed the lost step', async () => {
       const i = await bed.internals(pool);
-      return bed.world.lostSteps.get(pool) === 1 && Object.keys(i.allocations).join() === a && i.reservation?.requestId === urgent ? i : undefined;
+      return bed.world.lostToPoolSteps.get(pool) === refusedBefore + 1 && Object.keys(i.allocations).join() === a && i.reservation?.requestId === urgent ? i : undefined;
     });
     await until('the grant sent again reached a', async () => (await bed.signalsAt(a, 'capacityGranted')).length === 2);
     assert.equal(bed.agents.runsOf(urgent).length, 0, 'urgent did not start on a\'s slot');
