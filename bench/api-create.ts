@@ -51,9 +51,13 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
       o.log(`    ${describe(apiAlone)}`);
       await sleep(1000);
       o.log('  api-create: the full service (jobs run while the load goes on)…');
-      await closedLoop({ concurrency, count: warm, maxMs, op: (i) => createJob(e.api, JOB, `warm-full-${i}`).then(() => undefined) });
+      const warmFull = await closedLoop({ concurrency, count: warm, maxMs, op: (i) => createJob(e.api, JOB, `warm-full-${i}`).then(() => undefined) });
       const full = await measurePhase(e, () => closedLoop({ concurrency, count, maxMs, op: (i) => createJob(e.api, JOB, `full-${i}`).then(() => undefined) }));
-      o.log(`    ${describe(full)}`);
+      // How far the jobs got while the load went on: work done inside the phase costs its creates CPU.
+      // (The API-alone phase's jobs never run: only this phase's and its warm-up's can have completed.)
+      const created = warmFull.completed + full.load.completed;
+      const completed = (await e.service.store.jobCounts()).filter((c) => c.nodePoolId === 'bench' && c.state === 'COMPLETED').reduce((n, c) => n + c.count, 0);
+      o.log(`    ${describe(full)}; ${completed} of its ${created} jobs (warm-up included) had completed when the load stopped`);
 
       const strip = (p: Phase) => ({ ...p, load: { ...p.load, latencies: undefined } });
       return {
@@ -67,8 +71,9 @@ export async function run(o: FigureOptions): Promise<FigureResult> {
         extra:
           `p50/p99 ${fmt(full.load.latencyMs.p50, 1)}/${fmt(full.load.latencyMs.p99, 1)} ms ` +
           `(baseline ${fmt(baseline.load.latencyMs.p50, 1)}/${fmt(baseline.load.latencyMs.p99, 1)} ms); ` +
-          `API alone, jobs not run: ${fmt(apiAlone.load.throughput, 1)}/s, p50/p99 ${fmt(apiAlone.load.latencyMs.p50, 1)}/${fmt(apiAlone.load.latencyMs.p99, 1)} ms`,
-        details: { concurrency, count, baseline: strip(baseline), apiAlone: strip(apiAlone), full: strip(full) },
+          `API alone, jobs not run: ${fmt(apiAlone.load.throughput, 1)}/s, p50/p99 ${fmt(apiAlone.load.latencyMs.p50, 1)}/${fmt(apiAlone.load.latencyMs.p99, 1)} ms; ` +
+          `${completed} of ${created} jobs completed when the load stopped`,
+        details: { concurrency, count, baseline: strip(baseline), apiAlone: strip(apiAlone), full: strip(full), jobsCreated: created, jobsCompleted: completed },
       };
     } finally {
       await alone.service.stop();
