@@ -13,30 +13,17 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { type CapacityGrant, claimCapacity, type ClaimRequest, closeForRequest, giveBackCapacity, grantOf } from '../../src/domain/capacity-claim';
-import { compareKeys, keyOf, type LostStep, PoolQueue, type PoolRecoverySnapshot, type PoolSyncOutcome, type PoolSyncStep, type QueueEntry } from '../../src/domain/pool-queue';
+import { PoolQueue, type PoolRecoverySnapshot, type PoolSyncStep } from '../../src/domain/pool-queue';
 import { addHost, type Allocation, setHostStatus } from '../../src/domain/scheduler';
+import { passAndSync, SteppedStore } from '../support/stepped-store';
 
 const POOL = 'accounts/a/nodePools/p';
 const TERMS = { pool: POOL, gpu: true };
 const T = '2026-12-01T00:00:00.000Z';
 const NOW = 1_000;
 
-/** One pool's queue rows and snapshot: the pool's steps (checked) and the jobs' amendments, each counting the step up. */
-class Store {
-  rows = new Map<string, QueueEntry>();
-  snapshot: LostStep | undefined;
-
-  sync(step: PoolSyncStep): PoolSyncOutcome & { lost?: LostStep } {
-    const stored = this.snapshot?.step ?? 0;
-    if (step.expectStep !== undefined && stored > step.expectStep) return { ...this.totals(), rows: [], step: stored, lost: structuredClone(this.snapshot) };
-    for (const r of step.inserts) if (!this.rows.has(r.jobName)) this.rows.set(r.jobName, r);
-    for (const name of step.removes) this.rows.delete(name);
-    if (step.snapshot) this.snapshot = { step: stored + 1, version: step.snapshot.version, state: structuredClone(step.snapshot.state) };
-    const after = step.read && { priority: step.read.afterPriority ?? 0, seq: step.read.afterSeq };
-    const rows = step.read && after ? this.sorted().filter((r) => compareKeys(keyOf(r), after) > 0).slice(0, step.read.limit) : [];
-    return { ...this.totals(), rows, step: this.snapshot?.step ?? 0 };
-  }
-
+/** The pool's store in memory, and the jobs' side of it: claims, returns, and closing it to ask the pool. */
+class Store extends SteppedStore {
   claim(request: ClaimRequest): CapacityGrant | undefined {
     const answer = claimCapacity(this.snapshot?.state, request, NOW);
     if (answer.kind === 'ask-pool') {
@@ -62,20 +49,6 @@ class Store {
   get state(): PoolRecoverySnapshot | undefined {
     return this.snapshot?.state as PoolRecoverySnapshot | undefined;
   }
-
-  private amend(state: PoolRecoverySnapshot): void {
-    const s = this.snapshot as LostStep;
-    this.snapshot = { step: s.step + 1, version: s.version, state: structuredClone(state) };
-  }
-
-  sorted(): QueueEntry[] {
-    return [...this.rows.values()].sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
-  }
-
-  private totals() {
-    const sorted = this.sorted();
-    return { length: sorted.length, ranks: sorted.reduce((n, r) => n + r.ranks, 0), maxRanks: Math.max(0, ...sorted.map((r) => r.ranks)) };
-  }
 }
 
 function lendingPool(hosts: number, slots: number): PoolQueue {
@@ -86,25 +59,8 @@ function lendingPool(hosts: number, slots: number): PoolQueue {
   return q;
 }
 
-/** The workflow's loop, run to a written step: pass, step, and on a refusal follow and pass again. Returns the grants it sends. */
-function settle(q: PoolQueue, store: Store): Allocation[] {
-  const sent: Allocation[] = [];
-  let resend: Allocation[] = [];
-  for (let i = 0; i < 20; i++) {
-    const { grants } = q.pass({ now: NOW });
-    const step = q.takeSync();
-    const outcome = store.sync(step);
-    if (outcome.lost) {
-      resend = [...resend, ...grants, ...q.followLostStep(step, outcome.lost).grants];
-      continue;
-    }
-    q.applySync(step, outcome);
-    sent.push(...resend.filter((a) => q.scheduler.allocations[a.id] === a), ...grants);
-    resend = [];
-    if (!q.needsSync()) return sent;
-  }
-  assert.fail('the pool did not settle');
-}
+/** The workflow's loop run to a written step (test/support/stepped-store.ts). */
+const settle = (q: PoolQueue, store: Store): Allocation[] => passAndSync(q, store, { now: NOW });
 
 const request = (jobName: string, ranks: number, extra: Partial<ClaimRequest> = {}): ClaimRequest => ({ jobName, workflowId: jobName, ranks, attempt: 1, ...extra });
 const slotKeys = (g: { hosts: Array<{ host: string; slots: number[] }> }) => g.hosts.flatMap((h) => h.slots.map((s) => `${h.host}/${s}`));

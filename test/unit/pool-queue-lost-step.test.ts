@@ -9,34 +9,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { compareKeys, keyOf, type LostStep, PoolQueue, type PoolSyncOutcome, type PoolSyncStep, type QueueEntry } from '../../src/domain/pool-queue';
+import { PoolQueue } from '../../src/domain/pool-queue';
 import { addHost, type Allocation } from '../../src/domain/scheduler';
-
-/** One pool's queue rows and snapshot, with the step check of src/store/pool-store.ts. */
-class SteppedStore {
-  rows = new Map<string, QueueEntry>();
-  snapshot: LostStep | undefined;
-
-  sync(step: PoolSyncStep): PoolSyncOutcome & { lost?: LostStep } {
-    const stored = this.snapshot?.step ?? 0;
-    if (step.expectStep !== undefined && stored > step.expectStep) return { ...this.totals(), rows: [], step: stored, lost: structuredClone(this.snapshot) };
-    for (const r of step.inserts) if (!this.rows.has(r.jobName)) this.rows.set(r.jobName, r);
-    for (const name of step.removes) this.rows.delete(name);
-    if (step.snapshot) this.snapshot = { step: stored + 1, version: step.snapshot.version, state: structuredClone(step.snapshot.state) };
-    const after = step.read && { priority: step.read.afterPriority ?? 0, seq: step.read.afterSeq };
-    const rows = step.read && after ? this.sorted().filter((r) => compareKeys(keyOf(r), after) > 0).slice(0, step.read.limit) : [];
-    return { ...this.totals(), rows, step: this.snapshot?.step ?? 0 };
-  }
-
-  sorted(): QueueEntry[] {
-    return [...this.rows.values()].sort((a, b) => compareKeys(keyOf(a), keyOf(b)));
-  }
-
-  private totals() {
-    const sorted = this.sorted();
-    return { length: sorted.length, ranks: sorted.reduce((n, r) => n + r.ranks, 0), maxRanks: Math.max(0, ...sorted.map((r) => r.ranks)) };
-  }
-}
+import { passAndSync as toWritten, SteppedStore } from '../support/stepped-store';
 
 const T = '2026-12-01T00:00:00.000Z';
 const POLICY = { now: 1_000 };
@@ -48,25 +23,8 @@ function pool(hosts: number, slots: number, window: number): PoolQueue {
   return q;
 }
 
-/** What the workflow's loop does: a pass, then a step with its grants; a refused step is followed and the pass made again. Returns the grants sent. */
-function passAndSync(q: PoolQueue, store: SteppedStore): Allocation[] {
-  const sent: Allocation[] = [];
-  let resend: Allocation[] = [];
-  for (let i = 0; i < 20; i++) {
-    const { grants } = q.pass(POLICY);
-    const step = q.takeSync();
-    const outcome = store.sync(step);
-    if (outcome.lost) {
-      resend = [...resend, ...grants, ...q.followLostStep(step, outcome.lost).grants];
-      continue;
-    }
-    q.applySync(step, outcome);
-    sent.push(...resend.filter((a) => q.scheduler.allocations[a.id] === a), ...grants);
-    resend = [];
-    if (!q.needsSync()) return sent;
-  }
-  assert.fail('the pool did not settle');
-}
+/** The workflow's loop run to a written step (test/support/stepped-store.ts), with this file's clock. */
+const passAndSync = (q: PoolQueue, store: SteppedStore): Allocation[] => toWritten(q, store, POLICY);
 
 /** The same state twice, as the lost task and its retry hold it after replaying one history (nothing may be unwritten). */
 function twins(q: PoolQueue): [PoolQueue, PoolQueue] {
