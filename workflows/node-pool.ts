@@ -585,8 +585,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       resend = { grants: [...sending, ...adopted.grants], preempt: [...stopping, ...adopted.preempt] };
       for (const name of adopted.unknown) toCheck.add(name);
       dirty = true;
-      // Jobs claimed and gave back in the store while its snapshot was open: the expected refusal.
-      if (adopted.grants.length === 0 && adopted.unknown.length === 0 && adopted.unplaced.length === 0 && adopted.preempt.length === 0 && adopted.claims.length + adopted.returned.length > 0) return;
+      // Jobs claimed, gave back or asked in the store while its snapshot was open: the expected refusal.
+      if (adopted.byJobs && adopted.grants.length === 0 && adopted.unknown.length === 0 && adopted.unplaced.length === 0 && adopted.preempt.length === 0) return;
       log.warn('a step of a workflow task that was not kept wrote after the snapshot this step followed: took its allocations as given, deciding again', {
         storedStep: outcome.lost.step,
         adopted: adopted.grants.map((a) => a.id),

@@ -222,6 +222,8 @@ export interface AdoptedStep {
   claims: string[];
   /** Jobs that gave theirs back in the store meanwhile: freed. */
   returned: string[];
+  /** Jobs amended the stored snapshot (claims, returns, or closing it to ask): the refusal was expected. */
+  byJobs: boolean;
 }
 
 /** What the last pass changed, kept until its step is written, so that a refused step's pass can be taken back. */
@@ -740,7 +742,7 @@ export class PoolQueue {
     }
     this.inFlight = undefined;
     const snapshot = lost.state as PoolRecoverySnapshot;
-    const adopted: AdoptedStep = { grants: [], preempt: [], unknown: [], unplaced: [], claims: [], returned: [] };
+    const adopted: AdoptedStep = { grants: [], preempt: [], unknown: [], unplaced: [], claims: [], returned: [], byJobs: (snapshot.claimed?.length ?? 0) + (snapshot.asking?.length ?? 0) > 0 };
     // 3. On a pool that lends, what the snapshot no longer holds was given back there (capacity-claim.ts).
     // (A step the pool lost freed only what this state freed too: that release is in this run's history.)
     if (snapshot.terms !== undefined) {

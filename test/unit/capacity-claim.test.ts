@@ -141,6 +141,7 @@ describe('capacity claims', () => {
     assert.deepEqual(adopted.unknown, [], 'and are not asked about');
     assert.deepEqual(adopted.claims.sort(), ['c1', 'c2']);
     assert.deepEqual(adopted.returned, ['pooled']);
+    assert.equal(adopted.byJobs, true, 'an expected refusal: the pool does not warn');
     assert.deepEqual(Object.keys(q.scheduler.allocations).sort(), ['c1', 'c2']);
     assert.deepEqual(slotKeys(q.scheduler.allocations.c1!), slotKeys(claimed));
     assertConsistent(q.scheduler);

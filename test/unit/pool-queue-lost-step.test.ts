@@ -77,6 +77,7 @@ describe('PoolQueue: a step that follows a lost one', () => {
     assert.deepEqual(adopted.grants.map((a) => [a.id, slotsOf(a)]), [['a', slotsOf(lostGrants[0]!)]]);
     assert.deepEqual(adopted.unknown, []);
     assert.deepEqual(adopted.unplaced, []);
+    assert.equal(adopted.byJobs, false, 'a step the pool lost, not a job\'s claim: the pool warns');
     assertSlotsConsistent(retry);
     assert.deepEqual(retry.window.map((r) => r.id), ['urgent'], 'its own grant is taken back: `urgent` waits');
 
