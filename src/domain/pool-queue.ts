@@ -262,7 +262,7 @@ export class PoolQueue {
   /** The stored snapshot this state follows is open to claims. */
   private writtenOpen: boolean;
   /** A step was taken and its outcome is not applied yet: whether it writes an open snapshot, and the unknown releases it knew. */
-  private inFlight: { open: boolean; releasedUnknown: string[] } | undefined;
+  private inFlight: { open: boolean; releasedHere: string[] } | undefined;
   /**
    * Jobs that closed the stored snapshot to ask this pool (capacity-claim.ts) whose requests have not
    * arrived: it stays closed until they have. Not carried across continue-as-new (a job terminated
@@ -270,11 +270,11 @@ export class PoolQueue {
    */
   private readonly awaited = new Set<string>();
   /**
-   * Jobs released here that this state did not know, since the last written step: a job that claimed
-   * in the store and, once the snapshot had closed, told the pool it ended before the pool took its
-   * claim. Its claim is not taken (PoolQueue.followLostStep).
+   * Jobs that said here that they ended, since the last written step. A claim of one of them that the
+   * store still shows is not taken (PoolQueue.followLostStep): the job claimed, the snapshot closed,
+   * and it told the pool it ended, before or after the pool took the claim from an earlier answer.
    */
-  private readonly releasedUnknown = new Set<string>();
+  private readonly releasedHere = new Set<string>();
   /**
    * Requests of jobs this state still sees holding an allocation, while its snapshot is open: the job
    * may have given that allocation back in the store (a retry's new attempt asks again). Decided once
@@ -460,6 +460,12 @@ export class PoolQueue {
 
   /** A job ended or left the queue: frees its slots or withdraws its request. Idempotent. */
   release(jobName: string): 'freed' | 'dequeued' | 'unknown' {
+    this.releasedHere.add(jobName);
+    return this.withdraw(jobName);
+  }
+
+  /** Frees a job's slots or withdraws its request, whoever asks (the job, or the store's answer). */
+  private withdraw(jobName: string): 'freed' | 'dequeued' | 'unknown' {
     this.awaited.delete(jobName);
     const pending = this.pendingNames.has(jobName) ? this.pendingInserts.findIndex((r) => r.jobName === jobName) : -1;
     const ranks = this.scheduler.queue.find((r) => r.id === jobName)?.ranks ?? 0;
@@ -484,7 +490,6 @@ export class PoolQueue {
     }
     // Perhaps queued past the window: the store knows, and the next sync corrects the length.
     this.pendingRemoves.add(jobName);
-    this.releasedUnknown.add(jobName);
     return 'unknown';
   }
 
@@ -581,7 +586,7 @@ export class PoolQueue {
     const step: PoolSyncStep = { inserts: this.pendingInserts, removes: [...this.pendingRemoves] };
     if (this.checked && this.storedStep !== undefined) step.expectStep = this.storedStep;
     if (this.capacityChanged || this.opensOrCloses()) step.snapshot = { version: this.version, state: this.recoverySnapshot() };
-    this.inFlight = { open: step.snapshot?.state.open === true || (step.snapshot === undefined && this.writtenOpen), releasedUnknown: [...this.releasedUnknown] };
+    this.inFlight = { open: step.snapshot?.state.open === true || (step.snapshot === undefined && this.writtenOpen), releasedHere: [...this.releasedHere] };
     if (this.wantsRefill()) {
       step.read = { afterSeq: this.counters.loadedThrough, limit: this.windowSize - this.scheduler.queue.length };
       if (this.counters.loadedPriority !== DEFAULT_PRIORITY) step.read.afterPriority = this.counters.loadedPriority;
@@ -600,7 +605,7 @@ export class PoolQueue {
     // Written: a claim made since is one a release known when the step was taken never meant (a release
     // that came while it was in flight may be of a claim made after it was written: kept). A deferred
     // request whose job still holds its allocation here was a repeat.
-    for (const name of this.inFlight?.releasedUnknown ?? []) this.releasedUnknown.delete(name);
+    for (const name of this.inFlight?.releasedHere ?? []) this.releasedHere.delete(name);
     this.inFlight = undefined;
     this.deferred.clear();
     // The pass before this step is written; its grants go out.
@@ -743,12 +748,15 @@ export class PoolQueue {
     this.inFlight = undefined;
     const snapshot = lost.state as PoolRecoverySnapshot;
     const adopted: AdoptedStep = { grants: [], preempt: [], unknown: [], unplaced: [], claims: [], returned: [], byJobs: (snapshot.claimed?.length ?? 0) + (snapshot.asking?.length ?? 0) > 0 };
-    // 3. On a pool that lends, what the snapshot no longer holds was given back there (capacity-claim.ts).
-    // (A step the pool lost freed only what this state freed too: that release is in this run's history.)
+    // 3. On a pool that lends, what the snapshot no longer holds was given back there (capacity-claim.ts),
+    // and a job it places elsewhere gave back and claimed again (a later attempt): freed here, then taken
+    // as the snapshot places it. (A step the pool lost freed only what this state freed too: that
+    // release is in this run's history; and it placed nothing this state places otherwise.)
     if (snapshot.terms !== undefined) {
-      for (const id of Object.keys(this.scheduler.allocations)) {
-        if (snapshot.scheduler.allocations[id]) continue;
-        this.release(id);
+      for (const [id, held] of Object.entries(this.scheduler.allocations)) {
+        const there = snapshot.scheduler.allocations[id];
+        if (there && samePlacement(there, held)) continue;
+        this.withdraw(id);
         adopted.returned.push(id);
       }
     }
@@ -758,7 +766,7 @@ export class PoolQueue {
       if (this.scheduler.allocations[allocation.id]) continue;
       // A claimer that ended already and said so here, or that asks again (a later attempt: a job asks
       // only after its claim, and gives that back first): its slots are free (the next written step drops the claim).
-      if (claimed.has(allocation.id) && (this.releasedUnknown.has(allocation.id) || this.queuedHere(allocation.id))) {
+      if (claimed.has(allocation.id) && (this.releasedHere.has(allocation.id) || this.queuedHere(allocation.id))) {
         adopted.returned.push(allocation.id);
         continue;
       }
@@ -777,7 +785,7 @@ export class PoolQueue {
       }
       const known = this.has(allocation.id);
       // Out of the queue (window, unwritten requests, store), as a grant takes it.
-      const left = this.release(allocation.id);
+      const left = this.withdraw(allocation.id);
       const claim = claimed.has(allocation.id);
       if (!claim && (!known || left === 'unknown')) adopted.unknown.push(allocation.id);
       const taken: Allocation = { ...allocation, hosts: allocation.hosts.map((a) => ({ ...a, slots: [...a.slots] })) };
@@ -838,6 +846,11 @@ export class PoolQueue {
   counts(): Readonly<QueueCounters> & { pendingInserts: number; pendingRemoves: number } {
     return { ...this.counters, pendingInserts: this.pendingInserts.length, pendingRemoves: this.pendingRemoves.size };
   }
+}
+
+/** Two allocations of a job on the same slots with the same master port. */
+function samePlacement(a: Allocation, b: Allocation): boolean {
+  return a.masterPort === b.masterPort && JSON.stringify(a.hosts) === JSON.stringify(b.hosts);
 }
 
 /** The scheduler's request for a row of the queue, with the hosts it avoids and its terms when it has any. */

@@ -206,6 +206,70 @@ describe('capacity claims', () => {
     assert.equal(store.state?.open, undefined, 'a request waits: closed');
   });
 
+  it('a retry that asks the pool while the pool still sees its given-back allocation is decided once the pool has followed the store', () => {
+    const store = new Store();
+    const q = lendingPool(1, 1);
+    q.request({ jobName: 'x', workflowId: 'x', ranks: 1 }, T);
+    assert.deepEqual(settle(q, store).map((g) => g.id), ['x']);
+    assert.equal(store.state?.open, true);
+    // Attempt 1 ends: given back in the store. Attempt 2 (a V2 job) closes the snapshot and asks.
+    assert.ok(store.giveBack('x'));
+    store.ask('x');
+    assert.equal(q.request({ jobName: 'x', workflowId: 'x', ranks: 1 }, T), 'deferred', 'not a repeat: the pool has not seen the return yet');
+    assert.deepEqual(settle(q, store).map((g) => g.id), ['x'], 'granted again once the return is taken');
+  });
+
+  it('a stale answer that still holds an earlier attempt\'s claim does not take the job\'s newer request out of the queue', () => {
+    const store = new Store();
+    const q = lendingPool(1, 1);
+    settle(q, store);
+    assert.ok(store.claim(request('x', 1)));
+    // The pool's step is refused now; its answer (x's claim) is applied only later, as a later activation does.
+    q.touchCapacity();
+    const step = q.takeSync();
+    const outcome = store.sync(step);
+    assert.ok(outcome.lost);
+    // Meanwhile x gives back, y claims the slot, and x's attempt 2 does not fit: it closes the snapshot and asks.
+    assert.ok(store.giveBack('x'));
+    assert.ok(store.claim(request('y', 1)));
+    assert.equal(store.claim(request('x', 1, { attempt: 2 })), undefined);
+    q.request({ jobName: 'x', workflowId: 'x', ranks: 1 }, T);
+    const adopted = q.followLostStep(step, outcome.lost);
+    assert.deepEqual(adopted.claims, [], "attempt 1's claim is not taken: x asks again");
+    assert.deepEqual(q.window.map((r) => r.id), ['x']);
+    assert.deepEqual(settle(q, store), []);
+    assert.deepEqual(Object.keys(q.scheduler.allocations), ['y']);
+    // y ends (told to the pool: the snapshot is closed); x gets the slot.
+    assert.equal(store.giveBack('y'), false);
+    q.release('y');
+    assert.deepEqual(settle(q, store).map((g) => g.id), ['x']);
+  });
+
+  it('a job that gave back and claimed again elsewhere is taken where the store places it now', () => {
+    const store = new Store();
+    const q = lendingPool(2, 1);
+    settle(q, store);
+    assert.deepEqual(slotKeys(store.claim(request('x', 1))!), ['h0/0']);
+    q.touchCapacity();
+    const step = q.takeSync();
+    const outcome = store.sync(step);
+    assert.ok(outcome.lost);
+    assert.ok(store.giveBack('x'));
+    assert.deepEqual(slotKeys(store.claim(request('y', 1))!), ['h0/0']);
+    assert.deepEqual(slotKeys(store.claim(request('x', 1, { attempt: 2 }))!), ['h1/0']);
+    // The stale answer places x on h0; the next step follows the store: y on h0, x on h1.
+    q.followLostStep(step, outcome.lost);
+    settle(q, store);
+    assert.deepEqual(
+      Object.values(q.scheduler.allocations).map((a) => [a.id, slotKeys(a).join()]).sort(),
+      [
+        ['x', 'h1/0'],
+        ['y', 'h0/0'],
+      ],
+    );
+    assertConsistent(q.scheduler);
+  });
+
   it('property: no slot is ever held by two jobs, a queued request is never overtaken by a claim, and every job is served (claiming and non-claiming jobs, each asking again after it ended)', () => {
     type Job = { name: string; ranks: number; phase: 'idle' | 'asked' | 'holding' | 'done'; grant?: CapacityGrant; served: boolean; attempt: number };
     type Command =
