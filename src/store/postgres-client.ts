@@ -34,16 +34,32 @@ export function inTransaction<T>(pool: Pool, mode: string, work: (client: PoolCl
 }
 
 async function held<T>(pool: Pool, work: (client: PoolClient, drop: (error: unknown) => void) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  const drop = (error: unknown) => {
-    broken ??= error instanceof Error ? error : new Error(String(error));
-  };
-  client.on('error', drop);
+  const { client, drop, broken } = await checkOut(pool);
   try {
     return await work(client, drop);
   } finally {
     client.removeListener('error', drop);
-    client.release(broken);
+    client.release(broken());
   }
+}
+
+/**
+ * Checks a connection out with its 'error' listener already on. The listener goes on inside
+ * pg-pool's callback, not after `await pool.connect()`: the pool hands a new connection out while
+ * parsing its ReadyForQuery, and a FATAL in the same TCP segment (a server stopping) is emitted before
+ * any promise continuation runs.
+ */
+function checkOut(pool: Pool): Promise<{ client: PoolClient; drop: (error: unknown) => void; broken: () => Error | undefined }> {
+  return new Promise((resolve, reject) => {
+    pool.connect((error, client) => {
+      if (error !== undefined && error !== null) return reject(error instanceof Error ? error : new Error(String(error)));
+      if (client === undefined) return reject(new Error('the PostgreSQL pool answered no connection'));
+      let broken: Error | undefined;
+      const drop = (failure: unknown) => {
+        broken ??= failure instanceof Error ? failure : new Error(String(failure));
+      };
+      client.on('error', drop);
+      resolve({ client, drop, broken: () => broken });
+    });
+  });
 }
