@@ -121,6 +121,15 @@ export const POOL_STEPS_CHECKED_PATCH = 'pool-steps-follow-the-stored-one';
  */
 export const POOL_LENDS_PATCH = 'pool-lends-idle-slots';
 
+/**
+ * The jobs a lending pool waits on before it opens again (they closed its snapshot to ask, and their
+ * requests have not arrived) are kept: carried across continue-as-new, written in its snapshot and read
+ * back by a recovered run, so no claim overtakes a request on its way; and while it waits on any, the
+ * pool checks now and then that their workflows still live, so one terminated on the way does not keep
+ * it closed. Runs from before it forgot them at continue-as-new and recovery, and never checked.
+ */
+export const POOL_KEEPS_ASKING_PATCH = 'pool-keeps-asking-jobs';
+
 /** How long a probe waits on an unreachable host's task queue, for settings carried from before hostProbeMs. */
 const DEFAULT_HOST_PROBE_MS = 600_000;
 /** Missed signals read per local activity: a page's result is one marker in the history. */
@@ -143,6 +152,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   const stepsChecked = grantsByActivity && patched(POOL_STEPS_CHECKED_PATCH);
   // A claim is safe only against steps that name the snapshot they follow.
   const lends = stepsChecked && shared && patched(POOL_LENDS_PATCH);
+  const keepsAsking = lends && patched(POOL_KEEPS_ASKING_PATCH);
   /** A delete waits for the snapshot to close before it counts the pool's live jobs. */
   let closingForDelete = false;
   /** The quotas and fair share the operator's sharing file sets for this pool, as the last sync read them. */
@@ -152,6 +162,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   let pool: NodePool = input.pool;
   const state = await initialState(input, settings);
   if (stepsChecked) state.checkSteps();
+  if (keepsAsking) state.keepAsking();
   const sched = state.scheduler;
   /** Grants and preemptions of a lost step, or of a refused one, to send with the next step that is written. */
   let resend: { grants: Allocation[]; preempt: Preemption[] } = { grants: [], preempt: [] };
@@ -673,10 +684,11 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   });
 
   // While jobs wait behind capacity that is held, check now and then that its holders still live: a job
-  // terminated by an operator never says it ended. One timer per period, and only while blocked.
+  // terminated by an operator never says it ended. One timer per period, and only while blocked (or,
+  // with POOL_KEEPS_ASKING_PATCH, while the pool waits on a job's request to open again).
   void CancellationScope.nonCancellable(async () => {
     for (;;) {
-      await condition(() => state.length > 0 && Object.keys(sched.allocations).length > 0);
+      await condition(() => (state.length > 0 && Object.keys(sched.allocations).length > 0) || (keepsAsking && state.awaiting().length > 0));
       await sleep(settings.reconcileMs);
       reconcileDue = true;
       await condition(() => !reconcileDue);
@@ -723,7 +735,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
           workflowInfo().continueAsNewSuggested,
       );
       if (reconcileDue || toCheck.size > 0) {
-        const names = reconcileDue ? Object.keys(sched.allocations) : [...toCheck];
+        const names = reconcileDue ? [...Object.keys(sched.allocations), ...(keepsAsking ? state.awaiting() : [])] : [...toCheck];
         reconcileDue = false;
         toCheck.clear();
         await forgetClosed(names);

@@ -114,6 +114,11 @@ export interface PoolCarriedState {
   storedStep?: number;
   /** The stored snapshot this state follows is open to claims (capacity-claim.ts); absent: closed. */
   open?: true;
+  /**
+   * Jobs that closed the snapshot to ask this pool and whose requests have not arrived (runs with
+   * pool-keeps-asking-jobs: node-pool.ts POOL_KEEPS_ASKING_PATCH); absent: none.
+   */
+  asking?: string[];
 }
 
 /** The carried state of pools from before priorities: the same, with a seq-ordered window. */
@@ -145,7 +150,11 @@ export interface PoolRecoverySnapshot {
   open?: true;
   /** Jobs that claimed or gave back since the pool last wrote it, in order (never written by the pool). */
   claimed?: string[];
-  /** Jobs that closed it to ask the pool's workflow instead (never written by the pool): it opens again once their requests arrived. */
+  /**
+   * Jobs that closed it to ask the pool's workflow instead: it opens again once their requests arrived.
+   * Jobs append themselves; pools that keep asking jobs (node-pool.ts POOL_KEEPS_ASKING_PATCH) write
+   * those whose requests they still wait for, so a pool recovered from this snapshot waits for them too.
+   */
   asking?: string[];
 }
 
@@ -265,10 +274,15 @@ export class PoolQueue {
   private inFlight: { open: boolean; releasedHere: string[] } | undefined;
   /**
    * Jobs that closed the stored snapshot to ask this pool (capacity-claim.ts) whose requests have not
-   * arrived: it stays closed until they have. Not carried across continue-as-new (a job terminated
-   * between its store step and its signal would keep the pool closed for good; a new run opens again).
+   * arrived: it stays closed until they have, or until the pool finds a job's workflow closed (one
+   * terminated between its store step and its signal). Kept across continue-as-new and recovery only
+   * once `keepAsking()` was called; before, a new run forgot them and opened again.
    */
   private readonly awaited = new Set<string>();
+  /** `awaited` is carried, written in the snapshot, and read back on recovery (node-pool.ts POOL_KEEPS_ASKING_PATCH). */
+  private keepsAsking = false;
+  /** The jobs a carried state or recovered snapshot says were asking, taken once `keepAsking()` is called. */
+  private askingAtStart: readonly string[] = [];
   /**
    * Jobs that said here that they ended, since the last written step. A claim of one of them that the
    * store still shows is not taken (PoolQueue.followLostStep): the job claimed, the snapshot closed,
@@ -293,6 +307,7 @@ export class PoolQueue {
     this.counters = { ...carried.queue };
     this.storedStep = carried.storedStep;
     this.writtenOpen = carried.open === true;
+    this.askingAtStart = carried.asking ?? [];
   }
 
   static fresh(windowSize: number): PoolQueue {
@@ -403,6 +418,7 @@ export class PoolQueue {
         // A store from before step numbers answers none: the first step learns it.
         ...(loaded.snapshot?.step !== undefined ? { storedStep: loaded.snapshot.step } : loaded.snapshot ? {} : { storedStep: 0 }),
         ...(snapshot.open ? { open: true as const } : {}),
+        ...(snapshot.asking && snapshot.asking.length > 0 ? { asking: snapshot.asking } : {}),
       },
       windowSize,
     );
@@ -624,6 +640,8 @@ export class PoolQueue {
       if (compareKeys(keyOf(row), boundary) <= 0 || inWindow.has(row.jobName) || this.pendingRemoves.has(row.jobName)) continue;
       this.scheduler.queue.push(queuedRequestOf(row));
       this.jobs[row.jobName] = { workflowId: row.workflowId, ranks: row.ranks, state: 'QUEUED', enqueuedAt: row.enqueuedAt };
+      // Its request is here (it came while the window was full).
+      if (this.keepsAsking) this.awaited.delete(row.jobName);
     }
     const last = outcome.rows.at(-1);
     if (outcome.rows.length < step.read.limit) {
@@ -686,7 +704,7 @@ export class PoolQueue {
       if (j) jobs[id] = j;
     }
     const lending = this.lendTerms ? { terms: this.lendTerms, ...(this.wantsOpen() ? { open: true as const } : {}) } : {};
-    return { format: POOL_SNAPSHOT_FORMAT, scheduler, hosts: this.hosts, jobs, lastSeq: this.counters.lastSeq, ...lending };
+    return { format: POOL_SNAPSHOT_FORMAT, scheduler, hosts: this.hosts, jobs, lastSeq: this.counters.lastSeq, ...lending, ...this.askingKept() };
   }
 
   /** The state to carry across continue-as-new. Call only when nothing is pending (after a sync). */
@@ -701,7 +719,28 @@ export class PoolQueue {
       queue: { ...this.counters },
       ...(this.storedStep !== undefined ? { storedStep: this.storedStep } : {}),
       ...(this.writtenOpen ? { open: true as const } : {}),
+      ...this.askingKept(),
     };
+  }
+
+  /**
+   * From now on the jobs this pool waits on (`awaited`) are carried across continue-as-new and written
+   * in its snapshot; those a carried state or recovered snapshot named are waited on now, unless their
+   * requests are already here.
+   */
+  keepAsking(): void {
+    this.keepsAsking = true;
+    for (const name of this.askingAtStart) if (!this.has(name)) this.awaited.add(name);
+    this.askingAtStart = [];
+  }
+
+  /** Jobs that closed the snapshot to ask, whose requests have not arrived. */
+  awaiting(): string[] {
+    return [...this.awaited];
+  }
+
+  private askingKept(): { asking?: string[] } {
+    return this.keepsAsking && this.awaited.size > 0 ? { asking: [...this.awaited] } : {};
   }
 
   /** From now on every step says which stored snapshot it follows, once that is known (takeSync's `expectStep`). */

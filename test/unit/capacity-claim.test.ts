@@ -206,6 +206,100 @@ describe('capacity claims', () => {
     assert.equal(store.state?.open, undefined, 'a request waits: closed');
   });
 
+  it('a job that closed the snapshot to ask is waited on across continue-as-new and recovery, once the pool keeps asking jobs', () => {
+    const store = new Store();
+    const q = lendingPool(1, 2);
+    q.keepAsking();
+    settle(q, store);
+    assert.ok(store.claim(request('a', 1)));
+    store.ask('b');
+    settle(q, store);
+    assert.deepEqual(q.awaiting(), ['b']);
+    assert.equal(store.state?.open, undefined, 'closed until b asks');
+
+    // Continue-as-new: the next run waits for b's request too. A run that does not keep them forgets it (as before the patch).
+    const next = PoolQueue.resume(structuredClone(q.carried()), 50, T);
+    next.checkSteps();
+    next.lendWith(TERMS);
+    next.keepAsking();
+    const forgetful = PoolQueue.resume(structuredClone(q.carried()), 50, T);
+    forgetful.checkSteps();
+    forgetful.lendWith(TERMS);
+    const other = new Store();
+    other.snapshot = structuredClone(store.snapshot);
+    settle(forgetful, other);
+    assert.equal(other.state?.open, true, 'a run that forgot b opens before b asks');
+    settle(next, store);
+    assert.equal(store.state?.open, undefined, 'the next run keeps it closed');
+    assert.deepEqual(next.awaiting(), ['b']);
+
+    // a ends: the snapshot the pool writes names b, so a pool recovered from it waits for b as well.
+    next.release('a');
+    settle(next, store);
+    assert.deepEqual(store.state?.asking, ['b']);
+    assert.equal(store.state?.open, undefined);
+    const recovered = PoolQueue.recover(store.state, { length: 0, ranks: 0, maxRanks: 0, maxSeq: 0, rows: [], snapshot: { step: store.snapshot?.step ?? 0 } }, 1, 50);
+    recovered.checkSteps();
+    recovered.lendWith(TERMS);
+    recovered.keepAsking();
+    settle(recovered, store);
+    assert.equal(store.state?.open, undefined, 'recovered, it still waits for b');
+    assert.equal(claimCapacity(store.state, request('c', 1), NOW).kind, 'ask-pool', 'no claim overtakes b');
+
+    // b's request arrives: granted, and the snapshot opens with no one asking.
+    recovered.request({ jobName: 'b', workflowId: 'b', ranks: 1 }, T);
+    assert.deepEqual(settle(recovered, store).map((g) => g.id), ['b']);
+    assert.equal(store.state?.open, true);
+    assert.equal(store.state?.asking, undefined);
+  });
+
+  it('an asker whose request a recovered pool finds in its stored queue, past the window, is no longer waited on once the window takes it', () => {
+    const store = new Store();
+    const q = PoolQueue.fresh(1);
+    q.checkSteps();
+    q.lendWith(TERMS);
+    q.keepAsking();
+    addHost(q.scheduler, 'h0', 1);
+    settle(q, store);
+    assert.ok(store.claim(request('holder', 1)));
+    store.ask('b');
+    q.request({ jobName: 'x', workflowId: 'x', ranks: 1 }, T);
+    settle(q, store);
+    q.request({ jobName: 'b', workflowId: 'b', ranks: 1 }, T);
+    settle(q, store);
+    assert.deepEqual(store.state?.asking, ['b'], 'written while the pool still waited for b');
+    assert.deepEqual(store.sorted().map((r) => r.jobName), ['x', 'b']);
+
+    const rows = store.sorted();
+    const loaded = { length: 2, ranks: 2, maxRanks: 1, maxSeq: Math.max(...rows.map((r) => r.seq)), rows: rows.slice(0, 1), snapshot: { step: store.snapshot?.step ?? 0 } };
+    const recovered = PoolQueue.recover(store.state, loaded, 1, 1);
+    recovered.checkSteps();
+    recovered.lendWith(TERMS);
+    recovered.keepAsking();
+    assert.deepEqual(recovered.awaiting(), ['b'], 'b is past the window: not known yet');
+    recovered.release('holder');
+    assert.deepEqual(settle(recovered, store).map((g) => g.id), ['x']);
+    recovered.release('x');
+    assert.deepEqual(settle(recovered, store).map((g) => g.id), ['b']);
+    assert.deepEqual(recovered.awaiting(), []);
+    assert.equal(store.state?.open, true, 'nothing waits: open while b runs');
+  });
+
+  it('a job that asked and whose workflow closed before its request came is released, and the snapshot opens again', () => {
+    const store = new Store();
+    const q = lendingPool(1, 2);
+    q.keepAsking();
+    settle(q, store);
+    store.ask('gone');
+    settle(q, store);
+    assert.equal(store.state?.open, undefined);
+    // What the pool's check does for a closed job (node-pool.ts forgetClosed).
+    q.release('gone');
+    settle(q, store);
+    assert.deepEqual(q.awaiting(), []);
+    assert.equal(store.state?.open, true);
+  });
+
   it('a retry that asks the pool while the pool still sees its given-back allocation is decided once the pool has followed the store', () => {
     const store = new Store();
     const q = lendingPool(1, 1);

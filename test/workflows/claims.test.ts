@@ -10,6 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { closeForRequest } from '../../src/domain/capacity-claim';
 import { type PoolRecoverySnapshot } from '../../src/domain/pool-queue';
 import { cancelSignal, deleteNodePoolUpdate, getNodePoolInternalsQuery, updateNodePoolUpdate } from '../../workflows/messages';
 import { until, WorkflowTestbed } from '../support/workflow-testbed';
@@ -137,6 +138,22 @@ describe('capacity claims (job V3 and the pool)', () => {
     assert.ok(granted.length > 0 && granted.length < names.length, `${granted.length} of ${names.length} were granted by the pool`);
     await bed.assertIdle(pool);
     await openSnapshot(pool);
+  });
+
+  it('a job that closed the snapshot to ask and was terminated before its request came: the pool finds its workflow closed and lends again', async () => {
+    const pool = await bed.startPool('claim-ghost', { numNodes: 1, reconcileMs: 500 });
+    await openSnapshot(pool);
+    // As a job's step does before it signals its request (capacity-claim.ts closeForRequest); its workflow is then gone without asking.
+    const ghost = bed.jobName('claim-ghost-asker');
+    await bed.world.amendPoolSnapshot(pool, (state) => ({ answer: undefined, write: closeForRequest(state as PoolRecoverySnapshot, ghost) }));
+    // The next job finds the snapshot closed and asks the pool, whose step follows the store and learns of the asker.
+    const next = await bed.startJob('claim-ghost-next', { pool: 'claim-ghost', workflowType: 'batchJobWorkflowV3' });
+    bed.agents.behaviour.set(next, { succeed: true });
+    assert.equal((await bed.result(next)).job.state, 'COMPLETED');
+    assert.equal(await bed.delivered(next, 'capacityGranted', next), 1, 'granted by the pool');
+    await openSnapshot(pool);
+    assert.ok(bed.world.closedJobsAsked.some((names) => names.includes(ghost)), 'the asker was checked');
+    assert.equal(snapshotOf(pool)?.asking, undefined);
   });
 
   it('a delete while a claimer runs is refused, though the pool has not taken the claim yet', async () => {
