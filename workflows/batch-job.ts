@@ -1,6 +1,6 @@
 /**
- * One workflow per batch job (types `batchJobWorkflowV3`, which the API starts, and `batchJobWorkflowV2`,
- * which parent workflows start: V3 claims capacity in the pool's store first); its state is the job. It queues for capacity
+ * One workflow per batch job (types `batchJobWorkflowV3`, which the API and parent workflows start, and
+ * `batchJobWorkflowV2`, which they started before: V3 claims capacity in the pool's store first); its state is the job. It queues for capacity
  * at the node pool's workflow, starts each host's ranks through that host's agent, watches them, and on
  * any ending (success, failure, cancel, delete, a lost host) stops what still runs, releases the
  * capacity once, and reports the final job before it completes.
@@ -134,7 +134,7 @@ function hostFailure(host: string, err: unknown, settings: JobSettings): HostRes
   return { outcome: 'error', message: `host ${host} could not run its ranks: ${message}` };
 }
 
-/** Jobs the API started before claims (and children of parent workflows): every request goes to the pool's workflow. */
+/** Jobs the API started before claims (and children that parents started before them): every request goes to the pool's workflow. */
 export async function batchJobWorkflowV2(input: BatchJobInput): Promise<BatchJobResult> {
   return runBatchJob(input, false);
 }

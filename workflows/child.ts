@@ -6,7 +6,7 @@
  *                                         { account: 'acme', batchJobId: 'train-42', createdBy: 'ann@acme.dev' });
  *   if (job.state !== 'COMPLETED') throw ApplicationFailure.nonRetryable(job.status);
  *
- * The child is the same `batchJobWorkflowV2` the API starts, with the same id (the job's name), so the
+ * The child is the same `batchJobWorkflowV3` the API starts, with the same id (the job's name), so the
  * API gets, lists, follows, cancels and deletes it like any other job. A bad job fails fast in the
  * parent, before any child starts: the `validateJob` activity, on batchd's task queue and served by
  * its control worker, checks the body with the API's schema and then the admission rules (pool,
@@ -29,7 +29,7 @@ import {
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ControlActivities } from '../activities/contracts';
 import { ID_RULE, isValidId, resourceName } from '../src/domain/names';
-import type { batchJobWorkflowV2 } from './batch-job';
+import type { batchJobWorkflowV3 } from './batch-job';
 import { type BatchJobInput, type BatchJobResult } from './messages';
 import { apiFailure } from './failures';
 import { now } from './clock';
@@ -58,8 +58,21 @@ const invalid = apiFailure;
  */
 export const CHILD_JOBS_V2_PATCH = 'batchd-child-jobs-v2';
 
+/**
+ * Children start as `batchJobWorkflowV3`, as the API's jobs do: on a pool with nothing waiting they
+ * claim their capacity in its store (src/domain/capacity-claim.ts). A parent whose history started a
+ * child before this package version did so as V2 (or V1) and replays that way.
+ */
+export const CHILD_JOBS_V3_PATCH = 'batchd-child-jobs-v3';
+
+/** The job workflow type a child starts as: the newest unless the parent's history started an older one here. */
+function childJobType(): 'batchJobWorkflowV3' | 'batchJobWorkflowV2' | 'batchJobWorkflow' {
+  if (patched(CHILD_JOBS_V3_PATCH)) return 'batchJobWorkflowV3';
+  return patched(CHILD_JOBS_V2_PATCH) ? 'batchJobWorkflowV2' : 'batchJobWorkflow';
+}
+
 /** Validates and starts a batch job as a child workflow; throws a non-retryable ApplicationFailure for a bad job. */
-export async function startBatchJob(body: unknown, options: BatchJobChildOptions): Promise<ChildWorkflowHandle<typeof batchJobWorkflowV2>> {
+export async function startBatchJob(body: unknown, options: BatchJobChildOptions): Promise<ChildWorkflowHandle<typeof batchJobWorkflowV3>> {
   if (!isValidId(options.account)) throw invalid('INVALID_ARGUMENT', `account "${options.account}" is not a valid id: ${ID_RULE}`);
   if (!isValidId(options.batchJobId)) throw invalid('INVALID_ARGUMENT', `batchJobId "${options.batchJobId}" is not a valid id: ${ID_RULE}`);
   const taskQueue = options.taskQueue ?? BATCHD_TASK_QUEUE;
@@ -83,7 +96,7 @@ export async function startBatchJob(body: unknown, options: BatchJobChildOptions
 
   const input: BatchJobInput = { name, account: options.account, jobId: options.batchJobId, spec, createdBy, createTime: now() };
   try {
-    return await startChild<typeof batchJobWorkflowV2>(patched(CHILD_JOBS_V2_PATCH) ? 'batchJobWorkflowV2' : 'batchJobWorkflow', {
+    return await startChild<typeof batchJobWorkflowV3>(childJobType(), {
       workflowId: name,
       taskQueue,
       args: [input],

@@ -14,7 +14,7 @@
  */
 import { type ChildWorkflowHandle } from '@temporalio/workflow';
 import { executeBatchJob as executeChild, startBatchJob as startChild, type BatchJobChildOptions } from '../../workflows/child';
-import { type batchJobWorkflowV2 } from '../../workflows/batch-job';
+import { type batchJobWorkflowV3 } from '../../workflows/batch-job';
 import { type BatchJobResult } from '../../workflows/messages';
 import { type CreateBatchJobRequest } from '../client/batchd-client';
 
@@ -25,7 +25,7 @@ export { type BatchJob, type BatchJobState, isTerminal } from '../domain/batch-j
 export { API_ERROR_FAILURE_PREFIX } from '../domain/errors';
 
 /** The child's handle: `result()` resolves to the job as it ended. */
-export type BatchJobHandle = ChildWorkflowHandle<typeof batchJobWorkflowV2>;
+export type BatchJobHandle = ChildWorkflowHandle<typeof batchJobWorkflowV3>;
 
 /** Validates and starts a batch job as a child workflow (the body is checked by batchd's validateJob activity). */
 export function startBatchJob(body: CreateBatchJobRequest, options: BatchJobChildOptions): Promise<BatchJobHandle> {

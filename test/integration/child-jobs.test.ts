@@ -56,6 +56,10 @@ describe('batch jobs as child workflows', () => {
     });
     const result = await h.result();
     assert.deepEqual(result.jobs.map((j) => [j.name, j.state]), [1, 2, 3].map((i) => [`accounts/default/batchJobs/sweep-ok-${i}`, 'COMPLETED']));
+    for (const j of result.jobs) {
+      const described = await t.service.client.workflow.getHandle(j.name).describe();
+      assert.equal(described.type, 'batchJobWorkflowV3', `${j.name} runs as the API's jobs do, claiming in the pool's store`);
+    }
     const job = await t.api.get<BatchJobBody>(`${A}/batchJobs/sweep-ok-2`);
     assert.equal(job.status, 200);
     assert.equal(job.body.createdBy, 'ann@example.com');
