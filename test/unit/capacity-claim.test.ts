@@ -59,6 +59,14 @@ function lendingPool(hosts: number, slots: number): PoolQueue {
   return q;
 }
 
+/** A run of a pool that lends and keeps the jobs it waits on (node-pool.ts POOL_KEEPS_ASKING_PATCH), as its workflow starts it. */
+function keepingRun(q: PoolQueue): PoolQueue {
+  q.checkSteps();
+  q.lendWith(TERMS);
+  q.keepAsking();
+  return q;
+}
+
 /** The workflow's loop run to a written step (test/support/stepped-store.ts). */
 const settle = (q: PoolQueue, store: Store): Allocation[] => passAndSync(q, store, { now: NOW });
 
@@ -208,8 +216,7 @@ describe('capacity claims', () => {
 
   it('a job that closed the snapshot to ask is waited on across continue-as-new and recovery, once the pool keeps asking jobs', () => {
     const store = new Store();
-    const q = lendingPool(1, 2);
-    q.keepAsking();
+    const q = keepingRun(lendingPool(1, 2));
     settle(q, store);
     assert.ok(store.claim(request('a', 1)));
     store.ask('b');
@@ -218,10 +225,7 @@ describe('capacity claims', () => {
     assert.equal(store.state?.open, undefined, 'closed until b asks');
 
     // Continue-as-new: the next run waits for b's request too. A run that does not keep them forgets it (as before the patch).
-    const next = PoolQueue.resume(structuredClone(q.carried()), 50, T);
-    next.checkSteps();
-    next.lendWith(TERMS);
-    next.keepAsking();
+    const next = keepingRun(PoolQueue.resume(structuredClone(q.carried()), 50, T));
     const forgetful = PoolQueue.resume(structuredClone(q.carried()), 50, T);
     forgetful.checkSteps();
     forgetful.lendWith(TERMS);
@@ -238,10 +242,7 @@ describe('capacity claims', () => {
     settle(next, store);
     assert.deepEqual(store.state?.asking, ['b']);
     assert.equal(store.state?.open, undefined);
-    const recovered = PoolQueue.recover(store.state, { length: 0, ranks: 0, maxRanks: 0, maxSeq: 0, rows: [], snapshot: { step: store.snapshot?.step ?? 0 } }, 1, 50);
-    recovered.checkSteps();
-    recovered.lendWith(TERMS);
-    recovered.keepAsking();
+    const recovered = keepingRun(PoolQueue.recover(store.state, { length: 0, ranks: 0, maxRanks: 0, maxSeq: 0, rows: [], snapshot: { step: store.snapshot?.step ?? 0 } }, 1, 50));
     settle(recovered, store);
     assert.equal(store.state?.open, undefined, 'recovered, it still waits for b');
     assert.equal(claimCapacity(store.state, request('c', 1), NOW).kind, 'ask-pool', 'no claim overtakes b');
@@ -255,10 +256,7 @@ describe('capacity claims', () => {
 
   it('an asker whose request a recovered pool finds in its stored queue, past the window, is no longer waited on once the window takes it', () => {
     const store = new Store();
-    const q = PoolQueue.fresh(1);
-    q.checkSteps();
-    q.lendWith(TERMS);
-    q.keepAsking();
+    const q = keepingRun(PoolQueue.fresh(1));
     addHost(q.scheduler, 'h0', 1);
     settle(q, store);
     assert.ok(store.claim(request('holder', 1)));
@@ -272,10 +270,7 @@ describe('capacity claims', () => {
 
     const rows = store.sorted();
     const loaded = { length: 2, ranks: 2, maxRanks: 1, maxSeq: Math.max(...rows.map((r) => r.seq)), rows: rows.slice(0, 1), snapshot: { step: store.snapshot?.step ?? 0 } };
-    const recovered = PoolQueue.recover(store.state, loaded, 1, 1);
-    recovered.checkSteps();
-    recovered.lendWith(TERMS);
-    recovered.keepAsking();
+    const recovered = keepingRun(PoolQueue.recover(store.state, loaded, 1, 1));
     assert.deepEqual(recovered.awaiting(), ['b'], 'b is past the window: not known yet');
     recovered.release('holder');
     assert.deepEqual(settle(recovered, store).map((g) => g.id), ['x']);
@@ -287,8 +282,7 @@ describe('capacity claims', () => {
 
   it('a job that asked and whose workflow closed before its request came is released, and the snapshot opens again', () => {
     const store = new Store();
-    const q = lendingPool(1, 2);
-    q.keepAsking();
+    const q = keepingRun(lendingPool(1, 2));
     settle(q, store);
     store.ask('gone');
     settle(q, store);
