@@ -6,11 +6,15 @@
  * - A job that does not fit asks the pool; its request closes the snapshot, so no later claim jumps it.
  * - Claims and returns racing the pool's own steps (continue-as-new, a shrink, cancels): every job runs
  *   once, no two jobs share the slot at once, and the pool ends idle with its snapshot open again.
+ * - A job that closed the snapshot to ask and is gone before its request came does not keep the pool
+ *   from lending: the pool checks the jobs it waits on.
+ * - A lending pool terminated while a claimer runs is recovered from the snapshot with the claim in it.
  * - A delete that arrives while a claimer runs is refused, though the pool's memory has not seen it.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { closeForRequest } from '../../src/domain/capacity-claim';
+import { type NodePool } from '../../src/domain/node-pool-model';
 import { type PoolRecoverySnapshot } from '../../src/domain/pool-queue';
 import { cancelSignal, deleteNodePoolUpdate, getNodePoolInternalsQuery, updateNodePoolUpdate } from '../../workflows/messages';
 import { until, WorkflowTestbed } from '../support/workflow-testbed';
@@ -154,6 +158,33 @@ describe('capacity claims (job V3 and the pool)', () => {
     await openSnapshot(pool);
     assert.ok(bed.world.closedJobsAsked.some((names) => names.includes(ghost)), 'the asker was checked');
     assert.equal(snapshotOf(pool)?.asking, undefined);
+  });
+
+  it('a lending pool terminated while a claimer runs: recovered from its store, the claimer keeps its slot and gives it back there, and the pool lends again', async () => {
+    const poolId = 'claim-rec';
+    const options = { numNodes: 2 };
+    const pool = await bed.startPool(poolId, options);
+    await openSnapshot(pool);
+    const a = await bed.startJob('claim-rec-a', { pool: poolId, workflowType: 'batchJobWorkflowV3' });
+    await until('a runs', () => bed.agents.runsOf(a).length === 1);
+    await bed.client.workflow.getHandle(pool).terminate('test: the pool workflow dies');
+    const record = bed.world.records.get(pool);
+    assert.ok(record);
+    await bed.startPoolWorkflow(bed.poolInput(poolId, record.resource as unknown as NodePool, options, { reason: 'its workflow was terminated', version: record.version }));
+    const internals = await until('the recovered pool holds the claim', async () => {
+      const i = await bed.internals(pool);
+      return Object.keys(i.allocations).length === 1 ? i : undefined;
+    });
+    assert.deepEqual(Object.keys(internals.allocations), [a], "the claim was in the snapshot: the recovered pool knows it, with no signal from a");
+    await openSnapshot(pool);
+    const b = await bed.startJob('claim-rec-b', { pool: poolId, workflowType: 'batchJobWorkflowV3' });
+    await until('b runs', () => bed.agents.runsOf(b).length === 1);
+    assert.notEqual(bed.agents.runsOf(b)[0]?.host, bed.agents.runsOf(a)[0]?.host, 'b took the other host');
+    for (const n of [a, b]) for (const r of bed.agents.runsOf(n)) r.end({ outcome: 'succeeded' });
+    for (const n of [a, b]) assert.equal((await bed.result(n)).job.state, 'COMPLETED', n);
+    assert.deepEqual(await bed.signalsAt(pool, 'releaseCapacity'), [], 'both gave back in the store');
+    await bed.assertIdle(pool);
+    await openSnapshot(pool);
   });
 
   it('a delete while a claimer runs is refused, though the pool has not taken the claim yet', async () => {
