@@ -130,6 +130,14 @@ export const POOL_LENDS_PATCH = 'pool-lends-idle-slots';
  */
 export const POOL_KEEPS_ASKING_PATCH = 'pool-keeps-asking-jobs';
 
+/**
+ * A pool whose sharing file sets quotas for it lends too: its snapshot carries the quotas and a claim
+ * stays within its account's (capacity-claim.ts); a job past it asks the pool, whose passes hold it back
+ * as before. Runs from before it never lend while quotas are set. Fair share still never lends: its
+ * order and decayed usage are decisions over a queue that claims would bypass.
+ */
+export const POOL_LENDS_UNDER_QUOTAS_PATCH = 'pool-lends-under-quotas';
+
 /** How long a probe waits on an unreachable host's task queue, for settings carried from before hostProbeMs. */
 const DEFAULT_HOST_PROBE_MS = 600_000;
 /** Missed signals read per local activity: a page's result is one marker in the history. */
@@ -153,6 +161,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   // A claim is safe only against steps that name the snapshot they follow.
   const lends = stepsChecked && shared && patched(POOL_LENDS_PATCH);
   const keepsAsking = lends && patched(POOL_KEEPS_ASKING_PATCH);
+  const lendsUnderQuotas = keepsAsking && patched(POOL_LENDS_UNDER_QUOTAS_PATCH);
   /** A delete waits for the snapshot to close before it counts the pool's live jobs. */
   let closingForDelete = false;
   /** The quotas and fair share the operator's sharing file sets for this pool, as the last sync read them. */
@@ -230,11 +239,13 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   };
   /**
    * Lends while it may: a lending run, not being deleted, past its first read of the sharing terms,
-   * and with none that a claim cannot apply (quotas and fair share are decisions over a queue).
+   * and with none that a claim cannot apply (fair share is a decision over a queue; quotas a claim
+   * applies itself, on runs with POOL_LENDS_UNDER_QUOTAS_PATCH).
    */
   const lendNow = (): void => {
-    const may = lends && !deleting && !closingForDelete && sharingRead && sharing?.quotas === undefined && sharing?.fairShare === undefined;
-    state.lendWith(may ? grantTerms() : undefined);
+    const quotas = sharing?.quotas;
+    const may = lends && !deleting && !closingForDelete && sharingRead && sharing?.fairShare === undefined && (quotas === undefined || lendsUnderQuotas);
+    state.lendWith(may ? grantTerms() : undefined, may ? quotas : undefined);
   };
 
   const changed = () => {

@@ -1,8 +1,8 @@
 /**
  * Capacity a job takes from its pool's store without a round trip through the pool's workflow.
  *
- * A pool with nothing waiting (an empty queue, no head reservation, no preemption asked for, no quota
- * or fair share to apply) marks the capacity snapshot it writes as open (`open`). While it is open, a
+ * A pool with nothing waiting (an empty queue, no head reservation, no preemption asked for, no fair
+ * share to apply) marks the capacity snapshot it writes as open (`open`). While it is open, a
  * job's first step may claim a placement in that snapshot directly, and a job that holds one may give it
  * back there. Each claim or return is one transaction on the snapshot's row: it places the job as the
  * pool's own pass would on an empty queue, and counts the snapshot's step number up. So the stored
@@ -84,14 +84,15 @@ export type ClaimAnswer =
   | { kind: 'claimed'; state: PoolRecoverySnapshot; grant: CapacityGrant }
   /** This attempt's claim is in the snapshot already (its step ran again): the same grant, nothing to write. */
   | { kind: 'held'; grant: CapacityGrant }
-  /** Ask the pool's workflow: the snapshot is closed, or the gang does not fit its free slots now (then `close` is the snapshot to write). */
+  /** Ask the pool's workflow: the snapshot is closed, or the gang does not fit its free slots (or its account's quota) now (then `close` is the snapshot to write). */
   | { kind: 'ask-pool'; why: 'closed' | 'no-fit'; close?: PoolRecoverySnapshot };
 
 /**
  * A claim on a stored snapshot (`stored`: its JSON as read; anything but an open snapshot of this
  * format is closed). The job is placed as the pool's shared pass would place it at the head of an
- * empty queue, with neither preemption nor backfill (both are decisions about a queue); `nowMs` is
- * the claim's clock, for the allocation's start and declared end.
+ * empty queue, with neither preemption nor backfill (both are decisions about a queue), and within
+ * its account's quota when the snapshot sets quotas (a claim past it asks the pool, which holds it
+ * back as its passes do); `nowMs` is the claim's clock, for the allocation's start and declared end.
  */
 export function claimCapacity(stored: unknown, request: ClaimRequest, nowMs: number): ClaimAnswer {
   const snapshot = recoverySnapshotOf(stored);
@@ -103,7 +104,7 @@ export function claimCapacity(stored: unknown, request: ClaimRequest, nowMs: num
   const scheduler: SchedulerState = structuredClone({ ...snapshot.scheduler, queue: [], reservation: null });
   // A request that is never queued: its seq orders nothing.
   scheduler.queue.push({ id: request.jobName, ranks: request.ranks, seq: scheduler.seq + 1, ...(request.avoidHosts && request.avoidHosts.length > 0 ? { avoidHosts: [...request.avoidHosts] } : {}), ...termsOf(request) });
-  const pass = scheduleShared(scheduler, { now: nowMs, preemption: false, backfill: false });
+  const pass = scheduleShared(scheduler, { now: nowMs, preemption: false, backfill: false, ...(snapshot.quotas ? { quotas: snapshot.quotas } : {}) });
   const allocation = pass.grants.find((a) => a.id === request.jobName);
   if (!allocation) return { kind: 'ask-pool', why: 'no-fit', close: closedFor(snapshot, request.jobName) };
   const { queue: _queue, ...rest } = scheduler;

@@ -148,6 +148,11 @@ export interface PoolRecoverySnapshot {
   terms?: GrantTerms;
   /** Jobs may claim its free slots and give back what they hold (capacity-claim.ts). */
   open?: true;
+  /**
+   * Slot limits per account that a claim applies (the pool's quotas in the sharing file), written by
+   * pools that lend under quotas (node-pool.ts POOL_LENDS_UNDER_QUOTAS_PATCH); absent: none.
+   */
+  quotas?: Record<string, number>;
   /** Jobs that claimed or gave back since the pool last wrote it, in order (never written by the pool). */
   claimed?: string[];
   /**
@@ -268,6 +273,8 @@ export class PoolQueue {
   private lastPass: PassRecord | undefined;
   /** Terms to lend with (capacity-claim.ts): set by the pool's workflow while it may lend; undefined: it may not. */
   private lendTerms: GrantTerms | undefined;
+  /** The quotas a claim applies while the pool lends (written in the snapshot). */
+  private lendQuotas: Readonly<Record<string, number>> | undefined;
   /** The stored snapshot this state follows is open to claims. */
   private writtenOpen: boolean;
   /** A step was taken and its outcome is not applied yet: whether it writes an open snapshot, and the unknown releases it knew. */
@@ -553,13 +560,16 @@ export class PoolQueue {
 
   /**
    * Lends the pool's free slots while nothing waits for them (capacity-claim.ts), with these terms in
-   * every grant; undefined: lends nothing (a pool being deleted, or one whose passes apply quotas or
-   * fair share, which a claim cannot). The workflow says so before each step.
+   * every grant and these quotas applied to every claim; undefined: lends nothing (a pool being
+   * deleted, or one whose passes apply fair share, which a claim cannot). The workflow says so before
+   * each step.
    */
-  lendWith(terms: GrantTerms | undefined): void {
-    if (terms && this.lendTerms && terms.gpu === this.lendTerms.gpu && terms.rankMemoryLimitBytes === this.lendTerms.rankMemoryLimitBytes) return;
+  lendWith(terms: GrantTerms | undefined, quotas?: Readonly<Record<string, number>>): void {
+    const lent = terms === undefined ? undefined : quotas;
+    if (terms && this.lendTerms && terms.gpu === this.lendTerms.gpu && terms.rankMemoryLimitBytes === this.lendTerms.rankMemoryLimitBytes && sameQuotas(lent, this.lendQuotas)) return;
     if (terms === undefined && this.lendTerms === undefined) return;
     this.lendTerms = terms;
+    this.lendQuotas = lent;
     // The snapshot carries the terms: a change is written.
     this.capacityChanged = true;
   }
@@ -703,7 +713,7 @@ export class PoolQueue {
       const j = this.jobs[id];
       if (j) jobs[id] = j;
     }
-    const lending = this.lendTerms ? { terms: this.lendTerms, ...(this.wantsOpen() ? { open: true as const } : {}) } : {};
+    const lending = this.lendTerms ? { terms: this.lendTerms, ...(this.wantsOpen() ? { open: true as const } : {}), ...(this.lendQuotas ? { quotas: { ...this.lendQuotas } } : {}) } : {};
     return { format: POOL_SNAPSHOT_FORMAT, scheduler, hosts: this.hosts, jobs, lastSeq: this.counters.lastSeq, ...lending, ...this.askingKept() };
   }
 
@@ -896,4 +906,11 @@ function samePlacement(a: Allocation, b: Allocation): boolean {
 function queuedRequestOf(row: QueueEntry): QueuedRequest {
   const avoidHosts = avoidList(row.avoidHosts);
   return { id: row.jobName, ranks: row.ranks, seq: row.seq, ...(avoidHosts ? { avoidHosts } : {}), ...termsOf(row) };
+}
+
+/** Two quota maps set the same limits (absent and empty are the same: no limit). */
+function sameQuotas(a: Readonly<Record<string, number>> | undefined, b: Readonly<Record<string, number>> | undefined): boolean {
+  const ka = Object.keys(a ?? {});
+  if (ka.length !== Object.keys(b ?? {}).length) return false;
+  return ka.every((k) => a?.[k] === b?.[k]);
 }

@@ -35,6 +35,7 @@ import { runJobStep } from '../../activities/control';
 import { internalsWithClaims, storedClaims } from '../../src/domain/capacity-claim';
 import { compareKeys, keyOf, type PoolRecoverySnapshot } from '../../src/domain/pool-queue';
 import { requestTermsOf } from '../../src/domain/sharing';
+import { type PoolSharingPolicy } from '../../src/domain/sharing-config';
 import { ensureTemporalCli } from '../../src/temporal/cli';
 import { installRuntime } from '../../src/temporal/runtime';
 import { workflowWorkerOptions } from '../../src/temporal/workflow-worker';
@@ -185,6 +186,13 @@ export class FakeWorld {
 
   /** Per pool, the jobs that gave their capacity back in its store (capacity-claim.ts), in order. */
   readonly storeReturns = new Map<string, string[]>();
+  /** Per pool, the sharing file's terms every sync step reads (as activities/control.ts syncPool). */
+  readonly sharing = new Map<string, PoolSharingPolicy>();
+
+  private sharingOf(pool: string): { sharing?: PoolSharingPolicy } {
+    const policy = this.sharing.get(pool);
+    return policy ? { sharing: structuredClone(policy) } : {};
+  }
 
   /** As the stores' amendPoolSnapshot: a claim or return written one step on (the pool's next step is refused). */
   amendPoolSnapshot<T>(pool: string, amend: (state: unknown) => PoolAmendment<T>): Promise<T> {
@@ -271,7 +279,7 @@ export class FakeWorld {
         if (step.expectStep !== undefined && storedStep > step.expectStep) {
           this.lostSteps.set(step.pool, (this.lostSteps.get(step.pool) ?? 0) + 1);
           if (!this.amendedSteps.get(step.pool)?.has(storedStep)) this.lostToPoolSteps.set(step.pool, (this.lostToPoolSteps.get(step.pool) ?? 0) + 1);
-          return { inserted: 0, removed: 0, ...totals(this.queue(step.pool)), rows: [], step: storedStep, lost: structuredClone(before!), undeliverable: [] };
+          return { inserted: 0, removed: 0, ...totals(this.queue(step.pool)), rows: [], step: storedStep, lost: structuredClone(before!), undeliverable: [], ...this.sharingOf(step.pool) };
         }
         let stepNumber = storedStep;
         if (step.snapshot && (step.expectStep !== undefined || !before || before.version <= step.snapshot.version)) {
@@ -320,7 +328,7 @@ export class FakeWorld {
         this.syncCount.set(step.pool, n);
         const every = this.failSyncEvery.get(step.pool);
         if (every !== undefined && n % every === 0) throw new Error(`step ${n} of ${step.pool} written and sent; its answer is lost`);
-        return { inserted, removed, ...totals(sorted), rows: read, step: stepNumber, undeliverable };
+        return { inserted, removed, ...totals(sorted), rows: read, step: stepNumber, undeliverable, ...this.sharingOf(step.pool) };
       },
       signalPool: async ({ pool, signal }) => {
         try {

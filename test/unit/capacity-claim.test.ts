@@ -201,6 +201,45 @@ describe('capacity claims', () => {
     assert.equal(q.mayBeClaimed(), false);
   });
 
+  it('under quotas: the snapshot carries them; a claim within its account\'s quota is placed, one past it asks the pool, which holds it back', () => {
+    const store = new Store();
+    const q = PoolQueue.fresh(50);
+    q.checkSteps();
+    // As the workflow does: its passes and its snapshot apply the same quotas.
+    let quotas: Record<string, number> | undefined = { acme: 1 };
+    const settleShared = () => passAndSync(q, store, { now: NOW, ...(quotas ? { quotas } : {}) });
+    q.lendWith(TERMS, quotas);
+    for (let h = 0; h < 3; h++) addHost(q.scheduler, `h${h}`, 1);
+    settleShared();
+    assert.deepEqual(store.state?.quotas, { acme: 1 });
+    assert.equal(store.state?.open, true);
+    assert.ok(store.claim(request('a1', 1, { account: 'acme' })), 'within the quota');
+    assert.ok(store.claim(request('b1', 1, { account: 'bravo' })), 'no quota for bravo');
+    const past = claimCapacity(store.state, request('a2', 1, { account: 'acme' }), NOW);
+    assert.equal(past.kind === 'ask-pool' && past.why, 'no-fit', 'a free slot, but past acme\'s quota');
+    assert.deepEqual(past.kind === 'ask-pool' && past.close?.asking, ['a2']);
+    assert.equal(store.claim(request('a2', 1, { account: 'acme' })), undefined);
+    q.request({ jobName: 'a2', workflowId: 'a2', ranks: 1, account: 'acme' }, T);
+    assert.deepEqual(settleShared(), [], 'the pool holds it back too');
+    assert.equal(store.state?.open, undefined, 'closed while a2 waits');
+    q.release('a1');
+    assert.deepEqual(settleShared().map((g) => g.id), ['a2']);
+    assert.equal(store.state?.open, true);
+
+    // The quotas change (the sharing file was edited): written; none: lends without them.
+    quotas = { acme: 2 };
+    q.lendWith(TERMS, quotas);
+    assert.equal(q.needsSync(), true);
+    settleShared();
+    assert.deepEqual(store.state?.quotas, { acme: 2 });
+    q.lendWith(TERMS, { ...quotas });
+    assert.equal(q.needsSync(), false, 'the same quotas: nothing to write');
+    quotas = undefined;
+    q.lendWith(TERMS);
+    settleShared();
+    assert.equal(store.state?.quotas, undefined);
+  });
+
   it('carried across continue-as-new, the pool still knows its stored snapshot is open', () => {
     const store = new Store();
     const q = lendingPool(1, 2);

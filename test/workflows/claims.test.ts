@@ -187,6 +187,27 @@ describe('capacity claims (job V3 and the pool)', () => {
     await openSnapshot(pool);
   });
 
+  it('a pool under a quota lends within it: a job past its account\'s quota asks the pool and waits there; the pool lends again once it ran', async () => {
+    const poolId = 'claim-quota';
+    bed.world.sharing.set(bed.poolName(poolId), { quotas: { default: 1 } });
+    const pool = await bed.startPool(poolId, { numNodes: 2 });
+    await until(`${pool} open under its quota`, () => snapshotOf(pool)?.open === true && snapshotOf(pool)?.quotas?.default === 1);
+    const first = await bed.startJob('claim-quota-1', { pool: poolId, workflowType: 'batchJobWorkflowV3' });
+    await until('the first runs', () => bed.agents.runsOf(first).length === 1);
+    assert.equal(await bed.delivered(first, 'capacityGranted', first), 0, 'claimed in the store');
+    const second = await bed.startJob('claim-quota-2', { pool: poolId, workflowType: 'batchJobWorkflowV3' });
+    bed.agents.behaviour.set(second, { succeed: true });
+    await bed.reported(second, 'QUEUED');
+    await until('the pool has the second queued', async () => (await bed.internals(pool)).queueSummary?.length === 1);
+    assert.equal(bed.agents.runsOf(second).length, 0, 'a host is free, but the account is at its quota');
+    assert.equal(snapshotOf(pool)?.open, undefined, 'closed while it waits');
+    for (const r of bed.agents.runsOf(first)) r.end({ outcome: 'succeeded' });
+    for (const n of [first, second]) assert.equal((await bed.result(n)).job.state, 'COMPLETED', n);
+    assert.equal(await bed.delivered(second, 'capacityGranted', second), 1, 'granted by the pool');
+    await bed.assertIdle(pool);
+    await openSnapshot(pool);
+  });
+
   it('a delete while a claimer runs is refused, though the pool has not taken the claim yet', async () => {
     const pool = await bed.startPool('claim-delete', { numNodes: 1 });
     await openSnapshot(pool);
