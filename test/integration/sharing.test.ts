@@ -168,6 +168,15 @@ describe('a pool shared between accounts: quotas and fair share', () => {
       const page = await api[account].get<{ batchJobs?: Array<{ name: string }> }>(`/v1/accounts/${account}/batchJobs?filter=${encodeURIComponent('state="QUEUED"')}`);
       return page.body.batchJobs?.some((j) => j.name.endsWith(`/batchJobs/${id}`)) ? true : undefined;
     }, 60_000);
+  /** The jobs whose requestCapacity signal reached the pool's workflow (its current run). */
+  const requestsAt = async (pool: string): Promise<string[]> => {
+    const events = (await t.service.client.workflow.getHandle(pool).fetchHistory()).events ?? [];
+    return events.flatMap((e) => {
+      const a = e.workflowExecutionSignaledEventAttributes;
+      const data = a?.signalName === 'requestCapacity' ? a.input?.payloads?.[0]?.data : undefined;
+      return data ? [(JSON.parse(Buffer.from(data).toString('utf8')) as { jobName: string }).jobName] : [];
+    });
+  };
   const cancel = async (account: keyof typeof users, id: string) => assert.equal((await api[account].post(`/v1/accounts/${account}/batchJobs/${id}:cancel`, {})).status, 200);
 
   it('holds an account to its quota while capacity is free, saying so with the numbers; other accounts use the free capacity; an account not listed is refused', async () => {
@@ -186,6 +195,11 @@ describe('a pool shared between accounts: quotas and fair share', () => {
     await create('gamma', 'g1', { nodePoolId: BIG, numRanks: 2, shellExecutor: { command: 'echo g1' } });
     await state('gamma', 'g1', 'COMPLETED');
     assert.equal((await api.beta.get<BatchJobBody>('/v1/accounts/beta/batchJobs/b2')).body.state, 'QUEUED');
+    // The pool lends under its quotas: b1, within beta's, claimed the idle pool's slots in its store;
+    // b2, past it, asked the pool's workflow, and so did g1, which came while b2 waited.
+    const asked = await requestsAt(BIG);
+    assert.ok(!asked.includes('accounts/beta/batchJobs/b1'), `b1 claimed in the store: asked ${asked.join(', ')}`);
+    for (const job of ['accounts/beta/batchJobs/b2', 'accounts/gamma/batchJobs/g1']) assert.ok(asked.includes(job), `${job} asked the pool: asked ${asked.join(', ')}`);
 
     const refused = await api.delta.post<{ message: string }>('/v1/accounts/delta/batchJobs?batchJobId=d1', { nodePoolId: BIG, shellExecutor: { command: 'true' } });
     assert.equal(refused.status, 404);
