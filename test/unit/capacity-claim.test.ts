@@ -397,8 +397,8 @@ describe('capacity claims', () => {
     assertConsistent(q.scheduler);
   });
 
-  it('property: no slot is ever held by two jobs, a queued request is never overtaken by a claim, and every job is served (claiming and non-claiming jobs, each asking again after it ended; the pool continuing as new)', () => {
-    type Job = { name: string; ranks: number; phase: 'idle' | 'asked' | 'holding' | 'done'; grant?: CapacityGrant; served: boolean; attempt: number };
+  it('property: no slot is ever held by two jobs, no account past its quota, a queued request is never overtaken by a claim, and every job is served (claiming and non-claiming jobs of two accounts, one with a quota or none, each asking again after it ended; the pool continuing as new)', () => {
+    type Job = { name: string; account: string; ranks: number; phase: 'idle' | 'asked' | 'holding' | 'done'; grant?: CapacityGrant; served: boolean; attempt: number };
     type Command =
       | { kind: 'job'; job: number }
       | { kind: 'deliver' }
@@ -415,11 +415,20 @@ describe('capacity claims', () => {
       { weight: 1, arbitrary: fc.constant({ kind: 'continue' as const }) },
     );
     fc.assert(
-      fc.property(fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 6, maxLength: 6 }), fc.array(command, { maxLength: 80 }), (sizes, commands) => {
+      // Account a's quota: none, or 3 or 4 slots (every job fits it: 1 to 3 ranks).
+      fc.property(fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 6, maxLength: 6 }), fc.array(command, { maxLength: 80 }), fc.option(fc.integer({ min: 3, max: 4 })), (sizes, commands, quota) => {
+        const quotas = quota === null ? undefined : { a: quota };
+        const policy = { now: NOW, ...(quotas ? { quotas } : {}) };
+        /** A run of the pool as its workflow starts it: lending under the quotas, keeping its askers. */
+        const run = (x: PoolQueue) => {
+          keepingRun(x).lendWith(TERMS, quotas);
+          return x;
+        };
         const store = new Store();
-        let q = keepingRun(lendingPool(3, 2));
-        settle(q, store);
-        const jobs: Job[] = sizes.map((ranks, i) => ({ name: `j${i}`, ranks, phase: 'idle', served: false, attempt: 0 }));
+        let q = run(lendingPool(3, 2));
+        passAndSync(q, store, policy);
+        // j0, j2 and j4 claim (V3), the others ask the pool (V2); j0 to j2 are account a's, the others b's.
+        const jobs: Job[] = sizes.map((ranks, i) => ({ name: `j${i}`, account: i < 3 ? 'a' : 'b', ranks, phase: 'idle', served: false, attempt: 0 }));
         const byName = new Map(jobs.map((j) => [j.name, j]));
         /** A step taken and written, its outcome not yet applied (signals may arrive meanwhile). */
         let inFlight: { step: PoolSyncStep; outcome: ReturnType<Store['sync']>; grants: Allocation[] } | undefined;
@@ -429,7 +438,7 @@ describe('capacity claims', () => {
         const receive = () => {
           const signal = signals.shift();
           if (!signal) return;
-          if (signal.kind === 'request') q.request({ jobName: signal.job.name, workflowId: signal.job.name, ranks: signal.job.ranks }, T);
+          if (signal.kind === 'request') q.request({ jobName: signal.job.name, workflowId: signal.job.name, ranks: signal.job.ranks, account: signal.job.account }, T);
           else q.release(signal.job.name);
         };
 
@@ -460,7 +469,7 @@ describe('capacity claims', () => {
         };
         const take = () => {
           if (inFlight) return;
-          const { grants } = q.pass({ now: NOW });
+          const { grants } = q.pass(policy);
           if (grants.length === 0 && !q.needsSync()) return;
           const step = q.takeSync();
           inFlight = { step, outcome: store.sync(step), grants };
@@ -476,6 +485,8 @@ describe('capacity claims', () => {
             }
           }
           if (store.state) assertConsistent(store.state.scheduler);
+          const heldByA = jobs.filter((j) => j.phase === 'holding' && j.account === 'a').reduce((n, j) => n + j.ranks, 0);
+          if (quota !== null) assert.ok(heldByA <= quota, `account a holds ${heldByA} slots, past its quota of ${quota}`);
           if (store.rows.size > 0) assert.notEqual(store.state?.open, true, 'a request is queued in the store while claims are open');
         };
 
@@ -484,7 +495,7 @@ describe('capacity claims', () => {
           else if (c.kind === 'apply') apply();
           else if (c.kind === 'continue') {
             // Continue-as-new: once nothing is in flight or unwritten; signals on their way reach the next run.
-            if (!inFlight && resend.length === 0 && !q.needsSync()) q = keepingRun(PoolQueue.resume(structuredClone(q.carried()), 50, T));
+            if (!inFlight && resend.length === 0 && !q.needsSync()) q = run(PoolQueue.resume(structuredClone(q.carried()), 50, T));
           }
           else if (c.kind === 'deliver') receive();
           else if (c.kind === 'host') {
@@ -498,7 +509,7 @@ describe('capacity claims', () => {
               job.attempt++;
               // Even jobs claim (V3); odd ones ask the pool without claiming (V2), closing the snapshot first.
               if (c.job % 2 === 1) store.ask(job.name);
-              const grant = c.job % 2 === 1 ? undefined : store.claim(request(job.name, job.ranks, { attempt: job.attempt }));
+              const grant = c.job % 2 === 1 ? undefined : store.claim(request(job.name, job.ranks, { attempt: job.attempt, account: job.account }));
               if (grant) {
                 // No claim overtakes a job that asked the pool before it: each of those holds its slots already.
                 for (const other of jobs) if (other.phase === 'asked' && other !== job) assert.ok(store.state?.scheduler.allocations[other.name], `${job.name} claimed ahead of ${other.name}, which asked the pool first`);
@@ -534,7 +545,7 @@ describe('capacity claims', () => {
         for (const j of jobs) assert.ok(j.phase === 'done' || j.phase === 'idle', `${j.name} still ${j.phase}`);
         take();
         apply();
-        settle(q, store);
+        passAndSync(q, store, policy);
         assert.deepEqual(Object.keys(q.scheduler.allocations), [], 'every slot is free again');
         assert.deepEqual(Object.keys(store.state!.scheduler.allocations), []);
         assert.equal(store.state?.open, true, 'and the idle pool lends again');
