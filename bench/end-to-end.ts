@@ -32,8 +32,10 @@ function phasesOf(events: Awaited<ReturnType<typeof historyOf>>, t0: number, pos
   // Consecutive phases: they add up to the client's total. The POST's own round trip overlaps the first two.
   return {
     'POST → workflow started (API checks, StartWorkflowExecution)': started - t0,
-    'started → capacity granted (validate LA, report LA, signal pool, pool schedules, grant signal)': granted - started,
-    'granted → runRanks scheduled (workflow task)': scheduled - granted,
+    // A job that claims an idle pool's slots in its store gets no grant signal: its first task runs
+    // the claim step (with the QUEUED record), then the PENDING step, then schedules runRanks.
+    'started → runRanks scheduled (first task: claim + QUEUED step, PENDING step; or request, the pool, its grant)': scheduled - started,
+    '  of which: waiting for the pool\'s grant signal (0 when the job claimed)': Number.isNaN(granted) ? 0 : granted - started,
     'runRanks scheduled → picked up by the agent': actStarted - scheduled,
     'runRanks running (spawn bash -c true, wait, flush logs)': actDone - actStarted,
     'runRanks done → workflow closed (release, reports)': closed - actDone,
