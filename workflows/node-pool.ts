@@ -215,7 +215,9 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       batchJobRanks[s] = (batchJobRanks[s] ?? 0) + ranks;
     };
     count('QUEUED', state.length, state.queuedRanks);
-    for (const a of Object.values(sched.allocations)) count(state.jobs[a.id]?.state ?? 'PENDING', 1, a.ranks);
+    // A grant not yet written is still counted QUEUED (the queue's length drops once it is written).
+    const unwritten = state.unwrittenGrants();
+    for (const a of Object.values(sched.allocations)) if (!unwritten.has(a.id)) count(state.jobs[a.id]?.state ?? 'PENDING', 1, a.ranks);
     const unreachable = sched.hosts.filter((h) => h.status === 'unreachable').length;
     return {
       nodeCount: sched.hosts.filter((h) => h.status === 'ready').length,
@@ -361,25 +363,30 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
   ]);
 
   // ---- queries -----------------------------------------------------------------------------------
+  // Queries answer what is written: a pass's grants only once its step has written them.
+  const written = (): Allocation[] => {
+    const unwritten = state.unwrittenGrants();
+    return Object.values(sched.allocations).filter((a) => !unwritten.has(a.id));
+  };
   setHandler(
     getNodePoolQuery,
     () => ({
       pool: view(),
       version: state.version,
-      allocated: Object.values(sched.allocations).map((a) => ({ jobName: a.id, ranks: a.ranks, state: state.jobs[a.id]?.state ?? 'PENDING' })),
+      allocated: written().map((a) => ({ jobName: a.id, ranks: a.ranks, state: state.jobs[a.id]?.state ?? 'PENDING' })),
     }),
     { description: "The node pool resource with live nodePoolStats (a job holding capacity counted in the state the pool knows; the API counts it in its record's), and the jobs holding capacity." },
   );
-  setHandler(
-    getNodePoolInternalsQuery,
-    () => ({
+  setHandler(getNodePoolInternalsQuery, () => {
+    const unwritten = state.unwrittenGrants();
+    return {
       hosts: sched.hosts.map((h) => ({
         host: h.id,
         address: state.hosts[h.id]?.address ?? '',
         taskQueue: state.hosts[h.id]?.taskQueue ?? '',
         slots: h.slots,
         status: h.status,
-        used: [...h.used],
+        used: h.used.map((u) => (u !== null && unwritten.has(u) ? null : u)),
         ...factsOf(h.id),
       })),
       queue: sched.queue.map((r, i) => {
@@ -397,7 +404,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
       queueSummary: { length: state.length, ranks: state.queuedRanks, window: settings.queueWindow },
       reservation: sched.reservation,
       allocations: Object.fromEntries(
-        Object.values(sched.allocations).map((a) => [
+        written().map((a) => [
           a.id,
           {
             ranks: a.ranks,
@@ -409,9 +416,8 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
           },
         ]),
       ),
-    }),
-    { description: 'Hosts with their slot owners, the head of the queue in order (queueSummary counts all), the head reservation, and allocations.' },
-  );
+    };
+  }, { description: 'Hosts with their slot owners, the head of the queue in order (queueSummary counts all), the head reservation, and allocations, as written (a grant once its step wrote it).' });
   setHandler(getHostFactsQuery, () => sched.hosts.map((h) => ({ host: h.id, status: h.status, ...factsOf(h.id) })), {
     description: 'Each host, its status, and what its agent reported when it joined (executors, python, isolation).',
   });

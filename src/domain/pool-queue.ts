@@ -744,6 +744,15 @@ export class PoolQueue {
     this.askingAtStart = [];
   }
 
+  /**
+   * The jobs the last pass granted whose step is not written yet: decided, not yet true (a step refused
+   * because jobs claimed meanwhile takes them back, and they may be placed elsewhere). Reads leave them
+   * out, so that nobody is told of a placement that may never happen.
+   */
+  unwrittenGrants(): Set<string> {
+    return new Set((this.lastPass?.grants ?? []).filter((a) => this.scheduler.allocations[a.id] === a).map((a) => a.id));
+  }
+
   /** Jobs that closed the snapshot to ask, whose requests have not arrived. */
   awaiting(): string[] {
     return [...this.awaited];

@@ -240,6 +240,28 @@ describe('capacity claims', () => {
     assert.equal(store.state?.quotas, undefined);
   });
 
+  it('a pass\'s grants are unwritten until their step is written; a step refused because a job claimed meanwhile takes them back, and they may land elsewhere', () => {
+    const store = new Store();
+    const q = lendingPool(2, 1);
+    settle(q, store);
+    q.request({ jobName: 'r', workflowId: 'r', ranks: 1 }, T);
+    const { grants } = q.pass({ now: NOW });
+    assert.deepEqual(grants.map((g) => g.id), ['r']);
+    assert.deepEqual([...q.unwrittenGrants()], ['r'], 'decided, not written: reads leave it out');
+    const placed = slotKeys(grants[0]!);
+    // Meanwhile a job claims that very slot in the store: the pool's step is refused.
+    const step = q.takeSync();
+    assert.ok(store.claim(request('c', 1)));
+    const outcome = store.sync(step);
+    assert.ok(outcome.lost);
+    q.followLostStep(step, outcome.lost);
+    assert.deepEqual([...q.unwrittenGrants()], [], 'taken back');
+    const sent = settle(q, store);
+    assert.deepEqual(sent.map((g) => g.id), ['r']);
+    assert.notDeepEqual(slotKeys(sent[0]!), placed, 'r landed elsewhere than its first pass placed it');
+    assert.deepEqual([...q.unwrittenGrants()], [], 'written');
+  });
+
   it('carried across continue-as-new, the pool still knows its stored snapshot is open', () => {
     const store = new Store();
     const q = lendingPool(1, 2);

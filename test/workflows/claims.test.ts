@@ -208,6 +208,25 @@ describe('capacity claims (job V3 and the pool)', () => {
     await openSnapshot(pool);
   });
 
+  it("the pool's queries answer what is written: a grant whose step is not written yet is no one's slot", async () => {
+    const pool = await bed.startPool('claim-read', { numNodes: 1 });
+    await openSnapshot(pool);
+    bed.world.gates.hold(`sync:${pool}`);
+    // A V2 job asks the pool (closing the snapshot): the pool's pass grants it, and its step waits at the gate.
+    const name = await bed.startJob('claim-read-1', { pool: 'claim-read' });
+    bed.agents.behaviour.set(name, { succeed: true });
+    try {
+      await bed.world.gates.reached(`sync:${pool}`);
+      const before = await bed.internals(pool);
+      assert.deepEqual(Object.keys(before.allocations), [], 'granted in memory, not written: not shown');
+      assert.deepEqual(before.hosts.flatMap((h) => h.used), [null]);
+    } finally {
+      bed.world.gates.open(`sync:${pool}`);
+    }
+    assert.equal((await bed.result(name)).job.state, 'COMPLETED');
+    await bed.assertIdle(pool);
+  });
+
   it('a delete while a claimer runs is refused, though the pool has not taken the claim yet', async () => {
     const pool = await bed.startPool('claim-delete', { numNodes: 1 });
     await openSnapshot(pool);
