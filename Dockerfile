@@ -9,10 +9,10 @@ ARG NODE_IMAGE=node:20-bookworm-slim
 # ---- build: dev dependencies, TypeScript, the workflow bundle; then drop dev dependencies ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
-# Toolchain only for a native module that must compile from source when no prebuilt binary fits
-# (better-sqlite3); the usual path downloads a prebuilt one.
+# Toolchain for the rank launcher (native/rank-launch.c, compiled by `npm run build`), and for a
+# native module that must compile from source when no prebuilt binary fits (better-sqlite3).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 make g++ ca-certificates \
+ && apt-get install -y --no-install-recommends python3 make gcc g++ libc6-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -21,6 +21,7 @@ COPY src ./src
 COPY workflows ./workflows
 COPY activities ./activities
 COPY scripts ./scripts
+COPY native ./native
 RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund \
  && npm cache clean --force

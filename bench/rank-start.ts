@@ -3,7 +3,8 @@
  * baseline in the same run:
  *
  * 1. Isolation. Starts a shell rank that runs `true`, N times without isolation and N times isolated
- *    (uid, cgroup, mount namespace; needs root), and prints the median and p90 of spawn → exit and of
+ *    (uid, cgroup, mount namespace; needs root) through batchd-rank-launch, then N times isolated
+ *    through the shell launcher it replaces (`isolated-sh`: unshare, sh, mount, setpriv), and prints the median and p90 of spawn → exit and of
  *    the whole life spawn → exit → leftovers reaped (which for an isolated rank includes reading and
  *    removing its cgroup), each through the rank spawner (src/agent/rank-spawner.ts) and through a
  *    spawn from this process, as ranks were started before the spawner.
@@ -55,7 +56,8 @@ interface Bench {
   agent: AgentIsolation;
 }
 
-function open(isolated: boolean): Bench {
+/** `launcher`: null for the shell launcher; absent, the compiled one. */
+function open(isolated: boolean, launcher?: null): Bench {
   const dataDir = mkdtempSync(join(tmpdir(), 'batchd-bench-start-'));
   mkdirSync(join(dataDir, 'workspace'));
   const iso = RankIsolation.create({
@@ -66,6 +68,7 @@ function open(isolated: boolean): Bench {
     memoryLimit: undefined,
     pidsMax: 4096,
     endpoints: [],
+    ...(launcher === null ? { launcher } : {}),
     logger: pino({ level: 'silent' }),
   });
   return { dataDir, iso, agent: iso.forAgent('bench', 1) };
@@ -112,8 +115,8 @@ const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
 const ms = (xs: number[]) => `median ${quantile(sorted(xs), 0.5).toFixed(1)} ms, p90 ${quantile(sorted(xs), 0.9).toFixed(1)} ms`;
 
 /** Part 1: spawn → exit and spawn → reaped, through the spawner and directly, alternately. */
-async function series(label: string, starts: number, isolated: boolean): Promise<void> {
-  const b = open(isolated);
+async function series(label: string, starts: number, isolated: boolean, launcher?: null): Promise<void> {
+  const b = open(isolated, launcher);
   try {
     await once(b, b.iso.spawner); // warm-up, and the spawner's fork
     await once(b, direct);
@@ -126,7 +129,7 @@ async function series(label: string, starts: number, isolated: boolean): Promise
       }
     }
     for (const way of ['direct', 'spawner'] as const) {
-      process.stdout.write(`${label.padEnd(9)} ${way.padEnd(8)} spawn→exit: ${ms(r[way].exits)}; spawn→reaped: ${ms(r[way].wholes)}  (${starts} starts, mode ${b.iso.mode})\n`);
+      process.stdout.write(`${label.padEnd(11)} ${way.padEnd(8)} spawn→exit: ${ms(r[way].exits)}; spawn→reaped: ${ms(r[way].wholes)}  (${starts} starts, mode ${b.iso.mode})\n`);
     }
   } finally {
     await close(b);
@@ -191,14 +194,14 @@ async function blocking(label: string, starts: number, isolated: boolean, what: 
       const d = h[way];
       const call = way === 'idle' ? 'no start' : `start call ${ms(calls[way])}, max ${Math.max(...calls[way]).toFixed(1)} ms, CPU median ${quantile(sorted(cpus[way]), 0.5).toFixed(1)} ms`;
       process.stdout.write(
-        `${label.padEnd(9)} ${way.padEnd(8)} blocking per start in a ${rss} MiB process (${what}): ${call}; ` +
+        `${label.padEnd(11)} ${way.padEnd(8)} blocking per start in a ${rss} MiB process (${what}): ${call}; ` +
           `event-loop delay mean ${(d.mean / 1e6).toFixed(1)} ms, p99 ${(d.percentile(99) / 1e6).toFixed(1)} ms, max ${(d.max / 1e6).toFixed(1)} ms  (${starts} ${way === 'idle' ? 'waits' : 'starts'}, mode ${b.iso.mode})\n`,
       );
     }
     const pid = b.iso.spawner.pid;
     if (pid !== undefined) {
       process.stdout.write(
-        `${label.padEnd(9)} spawner  forked once: first start ${firstStart.toFixed(1)} ms (fork + its start); its memory: RSS ${Math.round(statusKb(pid, 'VmRSS') / 1024)} MiB, ` +
+        `${label.padEnd(11)} spawner  forked once: first start ${firstStart.toFixed(1)} ms (fork + its start); its memory: RSS ${Math.round(statusKb(pid, 'VmRSS') / 1024)} MiB, ` +
           `peak ${Math.round(statusKb(pid, 'VmHWM') / 1024)} MiB, PSS ${Math.round(pssKb(pid) / 1024)} MiB\n`,
       );
     }
@@ -221,8 +224,10 @@ async function main(): Promise<void> {
   const starts = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 50);
   const root = process.getuid?.() === 0;
   await series('plain', starts, false);
-  if (root) await series('isolated', starts, true);
-  else process.stdout.write('isolated     skipped: needs root\n');
+  if (root) {
+    await series('isolated', starts, true);
+    await series('isolated-sh', starts, true, null);
+  } else process.stdout.write('isolated    skipped: needs root\n');
   const heapMiB = 400;
   let keep: unknown[] | undefined = ballast(heapMiB);
   await blocking('plain', starts, false, `${heapMiB} MiB of live objects`);

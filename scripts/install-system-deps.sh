@@ -6,10 +6,11 @@
 #   iproute2                                                the second-host test (network namespaces)
 #   iptables                                                rank isolation: packet rules that keep ranks off the control plane
 #   docker-compose                                          the deployment file's check
+#   gcc, libc6-dev                                          the rank launcher (native/rank-launch.c), built by `npm run build`
 # With --check it installs nothing: it prints the missing packages, one a line, and exits 0 (none
 # missing), 1 (some missing) or 2 (not a Debian system: no dpkg to ask). `npm test` runs that first.
 set -euo pipefail
-packages=(jupyter-nbconvert python3-nbclient python3-ipykernel postgresql chromium iproute2 iptables docker-compose)
+packages=(jupyter-nbconvert python3-nbclient python3-ipykernel postgresql chromium iproute2 iptables docker-compose gcc libc6-dev)
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "[system-deps] no dpkg-query: this is not a Debian system; install the equivalents of: ${packages[*]}" >&2
   exit 2

@@ -94,6 +94,7 @@ describe('rank isolation: ranks that attack the service', () => {
   it('runs the service with ranks isolated, and says so', () => {
     assert.equal(t.service.isolation?.mode, 'isolated');
     assert.match(t.service.isolation?.summary ?? '', /^ranks are isolated: uids 200000-265535 \(one per account\), cgroup v[12] per rank, memory limited to 300 MiB, no route to Temporal or the API/);
+    assert.match(t.service.isolation?.summary ?? '', /; started by batchd-rank-launch$/, 'the launcher `npm run build` compiled (scripts/install-system-deps.sh installs gcc)');
     assert.equal(statSync(t.dataDir).mode & 0o777, 0o711);
     for (const f of ['api-key', 'agent-token', 'batchd.sqlite', 'logs.sqlite', 'temporal.sqlite']) {
       if (existsSync(join(t.dataDir, f))) assert.equal(statSync(join(t.dataDir, f)).mode & 0o077, 0, `${f} is closed to other users`);

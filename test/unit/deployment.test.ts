@@ -474,6 +474,9 @@ describe('deployment: Dockerfile', () => {
     assert.match(dockerfile, /RUN npm ci\b/);
     assert.match(dockerfile, /npm run build/);
     assert.match(dockerfile, /npm prune --omit=dev/);
+    // npm run build compiles the rank launcher: its source and a C compiler are in the build stage.
+    assert.match(stages[0] ?? '', /^COPY native \.\/native$/m);
+    assert.match(stages[0] ?? '', /apt-get install[^\n]*\bgcc\b[^\n]*\blibc6-dev\b/);
     assert.match(runtime, /python3/);
     assert.match(runtime, /\bbash\b/);
     assert.match(runtime, /\bprocps\b/);
