@@ -96,7 +96,7 @@ async function once(b: Bench, starter: RankStarter) {
       workDir,
       workspaceDir: join(b.dataDir, 'workspace'),
       agentKey: 'bench',
-      launch: (command) => b.agent.launch({ account: 'bench', jobId: `job-${id}`, rank: 0, workDir }, command),
+      launch: (command, env) => b.agent.launch({ account: 'bench', jobId: `job-${id}`, rank: 0, workDir }, command, env),
       spawner: starter,
     },
     () => undefined,

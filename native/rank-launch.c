@@ -12,13 +12,18 @@
  *        ro DIR         bind DIR onto itself read-only;
  *        bind SRC DST   bind SRC over DST (not recursive);
  *        rw DIR         bind DIR onto itself read-write (a folder under a read-only one);
+ *        env NAME=VALUE a variable of the rank's environment, which is exactly these;
  *      a remount keeps the nosuid, nodev, noexec and atime flags of the mount it binds;
  *   3. privileges dropped for good: every capability out of the bounding and ambient sets, the
  *      inheritable set emptied, no supplementary groups, real/effective/saved gid then uid set to
  *      GID and UID (neither may be 0), which empties the permitted and effective sets; then
  *      no_new_privs; each checked after the fact;
- *   4. execvp(FILE, [FILE, ARG...]): the rank keeps this process's pid.
+ *   4. execvp(FILE, [FILE, ARG...]) in the rank's environment (FILE found on its PATH, as the rank
+ *      would find it): the rank keeps this process's pid.
  *
+ * Its own environment is not used, and none of the rank's reaches it before the drop: the agent
+ * starts it with a fixed one, and it is linked statically, so no dynamic loader reads LD_PRELOAD or
+ * the like while it is root.
  * It does what the shell launcher in src/agent/isolation.ts does with unshare, sh, one mount(8) per
  * folder and setpriv, in one exec instead of eight (each a fork and exec of a few milliseconds).
  * Nothing of the rank runs if any step fails: it prints one line on stderr and exits 126, or 127 when
@@ -39,6 +44,8 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
@@ -158,6 +165,13 @@ int main(int argc, char **argv) {
   int i = 3;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     const char *op = argv[i];
+    if (strcmp(op, "env") == 0) {
+      const char *a = i + 1 < argc ? argv[i + 1] : "";
+      const char *eq = strchr(a, '=');
+      if (eq == NULL || eq == a) fail(126, "env needs NAME=VALUE, not '%s'", a);
+      i++;
+      continue;
+    }
     int operands = strcmp(op, "bind") == 0 ? 2 : (strcmp(op, "cg") == 0 || strcmp(op, "ro") == 0 || strcmp(op, "rw") == 0) ? 1 : -1;
     if (operands < 0) fail(126, "bad launcher argument %s", op);
     for (int k = 1; k <= operands; k++) {
@@ -168,6 +182,14 @@ int main(int argc, char **argv) {
   }
   if (i + 1 >= argc) fail(126, "no command after --");
   char **command = &argv[i + 1];
+  /* The rank's environment: the env operations' NAME=VALUE, in order (argv outlives the exec). */
+  char **rank_env = calloc((size_t)argc, sizeof *rank_env);
+  if (rank_env == NULL) fail(126, "out of memory");
+  size_t vars = 0;
+  for (int j = 3; j < i; j++) {
+    if (strcmp(argv[j], "env") == 0) rank_env[vars++] = argv[++j];
+    else j += strcmp(argv[j], "bind") == 0 ? 2 : 1;
+  }
 
   if (unshare(CLONE_NEWNS) != 0) fail(126, "cannot make a mount namespace: %s", strerror(errno));
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(126, "cannot make the mounts private: %s", strerror(errno));
@@ -175,12 +197,14 @@ int main(int argc, char **argv) {
     if (strcmp(argv[j], "cg") == 0) join_cgroup(argv[++j]);
     else if (strcmp(argv[j], "ro") == 0) bind_self(argv[++j], 1);
     else if (strcmp(argv[j], "rw") == 0) bind_self(argv[++j], 0);
+    else if (strcmp(argv[j], "env") == 0) ++j;
     else {
       bind(argv[j + 1], argv[j + 2]);
       j += 2;
     }
   }
   drop_privileges(uid, gid);
+  environ = rank_env;
   execvp(command[0], command);
   fail(errno == ENOENT ? 127 : 126, "failed to execute %s: %s", command[0], strerror(errno));
   return 126;

@@ -242,7 +242,7 @@ export class HostAgent {
             workDir,
             workspaceDir: this.o.workspaceDir,
             agentKey: this.agentKey,
-            launch: (command) =>
+            launch: (command, env) =>
               this.iso.launch(
                 {
                   account: input.account,
@@ -252,6 +252,7 @@ export class HostAgent {
                   ...(input.rankMemoryLimitBytes !== undefined ? { memoryLimit: input.rankMemoryLimitBytes } : {}),
                 },
                 command,
+                env,
               ),
             spawner: this.iso.spawner,
           },

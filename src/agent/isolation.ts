@@ -68,13 +68,28 @@ export interface IsolationOptions {
 /** Where `npm run build` puts the compiled launcher (scripts/build-native.sh), from dist/src/agent. */
 export const BUILT_LAUNCHER = resolve(__dirname, '..', '..', 'native', 'batchd-rank-launch');
 
-/** How a rank is started: the command to spawn, what to add to its environment, and its cgroup. */
+/**
+ * How a rank is started: the command to spawn, its whole environment, and its cgroup. When a
+ * launcher runs first with privileges the rank does not have (root, or a namespace's root), `env` is
+ * a fixed one of batchd's and the rank's own environment travels in the launcher's arguments, to be
+ * set only by the exec that follows the drop: no variable of a job (PATH, LD_PRELOAD, GLIBC_TUNABLES
+ * and the like) ever reaches a process that runs with more than the rank's rights.
+ */
 export interface RankLaunch {
   file: string;
   args: string[];
   env: Record<string, string>;
   cgroup?: RankCgroup;
 }
+
+/** The rank's environment, given the variables its isolation sets (the job's own variables win over those). */
+export type RankEnvironment = (isolation: Record<string, string>) => Record<string, string>;
+
+/** The environment of a launcher's privileged part: nothing of the job's, tools found in root's folders only. */
+export const LAUNCHER_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
+
+/** NAME=VALUE pairs, for `env -i` or the launcher's `env` operations. */
+const assignments = (env: Record<string, string>): string[] => Object.entries(env).map(([k, v]) => `${k}=${v}`);
 
 export interface RankPlace {
   account: string;
@@ -102,7 +117,7 @@ while [ "$1" != -- ]; do
   esac
 done
 shift
-exec setpriv --reuid="$u" --regid="$g" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- "$@"`;
+exec setpriv --reuid="$u" --regid="$g" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- env -i "$@"`;
 
 /**
  * sh run as the namespace's root in an unprivileged user namespace: the workspace read-only, DATA_DIR
@@ -119,7 +134,7 @@ mount -t tmpfs -o mode=0755,size=64k batchd-hidden "$d"
 mkdir -p "$r"
 mount --no-canonicalize --bind . "$r"
 cd "$r"
-exec unshare --user --mount --map-user="$u" --map-group="$g" -- "$@"`;
+exec unshare --user --mount --map-user="$u" --map-group="$g" -- env -i "$@"`;
 
 /** Folders every user may write to on a Debian host; a rank gets its own in their place. */
 const SHARED_WRITABLE = ['/tmp', '/var/tmp', '/run/lock'];
@@ -382,7 +397,7 @@ export class RankIsolation {
     await this.spawner.close();
   }
 
-  launchIsolated(place: RankPlace, command: { file: string; args: string[] }, cgroup: RankCgroup, shmDir: string | undefined): RankLaunch {
+  launchIsolated(place: RankPlace, command: { file: string; args: string[] }, env: RankEnvironment, cgroup: RankCgroup, shmDir: string | undefined): RankLaunch {
     const { dataDir, workspaceDir } = this.o;
     const uid = this.uidOf(place.account);
     const jobDir = dirname(place.workDir);
@@ -417,21 +432,29 @@ export class RankIsolation {
     // The rank folder stays writable where a read-only mount above covers it (a bind of a read-only
     // mount is read-only too until remounted).
     if (readOnly.some((d) => within(place.workDir, d))) ops.push('rw', place.workDir);
-    const env = { HOME: place.workDir, TMPDIR: tmp, USER: `batchd-${place.account}`, LOGNAME: `batchd-${place.account}`, PATH: this.rankPath };
-    const launch = [String(uid), String(uid), ...ops, '--', command.file, ...command.args];
-    if (this.launcher) return { file: this.launcher, args: launch, env, cgroup };
-    return { file: 'unshare', args: ['--mount', '--propagation', 'private', '/bin/sh', '-c', ROOT_LAUNCHER, 'batchd-rank', ...launch], env, cgroup };
+    const rankEnv = assignments(env({ HOME: place.workDir, TMPDIR: tmp, USER: `batchd-${place.account}`, LOGNAME: `batchd-${place.account}`, PATH: this.rankPath }));
+    const ids = [String(uid), String(uid)];
+    if (this.launcher) {
+      return { file: this.launcher, args: [...ids, ...ops, ...rankEnv.flatMap((a) => ['env', a]), '--', command.file, ...command.args], env: { ...LAUNCHER_ENV }, cgroup };
+    }
+    return {
+      file: 'unshare',
+      args: ['--mount', '--propagation', 'private', '/bin/sh', '-c', ROOT_LAUNCHER, 'batchd-rank', ...ids, ...ops, '--', ...rankEnv, command.file, ...command.args],
+      env: { ...LAUNCHER_ENV },
+      cgroup,
+    };
   }
 
-  launchUserns(place: RankPlace, command: { file: string; args: string[] }): RankLaunch {
+  launchUserns(place: RankPlace, command: { file: string; args: string[] }, env: RankEnvironment): RankLaunch {
     mkdirSync(join(place.workDir, 'tmp'), { recursive: true });
     const ws = existsSync(this.o.workspaceDir) ? this.o.workspaceDir : '';
     const uid = String(process.getuid?.() ?? 0);
     const gid = String(process.getgid?.() ?? 0);
+    const rankEnv = assignments(env({ HOME: place.workDir, TMPDIR: join(place.workDir, 'tmp') }));
     return {
       file: 'unshare',
-      args: ['--user', '--map-root-user', '--mount', '--propagation', 'private', '/bin/sh', '-c', USERNS_LAUNCHER, 'batchd-rank', this.o.dataDir, place.workDir, ws, uid, gid, '--', command.file, ...command.args],
-      env: { HOME: place.workDir, TMPDIR: join(place.workDir, 'tmp') },
+      args: ['--user', '--map-root-user', '--mount', '--propagation', 'private', '/bin/sh', '-c', USERNS_LAUNCHER, 'batchd-rank', this.o.dataDir, place.workDir, ws, uid, gid, '--', ...rankEnv, command.file, ...command.args],
+      env: { ...LAUNCHER_ENV },
     };
   }
 }
@@ -457,20 +480,23 @@ export class AgentIsolation {
   }
 
   /** How to start one rank. Its folder is made here, owned by the rank's uid when isolated. */
-  launch(place: RankPlace, command: { file: string; args: string[] }): RankLaunch {
+  launch(place: RankPlace, command: { file: string; args: string[] }, env: RankEnvironment): RankLaunch {
+    // The launchers end in `env -i NAME=VALUE… FILE`, which would take a FILE with "=" for one more variable.
+    if (command.file.includes('=')) throw new Error(`a rank's command cannot contain "=": ${command.file}`);
     if (this.parent.mode === 'isolated' && this.cgroups) {
       const memoryBytes = place.memoryLimit === undefined ? this.memoryLimit : this.cgroups.memory ? (place.memoryLimit ?? undefined) : undefined;
       const cgroup = this.cgroups.create(rankCgroupName(place.account, place.jobId, place.rank), { memoryBytes, pidsMax: this.o.pidsMax || undefined });
       try {
-        return this.parent.launchIsolated(place, command, cgroup, this.shmRoot ? join(this.shmRoot, `${place.account}.${place.jobId}`) : undefined);
+        return this.parent.launchIsolated(place, command, env, cgroup, this.shmRoot ? join(this.shmRoot, `${place.account}.${place.jobId}`) : undefined);
       } catch (err) {
         void cgroup.remove();
         throw err;
       }
     }
     mkdirSync(place.workDir, { recursive: true });
-    if (this.parent.mode === 'userns') return this.parent.launchUserns(place, command);
-    return { ...command, env: {} };
+    if (this.parent.mode === 'userns') return this.parent.launchUserns(place, command, env);
+    // Nothing runs with more rights than the rank: its environment is the process's.
+    return { ...command, env: env({}) };
   }
 
   /** Kills every process of every rank cgroup matching `prefix` (all when empty) and removes the cgroups. */

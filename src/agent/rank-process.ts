@@ -12,7 +12,7 @@ import { mkdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { type Executor } from '../domain/batch-job';
 import { type RankCgroupStats } from './cgroups';
-import { type RankLaunch } from './isolation';
+import { type RankEnvironment, type RankLaunch } from './isolation';
 import { groupAlive, killByEnv, signalGroup, sleep } from './processes';
 import { type RankStarter } from './rank-spawner';
 
@@ -30,8 +30,11 @@ export interface RankSpec {
   workspaceDir: string;
   /** Identifies the agent that owns this rank, so a restarted agent can find its leftovers. */
   agentKey: string;
-  /** Wraps the rank's command in its isolation (uid, cgroup, mounts); none: run it as it is. */
-  launch?: (command: { file: string; args: string[] }) => RankLaunch;
+  /**
+   * Wraps the rank's command in its isolation (uid, cgroup, mounts), given the rank's environment
+   * for the variables the isolation sets; none: run it as it is.
+   */
+  launch?: (command: { file: string; args: string[] }, env: RankEnvironment) => RankLaunch;
   /** Starts the rank's process: the process's rank spawner (rank-spawner.ts). */
   spawner: RankStarter;
 }
@@ -95,20 +98,23 @@ export class RankProcess {
     onLine: (line: OutputLine) => void,
   ) {
     const command = commandFor(spec.executor, spec.workspaceDir);
+    const rankEnv: RankEnvironment = (isolation) => {
+      const env: Record<string, string> = {};
+      for (const k of BASE_ENV) {
+        const v = process.env[k];
+        if (v !== undefined) env[k] = v;
+      }
+      Object.assign(env, isolation, spec.env, { [AGENT_MARKER]: spec.agentKey });
+      // Python modules and files of the workspace import each other as they would from its root.
+      env.PYTHONPATH = env.PYTHONPATH ? `${spec.workspaceDir}:${env.PYTHONPATH}` : spec.workspaceDir;
+      return env;
+    };
     if (spec.launch) {
-      this.launch = spec.launch(command);
+      this.launch = spec.launch(command, rankEnv);
     } else {
       mkdirSync(spec.workDir, { recursive: true });
-      this.launch = { ...command, env: {} };
+      this.launch = { ...command, env: rankEnv({}) };
     }
-    const env: Record<string, string> = {};
-    for (const k of BASE_ENV) {
-      const v = process.env[k];
-      if (v !== undefined) env[k] = v;
-    }
-    Object.assign(env, this.launch.env, spec.env, { [AGENT_MARKER]: spec.agentKey });
-    // Python modules and files of the workspace import each other as they would from its root.
-    env.PYTHONPATH = env.PYTHONPATH ? `${spec.workspaceDir}:${env.PYTHONPATH}` : spec.workspaceDir;
     const { file } = command;
     const partial = { stdout: '', stderr: '' };
     const split = (stream: 'stdout' | 'stderr', chunk: string) => {
@@ -130,7 +136,7 @@ export class RankProcess {
     this.exited = new Promise((resolveExit) => {
       // The rank is spawned by the process's rank spawner (rank-spawner.ts), never by forking this one.
       spec.spawner.spawn(
-        { file: this.launch.file, args: this.launch.args, cwd: spec.workDir, env, detached: true },
+        { file: this.launch.file, args: this.launch.args, cwd: spec.workDir, env: this.launch.env, detached: true },
         {
           spawned: (pid) => {
             this.startedPid = pid;

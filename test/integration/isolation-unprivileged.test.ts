@@ -21,8 +21,8 @@ const { spawnSync } = require('node:child_process');
 const [dataDir, workspaceDir] = [process.argv[3], process.argv[4]];
 const iso = RankIsolation.create({ dataDir, workspaceDir, setting: 'auto', uidRange: { base: 200000, count: 4 }, memoryLimit: undefined, pidsMax: 0, endpoints: [], logger: pino({ level: 'silent' }) });
 const workDir = dataDir + '/work/acme/job/rank-0';
-const launch = iso.forAgent('h0', 1).launch({ account: 'acme', jobId: 'job', rank: 0, workDir }, { file: 'bash', args: ['-c', process.argv[5]] });
-const r = spawnSync(launch.file, launch.args, { cwd: workDir, env: { PATH: process.env.PATH, ...launch.env }, encoding: 'utf8' });
+const launch = iso.forAgent('h0', 1).launch({ account: 'acme', jobId: 'job', rank: 0, workDir }, { file: 'bash', args: ['-c', process.argv[5]] }, (isolation) => ({ PATH: process.env.PATH, ...isolation }));
+const r = spawnSync(launch.file, launch.args, { cwd: workDir, env: launch.env, encoding: 'utf8' });
 process.stdout.write(JSON.stringify({ mode: iso.mode, summary: iso.summary, out: r.stdout + r.stderr }));
 `;
 

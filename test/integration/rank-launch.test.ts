@@ -9,11 +9,14 @@
  * runs nothing. So that a launcher that forgot a step fails here, the agent's process is given what
  * must not reach the rank (supplementary groups, inheritable and ambient capabilities), DATA_DIR is a
  * shared mount (a bind in a namespace that is not private would show outside), and the workspace is
- * writable by everyone (only the read-only mount keeps the rank out). The service-level attacks are in isolation.test.ts. Needs root.
+ * writable by everyone (only the read-only mount keeps the rank out). And a job's variables must reach
+ * the rank but nothing that runs before the privileges are dropped: a job that sets PATH to a folder
+ * of fake `unshare`, `sh`, `mount`, `setpriv` and `env`, and LD_PRELOAD to a library that records
+ * who loaded it, must see them used only by its own uid. The service-level attacks are in isolation.test.ts. Needs root.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -90,15 +93,19 @@ for (const [name, launcher] of launchers) for (const [where, base] of places) {
       rmSync(dataDir, { recursive: true, force: true });
     });
 
-    /** Places rank 0 of a new job of `acme` and runs `command` in it, as the agent would (without the spawner). */
-    function run(file: string, args: string[], prepare?: (cgroup: { remove(): Promise<void> }) => Promise<void>) {
+    /**
+     * Places rank 0 of a new job of `acme` and runs `command` in it as the agent would (without the
+     * spawner): the rank's environment is the agent's PATH, then the isolation's variables, then the job's.
+     */
+    function run(file: string, args: string[], o: { jobEnv?: Record<string, string>; prepare?: (cgroup: { remove(): Promise<void> }) => Promise<void> } = {}) {
       const jobId = `job-${n++}`;
       const workDir = join(dataDir, 'work', 'acme', jobId, 'rank-0');
-      const launch = agent.launch({ account: 'acme', jobId, rank: 0, workDir }, { file, args });
+      const env = (isolation: Record<string, string>) => ({ PATH: '/usr/bin:/bin', ...isolation, WS: join(dataDir, 'workspace'), ...o.jobEnv });
+      const launch = agent.launch({ account: 'acme', jobId, rank: 0, workDir }, { file, args }, env);
       return { jobId, workDir, launch, result: async () => {
-        if (prepare && launch.cgroup) await prepare(launch.cgroup);
+        if (o.prepare && launch.cgroup) await o.prepare(launch.cgroup);
         const agentLike = ['--groups=0,100', '--inh-caps=+chown,+kill', '--ambient-caps=+chown,+kill', '--'];
-        const r = spawnSync('setpriv', [...agentLike, launch.file, ...launch.args], { cwd: workDir, env: { ...launch.env, WS: join(dataDir, 'workspace') }, encoding: 'utf8', timeout: 30_000 });
+        const r = spawnSync('setpriv', [...agentLike, launch.file, ...launch.args], { cwd: workDir, env: launch.env, encoding: 'utf8', timeout: 30_000 });
         await launch.cgroup?.remove().catch(() => undefined);
         return r;
       } };
@@ -140,15 +147,37 @@ for (const [name, launcher] of launchers) for (const [where, base] of places) {
       agent.releaseJob('acme', jobId);
     });
 
+    it('hands the job’s variables to the rank alone: PATH and LD_PRELOAD reach nothing that runs before the drop', async () => {
+      const kit = mkdtempSync(join(dataDir, 'kit-'));
+      chmodSync(kit, 0o755);
+      const { workDir, result } = run('/bin/sh', ['-c', 'echo "PATH=$PATH"; echo "LD_PRELOAD=$LD_PRELOAD"'], { jobEnv: { PATH: `${kit}:/usr/bin:/bin`, LD_PRELOAD: join(kit, 'evil.so') } });
+      // In the rank's folder, the one place it can write wherever DATA_DIR is.
+      const ran = join(workDir, 'ran');
+      // What a tenant could leave in its rank folder: a library that records who loads it, and fake tools.
+      writeFileSync(join(kit, 'evil.c'), `#include <stdio.h>\n#include <unistd.h>\n__attribute__((constructor)) static void evil(void) { FILE *f = fopen("${ran}", "a"); if (f) { fprintf(f, "so %u\\n", getuid()); fclose(f); } }\n`);
+      execFileSync('cc', ['-shared', '-fPIC', '-o', join(kit, 'evil.so'), join(kit, 'evil.c')]);
+      for (const tool of ['unshare', 'sh', 'mount', 'setpriv', 'env']) {
+        writeFileSync(join(kit, tool), `#!/bin/sh\necho "${tool} $(id -u)" >> ${ran}\nexit 99\n`, { mode: 0o755 });
+      }
+      const r = await result();
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(r.stdout.trim().split('\n'), [`PATH=${kit}:/usr/bin:/bin`, `LD_PRELOAD=${join(kit, 'evil.so')}`], 'the rank has the job’s variables');
+      const uid = iso.uidOf('acme');
+      const loads = readFileSync(ran, 'utf8').trim().split('\n');
+      assert.ok(loads.includes(`so ${uid}`), `the library was loaded by the rank (so the probe can fire):\n${loads.join('\n')}`);
+      assert.deepEqual(loads.filter((l) => l !== `so ${uid}`), [], 'nothing of the job ran as anyone but the rank');
+    });
+
     it('says so and exits 127 when the command is not found', async () => {
       const r = await run('batchd-no-such-command', []).result();
       assert.equal(r.status, 127);
-      assert.match(r.stderr, /failed to execute batchd-no-such-command: No such file or directory/);
+      // batchd-rank-launch: "failed to execute batchd-no-such-command: …"; the shell launcher's env: "env: 'batchd-no-such-command': …".
+      assert.match(r.stderr, /batchd-no-such-command'?: No such file or directory/);
     });
 
     it('runs nothing of the rank when it cannot join its cgroup', async () => {
       const marker = join(dataDir, `ran-${process.pid}`);
-      const r = await run('/bin/sh', ['-c', `touch ${marker}`], (cgroup) => cgroup.remove()).result();
+      const r = await run('/bin/sh', ['-c', `touch ${marker}`], { prepare: (cgroup) => cgroup.remove() }).result();
       assert.notEqual(r.status, 0, 'the launch failed');
       assert.match(r.stderr, /No such file or directory|nonexistent|cannot/);
       assert.equal(existsSync(marker), false, 'the command never ran');
