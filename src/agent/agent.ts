@@ -10,7 +10,6 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Context, ApplicationFailure, CancelledFailure } from '@temporalio/activity';
 import { type Client, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
@@ -181,7 +180,7 @@ export class HostAgent {
     }
     const dir = join(this.o.dataDir, 'work', parsed.account, parsed.id);
     const existed = existsSync(dir);
-    await rm(dir, { recursive: true, force: true });
+    await this.iso.removeFolder(dir);
     this.log.info({ job: input.jobName, dir, existed }, 'deleted job: its ranks\' folders removed from this host');
     return { removed: existed };
   }

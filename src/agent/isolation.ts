@@ -22,7 +22,25 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
-import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import {
+  chmodSync,
+  closeSync,
+  constants as fsConstants,
+  existsSync,
+  fchmodSync,
+  fchownSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  type Stats,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { isIP } from 'node:net';
 import { totalmem } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -42,7 +60,7 @@ import {
 } from '../domain/isolation';
 import { type CgroupTree, detectCgroups, openCgroupTree, type RankCgroup } from './cgroups';
 import { RankFirewall } from './firewall';
-import { RankSpawner } from './rank-spawner';
+import { RankSpawner, runToEnd } from './rank-spawner';
 
 export type IsolationMode = 'isolated' | 'userns' | 'none';
 
@@ -145,6 +163,30 @@ function works(file: string, args: string[]): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Makes `dir` a folder of `uid` alone (0700), never following a link: a rank owns what is in its
+ * folder, and an earlier attempt of its job may have left a link (to /etc, say) where its tmp was. A
+ * link or file there is removed and a folder made; the owner and mode are set through a descriptor
+ * opened without following links, so nothing swapped in meanwhile is changed instead.
+ */
+function ownFolder(dir: string, uid: number): void {
+  let st: Stats | undefined;
+  try {
+    st = lstatSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (st && !st.isDirectory()) rmSync(dir, { force: true });
+  mkdirSync(dir, { recursive: true });
+  const fd = openSync(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+  try {
+    fchownSync(fd, uid, uid);
+    fchmodSync(fd, 0o700);
+  } finally {
+    closeSync(fd);
   }
 }
 
@@ -407,11 +449,7 @@ export class RankIsolation {
       chmodSync(d, 0o711);
     }
     const tmp = join(place.workDir, 'tmp');
-    mkdirSync(tmp, { recursive: true });
-    for (const d of [place.workDir, tmp]) {
-      chownSync(d, uid, uid);
-      chmodSync(d, 0o700);
-    }
+    for (const d of [place.workDir, tmp]) ownFolder(d, uid);
     const ops: string[] = [];
     for (const f of cgroup.procsFiles) ops.push('cg', f);
     const readOnly: string[] = [];
@@ -424,9 +462,7 @@ export class RankIsolation {
     if (existsSync(workspaceDir)) readOnly.push(workspaceDir);
     for (const d of readOnly) ops.push('ro', d);
     if (shmDir) {
-      mkdirSync(shmDir, { recursive: true });
-      chownSync(shmDir, uid, uid);
-      chmodSync(shmDir, 0o700);
+      ownFolder(shmDir, uid);
       ops.push('bind', shmDir, '/dev/shm');
     }
     // The rank folder stays writable where a read-only mount above covers it (a bind of a read-only
@@ -516,6 +552,23 @@ export class AgentIsolation {
   /** Kills whatever of a job is still in a cgroup on this agent (ranks started while a stop was in flight). */
   killJob(account: string, jobId: string): Promise<string[]> {
     return this.killCgroups(jobCgroupPrefix(account, jobId));
+  }
+
+  /**
+   * Removes a job's folder on this host (its rank folders, whatever the ranks wrote). A rank owns
+   * what is in its folder, and another job of its account may run here meanwhile as the same uid, so
+   * a removal as root must not follow a link swapped in while it walks (Node's recursive rm walks by
+   * path). As root it is GNU `rm -rf --one-file-system`, which walks by descriptor and never follows
+   * a link, run through the rank spawner (no fork of this process); otherwise ranks run as this user
+   * and there is nothing more to guard.
+   */
+  async removeFolder(dir: string): Promise<void> {
+    if (this.parent.mode !== 'isolated') {
+      await rm(dir, { recursive: true, force: true });
+      return;
+    }
+    const r = await runToEnd(this.spawner, { file: 'rm', args: ['-rf', '--one-file-system', '--', dir], cwd: '/', env: { ...LAUNCHER_ENV }, detached: false });
+    if (r.code !== 0) throw new Error(`rm -rf ${dir} ended with ${r.code ?? r.signal}: ${r.stderr.trim()}`);
   }
 
   /** The job's shared-memory folder goes when its last rank on this host has. */

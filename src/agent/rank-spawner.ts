@@ -57,6 +57,23 @@ export interface RankStarter {
   spawn(request: SpawnRequest, handlers: SpawnHandlers): void;
 }
 
+/** Runs one command through a starter to its end: its exit and the tail of its stderr. */
+export function runToEnd(starter: RankStarter, request: SpawnRequest): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  return new Promise((resolve) => {
+    let stderr = '';
+    starter.spawn(request, {
+      spawned: () => undefined,
+      data: (stream, chunk) => {
+        if (stream === 'stderr') stderr = (stderr + chunk).slice(-4096);
+      },
+      end: () => undefined,
+      error: (message) => resolve({ code: 127, signal: null, stderr: message }),
+      exit: (code, signal) => resolve({ code, signal, stderr }),
+      lost: (reason) => resolve({ code: null, signal: null, stderr: reason }),
+    });
+  });
+}
+
 export interface RankSpawnerOptions {
   logger: Logger;
   /** Put on the spawner's command line, so an operator (and a test) can tell whose it is. */

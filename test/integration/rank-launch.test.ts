@@ -16,9 +16,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { type AgentIsolation, BUILT_LAUNCHER, RankIsolation } from '../../src/agent/isolation';
@@ -97,8 +97,8 @@ for (const [name, launcher] of launchers) for (const [where, base] of places) {
      * Places rank 0 of a new job of `acme` and runs `command` in it as the agent would (without the
      * spawner): the rank's environment is the agent's PATH, then the isolation's variables, then the job's.
      */
-    function run(file: string, args: string[], o: { jobEnv?: Record<string, string>; prepare?: (cgroup: { remove(): Promise<void> }) => Promise<void> } = {}) {
-      const jobId = `job-${n++}`;
+    function run(file: string, args: string[], o: { jobId?: string; jobEnv?: Record<string, string>; prepare?: (cgroup: { remove(): Promise<void> }) => Promise<void> } = {}) {
+      const jobId = o.jobId ?? `job-${n++}`;
       const workDir = join(dataDir, 'work', 'acme', jobId, 'rank-0');
       const env = (isolation: Record<string, string>) => ({ PATH: '/usr/bin:/bin', ...isolation, WS: join(dataDir, 'workspace'), ...o.jobEnv });
       const launch = agent.launch({ account: 'acme', jobId, rank: 0, workDir }, { file, args }, env);
@@ -166,6 +166,35 @@ for (const [name, launcher] of launchers) for (const [where, base] of places) {
       const loads = readFileSync(ran, 'utf8').trim().split('\n');
       assert.ok(loads.includes(`so ${uid}`), `the library was loaded by the rank (so the probe can fire):\n${loads.join('\n')}`);
       assert.deepEqual(loads.filter((l) => l !== `so ${uid}`), [], 'nothing of the job ran as anyone but the rank');
+    });
+
+    it('replaces, and does not follow, a link that an earlier attempt of the job left for its tmp', async () => {
+      // Root's, and not the rank's to take: what a chown that followed the link would hand over.
+      const victim = mkdtempSync(join(dataDir, 'victim-'));
+      chmodSync(victim, 0o755);
+      const first = run('/bin/sh', ['-c', `rm -rf "$TMPDIR" && ln -s '${victim}' "$TMPDIR"`]);
+      assert.equal((await first.result()).status, 0);
+      assert.ok(lstatSync(join(first.workDir, 'tmp')).isSymbolicLink(), 'the first attempt left a link');
+      const again = run('/bin/sh', ['-c', 'echo mine > "$TMPDIR/mine"'], { jobId: first.jobId });
+      const r = await again.result();
+      assert.equal(r.status, 0, r.stderr);
+      const st = statSync(victim);
+      assert.deepEqual([st.uid, st.mode & 0o777], [0, 0o755], 'the link’s target kept its owner and mode');
+      assert.ok(lstatSync(join(first.workDir, 'tmp')).isDirectory(), 'tmp is a folder again');
+      assert.equal(readFileSync(join(first.workDir, 'tmp', 'mine'), 'utf8'), 'mine\n');
+      assert.deepEqual(readdirSync(victim), []);
+    });
+
+    it('has the job’s folder removed without following the links its ranks left in it', async () => {
+      const victim = mkdtempSync(join(dataDir, 'victim-'));
+      writeFileSync(join(victim, 'keep'), 'root’s\n');
+      const { jobId, workDir, result } = run('/bin/sh', ['-c', `mkdir -p deep/er && ln -s '${victim}' link && ln -s '${victim}' deep/er/link && ln -s '${join(victim, 'keep')}' file-link`]);
+      assert.equal((await result()).status, 0);
+      assert.ok(lstatSync(join(workDir, 'deep', 'er', 'link')).isSymbolicLink());
+      await agent.removeFolder(dirname(workDir));
+      assert.equal(existsSync(join(dataDir, 'work', 'acme', jobId)), false, 'the job’s folder is gone');
+      assert.deepEqual(readdirSync(victim), ['keep']);
+      assert.equal(readFileSync(join(victim, 'keep'), 'utf8'), 'root’s\n');
     });
 
     it('says so and exits 127 when the command is not found', async () => {
