@@ -16,6 +16,7 @@ import { type Role, type RunningService, startService } from '../../src/service'
 import { ensureTemporalCli } from '../../src/temporal/cli';
 import { type DevServer, startDevServer } from '../../src/temporal/dev-server';
 import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
+import { RankSpawner } from '../../src/agent/rank-spawner';
 import { benchActivities } from './bench-activities';
 import { BenchApi, freePort } from './http';
 import { type ClosedLoopResult } from './load';
@@ -174,13 +175,14 @@ export async function waitHealthy(e: BenchEnv, timeoutMs = 120_000): Promise<voi
  */
 export async function startBenchWorker(address: string, namespace: string): Promise<{ stop(): Promise<void> }> {
   const connection = await NativeConnection.connect({ address });
+  const spawner = new RankSpawner({ logger: pino({ level: 'silent' }), tag: 'batchd-bench-baseline' });
   const worker = await Worker.create({
     connection,
     namespace,
     taskQueue: BENCH_TASK_QUEUE,
     workflowBundle: { code: await benchBundle() },
     ...workflowWorkerOptions(),
-    activities: benchActivities,
+    activities: benchActivities(spawner),
     maxCachedWorkflows: 2000,
     maxConcurrentActivityTaskExecutions: 256,
     shutdownGraceTime: '2 seconds',
@@ -191,6 +193,7 @@ export async function startBenchWorker(address: string, namespace: string): Prom
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await running.catch(() => undefined);
       await connection.close();
+      await spawner.close();
     },
   };
 }
