@@ -33,6 +33,8 @@ export function ensureTestPrerequisites(root: string, isRoot = process.getuid?.(
     const install = spawnSync('bash', [depsScript], { stdio: ['ignore', 'inherit', 'inherit'] });
     if (install.status !== 0) return { installed, problem: `bash scripts/install-system-deps.sh failed (exit ${install.status ?? 'signal'}); fix what it printed above, then run npm test again.` };
     installed.push(...missing);
+    // The build (npm test's pretest) ran before gcc may have been here: compile the rank launcher now.
+    spawnSync('bash', [join(root, 'scripts', 'build-native.sh')], { stdio: ['ignore', 'inherit', 'inherit'] });
   }
   // Prints the CLI's path when it is there; builds it (minutes, once) when Go is; else says what is missing.
   const cli = spawnSync('bash', [join(root, 'scripts', 'ensure-temporal-cli.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
