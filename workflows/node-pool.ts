@@ -378,7 +378,9 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
     { description: "The node pool resource with live nodePoolStats (a job holding capacity counted in the state the pool knows; the API counts it in its record's), and the jobs holding capacity." },
   );
   setHandler(getNodePoolInternalsQuery, () => {
-    const unwritten = state.unwrittenGrants();
+    // A grant not yet written is shown where it was: at the head of the queue, holding no slot.
+    const granting = state.unwrittenRequests();
+    const unwritten = new Set(granting.map((r) => r.id));
     return {
       hosts: sched.hosts.map((h) => ({
         host: h.id,
@@ -389,7 +391,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         used: h.used.map((u) => (u !== null && unwritten.has(u) ? null : u)),
         ...factsOf(h.id),
       })),
-      queue: sched.queue.map((r, i) => {
+      queue: [...granting, ...sched.queue].map((r, i) => {
         const enqueuedAt = state.jobs[r.id]?.enqueuedAt;
         return {
           jobName: r.id,
@@ -402,9 +404,11 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         };
       }),
       queueSummary: { length: state.length, ranks: state.queuedRanks, window: settings.queueWindow },
-      reservation: sched.reservation,
+      reservation: state.writtenReservation(),
       allocations: Object.fromEntries(
-        written().map((a) => [
+        Object.values(sched.allocations)
+          .filter((a) => !unwritten.has(a.id))
+          .map((a) => [
           a.id,
           {
             ranks: a.ranks,
@@ -417,7 +421,7 @@ export async function nodePoolWorkflow(input: NodePoolInput): Promise<void> {
         ]),
       ),
     };
-  }, { description: 'Hosts with their slot owners, the head of the queue in order (queueSummary counts all), the head reservation, and allocations, as written (a grant once its step wrote it).' });
+  }, { description: 'Hosts with their slot owners, the head of the queue in order (queueSummary counts all), the head reservation, and allocations, as written (a grant once its step wrote it; until then it is at the head of the queue).' });
   setHandler(getHostFactsQuery, () => sched.hosts.map((h) => ({ host: h.id, status: h.status, ...factsOf(h.id) })), {
     description: 'Each host, its status, and what its agent reported when it joined (executors, python, isolation).',
   });

@@ -753,6 +753,20 @@ export class PoolQueue {
     return new Set((this.lastPass?.grants ?? []).filter((a) => this.scheduler.allocations[a.id] === a).map((a) => a.id));
   }
 
+  /**
+   * The requests of the unwritten grants (unwrittenGrants), as they were queued, in queue order: for
+   * reads, they are still at the head of the queue until their step is written.
+   */
+  unwrittenRequests(): QueuedRequest[] {
+    const unwritten = this.unwrittenGrants();
+    return (this.lastPass?.taken ?? []).filter((r) => unwritten.has(r.id));
+  }
+
+  /** The head reservation as written: the one before the last pass while any of its grants is unwritten. */
+  writtenReservation(): Reservation | null {
+    return this.lastPass && this.unwrittenGrants().size > 0 ? this.lastPass.reservation : this.scheduler.reservation;
+  }
+
   /** Jobs that closed the snapshot to ask, whose requests have not arrived. */
   awaiting(): string[] {
     return [...this.awaited];

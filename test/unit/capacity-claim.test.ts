@@ -248,6 +248,11 @@ describe('capacity claims', () => {
     const { grants } = q.pass({ now: NOW });
     assert.deepEqual(grants.map((g) => g.id), ['r']);
     assert.deepEqual([...q.unwrittenGrants()], ['r'], 'decided, not written: reads leave it out');
+    assert.deepEqual(
+      q.unwrittenRequests().map((r) => [r.id, r.ranks]),
+      [['r', 1]],
+      'and show it still queued',
+    );
     const placed = slotKeys(grants[0]!);
     // Meanwhile a job claims that very slot in the store: the pool's step is refused.
     const step = q.takeSync();
@@ -256,10 +261,39 @@ describe('capacity claims', () => {
     assert.ok(outcome.lost);
     q.followLostStep(step, outcome.lost);
     assert.deepEqual([...q.unwrittenGrants()], [], 'taken back');
+    assert.deepEqual(q.unwrittenRequests(), []);
     const sent = settle(q, store);
     assert.deepEqual(sent.map((g) => g.id), ['r']);
     assert.notDeepEqual(slotKeys(sent[0]!), placed, 'r landed elsewhere than its first pass placed it');
     assert.deepEqual([...q.unwrittenGrants()], [], 'written');
+    assert.deepEqual(q.unwrittenRequests(), []);
+  });
+
+  it('while a pass that moved the head reservation is unwritten, reads see the reservation written before it', () => {
+    const store = new Store();
+    // Two hosts of two slots: a 2-rank job holds one host; a 4-rank head cannot start, so it reserves.
+    const q = lendingPool(2, 2);
+    settle(q, store);
+    q.request({ jobName: 'holder', workflowId: 'holder', ranks: 2 }, T);
+    settle(q, store);
+    q.request({ jobName: 'big', workflowId: 'big', ranks: 4 }, T);
+    settle(q, store);
+    const reserved = q.scheduler.reservation;
+    assert.equal(reserved?.requestId, 'big', 'the head reserves');
+    assert.deepEqual(q.writtenReservation(), reserved);
+    // The holder ends: the next pass grants the head and drops its reservation, not yet written.
+    q.release('holder');
+    const { grants } = q.pass({ now: NOW });
+    assert.deepEqual(grants.map((g) => g.id), ['big']);
+    assert.equal(q.scheduler.reservation, null, 'in memory: no reservation any more');
+    assert.deepEqual(q.writtenReservation(), reserved, 'as written: still the head’s');
+    assert.deepEqual(q.unwrittenRequests().map((r) => r.id), ['big']);
+    const step = q.takeSync();
+    const outcome = store.sync(step);
+    assert.equal(outcome.lost, undefined);
+    q.applySync(step, outcome);
+    assert.equal(q.writtenReservation(), null, 'written');
+    assert.deepEqual(q.unwrittenRequests(), []);
   });
 
   it('carried across continue-as-new, the pool still knows its stored snapshot is open', () => {

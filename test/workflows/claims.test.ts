@@ -208,7 +208,7 @@ describe('capacity claims (job V3 and the pool)', () => {
     await openSnapshot(pool);
   });
 
-  it("the pool's queries answer what is written: a grant whose step is not written yet is no one's slot", async () => {
+  it("the pool's queries answer what is written: a grant whose step is not written yet is no one's slot, and still first in the queue", async () => {
     const pool = await bed.startPool('claim-read', { numNodes: 1 });
     await openSnapshot(pool);
     bed.world.gates.hold(`sync:${pool}`);
@@ -220,6 +220,11 @@ describe('capacity claims (job V3 and the pool)', () => {
       const before = await bed.internals(pool);
       assert.deepEqual(Object.keys(before.allocations), [], 'granted in memory, not written: not shown');
       assert.deepEqual(before.hosts.flatMap((h) => h.used), [null]);
+      assert.deepEqual(
+        before.queue.map((q) => [q.jobName, q.position]),
+        [[name, 1]],
+        'still at the head of the queue, where it is written',
+      );
     } finally {
       bed.world.gates.open(`sync:${pool}`);
     }
