@@ -12,7 +12,6 @@
  *        ro DIR         bind DIR onto itself read-only;
  *        bind SRC DST   bind SRC over DST (not recursive);
  *        rw DIR         bind DIR onto itself read-write (a folder under a read-only one);
- *        env NAME=VALUE a variable of the rank's environment, which is exactly these;
  *      a remount keeps the nosuid, nodev, noexec and atime flags of the mount it binds;
  *   3. privileges dropped for good: every capability out of the bounding and ambient sets, the
  *      inheritable set emptied, no supplementary groups, real/effective/saved gid then uid set to
@@ -21,9 +20,12 @@
  *   4. execvp(FILE, [FILE, ARG...]) in the rank's environment (FILE found on its PATH, as the rank
  *      would find it): the rank keeps this process's pid.
  *
- * Its own environment is not used, and none of the rank's reaches it before the drop: the agent
- * starts it with a fixed one, and it is linked statically, so no dynamic loader reads LD_PRELOAD or
- * the like while it is root.
+ * The rank's environment is exactly the variables this process gets as BATCHD_RANK_ENV_<NAME>, under
+ * their own names; every other variable of its own (a fixed PATH) is left behind. They come in the
+ * environment, which only root may read of a root process, and not as arguments, which every user of
+ * the host may read (/proc/<pid>/cmdline): a job's variables hold its secrets. Under that prefix no
+ * variable of the job means anything to this process, which is linked statically besides, so no
+ * dynamic loader reads LD_PRELOAD or the like while it is root.
  * It does what the shell launcher in src/agent/isolation.ts does with unshare, sh, one mount(8) per
  * folder and setpriv, in one exec instead of eight (each a fork and exec of a few milliseconds).
  * Nothing of the rank runs if any step fails: it prints one line on stderr and exits 126, or 127 when
@@ -54,6 +56,7 @@ extern char **environ;
 #endif
 
 static const char *NAME = "batchd-rank-launch";
+static const char RANK_ENV_PREFIX[] = "BATCHD_RANK_ENV_";
 
 static void fail(int code, const char *fmt, ...) {
   va_list ap;
@@ -165,13 +168,6 @@ int main(int argc, char **argv) {
   int i = 3;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     const char *op = argv[i];
-    if (strcmp(op, "env") == 0) {
-      const char *a = i + 1 < argc ? argv[i + 1] : "";
-      const char *eq = strchr(a, '=');
-      if (eq == NULL || eq == a) fail(126, "env needs NAME=VALUE, not '%s'", a);
-      i++;
-      continue;
-    }
     int operands = strcmp(op, "bind") == 0 ? 2 : (strcmp(op, "cg") == 0 || strcmp(op, "ro") == 0 || strcmp(op, "rw") == 0) ? 1 : -1;
     if (operands < 0) fail(126, "bad launcher argument %s", op);
     for (int k = 1; k <= operands; k++) {
@@ -182,13 +178,16 @@ int main(int argc, char **argv) {
   }
   if (i + 1 >= argc) fail(126, "no command after --");
   char **command = &argv[i + 1];
-  /* The rank's environment: the env operations' NAME=VALUE, in order (argv outlives the exec). */
-  char **rank_env = calloc((size_t)argc, sizeof *rank_env);
+  /* The rank's environment: what comes under the prefix, without it (pointers into this process's). */
+  size_t own = 0;
+  while (environ[own] != NULL) own++;
+  char **rank_env = calloc(own + 1, sizeof *rank_env);
   if (rank_env == NULL) fail(126, "out of memory");
   size_t vars = 0;
-  for (int j = 3; j < i; j++) {
-    if (strcmp(argv[j], "env") == 0) rank_env[vars++] = argv[++j];
-    else j += strcmp(argv[j], "bind") == 0 ? 2 : 1;
+  const size_t prefix = sizeof RANK_ENV_PREFIX - 1;
+  for (size_t k = 0; k < own; k++) {
+    const char *v = environ[k];
+    if (strncmp(v, RANK_ENV_PREFIX, prefix) == 0 && v[prefix] != '=' && strchr(v + prefix, '=') != NULL) rank_env[vars++] = environ[k] + prefix;
   }
 
   if (unshare(CLONE_NEWNS) != 0) fail(126, "cannot make a mount namespace: %s", strerror(errno));
@@ -197,7 +196,6 @@ int main(int argc, char **argv) {
     if (strcmp(argv[j], "cg") == 0) join_cgroup(argv[++j]);
     else if (strcmp(argv[j], "ro") == 0) bind_self(argv[++j], 1);
     else if (strcmp(argv[j], "rw") == 0) bind_self(argv[++j], 0);
-    else if (strcmp(argv[j], "env") == 0) ++j;
     else {
       bind(argv[j + 1], argv[j + 2]);
       j += 2;

@@ -88,10 +88,13 @@ export const BUILT_LAUNCHER = resolve(__dirname, '..', '..', 'native', 'batchd-r
 
 /**
  * How a rank is started: the command to spawn, its whole environment, and its cgroup. When a
- * launcher runs first with privileges the rank does not have (root, or a namespace's root), `env` is
- * a fixed one of batchd's and the rank's own environment travels in the launcher's arguments, to be
- * set only by the exec that follows the drop: no variable of a job (PATH, LD_PRELOAD, GLIBC_TUNABLES
- * and the like) ever reaches a process that runs with more than the rank's rights.
+ * launcher runs first with privileges the rank does not have (root, or a namespace's root), its
+ * environment is a fixed one of batchd's plus the rank's variables under RANK_ENV_PREFIX, which no
+ * loader, libc or shell reads, and the rank's environment is made of them only by the exec that
+ * follows the drop: no variable of a job (PATH, LD_PRELOAD, GLIBC_TUNABLES and the like) ever acts
+ * in a process that runs with more than the rank's rights. They travel in the environment and not
+ * in the arguments because any user of the host may read a process's arguments
+ * (/proc/<pid>/cmdline), and only its own user its environment; a job's variables hold its secrets.
  */
 export interface RankLaunch {
   file: string;
@@ -106,8 +109,35 @@ export type RankEnvironment = (isolation: Record<string, string>) => Record<stri
 /** The environment of a launcher's privileged part: nothing of the job's, tools found in root's folders only. */
 export const LAUNCHER_ENV: Readonly<Record<string, string>> = Object.freeze({ PATH: '/usr/sbin:/usr/bin:/sbin:/bin' });
 
-/** NAME=VALUE pairs, for `env -i` or the launcher's `env` operations. */
-const assignments = (env: Record<string, string>): string[] => Object.entries(env).map(([k, v]) => `${k}=${v}`);
+/** What a rank's variable is called while it passes through a launcher (RankLaunch). */
+export const RANK_ENV_PREFIX = 'BATCHD_RANK_ENV_';
+
+const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** A launcher's environment carrying the rank's: LAUNCHER_ENV, and each variable under RANK_ENV_PREFIX. */
+function carrying(rankEnv: Record<string, string>): { env: Record<string, string>; names: string[] } {
+  const env: Record<string, string> = { ...LAUNCHER_ENV };
+  const names = Object.keys(rankEnv);
+  for (const name of names) {
+    // The shell launchers name them in an eval: identifiers only (a job's are checked at create).
+    if (!VARIABLE_NAME.test(name)) throw new Error(`a rank's variable must be named like one: ${JSON.stringify(name)}`);
+    env[`${RANK_ENV_PREFIX}${name}`] = rankEnv[name]!;
+  }
+  return { env, names };
+}
+
+/**
+ * sh run as the rank, once the shell launchers have dropped what it may not have: its environment
+ * becomes exactly the named variables (NAME... --), taken from under RANK_ENV_PREFIX, and it execs
+ * the command (FILE ARG..., found on the rank's PATH). dash exports PWD by itself: unset too.
+ */
+const RANK_ENV = String.raw`unset PATH PWD OLDPWD
+while [ "$1" != -- ]; do
+  eval "export $1="\$BATCHD_RANK_ENV_$1"; unset BATCHD_RANK_ENV_$1"
+  shift
+done
+shift
+exec "$@"`;
 
 export interface RankPlace {
   account: string;
@@ -123,8 +153,8 @@ export interface RankPlace {
  * What batchd-rank-launch does in one process, for hosts where it was not built; same arguments.
  */
 const ROOT_LAUNCHER = `set -e
-u=$1 g=$2
-shift 2
+s=$1 u=$2 g=$3
+shift 3
 while [ "$1" != -- ]; do
   case $1 in
     cg) echo $$ >"$2"; shift 2 ;;
@@ -135,7 +165,7 @@ while [ "$1" != -- ]; do
   esac
 done
 shift
-exec setpriv --reuid="$u" --regid="$g" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- env -i "$@"`;
+exec setpriv --reuid="$u" --regid="$g" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- /bin/sh -c "$s" batchd-rank "$@"`;
 
 /**
  * sh run as the namespace's root in an unprivileged user namespace: the workspace read-only, DATA_DIR
@@ -144,15 +174,15 @@ exec setpriv --reuid="$u" --regid="$g" --clear-groups --no-new-privs --inh-caps=
  * locked and the rank is no longer root, so it cannot unmount them.
  */
 const USERNS_LAUNCHER = `set -e
-d=$1 r=$2 w=$3 u=$4 g=$5
-shift 6
+s=$1 d=$2 r=$3 w=$4 u=$5 g=$6
+shift 7
 cd "$r"
 if [ -n "$w" ]; then mount --bind "$w" "$w"; mount -o remount,bind,ro "$w"; fi
 mount -t tmpfs -o mode=0755,size=64k batchd-hidden "$d"
 mkdir -p "$r"
 mount --no-canonicalize --bind . "$r"
 cd "$r"
-exec unshare --user --mount --map-user="$u" --map-group="$g" -- env -i "$@"`;
+exec unshare --user --mount --map-user="$u" --map-group="$g" -- /bin/sh -c "$s" batchd-rank "$@"`;
 
 /** Folders every user may write to on a Debian host; a rank gets its own in their place. */
 const SHARED_WRITABLE = ['/tmp', '/var/tmp', '/run/lock'];
@@ -468,15 +498,13 @@ export class RankIsolation {
     // The rank folder stays writable where a read-only mount above covers it (a bind of a read-only
     // mount is read-only too until remounted).
     if (readOnly.some((d) => within(place.workDir, d))) ops.push('rw', place.workDir);
-    const rankEnv = assignments(env({ HOME: place.workDir, TMPDIR: tmp, USER: `batchd-${place.account}`, LOGNAME: `batchd-${place.account}`, PATH: this.rankPath }));
+    const { env: carried, names } = carrying(env({ HOME: place.workDir, TMPDIR: tmp, USER: `batchd-${place.account}`, LOGNAME: `batchd-${place.account}`, PATH: this.rankPath }));
     const ids = [String(uid), String(uid)];
-    if (this.launcher) {
-      return { file: this.launcher, args: [...ids, ...ops, ...rankEnv.flatMap((a) => ['env', a]), '--', command.file, ...command.args], env: { ...LAUNCHER_ENV }, cgroup };
-    }
+    if (this.launcher) return { file: this.launcher, args: [...ids, ...ops, '--', command.file, ...command.args], env: carried, cgroup };
     return {
       file: 'unshare',
-      args: ['--mount', '--propagation', 'private', '/bin/sh', '-c', ROOT_LAUNCHER, 'batchd-rank', ...ids, ...ops, '--', ...rankEnv, command.file, ...command.args],
-      env: { ...LAUNCHER_ENV },
+      args: ['--mount', '--propagation', 'private', '/bin/sh', '-c', ROOT_LAUNCHER, 'batchd-rank', RANK_ENV, ...ids, ...ops, '--', ...names, '--', command.file, ...command.args],
+      env: carried,
       cgroup,
     };
   }
@@ -486,11 +514,11 @@ export class RankIsolation {
     const ws = existsSync(this.o.workspaceDir) ? this.o.workspaceDir : '';
     const uid = String(process.getuid?.() ?? 0);
     const gid = String(process.getgid?.() ?? 0);
-    const rankEnv = assignments(env({ HOME: place.workDir, TMPDIR: join(place.workDir, 'tmp') }));
+    const { env: carried, names } = carrying(env({ HOME: place.workDir, TMPDIR: join(place.workDir, 'tmp') }));
     return {
       file: 'unshare',
-      args: ['--user', '--map-root-user', '--mount', '--propagation', 'private', '/bin/sh', '-c', USERNS_LAUNCHER, 'batchd-rank', this.o.dataDir, place.workDir, ws, uid, gid, '--', ...rankEnv, command.file, ...command.args],
-      env: { ...LAUNCHER_ENV },
+      args: ['--user', '--map-root-user', '--mount', '--propagation', 'private', '/bin/sh', '-c', USERNS_LAUNCHER, 'batchd-rank', RANK_ENV, this.o.dataDir, place.workDir, ws, uid, gid, '--', ...names, '--', command.file, ...command.args],
+      env: carried,
     };
   }
 }
@@ -517,8 +545,6 @@ export class AgentIsolation {
 
   /** How to start one rank. Its folder is made here, owned by the rank's uid when isolated. */
   launch(place: RankPlace, command: { file: string; args: string[] }, env: RankEnvironment): RankLaunch {
-    // The launchers end in `env -i NAME=VALUE… FILE`, which would take a FILE with "=" for one more variable.
-    if (command.file.includes('=')) throw new Error(`a rank's command cannot contain "=": ${command.file}`);
     if (this.parent.mode === 'isolated' && this.cgroups) {
       const memoryBytes = place.memoryLimit === undefined ? this.memoryLimit : this.cgroups.memory ? (place.memoryLimit ?? undefined) : undefined;
       const cgroup = this.cgroups.create(rankCgroupName(place.account, place.jobId, place.rank), { memoryBytes, pidsMax: this.o.pidsMax || undefined });

@@ -150,7 +150,12 @@ for (const [name, launcher] of launchers) for (const [where, base] of places) {
     it('hands the job’s variables to the rank alone: PATH and LD_PRELOAD reach nothing that runs before the drop', async () => {
       const kit = mkdtempSync(join(dataDir, 'kit-'));
       chmodSync(kit, 0o755);
-      const { workDir, result } = run('/bin/sh', ['-c', 'echo "PATH=$PATH"; echo "LD_PRELOAD=$LD_PRELOAD"'], { jobEnv: { PATH: `${kit}:/usr/bin:/bin`, LD_PRELOAD: join(kit, 'evil.so') } });
+      const secret = `s3cret-${process.pid}-${Date.now()}`;
+      const { workDir, launch, result } = run('/bin/sh', ['-c', 'echo "PATH=$PATH"; echo "LD_PRELOAD=$LD_PRELOAD"; echo "TOKEN=$TOKEN"; /usr/bin/env | grep -c ^BATCHD_RANK_ENV_ || true'], {
+        jobEnv: { PATH: `${kit}:/usr/bin:/bin`, LD_PRELOAD: join(kit, 'evil.so'), TOKEN: secret },
+      });
+      // Any user of the host may read a process's arguments (/proc/<pid>/cmdline): no value of the job's is among them.
+      assert.deepEqual(launch.args.filter((a) => a.includes(secret) || a.includes('evil.so') || a.includes(kit)), [], 'the job’s variables are not in the arguments');
       // In the rank's folder, the one place it can write wherever DATA_DIR is.
       const ran = join(workDir, 'ran');
       // What a tenant could leave in its rank folder: a library that records who loads it, and fake tools.
@@ -161,11 +166,11 @@ for (const [name, launcher] of launchers) for (const [where, base] of places) {
       }
       const r = await result();
       assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(r.stdout.trim().split('\n'), [`PATH=${kit}:/usr/bin:/bin`, `LD_PRELOAD=${join(kit, 'evil.so')}`], 'the rank has the job’s variables');
+      assert.deepEqual(r.stdout.trim().split('\n'), [`PATH=${kit}:/usr/bin:/bin`, `LD_PRELOAD=${join(kit, 'evil.so')}`, `TOKEN=${secret}`, '0'], 'the rank has the job’s variables, under their own names only');
       const uid = iso.uidOf('acme');
       const loads = readFileSync(ran, 'utf8').trim().split('\n');
       assert.ok(loads.includes(`so ${uid}`), `the library was loaded by the rank (so the probe can fire):\n${loads.join('\n')}`);
-      assert.deepEqual(loads.filter((l) => l !== `so ${uid}`), [], 'nothing of the job ran as anyone but the rank');
+      assert.deepEqual(loads.filter((l) => !l.endsWith(` ${uid}`)), [], 'nothing of the job ran as anyone but the rank');
     });
 
     it('replaces, and does not follow, a link that an earlier attempt of the job left for its tmp', async () => {
@@ -200,8 +205,8 @@ for (const [name, launcher] of launchers) for (const [where, base] of places) {
     it('says so and exits 127 when the command is not found', async () => {
       const r = await run('batchd-no-such-command', []).result();
       assert.equal(r.status, 127);
-      // batchd-rank-launch: "failed to execute batchd-no-such-command: …"; the shell launcher's env: "env: 'batchd-no-such-command': …".
-      assert.match(r.stderr, /batchd-no-such-command'?: No such file or directory/);
+      // batchd-rank-launch: "failed to execute batchd-no-such-command: No such file or directory"; the shell launcher's sh: "exec: batchd-no-such-command: not found".
+      assert.match(r.stderr, /batchd-no-such-command: (No such file or directory|not found)/);
     });
 
     it('runs nothing of the rank when it cannot join its cgroup', async () => {
