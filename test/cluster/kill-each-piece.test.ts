@@ -89,13 +89,17 @@ async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T 
 // ---------------------------------------------------------------------------------------------
 // Jobs
 
-/** What every rank runs: take the rank's lock with O_EXCL (a second start marks .twice), sleep, mark .done, say done. */
+/**
+ * What every rank runs: take the rank's lock with O_EXCL (a second start marks .twice), writing into it
+ * its working folder (which lies in its agent's DATA_DIR, so it says the host), sleep, mark .done, say done.
+ */
 const RANK_PY = String.raw`
 import os, sys, time
 locks = os.environ["LOCKS"]
 name = "%s-a%s-r%s" % (os.environ["BATCH_JOB_ID"], os.environ["BATCH_JOB_ATTEMPT"], os.environ["RANK"])
 try:
     fd = os.open(os.path.join(locks, name), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    os.write(fd, os.getcwd().encode())
     os.close(fd)
 except FileExistsError:
     open(os.path.join(locks, name + ".twice"), "a").close()
@@ -105,7 +109,7 @@ open(os.path.join(locks, name + ".done"), "a").close()
 print("done %s rank %s" % (os.environ["BATCH_JOB_ID"], os.environ["RANK"]), flush=True)
 `;
 const RANK_SH =
-  'set -C; n="$LOCKS/$BATCH_JOB_ID-a$BATCH_JOB_ATTEMPT-r$RANK"; if ! : > "$n"; then : >> "$n.twice"; exit 3; fi; sleep "$SLEEP"; : > "$n.done"; echo "done $BATCH_JOB_ID rank $RANK"';
+  'set -C; n="$LOCKS/$BATCH_JOB_ID-a$BATCH_JOB_ATTEMPT-r$RANK"; if ! pwd > "$n"; then : >> "$n.twice"; exit 3; fi; sleep "$SLEEP"; : > "$n.done"; echo "done $BATCH_JOB_ID rank $RANK"';
 
 interface Job {
   id: string;
@@ -213,6 +217,24 @@ function rankMarks(suffix: string): string[] {
   return readdirSync(join(layoutOf(options).workspace, 'locks')).filter((f) => f.endsWith(suffix));
 }
 
+/** Jobs with a rank that started (took its lock) on the host of agent `agent`: its lock names a folder in that agent's DATA_DIR. */
+function startedOn(agent: string, jobs: Job[]): Set<string> {
+  const dir = join(layoutOf(options).workspace, 'locks');
+  const started = new Set<string>();
+  for (const job of jobs) {
+    for (let r = 0; r < job.ranks; r++) {
+      let where = '';
+      try {
+        where = readFileSync(join(dir, `${job.id}-a1-r${r}`), 'utf8');
+      } catch {
+        continue; // not started
+      }
+      if (where.includes(`/${agent}/`)) started.add(job.id);
+    }
+  }
+  return started;
+}
+
 /** Jobs each of whose ranks has finished its work (its .done mark), whatever became of the report. */
 function finishedJobs(jobs: Job[]): Set<string> {
   const marks = new Set(rankMarks('.done'));
@@ -304,7 +326,9 @@ async function settle(jobs: Job[], restartedAt: number, prober: Prober): Promise
 
 /**
  * One scenario: 40 jobs in flight, kill `name`, wait `downMs`, start it again, check everything.
- * `onKilledHost`: the jobs with ranks on the killed process's host that had not all finished at the kill.
+ * `onKilledHost`: the jobs with a rank at work on the killed process's host at the kill: started there,
+ * and not all finished. (A job the pool had placed there whose rank had not started yet may run there
+ * once the agent is back, or elsewhere: its work was not under way, so nothing of it was lost.)
  */
 async function killAndRestart(scenario: string, name: string, downMs: number): Promise<{ problems: string[]; states: Map<string, { state: string; status: string }>; onKilledHost: Set<string> }> {
   const jobs = jobsFor(scenario);
@@ -322,7 +346,8 @@ async function killAndRestart(scenario: string, name: string, downMs: number): P
       const listed = await until(`a job at work on ${host}`, 60_000, async () => {
         const on = new Set((await poolUsage(options)).hosts.find((h) => h.host === host)?.slotJobs.filter((j): j is string => !!j) ?? []);
         const finished = finishedJobs(jobs);
-        return [...on].some((j) => !finished.has(j)) ? on : undefined;
+        const started = startedOn(name, jobs);
+        return [...on].some((j) => started.has(j) && !finished.has(j)) ? on : undefined;
       });
       for (const j of listed) onKilledHost.add(j);
     }
@@ -334,13 +359,14 @@ async function killAndRestart(scenario: string, name: string, downMs: number): P
     // The usage read above may still list a job whose ranks had all finished (its release on the way):
     // such a job may end COMPLETED. Any other job on the killed host cannot have been reported whole.
     const finishedAtKill = finishedJobs(jobs);
+    const startedAtKill = killed?.host ? startedOn(name, jobs) : new Set<string>();
     await sleep(downMs);
     await startOne(state, name, say, 180_000);
     const restartedAt = Date.now();
     if (api) prober.down.delete(api);
     say(`${scenario}: ${name} is back`);
     const result = await settle(jobs, restartedAt, prober);
-    return { ...result, onKilledHost: new Set([...onKilledHost].filter((id) => !finishedAtKill.has(id))) };
+    return { ...result, onKilledHost: new Set([...onKilledHost].filter((id) => startedAtKill.has(id) && !finishedAtKill.has(id))) };
   } finally {
     await prober.stop();
   }
