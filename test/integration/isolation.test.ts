@@ -10,12 +10,12 @@
  * one `npm start` takes there.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { plantAttackKit } from '../support/attack-kit';
 import { Api, type BatchJobBody, processesMatching, startTestService, type TestService, waitFor, waitForState } from '../support/harness';
 
 const A = '/v1/accounts/default';
@@ -181,20 +181,9 @@ describe('rank isolation: ranks that attack the service', () => {
     // named as the launchers' (the workspace stands in for any folder a rank could write before).
     const kit = join(t.workspaceDir, 'kit');
     mkdirSync(kit, { recursive: true });
-    writeFileSync(join(kit, 'evil.c'), String.raw`#include <stdio.h>
-#include <stdlib.h>
-#include <unistd.h>
-__attribute__((constructor)) static void evil(void) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/ran", getenv("HOME") ? getenv("HOME") : "/nonexistent");
-  FILE *f = fopen(path, "a");
-  if (f) { fprintf(f, "so %u\n", getuid()); fclose(f); }
-}
-`);
-    execFileSync('cc', ['-shared', '-fPIC', '-o', join(kit, 'evil.so'), join(kit, 'evil.c')]);
-    for (const tool of ['unshare', 'sh', 'mount', 'setpriv', 'env', 'batchd-rank-launch']) {
-      writeFileSync(join(kit, tool), `#!/bin/sh\necho "${tool} $(id -u)" >> "$HOME/ran"\nexit 99\n`, { mode: 0o755 });
-    }
+    // Its log in the rank's folder (made before anything of the rank is spawned).
+    const ran = join(t.dataDir, 'work', 'acme', 'preload', 'rank-0', 'ran');
+    plantAttackKit(kit, ran);
     const r = await acme.post(`${ACME}/batchJobs?batchJobId=preload`, {
       nodePoolId: 'cpu',
       envVars: { PATH: `${kit}:/usr/bin:/bin`, LD_PRELOAD: join(kit, 'evil.so') },
@@ -205,7 +194,7 @@ __attribute__((constructor)) static void evil(void) {
     assert.equal(done.state, 'COMPLETED', done.status);
     assert.deepEqual(await logsOf(acme, ACME, 'preload'), [join(kit, 'evil.so')]);
     const uid = (JSON.parse(readFileSync(join(t.dataDir, 'rank-uids.json'), 'utf8')) as Record<string, number>).acme;
-    const loads = readFileSync(join(t.dataDir, 'work', 'acme', 'preload', 'rank-0', 'ran'), 'utf8').trim().split('\n');
+    const loads = readFileSync(ran, 'utf8').trim().split('\n');
     assert.ok(loads.includes(`so ${uid}`), `the rank loaded the library (so the probe can fire):\n${loads.join('\n')}`);
     assert.deepEqual(loads.filter((l) => l !== `so ${uid}`), [], 'nothing of the job ran as root');
   });

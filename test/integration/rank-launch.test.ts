@@ -23,6 +23,7 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { type AgentIsolation, BUILT_LAUNCHER, RankIsolation } from '../../src/agent/isolation';
 import { rankCgroupName } from '../../src/domain/isolation';
+import { plantAttackKit } from '../support/attack-kit';
 
 /** What the rank reports about itself; each write it tries prints ALLOWED/BLOCKED <what>. */
 const PROBE = String.raw`
@@ -158,12 +159,7 @@ for (const [name, launcher] of launchers) for (const [where, base] of places) {
       assert.deepEqual(launch.args.filter((a) => a.includes(secret) || a.includes('evil.so') || a.includes(kit)), [], 'the job’s variables are not in the arguments');
       // In the rank's folder, the one place it can write wherever DATA_DIR is.
       const ran = join(workDir, 'ran');
-      // What a tenant could leave in its rank folder: a library that records who loads it, and fake tools.
-      writeFileSync(join(kit, 'evil.c'), `#include <stdio.h>\n#include <unistd.h>\n__attribute__((constructor)) static void evil(void) { FILE *f = fopen("${ran}", "a"); if (f) { fprintf(f, "so %u\\n", getuid()); fclose(f); } }\n`);
-      execFileSync('cc', ['-shared', '-fPIC', '-o', join(kit, 'evil.so'), join(kit, 'evil.c')]);
-      for (const tool of ['unshare', 'sh', 'mount', 'setpriv', 'env']) {
-        writeFileSync(join(kit, tool), `#!/bin/sh\necho "${tool} $(id -u)" >> ${ran}\nexit 99\n`, { mode: 0o755 });
-      }
+      plantAttackKit(kit, ran);
       const r = await result();
       assert.equal(r.status, 0, r.stderr);
       assert.deepEqual(r.stdout.trim().split('\n'), [`PATH=${kit}:/usr/bin:/bin`, `LD_PRELOAD=${join(kit, 'evil.so')}`, `TOKEN=${secret}`, '0'], 'the rank has the job’s variables, under their own names only');
